@@ -1,0 +1,178 @@
+#include "harness.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "mlxn/error.h"
+
+namespace mlxn::bench {
+
+namespace {
+
+std::vector<Case>& cases() {
+  static std::vector<Case> c;
+  return c;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+uint64_t splitmix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// Median milliseconds per call of `fn`, which enqueues `per_call` calls per invocation.
+double time_ms(Session& s, const std::function<void()>& fn, double per_call, bool quick) {
+  Timer t(s);
+  t.start();
+  fn();
+  t.stop();
+  const double one = std::max(t.elapsed_ms(), 1e-4);
+  const int iters = int(std::clamp((quick ? 1.0 : 4.0) / one, 1.0, 2000.0));
+  const int reps = quick ? 5 : 15;
+  std::vector<double> samples;
+  for (int r = 0; r < reps; ++r) {
+    t.start();
+    for (int i = 0; i < iters; ++i) fn();
+    t.stop();
+    samples.push_back(t.elapsed_ms() / iters / per_call);
+  }
+  return median(samples);
+}
+
+// Bytes read + written per second by a plain device copy: the bandwidth ceiling.
+double copy_bandwidth_gbs(Session& s, bool quick) {
+  const int64_t n = s.device().is_cuda() ? (int64_t(1) << 30) : (int64_t(1) << 28);
+  Array a = Array::empty({n}, DType::u8, s.device()), b = Array::empty({n}, DType::u8, s.device());
+  std::function<void()> copy;
+  if (s.device().is_cuda()) {
+    copy = [&] { s.copy(b, a); };
+  } else {
+    // Every core copies its own slice, as the CPU kernels spread rows over cores.
+    copy = [&] {
+      auto* src = a.data_as<char>();
+      auto* dst = b.data_as<char>();
+#pragma omp parallel
+      {
+        const int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
+        const int64_t chunk = (n + nt - 1) / nt, lo = id * chunk, hi = std::min(n, lo + chunk);
+        if (lo < hi) std::memcpy(dst + lo, src + lo, size_t(hi - lo));
+      }
+    };
+  }
+  copy();
+  s.synchronize();
+  const double ms = time_ms(s, copy, 1, quick);
+  return 2.0 * double(n) / (ms * 1e-3) / 1e9;
+}
+
+}  // namespace
+
+bool register_case(Case c) {
+  cases().push_back(std::move(c));
+  return true;
+}
+
+Array random_device_array(Session& s, Dims shape, DType dtype, uint64_t seed) {
+  Array a = Array::empty(shape, dtype, s.device());
+  const int64_t n = a->numel();
+  std::vector<unsigned char> host(a->nbytes());
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const double u = double(splitmix(seed * 0x100000001b3ull + uint64_t(i)) >> 11) * 0x1.0p-53 * 2.0 - 1.0;
+    switch (dtype) {
+      case DType::f32: reinterpret_cast<float*>(host.data())[i] = float(u); break;
+      case DType::f16: reinterpret_cast<Half*>(host.data())[i] = Half(float(u)); break;
+      case DType::bf16: reinterpret_cast<BFloat16*>(host.data())[i] = BFloat16(float(u)); break;
+      case DType::i32: reinterpret_cast<int32_t*>(host.data())[i] = int32_t(u * 1000); break;
+      case DType::u32: reinterpret_cast<uint32_t*>(host.data())[i] = uint32_t((u + 1) * 1000); break;
+      default: host[size_t(i) % host.size()] = uint8_t(u * 127);
+    }
+  }
+  s.upload(a, host.data(), host.size());
+  s.synchronize();
+  return a;
+}
+
+int run_benchmarks(const BenchOptions& opts) {
+  Session s(opts.device);
+  const DeviceInfo info = device_info(opts.device);
+  const bool cuda = opts.device.is_cuda();
+  const double copy_gbs = copy_bandwidth_gbs(s, opts.quick);
+  std::printf("mlxn bench on %s (%s): copy bandwidth %.0f GB/s (read + write)\n", opts.device.str().c_str(),
+              info.name.c_str(), copy_gbs);
+  std::printf("%-44s %10s %10s %9s %7s %14s %5s\n", "case", "time us", "graph us", "GB/s", "%copy", "goal", "ok");
+
+  nlohmann::json out;
+  out["device"] = opts.device.str();
+  out["device_name"] = info.name;
+  out["copy_gbs"] = copy_gbs;
+  out["cases"] = nlohmann::json::array();
+  int failures = 0;
+  for (const Case& c : cases()) {
+    if (!opts.filter.empty() && c.name.find(opts.filter) == std::string::npos) continue;
+    if (c.cuda_only && !cuda) continue;
+    Workload w = c.make(s);
+    w.run();  // warm-up (also surfaces errors before timing)
+    s.synchronize();
+    const double us = time_ms(s, w.run, 1, opts.quick) * 1e3;
+    double graph_us = 0;
+    if (cuda && w.graph_replay) {
+      constexpr int kLaunches = 100;
+      s.begin_capture();
+      for (int i = 0; i < kLaunches; ++i) w.run();
+      Graph g = s.end_capture();
+      g.replay();
+      s.synchronize();
+      graph_us = time_ms(s, [&] { g.replay(); }, kLaunches, opts.quick) * 1e3;
+    }
+    const double best_us = graph_us > 0 ? graph_us : us;
+    const double gbs = w.bytes / (best_us * 1e-6) / 1e9;
+    const double pct = 100.0 * gbs / copy_gbs;
+    std::string goal = "-";
+    bool pass = true;
+    // Bars are stated for the GPU; on the CPU they are reported but not judged.
+    if (c.goal_pct_copy > 0) {
+      goal = ">=" + std::to_string(int(c.goal_pct_copy)) + "% copy";
+      if (cuda) pass = pass && pct >= c.goal_pct_copy;
+    }
+    if (c.goal_us > 0) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "<=%.1f us", c.goal_us);
+      goal = buf;
+      if (cuda) pass = pass && best_us <= c.goal_us;
+    }
+    const bool judged = cuda && (c.goal_pct_copy > 0 || c.goal_us > 0);
+    if (judged && !pass) ++failures;
+    char graph_col[16] = "-";
+    if (graph_us > 0) std::snprintf(graph_col, sizeof graph_col, "%.2f", graph_us);
+    std::printf("%-44s %10.2f %10s %9.1f %6.1f%% %14s %5s\n", c.name.c_str(), us, graph_col, gbs, pct, goal.c_str(),
+                judged ? (pass ? "yes" : "NO") : "-");
+    std::fflush(stdout);
+    out["cases"].push_back({{"name", c.name}, {"family", c.family}, {"us", us}, {"graph_us", graph_us},
+                            {"bytes", w.bytes}, {"flops", w.flops}, {"gbs", gbs}, {"pct_copy", pct},
+                            {"goal_pct_copy", c.goal_pct_copy}, {"goal_us", c.goal_us},
+                            {"judged", judged}, {"pass", pass}});
+  }
+  if (!opts.json_path.empty()) {
+    std::ofstream f(opts.json_path);
+    if (!f) throw_error<InvalidArgument>("bench", "cannot write ", opts.json_path);
+    f << out.dump(2) << "\n";
+  }
+  if (failures) std::printf("%d case(s) missed their bar\n", failures);
+  return 0;
+}
+
+}  // namespace mlxn::bench

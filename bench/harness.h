@@ -1,0 +1,51 @@
+#pragma once
+// Benchmark harness behind `mlxn bench`. A case builds its inputs once and returns a
+// Workload: a callable that enqueues one call, plus the bytes and FLOPs that call must move
+// and compute. The harness times it (device events, warm-up, median of repetitions; small
+// calls also as CUDA-graph replays of many launches), measures the device's copy
+// bandwidth in the same run, and reports every case as time, GB/s and % of that ceiling.
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "mlxn/session.h"
+
+namespace mlxn::bench {
+
+struct BenchOptions {
+  Device device = Device::cpu();
+  std::string filter;
+  std::string json_path;
+  bool quick = false;
+};
+
+struct Workload {
+  std::function<void()> run;  // enqueues one call on the session
+  double bytes = 0;           // fewest bytes the call must read + write
+  double flops = 0;           // 0 for memory-bound ops
+  // Decode-sized calls: also time per launch inside a replayed graph of many launches.
+  bool graph_replay = false;
+};
+
+struct Case {
+  std::string name;    // "rms_norm bf16 [8192, 4096]"
+  std::string family;  // "norm"
+  std::function<Workload(Session&)> make;
+  double goal_pct_copy = 0;    // bar: >= this % of copy bandwidth (0 = none)
+  double goal_us = 0;          // bar: <= this many microseconds (graph replay where set)
+  bool cuda_only = false;      // too large for the CPU backend to be worth timing
+};
+
+bool register_case(Case c);
+int run_benchmarks(const BenchOptions& opts);
+
+// Random contiguous device data (uniform [-1, 1)); bench inputs are never zeros.
+Array random_device_array(Session& s, Dims shape, DType dtype, uint64_t seed);
+
+}  // namespace mlxn::bench
+
+#define MLXN_BENCH_CONCAT2(a, b) a##b
+#define MLXN_BENCH_CONCAT(a, b) MLXN_BENCH_CONCAT2(a, b)
+// MLXN_BENCH(Case{...});  at namespace scope in a bench/<family>.cpp file.
+#define MLXN_BENCH(...) \
+  [[maybe_unused]] static const bool MLXN_BENCH_CONCAT(mlxn_bench_, __LINE__) = ::mlxn::bench::register_case(__VA_ARGS__)

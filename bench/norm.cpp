@@ -1,0 +1,41 @@
+// Norm benchmarks: the bandwidth bars of the foundation issue and a decode-sized call.
+#include "harness.h"
+#include "mlxn/ops/norm.h"
+
+namespace mlxn::bench {
+namespace {
+
+constexpr int64_t kRows = 8192, kDim = 4096;
+
+Workload rms_norm_case(Session& s, int64_t rows, DType dt) {
+  Array x = random_device_array(s, {rows, kDim}, dt, 1);
+  Array w = random_device_array(s, {kDim}, DType::f32, 2);
+  Array y = Array::empty({rows, kDim}, dt, s.device());
+  const double e = double(element_size(dt));
+  return {[&s, x, w, y] { rms_norm(s, x, y, {w.tensor()}); }, 2.0 * double(rows * kDim) * e + 4.0 * kDim, 0,
+          rows == 1};
+}
+
+Workload rms_norm_residual_case(Session& s, int64_t rows, DType dt) {
+  Array x = random_device_array(s, {rows, kDim}, dt, 3);
+  Array r = random_device_array(s, {rows, kDim}, dt, 4);
+  Array w = random_device_array(s, {kDim}, DType::f32, 5);
+  Array y = Array::empty({rows, kDim}, dt, s.device());
+  Array sum = Array::empty({rows, kDim}, dt, s.device());
+  const double e = double(element_size(dt));
+  // reads x and residual, writes y and the sum
+  return {[&s, x, r, w, y, sum] { rms_norm_residual(s, x, r, y, {w.tensor()}, sum.tensor()); },
+          4.0 * double(rows * kDim) * e + 4.0 * kDim, 0, rows == 1};
+}
+
+MLXN_BENCH(Case{"rms_norm bf16 [8192, 4096]", "norm", [](Session& s) { return rms_norm_case(s, kRows, DType::bf16); }, 90});
+MLXN_BENCH(Case{"rms_norm f32 [8192, 4096]", "norm", [](Session& s) { return rms_norm_case(s, kRows, DType::f32); }, 0});
+MLXN_BENCH(Case{"rms_norm_residual bf16 [8192, 4096]", "norm",
+                [](Session& s) { return rms_norm_residual_case(s, kRows, DType::bf16); }, 80});
+MLXN_BENCH(Case{"rms_norm bf16 [1, 4096] (decode)", "norm", [](Session& s) { return rms_norm_case(s, 1, DType::bf16); },
+                0, 3.0});
+MLXN_BENCH(Case{"rms_norm_residual bf16 [1, 4096] (decode)", "norm",
+                [](Session& s) { return rms_norm_residual_case(s, 1, DType::bf16); }, 0, 3.0});
+
+}  // namespace
+}  // namespace mlxn::bench

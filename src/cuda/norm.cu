@@ -1,0 +1,79 @@
+// CUDA entry for the norm family: NormArgs -> kernel parameters, launch-shape choice.
+#include "cuda/common/check.h"
+#include "cuda/common/dispatch.cuh"
+#include "cuda/common/launch.h"
+#include "cuda/kernels/norm.cuh"
+#include "ops/norm_args.h"
+#include "ops/registry.h"
+
+namespace mlxn::cuda {
+
+using detail::NormArgs;
+namespace k = kernels;
+
+namespace {
+
+template <class T, class U>
+k::RowPtr<U> row_ptr(const detail::RowView& v) {
+  return {static_cast<U*>(v.data), v.row_stride};
+}
+
+template <class T, class W>
+void launch_norm(Session& s, const NormArgs& a) {
+  constexpr int N = k::Vec<T>::N;
+  k::NormKernelParams<T, W> p{};
+  p.x = row_ptr<T, const T>(a.x);
+  p.out = row_ptr<T, T>(a.out);
+  p.residual = row_ptr<T, const T>(a.residual);
+  p.sum_out = row_ptr<T, T>(a.sum_out);
+  p.other = row_ptr<T, const T>(a.other);
+  p.weight = static_cast<const W*>(a.weight);
+  p.bias = static_cast<const W*>(a.bias);
+  p.cols = int(a.x.cols);
+  p.eps = a.eps;
+  p.stat = static_cast<k::NormStatK>(a.stat);
+  p.epi = static_cast<k::NormEpiK>(a.epilogue);
+  p.weight_offset = a.weight_offset;
+  p.vec = vectorizable(a.x, N) && vectorizable(a.out, N) && vectorizable(a.residual, N) &&
+          vectorizable(a.sum_out, N) && vectorizable(a.other, N);
+
+  const unsigned grid = grid_dim("norm", a.x.rows);
+  const int chunks = int((a.x.cols + N - 1) / N);
+  // Aim for 256 threads per row with up to 8 chunks each held in registers; wider rows
+  // take up to 1024 threads; rows beyond that stream through memory twice.
+  const int vpt = chunks <= 256 ? 1 : chunks <= 512 ? 2 : chunks <= 1024 ? 4 : 8;
+  const int threads = round_up((chunks + vpt - 1) / vpt, 32);
+  cudaStream_t st = stream_of(s);
+  if (threads > 1024) {
+    k::norm_rows_wide_kernel<T, W><<<grid, 1024, 0, st>>>(p);
+  } else if (vpt == 1) {
+    k::norm_rows_kernel<T, W, 1><<<grid, threads, 0, st>>>(p);
+  } else if (vpt == 2) {
+    k::norm_rows_kernel<T, W, 2><<<grid, threads, 0, st>>>(p);
+  } else if (vpt == 4) {
+    k::norm_rows_kernel<T, W, 4><<<grid, threads, 0, st>>>(p);
+  } else {
+    k::norm_rows_kernel<T, W, 8><<<grid, threads, 0, st>>>(p);
+  }
+  check_launch(s, "norm");
+}
+
+void norm_cuda(Session& s, const NormArgs& a) {
+  dispatch_float(a.x.dtype, "norm", [&]<class T>() {
+    if (a.weight_dtype == DType::f32 || (!a.weight && !a.bias)) launch_norm<T, float>(s, a);
+    else launch_norm<T, T>(s, a);
+  });
+}
+
+}  // namespace
+
+MLXN_REGISTER_KERNEL(rms_norm, norm, cuda, kFloatTypes, detail::NormArgs, norm_cuda);
+MLXN_REGISTER_KERNEL(rms_norm_mul, norm, cuda, kFloatTypes, detail::NormArgs, norm_cuda);
+MLXN_REGISTER_KERNEL(rms_norm_residual, norm, cuda, kFloatTypes, detail::NormArgs, norm_cuda);
+MLXN_REGISTER_KERNEL(rms_norm_add, norm, cuda, kFloatTypes, detail::NormArgs, norm_cuda);
+MLXN_REGISTER_KERNEL(rms_norm_heads, norm, cuda, kFloatTypes, detail::NormArgs, norm_cuda);
+MLXN_REGISTER_KERNEL(l2_norm, norm, cuda, kFloatTypes, detail::NormArgs, norm_cuda);
+MLXN_REGISTER_KERNEL(ssm_norm_gate, norm, cuda, kFloatTypes, detail::NormArgs, norm_cuda);
+MLXN_REGISTER_KERNEL(layer_norm, norm, cuda, kFloatTypes, detail::NormArgs, norm_cuda);
+
+}  // namespace mlxn::cuda
