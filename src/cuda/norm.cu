@@ -34,27 +34,29 @@ void launch_norm(Session& s, const NormArgs& a) {
   p.stat = static_cast<k::NormStatK>(a.stat);
   p.epi = static_cast<k::NormEpiK>(a.epilogue);
   p.weight_offset = a.weight_offset;
-  p.vec = vectorizable(a.x, N) && vectorizable(a.out, N) && vectorizable(a.residual, N) &&
-          vectorizable(a.sum_out, N) && vectorizable(a.other, N);
+  // The vector path needs every row and vector 16-byte aligned and whole vectors per row.
+  const bool vec = vectorizable(a.x, N) && vectorizable(a.out, N) && vectorizable(a.residual, N) &&
+                   vectorizable(a.sum_out, N) && vectorizable(a.other, N) && aligned16(a.weight) &&
+                   aligned16(a.bias);
 
   const unsigned grid = grid_dim("norm", a.x.rows);
   const int chunks = int((a.x.cols + N - 1) / N);
-  // Aim for 256 threads per row with up to 8 chunks each held in registers; wider rows
-  // take up to 1024 threads; rows beyond that stream through memory twice.
-  const int vpt = chunks <= 256 ? 1 : chunks <= 512 ? 2 : chunks <= 1024 ? 4 : 8;
+  // Aim for 256 threads per row with up to 8 chunks each held in registers; a few rows
+  // (decode) take one chunk per thread, for the shortest dependency chain; wider rows take
+  // up to 1024 threads; rows beyond that stream through memory twice.
+  int vpt = chunks <= 256 ? 1 : chunks <= 512 ? 2 : chunks <= 1024 ? 4 : 8;
+  if (a.x.rows < 64 && chunks <= 1024) vpt = 1;
   const int threads = round_up((chunks + vpt - 1) / vpt, 32);
   cudaStream_t st = stream_of(s);
-  if (threads > 1024) {
-    k::norm_rows_wide_kernel<T, W><<<grid, 1024, 0, st>>>(p);
-  } else if (vpt == 1) {
-    k::norm_rows_kernel<T, W, 1><<<grid, threads, 0, st>>>(p);
-  } else if (vpt == 2) {
-    k::norm_rows_kernel<T, W, 2><<<grid, threads, 0, st>>>(p);
-  } else if (vpt == 4) {
-    k::norm_rows_kernel<T, W, 4><<<grid, threads, 0, st>>>(p);
-  } else {
-    k::norm_rows_kernel<T, W, 8><<<grid, threads, 0, st>>>(p);
-  }
+  auto launch = [&]<int V>() {
+    if (vec) k::norm_rows_kernel<T, W, V, true><<<grid, threads, 0, st>>>(p);
+    else k::norm_rows_kernel<T, W, V, false><<<grid, threads, 0, st>>>(p);
+  };
+  if (threads > 1024) k::norm_rows_wide_kernel<T, W><<<grid, 1024, 0, st>>>(p);
+  else if (vpt == 1) launch.template operator()<1>();
+  else if (vpt == 2) launch.template operator()<2>();
+  else if (vpt == 4) launch.template operator()<4>();
+  else launch.template operator()<8>();
   check_launch(s, "norm");
 }
 

@@ -8,6 +8,7 @@
 
 namespace mlxn::cuda {
 
+// Null pointers count as aligned: an absent operand never blocks the vector path.
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 // A row view can be accessed with 16-byte vectors of `n` elements.

@@ -28,17 +28,23 @@ struct NormKernelParams {
   NormStatK stat;
   NormEpiK epi;
   bool weight_offset;
-  bool vec;  // every row pointer 16-byte aligned and cols a multiple of the vector width
 };
 
-// Loads N consecutive elements starting at column c (vector or scalar with bounds).
-template <class T, int N>
-__device__ __forceinline__ void load_n(const T* row, int c, int cols, bool vec, float (&dst)[N]) {
-  if (vec) {
+// Loads N consecutive elements starting at column c as floats: 16-byte vector loads on the
+// aligned path (N * sizeof(S) is a multiple of 16 for every S used here), bounds-checked
+// scalar loads otherwise. Out-of-row lanes read as 0.
+template <bool kVec, class S, int N>
+__device__ __forceinline__ void load_n(const S* row, int c, int cols, float (&dst)[N]) {
+  if constexpr (kVec) {
+    static_assert((N * sizeof(S)) % 16 == 0, "vector path needs whole 16-byte chunks");
+    constexpr int kPer = 16 / sizeof(S);
     if (c < cols) {
-      const Vec<T> v = load_vec(row + c);
 #pragma unroll
-      for (int j = 0; j < N; ++j) dst[j] = to_f32(v.v[j]);
+      for (int q = 0; q < N / kPer; ++q) {
+        const Vec<S> v = load_vec(row + c + q * kPer);
+#pragma unroll
+        for (int j = 0; j < kPer; ++j) dst[q * kPer + j] = to_f32(v.v[j]);
+      }
     } else {
 #pragma unroll
       for (int j = 0; j < N; ++j) dst[j] = 0.f;
@@ -49,9 +55,9 @@ __device__ __forceinline__ void load_n(const T* row, int c, int cols, bool vec, 
   }
 }
 
-template <class T, int N>
-__device__ __forceinline__ void store_n(T* row, int c, int cols, bool vec, const float (&src)[N]) {
-  if (vec) {
+template <bool kVec, class T, int N>
+__device__ __forceinline__ void store_n(T* row, int c, int cols, const float (&src)[N]) {
+  if constexpr (kVec) {
     if (c < cols) {
       Vec<T> v;
 #pragma unroll
@@ -66,29 +72,40 @@ __device__ __forceinline__ void store_n(T* row, int c, int cols, bool vec, const
 }
 
 // One block per row; each thread owns VPT chunks of N = 16/sizeof(T) consecutive columns:
-// chunk k of thread t starts at column (k * blockDim.x + t) * N. blockDim * VPT * N >= cols.
-template <class T, class W, int VPT>
+// chunk k of thread t starts at column (k * blockDim.x + t) * N, and blockDim * VPT * N >= cols.
+// Every load the row needs (x, residual, weight, bias, epilogue operand) is issued before
+// the reduction when it fits in registers, so their latencies overlap: that is what decides
+// the time of a decode-sized call.
+template <class T, class W, int VPT, bool kVec>
 __global__ void __launch_bounds__(1024) norm_rows_kernel(NormKernelParams<T, W> p) {
   constexpr int N = Vec<T>::N;
+  constexpr bool kPreload = VPT * N <= 16;
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x;
   const T* x = p.x.data + row * p.x.row_stride;
-  float v[VPT][N];
+  const T* o = p.other.data ? p.other.data + row * p.other.row_stride : nullptr;
+  float v[VPT][N], w[kPreload ? VPT : 1][N], b[kPreload ? VPT : 1][N], ov[kPreload ? VPT : 1][N];
 #pragma unroll
   for (int k = 0; k < VPT; ++k) {
     const int c = (k * blockDim.x + threadIdx.x) * N;
-    load_n<T, N>(x, c, p.cols, p.vec, v[k]);
+    load_n<kVec>(x, c, p.cols, v[k]);
+    if constexpr (kPreload) {
+      if (p.weight) load_n<kVec>(p.weight, c, p.cols, w[k]);
+      if (p.bias) load_n<kVec>(p.bias, c, p.cols, b[k]);
+      if (o) load_n<kVec>(o, c, p.cols, ov[k]);
+    }
   }
   if (p.residual.data) {
     const T* res = p.residual.data + row * p.residual.row_stride;
+    float r[VPT][N];
+#pragma unroll
+    for (int k = 0; k < VPT; ++k) load_n<kVec>(res, (k * blockDim.x + threadIdx.x) * N, p.cols, r[k]);
 #pragma unroll
     for (int k = 0; k < VPT; ++k) {
-      const int c = (k * blockDim.x + threadIdx.x) * N;
-      float r[N];
-      load_n<T, N>(res, c, p.cols, p.vec, r);
 #pragma unroll
-      for (int j = 0; j < N; ++j) v[k][j] += r[j];
-      if (p.sum_out.data) store_n<T, N>(p.sum_out.data + row * p.sum_out.row_stride, c, p.cols, p.vec, v[k]);
+      for (int j = 0; j < N; ++j) v[k][j] += r[k][j];
+      if (p.sum_out.data)
+        store_n<kVec>(p.sum_out.data + row * p.sum_out.row_stride, (k * blockDim.x + threadIdx.x) * N, p.cols, v[k]);
     }
   }
   float mean = 0.f;
@@ -113,28 +130,31 @@ __global__ void __launch_bounds__(1024) norm_rows_kernel(NormKernelParams<T, W> 
   ss = block_sum(ss, scratch);
   const float inv = rsqrtf((p.stat == NormStatK::l2 ? ss : ss / float(p.cols)) + p.eps);
   T* y = p.out.data + row * p.out.row_stride;
-  const T* o = p.other.data ? p.other.data + row * p.other.row_stride : nullptr;
 #pragma unroll
   for (int k = 0; k < VPT; ++k) {
     const int c = (k * blockDim.x + threadIdx.x) * N;
     if (c >= p.cols) break;
-    float t[N], ov[N];
-    if (o) load_n<T, N>(o, c, p.cols, p.vec, ov);
+    float wk[N], bk[N], ok[N], t[N];
+    const int kk = kPreload ? k : 0;
+    if constexpr (kPreload) {
+#pragma unroll
+      for (int j = 0; j < N; ++j) { wk[j] = w[kk][j]; bk[j] = b[kk][j]; ok[j] = ov[kk][j]; }
+    } else {
+      if (p.weight) load_n<kVec>(p.weight, c, p.cols, wk);
+      if (p.bias) load_n<kVec>(p.bias, c, p.cols, bk);
+      if (o) load_n<kVec>(o, c, p.cols, ok);
+    }
 #pragma unroll
     for (int j = 0; j < N; ++j) {
-      const int cj = c + j < p.cols ? c + j : p.cols - 1;  // clamp: scalar tail lanes are not stored
       float val = (v[k][j] - mean) * inv;
-      if (p.weight) {
-        const float w = to_f32(p.weight[cj]);
-        val *= p.weight_offset ? 1.f + w : w;
-      }
-      if (p.bias) val += to_f32(p.bias[cj]);
-      if (p.epi == NormEpiK::mul) val *= ov[j];
-      else if (p.epi == NormEpiK::gate) val *= ov[j] * sigmoidf_(ov[j]);
-      else if (p.epi == NormEpiK::add) val += ov[j];
+      if (p.weight) val *= p.weight_offset ? 1.f + wk[j] : wk[j];
+      if (p.bias) val += bk[j];
+      if (p.epi == NormEpiK::mul) val *= ok[j];
+      else if (p.epi == NormEpiK::gate) val *= ok[j] * sigmoidf_(ok[j]);
+      else if (p.epi == NormEpiK::add) val += ok[j];
       t[j] = val;
     }
-    store_n<T, N>(y, c, p.cols, p.vec, t);
+    store_n<kVec>(y, c, p.cols, t);
   }
 }
 
