@@ -5,6 +5,11 @@
 #include <omp.h>
 
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
 
 #include "mlxn/dtype.h"
 #include "mlxn/error.h"
@@ -26,6 +31,50 @@ template <class T>
 inline float to_float(T v) { return float(v); }
 template <class T>
 inline T from_float(float v) { return T(v); }
+
+// Whole-row conversions between storage types and f32, written so the compiler vectorises
+// them (branch-free bit arithmetic for bf16, F16C instructions for f16 where present).
+template <class T>
+inline void load_row(const T* src, float* dst, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    std::memcpy(dst, src, size_t(n) * sizeof(float));
+  } else if constexpr (std::is_same_v<T, BFloat16>) {
+    const auto* b = reinterpret_cast<const uint16_t*>(src);
+    auto* d = reinterpret_cast<uint32_t*>(dst);
+    for (int64_t i = 0; i < n; ++i) d[i] = uint32_t(b[i]) << 16;
+  } else {
+    int64_t i = 0;
+#if defined(__F16C__)
+    for (; i + 8 <= n; i += 8)
+      _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
+#endif
+    for (; i < n; ++i) dst[i] = float(src[i]);
+  }
+}
+
+template <class T>
+inline void store_row(const float* src, T* dst, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    std::memcpy(dst, src, size_t(n) * sizeof(float));
+  } else if constexpr (std::is_same_v<T, BFloat16>) {
+    const auto* u = reinterpret_cast<const uint32_t*>(src);
+    auto* d = reinterpret_cast<uint16_t*>(dst);
+    for (int64_t i = 0; i < n; ++i) {
+      const uint32_t x = u[i];
+      const uint32_t rounded = (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;
+      const uint32_t nan = (x >> 16) | 0x40u;
+      d[i] = uint16_t((x & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
+    }
+  } else {
+    int64_t i = 0;
+#if defined(__F16C__)
+    for (; i + 8 <= n; i += 8)
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i),
+                       _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#endif
+    for (; i < n; ++i) dst[i] = T(src[i]);
+  }
+}
 
 // Runs body(begin, end) over [0, n) split in contiguous chunks across threads; small jobs
 // stay on the calling thread (a parallel region costs a few microseconds).

@@ -19,47 +19,57 @@ void norm_rows(const NormArgs& a) {
   const int64_t cols = a.x.cols;
   const auto* w = static_cast<const W*>(a.weight);
   const auto* b = static_cast<const W*>(a.bias);
+  // Weight and bias converted once, not per row.
+  std::vector<float> wf(w ? static_cast<size_t>(cols) : 0), bf(b ? static_cast<size_t>(cols) : 0);
+  if (w) load_row(w, wf.data(), cols);
+  if (b) load_row(b, bf.data(), cols);
+  if (w && a.weight_offset)
+    for (auto& x : wf) x += 1.f;
   parallel_for(a.x.rows, 3 * cols, [&](int64_t r0, int64_t r1) {
-    std::vector<float> v(static_cast<size_t>(cols));
+    std::vector<float> v(static_cast<size_t>(cols)), o(a.other.data ? static_cast<size_t>(cols) : 0),
+        res(a.residual.data ? static_cast<size_t>(cols) : 0);
+    float* vp = v.data();
     for (int64_t r = r0; r < r1; ++r) {
-      const T* x = static_cast<const T*>(a.x.data) + r * a.x.row_stride;
-      for (int64_t i = 0; i < cols; ++i) v[size_t(i)] = to_float(x[i]);
+      load_row(static_cast<const T*>(a.x.data) + r * a.x.row_stride, vp, cols);
       if (a.residual.data) {
-        const T* res = static_cast<const T*>(a.residual.data) + r * a.residual.row_stride;
-        for (int64_t i = 0; i < cols; ++i) v[size_t(i)] += to_float(res[i]);
-        if (a.sum_out.data) {
-          T* so = static_cast<T*>(a.sum_out.data) + r * a.sum_out.row_stride;
-          for (int64_t i = 0; i < cols; ++i) so[i] = from_float<T>(v[size_t(i)]);
-        }
+        float* rp = res.data();
+        load_row(static_cast<const T*>(a.residual.data) + r * a.residual.row_stride, rp, cols);
+        for (int64_t i = 0; i < cols; ++i) vp[i] += rp[i];
+        if (a.sum_out.data) store_row(vp, static_cast<T*>(a.sum_out.data) + r * a.sum_out.row_stride, cols);
       }
       // Sums in double: a serial f32 sum over a wide row loses digits that the GPU's
       // tree reduction keeps.
       double mean_d = 0, ss = 0;
       if (a.stat == NormStat::layer) {
-        for (int64_t i = 0; i < cols; ++i) mean_d += v[size_t(i)];
+#pragma omp simd reduction(+ : mean_d)
+        for (int64_t i = 0; i < cols; ++i) mean_d += vp[i];
         mean_d /= double(cols);
       }
-      const float mean = float(mean_d);
+      // omp simd lets the compiler split the sum over vector lanes (no serial chain).
+#pragma omp simd reduction(+ : ss)
       for (int64_t i = 0; i < cols; ++i) {
-        const double d = double(v[size_t(i)]) - mean_d;
+        const double d = double(vp[i]) - mean_d;
         ss += d * d;
       }
       const double denom = a.stat == NormStat::l2 ? ss : ss / double(cols);
       const float inv = float(1.0 / std::sqrt(denom + double(a.eps)));
-      T* y = static_cast<T*>(a.out.data) + r * a.out.row_stride;
-      const T* o = a.other.data ? static_cast<const T*>(a.other.data) + r * a.other.row_stride : nullptr;
-      for (int64_t i = 0; i < cols; ++i) {
-        float t = (v[size_t(i)] - mean) * inv;
-        if (w) t *= a.weight_offset ? 1.f + to_float(w[i]) : to_float(w[i]);
-        if (b) t += to_float(b[i]);
-        switch (a.epilogue) {
-          case NormEpilogue::none: break;
-          case NormEpilogue::mul: t *= to_float(o[i]); break;
-          case NormEpilogue::gate: { const float z = to_float(o[i]); t *= z / (1.f + std::exp(-z)); break; }
-          case NormEpilogue::add: t += to_float(o[i]); break;
-        }
-        y[i] = from_float<T>(t);
+      const float mean = float(mean_d);
+      for (int64_t i = 0; i < cols; ++i) vp[i] = (vp[i] - mean) * inv;
+      if (w)
+        for (int64_t i = 0; i < cols; ++i) vp[i] *= wf[size_t(i)];
+      if (b)
+        for (int64_t i = 0; i < cols; ++i) vp[i] += bf[size_t(i)];
+      if (a.epilogue != NormEpilogue::none) {
+        float* op = o.data();
+        load_row(static_cast<const T*>(a.other.data) + r * a.other.row_stride, op, cols);
+        if (a.epilogue == NormEpilogue::mul)
+          for (int64_t i = 0; i < cols; ++i) vp[i] *= op[i];
+        else if (a.epilogue == NormEpilogue::gate)
+          for (int64_t i = 0; i < cols; ++i) vp[i] *= op[i] / (1.f + std::exp(-op[i]));
+        else
+          for (int64_t i = 0; i < cols; ++i) vp[i] += op[i];
       }
+      store_row(vp, static_cast<T*>(a.out.data) + r * a.out.row_stride, cols);
     }
   });
 }
