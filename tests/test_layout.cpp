@@ -90,6 +90,21 @@ TEST_P(LayoutTest, CopyStridedSourcesAndDestinations) {
       Array poison_ref = poisoned(session(), {int64_t(first.size())}, dt);
       EXPECT_SAME(first, values(poison_ref));
     }
+    // negative strides: a reversed vector, rows in reverse order, and that transposed
+    const int64_t es = int64_t(element_size(dt));
+    auto grid = rand({16, 40}, dt);
+    char* last_row = static_cast<char*>(grid.tensor().data()) + 15 * 40 * es;
+    const std::vector<Tensor> reversed{
+        Tensor(last_row + 39 * es, dt, {40}, device(), {-1}),
+        Tensor(last_row, dt, {16, 40}, device(), {-40, 1}),
+        Tensor(last_row, dt, {40, 16}, device(), {1, -40}),
+    };
+    for (const Tensor& src : reversed) {
+      SCOPED_TRACE(src.shape().str() + " strides " + src.strides().str());
+      Array dst = poisoned(session(), src.shape(), dt);
+      copy(session(), src, dst);
+      EXPECT_SAME(values(dst), values(src));
+    }
     // broadcast source (stride 0): every row of dst is the same row of x
     auto row = rand({37}, dt);
     const Tensor bcast(row.tensor().data(), dt, {5, 37}, device(), {0, 1});
