@@ -41,20 +41,22 @@ void launch_norm(Session& s, const NormArgs& a) {
 
   const unsigned grid = grid_dim("norm", a.x.rows);
   const int chunks = int((a.x.cols + N - 1) / N);
-  // Aim for 256 threads per row with up to 8 chunks each held in registers; a few rows
-  // (decode) take one chunk per thread, for the shortest dependency chain; wider rows take
-  // up to 1024 threads; rows beyond that stream through memory twice.
-  int vpt = chunks <= 256 ? 1 : chunks <= 512 ? 2 : chunks <= 1024 ? 4 : 8;
-  if (a.x.rows < 64 && chunks <= 1024) vpt = 1;
+  // Many rows: 4 chunks (64 bytes of x) per thread, so each row's fixed cost (reduction,
+  // block start) is spread over enough bytes; up to 256 threads per row, 8 chunks per
+  // thread beyond that, and rows wider still stream through memory twice. Few rows
+  // (decode) or short rows: one chunk per thread, the shortest dependency chain.
+  int vpt = 1;
+  if (a.x.rows >= 64 && chunks > 128) vpt = chunks <= 4 * 256 ? 4 : 8;
+  const bool wide = chunks > (vpt == 1 ? 1024 : 8 * 256);
+  if (wide && a.x.rows < 64) vpt = 8;
   const int threads = round_up((chunks + vpt - 1) / vpt, 32);
   cudaStream_t st = stream_of(s);
   auto launch = [&]<int V>() {
     if (vec) k::norm_rows_kernel<T, W, V, true><<<grid, threads, 0, st>>>(p);
     else k::norm_rows_kernel<T, W, V, false><<<grid, threads, 0, st>>>(p);
   };
-  if (threads > 1024) k::norm_rows_wide_kernel<T, W><<<grid, 1024, 0, st>>>(p);
+  if (threads > (vpt == 1 ? 1024 : 256)) k::norm_rows_wide_kernel<T, W><<<grid, 1024, 0, st>>>(p);
   else if (vpt == 1) launch.template operator()<1>();
-  else if (vpt == 2) launch.template operator()<2>();
   else if (vpt == 4) launch.template operator()<4>();
   else launch.template operator()<8>();
   check_launch(s, "norm");

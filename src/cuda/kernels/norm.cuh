@@ -73,13 +73,15 @@ __device__ __forceinline__ void store_n(T* row, int c, int cols, const float (&s
 
 // One block per row; each thread owns VPT chunks of N = 16/sizeof(T) consecutive columns:
 // chunk k of thread t starts at column (k * blockDim.x + t) * N, and blockDim * VPT * N >= cols.
-// Every load the row needs (x, residual, weight, bias, epilogue operand) is issued before
-// the reduction when it fits in registers, so their latencies overlap: that is what decides
-// the time of a decode-sized call.
+// With one chunk per thread (the decode configuration) every load the row needs (x,
+// residual, weight, bias, epilogue operand) is issued before the reduction, so their
+// latencies overlap: that decides the time of a decode-sized call. With several chunks per
+// thread (many rows) the operands are loaded after the reduction instead, keeping register
+// use, and so the number of resident rows, where bandwidth needs it.
 template <class T, class W, int VPT, bool kVec>
-__global__ void __launch_bounds__(1024) norm_rows_kernel(NormKernelParams<T, W> p) {
+__global__ void __launch_bounds__(VPT == 1 ? 1024 : 256) norm_rows_kernel(NormKernelParams<T, W> p) {
   constexpr int N = Vec<T>::N;
-  constexpr bool kPreload = VPT * N <= 16;
+  constexpr bool kPreload = VPT == 1;
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x;
   const T* x = p.x.data + row * p.x.row_stride;
