@@ -60,7 +60,7 @@ TEST_P(SoftmaxTest, EveryDtypeAndWidth) {
 
 TEST_P(SoftmaxTest, ScaleSoftcapAndLargeLogits) {
   for (DType dt : float_dtypes())
-    for (int64_t cols : {int64_t(33), int64_t(1025), int64_t(4099), int64_t(70000)}) {
+    for (int64_t cols : {int64_t(33), int64_t(1025), int64_t(4099), int64_t(20000), int64_t(70000)}) {
       SCOPED_TRACE(::testing::Message() << name(dt) << " cols=" << cols);
       // logits up to +-400 after scaling: exp overflows unless the max is subtracted
       auto x = random_array(session(), rng(), {3, cols}, dt, -100, 100);
@@ -76,7 +76,8 @@ TEST_P(SoftmaxTest, ScaleSoftcapAndLargeLogits) {
 TEST_P(SoftmaxTest, MaskSharedByRowsWithInfinities) {
   for (DType dt : float_dtypes())
     for (DType mdt : {DType::f32, dt})
-      for (int64_t cols : {int64_t(1), int64_t(32), int64_t(33), int64_t(1025), int64_t(4099), int64_t(70000)}) {
+      for (int64_t cols :
+           {int64_t(1), int64_t(32), int64_t(33), int64_t(1025), int64_t(4099), int64_t(20000), int64_t(70000)}) {
         SCOPED_TRACE(::testing::Message() << name(dt) << " mask " << name(mdt) << " cols=" << cols);
         const int64_t mask_rows = 3, rows = 6;  // [2 heads, 3 queries, cols] scores, [3, cols] mask
         auto x = random_array(session(), rng(), {2, mask_rows, cols}, dt, -3, 3);

@@ -388,9 +388,26 @@ __device__ void topk_select(const Src& src, int n, int k, TopKShared& sh) {
     topk_gather(src, n, st, sh.surv_key, sh.surv_idx, 0, sh.cand.key, sh.cand.idx, 0, st.n_eq, sh);
     gt_done = k - st.k_rem;
   } else {
-    for (int i = threadIdx.x; i < n; i += kTopKThreads) {
-      sh.cand.key[i] = src.key(i);
-      sh.cand.idx[i] = src.index(i);
+    // Stage the whole source in shared memory. All of a thread's loads are issued before
+    // its stores: the compiler cannot tell that the stores do not alias the source, and
+    // would otherwise wait out one memory latency per element.
+    for (int base = 0; base < n; base += kTopKThreads * kTopKItems) {
+      uint32_t kk[kTopKItems];
+      int32_t ii[kTopKItems];
+#pragma unroll
+      for (int j = 0; j < kTopKItems; ++j) {
+        const int i = base + j * kTopKThreads + int(threadIdx.x);
+        kk[j] = i < n ? src.key(i) : 0u;
+        ii[j] = i < n ? src.index(i) : 0;
+      }
+#pragma unroll
+      for (int j = 0; j < kTopKItems; ++j) {
+        const int i = base + j * kTopKThreads + int(threadIdx.x);
+        if (i < n) {
+          sh.cand.key[i] = kk[j];
+          sh.cand.idx[i] = ii[j];
+        }
+      }
     }
     __syncthreads();
   }
@@ -425,8 +442,9 @@ __device__ void topk_sort_and_write(int k, const float* xr, float* values, int32
   }
   for (int i = tid; i < k; i += kTopKThreads) {
     const int32_t ix = int32_t(uint32_t(sh.sort[i] & 0xffffffffu));
+    const float v = xr[ix];
     indices[i] = ix;
-    values[i] = xr[ix];
+    values[i] = v;
   }
 }
 
