@@ -92,6 +92,15 @@ TestArray tie_array(Session& s, std::mt19937_64& g, Dims shape, DType dt, int di
   return {std::move(a), std::move(v)};
 }
 
+// Floats from uniformly random bit patterns: every exponent, subnormals, both zeros, both
+// infinities and NaNs of every payload and sign.
+TestArray bits_array(Session& s, std::mt19937_64& g, Dims shape) {
+  std::vector<double> v(static_cast<size_t>(checked_numel(shape)));
+  for (auto& e : v) e = double(bits_float(uint32_t(g())));
+  Array a = from_values(s, v, shape, DType::f32);
+  return {std::move(a), std::move(v)};
+}
+
 class ReduceTest : public BackendTest {};
 
 TEST_P(ReduceTest, CumsumEveryDtypeAndWidth) {
@@ -221,6 +230,27 @@ TEST_P(ReduceTest, TopKWidthsAndK) {
       EXPECT_TRUE(same(got_idx, ref_idx));
       EXPECT_TRUE(same(host_values(session(), values), gather(x.values, sh.cols, ref_idx, sh.k)));
     }
+}
+
+TEST_P(ReduceTest, OrderingsOfRandomBitPatterns) {
+  for (const auto& [rows, cols] : {std::pair<int64_t, int64_t>{3, 8000}, {1, 151936}, {5, 700}}) {
+    SCOPED_TRACE(::testing::Message() << "[" << rows << ", " << cols << "]");
+    auto x = bits_array(session(), rng(), {rows, cols});
+    Array am = poisoned(session(), {rows}, DType::i32);
+    argmax(session(), x, am);
+    EXPECT_TRUE(same(host_values(session(), am), ref_argmax(x.values, cols)));
+    Array order = poisoned(session(), {rows, cols}, DType::i32);
+    argsort(session(), x, order);
+    EXPECT_TRUE(same(host_values(session(), order), ref_order(x.values, cols, cols)));
+    for (int64_t k : {int64_t(1), int64_t(7), int64_t(100)}) {
+      Array values = poisoned(session(), {rows, k}, DType::f32);
+      Array indices = poisoned(session(), {rows, k}, DType::i32);
+      top_k(session(), x, k, values, indices);
+      const auto ref_idx = ref_order(x.values, cols, k);
+      EXPECT_TRUE(same(host_values(session(), indices), ref_idx)) << "k=" << k;
+      EXPECT_TRUE(same(host_values(session(), values), gather(x.values, cols, ref_idx, k))) << "k=" << k;
+    }
+  }
 }
 
 TEST_P(ReduceTest, TopKStridedAndBatched) {

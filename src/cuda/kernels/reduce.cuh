@@ -199,6 +199,7 @@ constexpr int kTopKMaxK = 1024;         // survivors held in shared memory
 constexpr int kTopKCandidates = 4096;   // a candidate set this small is finished in shared memory
 constexpr int kTopKItems = 8;           // elements per thread per pass tile
 constexpr int kTopKSegment = 4096;      // columns per block in the segmented first stage
+constexpr int kTopKFew = 32;            // undecided keys this few are ranked by one warp
 
 struct TopKShared {
   // Candidates (key, index); after the final selection the same bytes hold the sort buffer.
@@ -216,6 +217,8 @@ struct TopKShared {
     typename cub::BlockScan<uint32_t, kTopKThreads>::TempStorage scan;
   };
   uint32_t pick[3];  // chosen digit, elements above it, elements in it
+  uint32_t few_key[kTopKFew];  // the last undecided keys, when they are this few
+  int32_t few_idx[kTopKFew];
 };
 static_assert(sizeof(TopKShared) <= 48 * 1024, "top_k shared memory exceeds the static limit");
 
@@ -354,15 +357,48 @@ __device__ void topk_gather(const Src& src, int n, const TopKState& st, uint32_t
   }
 }
 
-// Radix levels over a source until the k_rem-th key is pinned down (its digits are all
-// fixed, or every undecided key is taken). Leaves shift at the last level done.
+// No more radix levels are needed once every undecided key is taken, all digits are
+// fixed (the undecided keys are equal), or the undecided keys are few enough to rank.
+__device__ __forceinline__ bool topk_pinned(const TopKState& st, int shift) {
+  return st.n_eq == st.k_rem || shift == 0 || st.n_eq <= kTopKFew;
+}
+
+// Radix levels over a source until topk_pinned. Leaves shift at the last level done.
 template <class Src>
 __device__ void topk_levels(const Src& src, int n, int& shift, TopKState& st, TopKShared& sh) {
   for (;;) {
     topk_level(src, n, shift, st, sh);
-    if (st.n_eq == st.k_rem || shift == 0) return;
+    if (topk_pinned(st, shift)) return;
     shift -= 8;
   }
+}
+
+// Final selection once pinned: keys above the prefix go to surv[gt_base, k - k_rem), and
+// k_rem undecided keys to surv[k - k_rem, k). When the undecided keys are equal or all
+// taken, those are the first k_rem of them in index order; otherwise (at most kTopKFew of
+// them) one warp ranks them by (key descending, index ascending).
+template <class Src>
+__device__ void topk_finish(const Src& src, int n, const TopKState& st, int gt_base, int k, TopKShared& sh) {
+  const int eq_base = k - st.k_rem;
+  if (st.n_eq == st.k_rem || st.n_eq > kTopKFew) {
+    topk_gather(src, n, st, sh.surv_key, sh.surv_idx, gt_base, sh.surv_key, sh.surv_idx, eq_base, st.k_rem, sh);
+    return;
+  }
+  topk_gather(src, n, st, sh.surv_key, sh.surv_idx, gt_base, sh.few_key, sh.few_idx, 0, st.n_eq, sh);
+  const int lane = threadIdx.x;
+  if (lane < st.n_eq) {  // lanes of warp 0 only: n_eq <= 32
+    const uint32_t kl = sh.few_key[lane];
+    int rank = 0;
+    for (int j = 0; j < st.n_eq; ++j) {
+      const uint32_t kj = sh.few_key[j];
+      rank += kj > kl || (kj == kl && j < lane);  // gathered in index order
+    }
+    if (rank < st.k_rem) {
+      sh.surv_key[eq_base + rank] = kl;
+      sh.surv_idx[eq_base + rank] = sh.few_idx[lane];
+    }
+  }
+  __syncthreads();
 }
 
 // The k largest of src[0, n) into sh.surv_key / surv_idx[0, k), unsorted; equal keys are
@@ -378,8 +414,8 @@ __device__ void topk_select(const Src& src, int n, int k, TopKShared& sh) {
     // Stream over global memory until the undecided keys fit in shared memory.
     for (;;) {
       topk_level(src, n, shift, st, sh);
-      if (st.n_eq == st.k_rem || shift == 0) {
-        topk_gather(src, n, st, sh.surv_key, sh.surv_idx, 0, sh.surv_key, sh.surv_idx, k - st.k_rem, st.k_rem, sh);
+      if (topk_pinned(st, shift)) {
+        topk_finish(src, n, st, 0, k, sh);
         return;
       }
       shift -= 8;
@@ -414,7 +450,7 @@ __device__ void topk_select(const Src& src, int n, int k, TopKShared& sh) {
   const TopKPairSource cand{sh.cand.key, sh.cand.idx};
   const int cn = st.n_eq;
   topk_levels(cand, cn, shift, st, sh);
-  topk_gather(cand, cn, st, sh.surv_key, sh.surv_idx, gt_done, sh.surv_key, sh.surv_idx, k - st.k_rem, st.k_rem, sh);
+  topk_finish(cand, cn, st, gt_done, k, sh);
 }
 
 // Sorts the k survivors by (value descending, index ascending) and writes them out.
@@ -426,20 +462,35 @@ __device__ void topk_sort_and_write(int k, const float* xr, float* values, int32
   for (int i = tid; i < p; i += kTopKThreads)
     sh.sort[i] = i < k ? (uint64_t(~sh.surv_key[i]) << 32) | uint32_t(sh.surv_idx[i]) : ~uint64_t(0);
   __syncthreads();
-  for (int size = 2; size <= p; size <<= 1) {
-    for (int stride = size >> 1; stride > 0; stride >>= 1) {
-      for (int i = tid; i < p / 2; i += kTopKThreads) {
-        const int lo = 2 * stride * (i / stride) + (i % stride), hi = lo + stride;
-        const bool ascending = (lo & size) == 0;
-        const uint64_t a = sh.sort[lo], b = sh.sort[hi];
-        if ((a > b) == ascending) {
-          sh.sort[lo] = b;
-          sh.sort[hi] = a;
-        }
+  // Bitonic network; pair i of a stage compares lo and lo + stride.
+  auto stage = [&](int size, int stride, int first, int step) {
+    for (int i = first; i < p / 2; i += step) {
+      const int lo = 2 * stride * (i / stride) + (i % stride), hi = lo + stride;
+      const bool ascending = (lo & size) == 0;
+      const uint64_t a = sh.sort[lo], b = sh.sort[hi];
+      if ((a > b) == ascending) {
+        sh.sort[lo] = b;
+        sh.sort[hi] = a;
       }
-      __syncthreads();
     }
+  };
+  if (p <= 64) {
+    // Small k (the sampling case): one warp sorts, with warp barriers only.
+    if (tid < 32) {
+      for (int size = 2; size <= p; size <<= 1)
+        for (int stride = size >> 1; stride > 0; stride >>= 1) {
+          stage(size, stride, tid, 32);
+          __syncwarp();
+        }
+    }
+  } else {
+    for (int size = 2; size <= p; size <<= 1)
+      for (int stride = size >> 1; stride > 0; stride >>= 1) {
+        stage(size, stride, tid, kTopKThreads);
+        __syncthreads();
+      }
   }
+  __syncthreads();
   for (int i = tid; i < k; i += kTopKThreads) {
     const int32_t ix = int32_t(uint32_t(sh.sort[i] & 0xffffffffu));
     const float v = xr[ix];
