@@ -60,8 +60,11 @@ void launch_cumsum(Session& s, const CumsumArgs& a) {
   auto* y = static_cast<T*>(a.out.data);
   const int cols = int(a.x.cols);
   cudaStream_t st = stream_of(s);
-  if (cols <= 128 * N) k::cumsum_kernel<T, 128><<<grid, 128, 0, st>>>(x, a.x.row_stride, y, a.out.row_stride, cols, vec);
-  else k::cumsum_kernel<T, 512><<<grid, 512, 0, st>>>(x, a.x.row_stride, y, a.out.row_stride, cols, vec);
+  if (cols <= 128 * N) {
+    k::cumsum_rows_kernel<T, 128><<<grid, 128, 0, st>>>(x, a.x.row_stride, y, a.out.row_stride, cols, vec);
+  } else {
+    k::cumsum_rows_kernel<T, 512><<<grid, 512, 0, st>>>(x, a.x.row_stride, y, a.out.row_stride, cols, vec);
+  }
   check_launch(s, "cumsum");
 }
 

@@ -92,7 +92,8 @@ void run_softmax(Session& s, const SoftmaxArgs& a) {
   p.cols = int(a.x.cols);
   p.scale = a.scale;
   p.softcap = a.softcap;
-  if (vectorizable(a.x, N) && vectorizable(a.out, N) && vectorizable(a.mask, N)) launch_softmax<T, M, MASKED, true>(s, p);
+  const bool vec = vectorizable(a.x, N) && vectorizable(a.out, N) && vectorizable(a.mask, N);
+  if (vec) launch_softmax<T, M, MASKED, true>(s, p);
   else launch_softmax<T, M, MASKED, false>(s, p);
   check_launch(s, "softmax");
 }

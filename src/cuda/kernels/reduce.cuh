@@ -38,7 +38,7 @@ struct RunningTotal {
 // element is read and written by the same thread, so in place is safe.
 template <class T, int THREADS>
 __global__ void __launch_bounds__(THREADS)
-    cumsum_kernel(const T* x, int64_t x_stride, T* out, int64_t out_stride, int cols, bool vec) {
+    cumsum_rows_kernel(const T* x, int64_t x_stride, T* out, int64_t out_stride, int cols, bool vec) {
   constexpr int N = Vec<T>::N;
   using Scan = cub::BlockScan<float, THREADS, cub::BLOCK_SCAN_WARP_SCANS>;
   __shared__ typename Scan::TempStorage scan;
