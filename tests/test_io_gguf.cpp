@@ -474,6 +474,8 @@ TEST(IoGguf, RefusesMalformedFiles) {
   cases.back().file[24 + 8 + 4] = 0xff;
   cases.push_back({"negative extent", with_tensor("t", {~uint64_t(0)}, F32, 0, 16)});
   cases.push_back({"numel overflows", with_tensor("t", {uint64_t(1) << 32, uint64_t(1) << 32}, F32, 0, 16)});
+  // Empty, but the other extents multiply past int64 (their strides would overflow).
+  cases.push_back({"empty with huge extents", with_tensor("t", {uint64_t(1) << 40, uint64_t(1) << 40, 0}, F32, 0, 0)});
   cases.push_back({"bytes overflow", with_tensor("t", {uint64_t(1) << 62}, F32, 0, 16)});
   cases.push_back({"unknown ggml type", with_tensor("t", {4}, 99, 0, 16)});
   cases.push_back({"retired ggml type", with_tensor("t", {32}, 31, 0, 64), true});

@@ -211,6 +211,8 @@ TEST(IoSafetensors, RefusesMalformedHeaders) {
   entry("shape not an array", R"("a": {"dtype": "F32", "shape": 4, "data_offsets": [0, 16]})");
   entry("extent beyond uint64", R"("a": {"dtype": "F32", "shape": [100000000000000000000], "data_offsets": [0, 16]})");
   entry("numel overflows int64", R"("a": {"dtype": "U8", "shape": [4294967296, 4294967296], "data_offsets": [0, 16]})");
+  entry("empty with huge extents",
+        R"("a": {"dtype": "U8", "shape": [0, 4294967296, 4294967296], "data_offsets": [0, 0]})");
   entry("bytes overflow int64",
         R"("a": {"dtype": "F64", "shape": [1152921504606846976, 2], "data_offsets": [0, 16]})");
   entry("bytes overflow uint64",

@@ -420,15 +420,20 @@ struct GgufParser {
     const uint32_t n_dims = get<uint32_t>("tensor n_dims");
     if (n_dims > uint32_t(kMaxDims))
       format_error(src, ": tensor '", t.name, "' has ", n_dims, " dimensions (at most ", kMaxDims, ")");
-    int64_t numel = 1;
+    // The product of the non-zero extents must fit too: strides of an empty tensor are
+    // computed from them.
+    int64_t span = 1;
+    bool zero = false;
     for (uint32_t d = 0; d < n_dims; ++d) {
       const uint64_t ne = get<uint64_t>("tensor dims");
       if (ne > uint64_t(INT64_MAX)) format_error(src, ": tensor '", t.name, "' has a negative extent");
-      if (ne != 0 && numel > INT64_MAX / int64_t(ne))
+      if (ne == 0) zero = true;
+      else if (span > INT64_MAX / int64_t(ne))
         format_error(src, ": tensor '", t.name, "' element count overflows int64");
-      numel *= int64_t(ne);
+      else span *= int64_t(ne);
       t.ne.push_back(int64_t(ne));
     }
+    const int64_t numel = zero ? 0 : span;
     t.numel = numel;
     for (auto it = t.ne.rbegin(); it != t.ne.rend(); ++it) t.shape.push_back(*it);
     t.type_id = get<uint32_t>("tensor type");

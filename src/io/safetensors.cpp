@@ -88,14 +88,19 @@ SafetensorsTensorInfo parse_entry(const std::string& src, const std::string& nam
   info.name = name;
   info.dtype = *dtype;
   if (!sh->is_array()) bad("shape is a JSON ", detail::json_kind(*sh), ", expected an array");
-  int64_t numel = 1;
+  // The product of the non-zero extents must fit too: strides of an empty tensor are
+  // computed from them.
+  int64_t span = 1;
+  bool zero = false;
   for (const auto& d : *sh) {
     const auto v = as_nonneg_int(d);
     if (!v) bad("shape has an entry that is not a non-negative integer");
     info.shape.push_back(*v);
-    if (*v != 0 && numel > std::numeric_limits<int64_t>::max() / *v) bad("shape overflows int64 elements");
-    numel *= *v;
+    if (*v == 0) zero = true;
+    else if (span > std::numeric_limits<int64_t>::max() / *v) bad("shape overflows int64 elements");
+    else span *= *v;
   }
+  const int64_t numel = zero ? 0 : span;
   info.numel = numel;
   // Bytes of numel elements of `bits` bits, overflow-checked; sub-byte types must fill whole bytes.
   const uint64_t n = uint64_t(numel);

@@ -71,7 +71,10 @@ class SafetensorsFile {
   const SafetensorsTensorInfo& info(std::string_view name) const;
 
   // A zero-copy view on the CPU. Unsupported when the dtype has no mlxn DType (the error
-  // names the code; bytes() still gives the raw data).
+  // names the code; bytes() still gives the raw data). The format does not align tensor
+  // data: the reference writer pads the header to 8 bytes and places tensors largest
+  // dtype first, so views are element-aligned in practice, but a view from another writer
+  // may not be; upload() copies into aligned device memory either way.
   Tensor tensor(std::string_view name) const;
   Tensor tensor(const SafetensorsTensorInfo& info) const;
   // The tensor's raw little-endian bytes, any dtype.
