@@ -300,7 +300,7 @@ TEST(IoGguf, AlignmentVersionTwoAndEmptyFiles) {
   g.scalar<uint32_t>("general.alignment", kGU32, 256);
   g.tensor("a", {32}, Q8_0, iota_bytes(34));
   g.tensor("b", {4}, F32, iota_bytes(16, 9));
-  auto f = parse(g.bytes());
+  const auto f = GgufFile::parse(g.bytes(), "owned.gguf");  // owns the temporary's bytes
   EXPECT_EQ(f.alignment(), 256u);
   EXPECT_EQ(f.data_offset() % 256, 0u);
   EXPECT_EQ(f.tensor_info("b").offset, 256u);

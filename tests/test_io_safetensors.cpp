@@ -126,6 +126,8 @@ TEST(IoSafetensors, ScalarsEmptyTensorsAndValues) {
   std::memcpy(mv.data(), m.data(), 24);
   EXPECT_EQ(mv, vals);
   EXPECT_EQ(f.names(), (std::vector<std::string>{"empty", "m", "scalar"}));
+  const auto owned = SafetensorsFile::parse(b.bytes(), "owned");  // owns the temporary's bytes
+  EXPECT_EQ(std::memcmp(owned.tensor("m").data(), vals.data(), 24), 0);
   MLXN_EXPECT_RAISES(FormatError, "safetensors", f.tensor("missing"));
   EXPECT_EQ(f.find("missing"), nullptr);
 }

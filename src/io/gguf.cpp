@@ -461,6 +461,10 @@ GgufFile GgufFile::parse(const uint8_t* data, size_t size, std::string name) {
   return parse(ByteSource::borrow(data, size, std::move(name)));
 }
 
+GgufFile GgufFile::parse(std::vector<uint8_t> bytes, std::string name) {
+  return parse(ByteSource::own(std::move(bytes), std::move(name)));
+}
+
 GgufFile GgufFile::parse(ByteSource source) {
   GgufFile f;
   f.src_ = std::move(source);

@@ -88,4 +88,14 @@ ByteSource ByteSource::borrow(const uint8_t* data, size_t size, std::string name
   return s;
 }
 
+ByteSource ByteSource::own(std::vector<uint8_t> bytes, std::string name) {
+  auto v = std::make_shared<const std::vector<uint8_t>>(std::move(bytes));
+  ByteSource s;
+  s.data = v->data();
+  s.size = v->size();
+  s.name = std::move(name);
+  s.owner = std::move(v);
+  return s;
+}
+
 }  // namespace mlxn::io

@@ -145,6 +145,10 @@ SafetensorsFile SafetensorsFile::parse(const uint8_t* data, size_t size, std::st
   return parse(ByteSource::borrow(data, size, std::move(name)));
 }
 
+SafetensorsFile SafetensorsFile::parse(std::vector<uint8_t> bytes, std::string name) {
+  return parse(ByteSource::own(std::move(bytes), std::move(name)));
+}
+
 SafetensorsFile SafetensorsFile::parse(ByteSource source) {
   SafetensorsFile f;
   f.src_ = std::move(source);

@@ -131,6 +131,8 @@ class GgufFile {
   static GgufFile open(const std::string& path);
   static GgufFile parse(const uint8_t* data, size_t size, std::string name = "<memory>");
   static GgufFile parse(ByteSource source);
+  // Parses bytes it takes ownership of (so a temporary buffer is safe to pass).
+  static GgufFile parse(std::vector<uint8_t> bytes, std::string name = "<memory>");
 
   const std::string& path() const { return src_.name; }
   uint32_t version() const { return version_; }

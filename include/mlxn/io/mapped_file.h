@@ -10,6 +10,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "mlxn/error.h"
 
@@ -51,6 +52,8 @@ struct ByteSource {
   static ByteSource map(const std::string& path);
   // Borrowed: nothing is copied. Throws InvalidArgument for a null pointer with size > 0.
   static ByteSource borrow(const uint8_t* data, size_t size, std::string name = "<memory>");
+  // Owned: the bytes move into the source.
+  static ByteSource own(std::vector<uint8_t> bytes, std::string name = "<memory>");
   std::span<const uint8_t> bytes() const { return {data, size}; }
 };
 

@@ -59,6 +59,8 @@ class SafetensorsFile {
   // Parses bytes the caller owns and keeps alive while this object (and its views) live.
   static SafetensorsFile parse(const uint8_t* data, size_t size, std::string name = "<memory>");
   static SafetensorsFile parse(ByteSource source);
+  // Parses bytes it takes ownership of (so a temporary buffer is safe to pass).
+  static SafetensorsFile parse(std::vector<uint8_t> bytes, std::string name = "<memory>");
 
   const std::string& path() const { return src_.name; }
   // Tensors sorted by name.
