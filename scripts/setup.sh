@@ -10,6 +10,7 @@ packages=(
   libgtest-dev googletest      # unit tests
   nlohmann-json3-dev           # JSON (bench output, configs)
   libcli11-dev                 # the mlxn command line
+  clang libclang-rt-14-dev libomp-dev  # libFuzzer targets (scripts/fuzz-smoke.sh)
 )
 
 missing=()
