@@ -79,6 +79,7 @@ TEST(Tensor, ViewsAndErrors) {
   EXPECT_THROW(Array::empty({-1, 3}, DType::f32), InvalidArgument);
   EXPECT_THROW(Array::empty({int64_t(1) << 40, int64_t(1) << 40}, DType::f32), InvalidArgument);
   EXPECT_THROW(Array::empty({int64_t(1) << 50}, DType::f32), OutOfMemory);
+  EXPECT_THROW(Array::empty({0, int64_t(1) << 40, int64_t(1) << 40}, DType::f32), InvalidArgument);
   EXPECT_THROW(Device::parse("tpu:0"), InvalidArgument);
   // Empty tensors are contiguous whatever their strides, so they copy like any other.
   Array e = Array::empty({3, 0, 17}, DType::f32);

@@ -41,10 +41,13 @@ Dims contiguous_strides(const Dims& shape) {
 }
 
 int64_t checked_numel(const Dims& shape, const char* op) {
-  int64_t n = 1;
+  // The product of the non-zero extents must fit too: strides are computed from it even
+  // when another extent is 0.
+  int64_t n = 1, nonzero = 1;
   for (int64_t d : shape) {
     if (d < 0) throw_error<InvalidArgument>(op, "negative extent in shape ", shape.str());
-    if (d != 0 && n > INT64_MAX / d) throw_error<InvalidArgument>(op, "shape ", shape.str(), " overflows int64");
+    if (d != 0 && nonzero > INT64_MAX / d) throw_error<InvalidArgument>(op, "shape ", shape.str(), " overflows int64");
+    if (d != 0) nonzero *= d;
     n *= d;
   }
   return n;
