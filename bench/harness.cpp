@@ -21,6 +21,11 @@ std::vector<Case>& cases() {
   return c;
 }
 
+std::function<double(Session&)>& gemm_ceiling() {
+  static std::function<double(Session&)> f;
+  return f;
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[v.size() / 2];
@@ -80,6 +85,11 @@ double copy_bandwidth_gbs(Session& s, bool quick) {
 
 }  // namespace
 
+bool register_gemm_ceiling(std::function<double(Session&)> measure) {
+  gemm_ceiling() = std::move(measure);
+  return true;
+}
+
 bool register_case(Case c) {
   cases().push_back(std::move(c));
   return true;
@@ -111,14 +121,19 @@ int run_benchmarks(const BenchOptions& opts) {
   const DeviceInfo info = device_info(opts.device);
   const bool cuda = opts.device.is_cuda();
   const double copy_gbs = copy_bandwidth_gbs(s, opts.quick);
-  std::printf("mlxn bench on %s (%s): copy bandwidth %.0f GB/s (read + write)\n", opts.device.str().c_str(),
+  double gemm_tflops = 0;
+  if (gemm_ceiling()) gemm_tflops = gemm_ceiling()(s) / 1e12;
+  std::printf("mlxn bench on %s (%s): copy bandwidth %.0f GB/s (read + write)", opts.device.str().c_str(),
               info.name.c_str(), copy_gbs);
-  std::printf("%-44s %10s %10s %9s %7s %14s %5s\n", "case", "time us", "graph us", "GB/s", "%copy", "goal", "ok");
+  if (gemm_tflops > 0) std::printf(", bf16 GEMM %.0f TFLOP/s", gemm_tflops);
+  std::printf("\n%-44s %10s %10s %9s %7s %8s %7s %14s %5s\n", "case", "time us", "graph us", "GB/s", "%copy", "TFLOP/s",
+              "%gemm", "goal", "ok");
 
   nlohmann::json out;
   out["device"] = opts.device.str();
   out["device_name"] = info.name;
   out["copy_gbs"] = copy_gbs;
+  out["gemm_tflops"] = gemm_tflops;
   out["cases"] = nlohmann::json::array();
   int failures = 0;
   for (const Case& c : cases()) {
@@ -141,6 +156,8 @@ int run_benchmarks(const BenchOptions& opts) {
     const double best_us = graph_us > 0 ? graph_us : us;
     const double gbs = w.bytes / (best_us * 1e-6) / 1e9;
     const double pct = 100.0 * gbs / copy_gbs;
+    const double tflops = w.flops / (best_us * 1e-6) / 1e12;
+    const double pct_gemm = gemm_tflops > 0 ? 100.0 * tflops / gemm_tflops : 0;
     std::string goal = "-";
     bool pass = true;
     // Bars are stated for the GPU; on the CPU they are reported but not judged.
@@ -148,21 +165,28 @@ int run_benchmarks(const BenchOptions& opts) {
       goal = ">=" + std::to_string(int(c.goal_pct_copy)) + "% copy";
       if (cuda) pass = pass && pct >= c.goal_pct_copy;
     }
+    if (c.goal_pct_gemm > 0) {
+      goal = ">=" + std::to_string(int(c.goal_pct_gemm)) + "% gemm";
+      if (cuda) pass = pass && gemm_tflops > 0 && pct_gemm >= c.goal_pct_gemm;
+    }
     if (c.goal_us > 0) {
       char buf[32];
       std::snprintf(buf, sizeof buf, "<=%.1f us", c.goal_us);
       goal = buf;
       if (cuda) pass = pass && best_us <= c.goal_us;
     }
-    const bool judged = cuda && (c.goal_pct_copy > 0 || c.goal_us > 0);
+    const bool judged = cuda && (c.goal_pct_copy > 0 || c.goal_pct_gemm > 0 || c.goal_us > 0);
     if (judged && !pass) ++failures;
     char graph_col[16] = "-";
     if (graph_us > 0) std::snprintf(graph_col, sizeof graph_col, "%.2f", graph_us);
-    std::printf("%-44s %10.2f %10s %9.1f %6.1f%% %14s %5s\n", c.name.c_str(), us, graph_col, gbs, pct, goal.c_str(),
-                judged ? (pass ? "yes" : "NO") : "-");
+    char tf_col[16] = "-", gemm_col[16] = "-";
+    if (w.flops > 0) std::snprintf(tf_col, sizeof tf_col, "%.1f", tflops);
+    if (w.flops > 0 && gemm_tflops > 0) std::snprintf(gemm_col, sizeof gemm_col, "%.1f%%", pct_gemm);
+    std::printf("%-44s %10.2f %10s %9.1f %6.1f%% %8s %7s %14s %5s\n", c.name.c_str(), us, graph_col, gbs, pct, tf_col,
+                gemm_col, goal.c_str(), judged ? (pass ? "yes" : "NO") : "-");
     std::fflush(stdout);
     out["cases"].push_back({{"name", c.name}, {"family", c.family}, {"us", us}, {"graph_us", graph_us},
-                            {"bytes", w.bytes}, {"flops", w.flops}, {"gbs", gbs}, {"pct_copy", pct},
+                            {"bytes", w.bytes}, {"flops", w.flops}, {"gbs", gbs}, {"pct_copy", pct}, {"tflops", tflops}, {"pct_gemm", pct_gemm}, {"goal_pct_gemm", c.goal_pct_gemm},
                             {"goal_pct_copy", c.goal_pct_copy}, {"goal_us", c.goal_us},
                             {"judged", judged}, {"pass", pass}});
   }

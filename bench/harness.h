@@ -34,9 +34,14 @@ struct Case {
   double goal_pct_copy = 0;    // bar: >= this % of copy bandwidth (0 = none)
   double goal_us = 0;          // bar: <= this many microseconds (graph replay where set)
   bool cuda_only = false;      // too large for the CPU backend to be worth timing
+  double goal_pct_gemm = 0;    // bar: >= this % of the dense bf16 GEMM rate (flops-bound cases)
 };
 
 bool register_case(Case c);
+// The matrix-unit ceiling: a function measuring the device's dense bf16 GEMM rate (FLOP/s)
+// through the vendor library, registered by the matmul benchmarks. Cases with flops report
+// % of it; without one registered, the column stays empty.
+bool register_gemm_ceiling(std::function<double(Session&)> measure);
 int run_benchmarks(const BenchOptions& opts);
 
 // Random contiguous device data (uniform [-1, 1)); bench inputs are never zeros.

@@ -25,6 +25,8 @@ class Runtime {
   virtual void* end_capture(void* stream) = 0;                   // returns an executable graph
   virtual void replay(void* exec, void* stream) = 0;
   virtual void destroy_graph(void* exec) noexcept = 0;
+  // Makes `index` the calling thread's current device (kernels launch there).
+  virtual void make_current(int index) = 0;
   // Timing events on a stream.
   virtual void* create_event() = 0;
   virtual void destroy_event(void* ev) noexcept = 0;

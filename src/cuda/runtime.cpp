@@ -137,6 +137,13 @@ class CudaRuntime final : public detail::Runtime {
 
   void destroy_graph(void* exec) noexcept override { cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec)); }
 
+  void make_current(int index) override {
+    // cudaGetDevice reads thread-local state (tens of ns); set only when it differs.
+    int current = -1;
+    MLXN_CUDA_CHECK(cudaGetDevice(&current));
+    if (current != index) MLXN_CUDA_CHECK(cudaSetDevice(index));
+  }
+
   void* create_event() override {
     cudaEvent_t ev = nullptr;
     MLXN_CUDA_CHECK(cudaEventCreate(&ev));

@@ -1,5 +1,7 @@
 #include "ops/registry.h"
 
+#include "core/backend.h"
+
 #include <algorithm>
 #include <map>
 #include <mutex>
@@ -43,6 +45,7 @@ const KernelRecord& find_kernel(const char* op, Device device, DType dtype) {
   if (!rec.fn) throw_error<Unsupported>(op, "no ", device.str(), " implementation in this build");
   if (!rec.dtypes.contains(dtype))
     throw_error<Unsupported>(op, device.str(), " implementation does not support dtype ", name(dtype));
+  if (device.is_cuda()) runtime_for(device, op).make_current(device.index);
   return rec;
 }
 
