@@ -1,0 +1,298 @@
+// CUDA entry for the matmul family.
+//   matmul: cuBLASLt. One handle per device, created on first use; for every distinct problem
+//   (shapes, strides, operand alignment) the descriptors and the heuristic's algorithm are
+//   built once and cached, so a steady-state call costs a hash lookup and cublasLtMatmul.
+//   Workspace comes from the session's scratch pool (stream-ordered reuse).
+//   matmul_id: a mat-vec kernel for few routed rows; otherwise the pairs are grouped by
+//   expert on the device (moe_group_tokens) and a grouped GEMM kernel walks the groups.
+#include <cublasLt.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <type_traits>
+#include <unordered_map>
+
+#include "cuda/common/check.h"
+#include "cuda/common/dispatch.cuh"
+#include "cuda/common/launch.h"
+#include "cuda/kernels/matmul.cuh"
+#include "mlxn/ops/moe.h"
+#include "ops/matmul_args.h"
+#include "ops/registry.h"
+
+namespace mlxn::cuda {
+
+using detail::MatmulArgs;
+using detail::MatmulIdArgs;
+using detail::MatOperand;
+namespace k = kernels;
+
+namespace {
+
+// Workspace the heuristic may ask for (cuBLAS's recommendation for Hopper).
+constexpr size_t kMaxWorkspace = size_t(32) << 20;
+
+void check_lt(cublasStatus_t st, const char* what) {
+  if (st == CUBLAS_STATUS_SUCCESS) return;
+  if (st == CUBLAS_STATUS_ALLOC_FAILED)
+    throw_error<OutOfMemory>("matmul", "cuBLASLt ", what, ": ", cublasLtGetStatusString(st));
+  throw_error<DeviceError>("matmul", "cuBLASLt ", what, ": ", cublasLtGetStatusString(st));
+}
+
+// One problem as cuBLASLt sees it (column-major): D[n, m] = op(X) . op(Y), X from b, Y from a.
+struct PlanKey {
+  int device;
+  DType dtype;
+  bool a_col, b_col;
+  int64_t m, n, k, lda, ldb, ldo, batch, sa, sb, so;
+  int align_a, align_b, align_o;
+  bool operator==(const PlanKey&) const = default;
+};
+
+struct PlanKeyHash {
+  size_t operator()(const PlanKey& key) const noexcept {
+    uint64_t h = 0xcbf29ce484222325ull;
+    auto mix = [&](uint64_t v) { h = (h ^ v) * 0x100000001b3ull; };
+    mix(uint64_t(key.device));
+    mix(uint64_t(key.dtype) | uint64_t(key.a_col) << 8 | uint64_t(key.b_col) << 9);
+    for (int64_t v : {key.m, key.n, key.k, key.lda, key.ldb, key.ldo, key.batch, key.sa, key.sb, key.so}) mix(uint64_t(v));
+    mix(uint64_t(key.align_a) | uint64_t(key.align_b) << 16 | uint64_t(key.align_o) << 32);
+    return size_t(h);
+  }
+};
+
+struct Plan {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t x = nullptr, y = nullptr, d = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+  size_t workspace = 0;
+};
+
+// Per-device state, created on first use and kept for the life of the process (destroying
+// cuBLASLt objects during static destruction could outlive the CUDA context).
+struct DeviceLt {
+  cublasLtHandle_t handle = nullptr;
+  std::mutex mu;
+  std::unordered_map<PlanKey, Plan, PlanKeyHash> plans;
+};
+
+DeviceLt& device_lt(int device) {
+  static std::mutex mu;
+  static std::unordered_map<int, DeviceLt*> devices;
+  std::lock_guard<std::mutex> lock(mu);
+  DeviceLt*& d = devices[device];
+  if (!d) {
+    auto fresh = std::make_unique<DeviceLt>();
+    check_lt(cublasLtCreate(&fresh->handle), "handle creation");
+    d = fresh.release();
+  }
+  return *d;
+}
+
+cudaDataType_t cuda_type(DType t) {
+  switch (t) {
+    case DType::f16: return CUDA_R_16F;
+    case DType::bf16: return CUDA_R_16BF;
+    default: return CUDA_R_32F;
+  }
+}
+
+// Largest power of two (<= 256 bytes) dividing the base address and, for batches, the stride.
+int alignment_of(const void* p, int64_t batch_stride, int64_t batch, size_t es) {
+  uintptr_t v = reinterpret_cast<uintptr_t>(p);
+  if (batch > 1) v |= uintptr_t(batch_stride) * es;
+  int a = 256;
+  while (a > 1 && (v & uintptr_t(a - 1))) a >>= 1;
+  return a;
+}
+
+template <class V>
+void set_layout(cublasLtMatrixLayout_t l, cublasLtMatrixLayoutAttribute_t attr, V v) {
+  check_lt(cublasLtMatrixLayoutSetAttribute(l, attr, &v, sizeof(v)), "layout attribute");
+}
+
+cublasLtMatrixLayout_t make_layout(cudaDataType_t t, int64_t rows, int64_t cols, int64_t ld, int64_t batch,
+                                   int64_t stride) {
+  cublasLtMatrixLayout_t l = nullptr;
+  check_lt(cublasLtMatrixLayoutCreate(&l, t, uint64_t(rows), uint64_t(cols), ld), "layout creation");
+  if (batch > 1) {
+    set_layout(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, int32_t(batch));
+    set_layout(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, int64_t(stride));
+  }
+  return l;
+}
+
+Plan build_plan(cublasLtHandle_t handle, const PlanKey& key) {
+  Plan plan;
+  const cudaDataType_t t = cuda_type(key.dtype);
+  check_lt(cublasLtMatmulDescCreate(&plan.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "descriptor creation");
+  // X = b: stored [n][k] (row-major b) is a column-major k x n matrix, used transposed.
+  const cublasOperation_t op_x = key.b_col ? CUBLAS_OP_N : CUBLAS_OP_T;
+  // Y = a: stored [m][k] (row-major a) is a column-major k x m matrix, used as is.
+  const cublasOperation_t op_y = key.a_col ? CUBLAS_OP_T : CUBLAS_OP_N;
+  check_lt(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_x, sizeof(op_x)), "transa");
+  check_lt(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_y, sizeof(op_y)), "transb");
+  plan.x = key.b_col ? make_layout(t, key.n, key.k, key.ldb, key.batch, key.sb)
+                     : make_layout(t, key.k, key.n, key.ldb, key.batch, key.sb);
+  plan.y = key.a_col ? make_layout(t, key.m, key.k, key.lda, key.batch, key.sa)
+                     : make_layout(t, key.k, key.m, key.lda, key.batch, key.sa);
+  plan.d = make_layout(t, key.n, key.m, key.ldo, key.batch, key.so);
+
+  cublasLtMatmulPreference_t pref = nullptr;
+  check_lt(cublasLtMatmulPreferenceCreate(&pref), "preference creation");
+  auto set_pref = [&](cublasLtMatmulPreferenceAttributes_t attr, auto v) {
+    check_lt(cublasLtMatmulPreferenceSetAttribute(pref, attr, &v, sizeof(v)), "preference attribute");
+  };
+  set_pref(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, uint64_t(kMaxWorkspace));
+  set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, uint32_t(key.align_b));  // cuBLASLt's A is our b
+  set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, uint32_t(key.align_a));
+  set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, uint32_t(key.align_o));
+  set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, uint32_t(key.align_o));
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  const cublasStatus_t st =
+      cublasLtMatmulAlgoGetHeuristic(handle, plan.desc, plan.x, plan.y, plan.d, plan.d, pref, 1, &result, &found);
+  cublasLtMatmulPreferenceDestroy(pref);
+  if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
+    cublasLtMatrixLayoutDestroy(plan.x);
+    cublasLtMatrixLayoutDestroy(plan.y);
+    cublasLtMatrixLayoutDestroy(plan.d);
+    cublasLtMatmulDescDestroy(plan.desc);
+    throw_error<Unsupported>("matmul", "cuBLASLt has no algorithm for ", name(key.dtype), " m=", key.m, " n=", key.n,
+                             " k=", key.k, " batch=", key.batch, " (", cublasLtGetStatusString(st), ")");
+  }
+  plan.algo = result.algo;
+  plan.workspace = result.workspaceSize;
+  return plan;
+}
+
+// One (strided-batched) product on the session's stream.
+void run_lt(Session& s, DType dtype, int64_t m, int64_t n, int64_t k, const MatOperand& a, const MatOperand& b,
+            void* out, int64_t ldo, int64_t out_stride, int64_t batch, float alpha, float beta) {
+  if (batch > INT_MAX) throw_error<Unsupported>("matmul", "batch of ", batch, " exceeds cuBLASLt's limit");
+  const size_t es = element_size(dtype);
+  PlanKey key{s.device().index, dtype, a.col_major, b.col_major, m, n, k, a.ld, b.ld, ldo, batch,
+              batch > 1 ? a.batch_stride : 0, batch > 1 ? b.batch_stride : 0, batch > 1 ? out_stride : 0,
+              alignment_of(a.data, a.batch_stride, batch, es), alignment_of(b.data, b.batch_stride, batch, es),
+              alignment_of(out, out_stride, batch, es)};
+  DeviceLt& lt = device_lt(key.device);
+  Plan plan;
+  {
+    std::lock_guard<std::mutex> lock(lt.mu);
+    auto it = lt.plans.find(key);
+    if (it == lt.plans.end()) it = lt.plans.emplace(key, build_plan(lt.handle, key)).first;
+    plan = it->second;
+  }
+  ScratchBuffer workspace;
+  if (plan.workspace > 0) workspace = s.pool().acquire(plan.workspace);
+  check_lt(cublasLtMatmul(lt.handle, plan.desc, &alpha, b.data, plan.x, a.data, plan.y, &beta, out, plan.d, out,
+                          plan.d, &plan.algo, workspace.data(), plan.workspace, stream_of(s)),
+           "matmul");
+}
+
+void matmul_cuda(Session& s, const MatmulArgs& a) {
+  if (a.k == 0) {  // no products: out = beta * out
+    dispatch_float(a.dtype, "matmul", [&]<class T>() {
+      const int64_t total = a.batch * a.m * a.n;
+      const unsigned grid = unsigned(std::min<int64_t>((total + 255) / 256, 65536));
+      k::scale_matrix_kernel<T><<<grid, 256, 0, stream_of(s)>>>(static_cast<T*>(a.out), a.batch, a.m, a.n, a.ldo,
+                                                                 a.out_batch_stride, a.beta);
+    });
+    check_launch(s, "matmul");
+    return;
+  }
+  if (a.group == 1) {
+    run_lt(s, a.dtype, a.m, a.n, a.k, a.a, a.b, a.out, a.ldo, a.out_batch_stride, a.batch, a.alpha, a.beta);
+    return;
+  }
+  // Grouped heads that could not be folded into rows: group member j of every b-batch is one
+  // strided batch (a and out advance by `group` batches, b by one).
+  const size_t es = element_size(a.dtype);
+  for (int64_t j = 0; j < a.group; ++j) {
+    MatOperand aj = a.a;
+    aj.data = static_cast<const char*>(a.a.data) + size_t(j * a.a.batch_stride) * es;
+    aj.batch_stride = a.a.batch_stride * a.group;
+    void* oj = static_cast<char*>(a.out) + size_t(j * a.out_batch_stride) * es;
+    run_lt(s, a.dtype, a.m, a.n, a.k, aj, a.b, oj, a.ldo, a.out_batch_stride * a.group, a.batch / a.group, a.alpha,
+           a.beta);
+  }
+}
+
+// ---- expert-routed -------------------------------------------------------------------------
+
+// Up to this many routed rows, the mat-vec kernel (weights streamed once per row, rows that
+// share an expert launched side by side so the second read hits L2); beyond it, grouping.
+constexpr int64_t kMatvecMaxPairs = 64;
+constexpr int kMatvecRows = 2;  // output rows per warp
+
+template <class T>
+void matmul_id_typed(Session& s, const MatmulIdArgs& a) {
+  const char* op = "matmul_id";
+  constexpr int N = k::Vec<T>::N;
+  const int64_t pairs = a.tokens * a.top_k;
+  if (a.n > INT_MAX || a.k > INT_MAX || a.experts > INT_MAX)
+    throw_error<Unsupported>(op, "cuda: N = ", a.n, ", K = ", a.k, ", E = ", a.experts, " exceed 32-bit indexing");
+  k::MatmulIdParams<T> p{static_cast<const T*>(a.x), a.x_row_stride, a.x_per_slot ? 1 : 0, int(a.top_k),
+                         static_cast<const T*>(a.w), static_cast<const uint32_t*>(a.ids), static_cast<T*>(a.out),
+                         int(a.experts), int(a.n), int(a.k), int(pairs)};
+  cudaStream_t st = stream_of(s);
+  const bool aligned = aligned16(a.x) && aligned16(a.w) && a.k % N == 0 && a.x_row_stride % N == 0;
+
+  if (pairs <= kMatvecMaxPairs) {
+    constexpr int kRowsPerBlock = k::kMatvecWarps * kMatvecRows;
+    const dim3 grid(unsigned(pairs), unsigned(std::min<int64_t>((a.n + kRowsPerBlock - 1) / kRowsPerBlock, 65535)));
+    if (aligned) k::matvec_id_kernel<T, kMatvecRows, true><<<grid, k::kMatvecWarps * 32, 0, st>>>(p);
+    else k::matvec_id_kernel<T, kMatvecRows, false><<<grid, k::kMatvecWarps * 32, 0, st>>>(p);
+    check_launch(s, op);
+    return;
+  }
+
+  // Group the pairs by expert (device radix sort), then tile each expert's rows.
+  const int64_t e = a.experts;
+  ScratchBuffer rows_buf = s.pool().acquire(size_t(pairs) * 4), off_buf = s.pool().acquire(size_t(e + 1) * 4),
+                tiles_buf = s.pool().acquire(size_t(e + 1) * 4);
+  const Device dev = s.device();
+  moe_group_tokens(s, Tensor(const_cast<void*>(a.ids), DType::u32, {pairs}, dev),
+                   Tensor(rows_buf.data(), DType::u32, {pairs}, dev), Tensor(off_buf.data(), DType::u32, {e + 1}, dev));
+  k::GroupedParams<T> gp{p, static_cast<const uint32_t*>(rows_buf.data()), static_cast<const uint32_t*>(off_buf.data()),
+                         static_cast<const int*>(tiles_buf.data())};
+  k::zero_unrouted_kernel<T><<<unsigned((pairs * 32 + 255) / 256), 256, 0, st>>>(gp.sorted_rows, gp.offsets, int(e),
+                                                                                   int(pairs), p.out, p.n);
+  check_launch(s, op);
+
+  bool tensor_cores = false;
+  if constexpr (!std::is_same_v<T, float>) tensor_cores = aligned && (reinterpret_cast<uintptr_t>(a.out) & 3) == 0;
+  const int bm = tensor_cores ? k::kMmaBM : k::kSimtBM, bn = tensor_cores ? k::kMmaBN : k::kSimtBN;
+  k::group_tiles_kernel<<<1, 1024, 0, st>>>(gp.offsets, int(e), bm, static_cast<int*>(tiles_buf.data()));
+  check_launch(s, op);
+  // Row tiles: at most one partial tile per expert beyond the full ones.
+  const int64_t tile_bound = (pairs + bm - 1) / bm + std::min(e, pairs);
+  if (tile_bound > 65535)
+    throw_error<Unsupported>(op, "cuda: ", pairs, " routed rows need more than 65535 row tiles");
+  const dim3 grid(unsigned((a.n + bn - 1) / bn), unsigned(tile_bound));
+  if constexpr (!std::is_same_v<T, float>) {
+    if (tensor_cores) {
+      MLXN_CUDA_CHECK(cudaFuncSetAttribute(k::grouped_mma_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           k::kMmaSmemBytes));
+      k::grouped_mma_kernel<T><<<grid, k::kMmaThreads, k::kMmaSmemBytes, st>>>(gp);
+      check_launch(s, op);
+      return;
+    }
+  }
+  k::grouped_simt_kernel<T><<<grid, k::kSimtThreads, 0, st>>>(gp);
+  check_launch(s, op);
+}
+
+void matmul_id_cuda(Session& s, const MatmulIdArgs& a) {
+  dispatch_float(a.dtype, "matmul_id", [&]<class T>() { matmul_id_typed<T>(s, a); });
+}
+
+}  // namespace
+
+MLXN_REGISTER_KERNEL(matmul, matmul, cuda, kFloatTypes, detail::MatmulArgs, matmul_cuda);
+MLXN_REGISTER_KERNEL(matmul_id, matmul, cuda, kFloatTypes, detail::MatmulIdArgs, matmul_id_cuda);
+
+}  // namespace mlxn::cuda
