@@ -121,6 +121,13 @@ Workload weighted_sum_case(Session& s, int64_t t, int64_t d) {
           t <= 8};
 }
 
+// moe_glu: T tokens x top 8 rows of [gate | up] -> width.
+Workload glu_case(Session& s, int64_t t, int64_t width) {
+  Array gu = random_device_array(s, {t, kTopK, 2 * width}, DType::bf16, 45);
+  Array out = Array::empty({t, kTopK, width}, DType::bf16, s.device());
+  return {[&s, gu, out] { moe_glu(s, gu, out); }, double(t * kTopK * width * 3 * 2), 0, t <= 8};
+}
+
 // moe_group_tokens: T tokens x top 8 of 128.
 Workload group_case(Session& s, int64_t t) {
   std::vector<uint32_t> host(static_cast<size_t>(t * kTopK));
@@ -154,6 +161,10 @@ MLXN_BENCH(moe_case("moe_route f32 T1 E128 top8 (decode)", [](Session& s) { retu
                     0, 3.0));
 MLXN_BENCH(moe_case("moe_route f32 T4096 E128 top8", [](Session& s) { return route_case(s, 4096, 128, 8); }, false));
 MLXN_BENCH(moe_case("moe_route f32 T4096 E512 top8", [](Session& s) { return route_case(s, 4096, 512, 8); }, false));
+MLXN_BENCH(moe_case("moe_weighted_sum bf16 T1 top8 D2048 (decode)",
+                    [](Session& s) { return weighted_sum_case(s, 1, 2048); }, false));
+MLXN_BENCH(moe_case("moe_glu bf16 T1 top8 I768 (decode)", [](Session& s) { return glu_case(s, 1, kWidth); }, false));
+MLXN_BENCH(moe_case("moe_glu bf16 T4096 top8 I768", [](Session& s) { return glu_case(s, 4096, kWidth); }, false, 80));
 MLXN_BENCH(moe_case("moe_weighted_sum bf16 T4096 top8 D2048", [](Session& s) { return weighted_sum_case(s, 4096, 2048); },
                     false, 80));
 MLXN_BENCH(moe_case("moe_group_tokens T4096 top8 E128", [](Session& s) { return group_case(s, 4096); }, false));

@@ -39,8 +39,9 @@ TEST_P(MatmulTest, EveryDtypeAndShape) {
   struct Shape {
     int64_t m, n, k;
   };
-  const std::vector<Shape> shapes{{1, 1, 1},    {1, 33, 65},  {31, 32, 33}, {33, 17, 1025},
-                                  {100, 257, 64}, {7, 4099, 16}, {2, 3, 4101}};
+  // includes decode-sized products (M <= 4, the mat-vec path on CUDA), vector-aligned or not
+  const std::vector<Shape> shapes{{1, 1, 1},      {1, 33, 65},   {3, 100, 64}, {4, 257, 2048}, {31, 32, 33},
+                                  {33, 17, 1025}, {100, 257, 64}, {7, 4099, 16}, {2, 3, 4101}};
   for (DType dt : float_dtypes())
     for (const Shape& sh : shapes) {
       SCOPED_TRACE(::testing::Message() << name(dt) << " m=" << sh.m << " n=" << sh.n << " k=" << sh.k);
@@ -139,6 +140,17 @@ TEST_P(MatmulTest, StridedAndTransposedViews) {
     const auto av = host_values(session(), a), bv = host_values(session(), b);
     MLXN_EXPECT_CLOSE(host_values(session(), out), ref_matmul(av, bv, 1, 1, m, n, k), tol);
     for (double v : host_values(session(), out_store.tensor().slice(1, n, n + 7))) ASSERT_TRUE(std::isnan(v));
+    // decode-sized: two rows of a wider buffer into a column slice of out
+    {
+      auto a2_store = random_array(session(), rng(), {2, k + 8}, dt);
+      Tensor a2 = a2_store.tensor().slice(1, 0, k);
+      auto b2 = random_array(session(), rng(), {n, k}, dt);
+      Array o2_store = poisoned(session(), {2, n + 8}, dt);
+      Tensor o2 = o2_store.tensor().slice(1, 0, n);
+      matmul(session(), a2, b2, o2);
+      MLXN_EXPECT_CLOSE(host_values(session(), o2), ref_matmul(host_values(session(), a2), b2.values, 1, 1, 2, n, k), tol);
+      for (double v : host_values(session(), o2_store.tensor().slice(1, n, n + 8))) ASSERT_TRUE(std::isnan(v));
+    }
     // a column-major a (transposed storage) and b given as [K, N] through a transposed view
     auto at_store = random_array(session(), rng(), {k, m}, dt);
     Tensor at = at_store.tensor().transpose(0, 1);

@@ -2,12 +2,15 @@
 //   matmul: cuBLASLt. One handle per device, created on first use; for every distinct problem
 //   (shapes, strides, operand alignment) the descriptors and the heuristic's algorithm are
 //   built once and cached, so a steady-state call costs a hash lookup and cublasLtMatmul.
-//   Workspace comes from the session's scratch pool (stream-ordered reuse).
-//   matmul_id: a mat-vec kernel for few routed rows; otherwise the pairs are grouped by
-//   expert on the device (moe_group_tokens) and a grouped GEMM kernel walks the groups.
+//   Workspace comes from the session's scratch pool (stream-ordered reuse). A few rows
+//   against a small weight (a router) take the mat-vec kernel instead: lower latency.
+//   matmul_id: the mat-vec kernel for few routed rows; otherwise the pairs are grouped by
+//   expert on the device (moe_group_tokens) and a grouped GEMM kernel walks the groups, so
+//   each expert's rows form one GEMM without the host learning the group sizes.
 #include <cublasLt.h>
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cstring>
 #include <memory>
@@ -31,6 +34,20 @@ using detail::MatOperand;
 namespace k = kernels;
 
 namespace {
+
+// Every kernel of this family is launched with programmatic dependent launch: in a decode
+// chain (route -> expert products -> activation -> sum) each launch overlaps the tail of the
+// previous kernel; each kernel waits for its predecessor (pdl_wait) before touching memory.
+template <class... KArgs, class... Args>
+void launch(Session& s, const char* op, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, Args&&... args) {
+  MLXN_CUDA_CHECK(launch_pdl(kernel, grid, block, smem, stream_of(s), std::forward<Args>(args)...));
+  check_launch(s, op);
+}
+
+// Dense products with at most this many rows and weights of at most this many elements run
+// on the mat-vec kernel rather than cuBLASLt.
+constexpr int64_t kDenseMatvecMaxRows = 4;
+constexpr int64_t kDenseMatvecMaxWeights = int64_t(1) << 22;
 
 // Workspace the heuristic may ask for (cuBLAS's recommendation for Hopper).
 constexpr size_t kMaxWorkspace = size_t(32) << 20;
@@ -193,15 +210,76 @@ void run_lt(Session& s, DType dtype, int64_t m, int64_t n, int64_t k, const MatO
            "matmul");
 }
 
+// ---- mat-vec kernels (decode) ---------------------------------------------------------------
+
+// Up to this many routed rows, the mat-vec kernel (weights streamed once per row, rows that
+// share an expert launched side by side so the second read hits L2); beyond it, grouping.
+constexpr int64_t kMatvecMaxPairs = 64;
+
+// Blocks of `kernel` resident on the session's device at once (occupancy x SMs); `cache`
+// holds one entry per device, filled on first use.
+template <class Kernel>
+int64_t resident_blocks(Session& s, Kernel kernel, int threads, std::atomic<int> (&cache)[64]) {
+  const int dev = s.device().index;
+  if (dev < 64) {
+    if (const int v = cache[dev].load(std::memory_order_relaxed)) return v;
+  }
+  int per_sm = 0, sms = 0;
+  MLXN_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0));
+  MLXN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  const int v = std::max(1, per_sm * sms);
+  if (dev < 64) cache[dev].store(v, std::memory_order_relaxed);
+  return v;
+}
+
+template <class T, int R, int U, int W, int MINB>
+void launch_matvec(Session& s, const k::MatmulIdParams<T>& p, bool aligned) {
+  constexpr int kRowsPerBlock = W * R;
+  static std::atomic<int> cache[2][64];
+  auto kernel = aligned ? k::matvec_id_kernel<T, R, U, W, MINB, true> : k::matvec_id_kernel<T, R, U, W, MINB, false>;
+  const int64_t row_blocks = (p.n + kRowsPerBlock - 1) / kRowsPerBlock;
+  const int64_t slots = std::max<int64_t>(1, resident_blocks(s, kernel, W * 32, cache[aligned ? 1 : 0]) / p.pairs);
+  const dim3 grid(unsigned(p.pairs), unsigned(std::min<int64_t>({row_blocks, slots, 65535})));
+  launch(s, "matmul_id", kernel, grid, W * 32, 0, p);
+}
+
+// The mat-vec for decode-sized products (few routed rows, or a dense GEMV): two rows per
+// warp (x loaded once per two rows), two 16-byte loads per row and lane in flight, registers
+// capped at 64 so that 32 warps stay resident per SM; the fastest of the shapes compared in
+// bench/NOTES.md.
+template <class T>
+void matvec(Session& s, const k::MatmulIdParams<T>& p, bool aligned) {
+  launch_matvec<T, 2, 2, 4, 8>(s, p, aligned);
+}
+
+template <class T, int BM>
+void launch_grouped_mma(Session& s, const k::GroupedParams<T>& gp, int64_t tile_bound) {
+  constexpr int kSmem = k::mma_smem_bytes(BM);
+  MLXN_CUDA_CHECK(cudaFuncSetAttribute(k::grouped_mma_kernel<T, BM>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
+  const dim3 grid(unsigned((gp.mm.n + k::kMmaBN - 1) / k::kMmaBN), unsigned(tile_bound));
+  launch(s, "matmul_id", k::grouped_mma_kernel<T, BM>, grid, k::kMmaThreads, kSmem, gp);
+}
+
 void matmul_cuda(Session& s, const MatmulArgs& a) {
   if (a.k == 0) {  // no products: out = beta * out
     dispatch_float(a.dtype, "matmul", [&]<class T>() {
       const int64_t total = a.batch * a.m * a.n;
       const unsigned grid = unsigned(std::min<int64_t>((total + 255) / 256, 65536));
-      k::scale_matrix_kernel<T><<<grid, 256, 0, stream_of(s)>>>(static_cast<T*>(a.out), a.batch, a.m, a.n, a.ldo,
-                                                                 a.out_batch_stride, a.beta);
+      launch(s, "matmul", k::scale_matrix_kernel<T>, grid, 256, 0, static_cast<T*>(a.out), a.batch, a.m, a.n, a.ldo,
+             a.out_batch_stride, a.beta);
     });
-    check_launch(s, "matmul");
+    return;
+  }
+  // A few rows against a small row-major weight: the mat-vec kernel, whose latency is lower
+  // than a cuBLASLt launch's at this size (a router, a small projection in decode).
+  if (a.m <= kDenseMatvecMaxRows && a.batch == 1 && a.alpha == 1.f && a.beta == 0.f && !a.a.col_major &&
+      !a.b.col_major && a.b.ld == a.k && a.n * a.k <= kDenseMatvecMaxWeights && a.n <= INT_MAX) {
+    dispatch_float(a.dtype, "matmul", [&]<class T>() {
+      constexpr int N = k::Vec<T>::N;
+      k::MatmulIdParams<T> p{static_cast<const T*>(a.a.data), a.a.ld, 1, 1, static_cast<const T*>(a.b.data), nullptr,
+                             static_cast<T*>(a.out), 1, int(a.n), int(a.k), int(a.m), a.ldo};
+      matvec(s, p, aligned16(a.a.data) && aligned16(a.b.data) && a.k % N == 0 && a.a.ld % N == 0);
+    });
     return;
   }
   if (a.group == 1) {
@@ -223,11 +301,6 @@ void matmul_cuda(Session& s, const MatmulArgs& a) {
 
 // ---- expert-routed -------------------------------------------------------------------------
 
-// Up to this many routed rows, the mat-vec kernel (weights streamed once per row, rows that
-// share an expert launched side by side so the second read hits L2); beyond it, grouping.
-constexpr int64_t kMatvecMaxPairs = 64;
-constexpr int kMatvecRows = 2;  // output rows per warp
-
 template <class T>
 void matmul_id_typed(Session& s, const MatmulIdArgs& a) {
   const char* op = "matmul_id";
@@ -237,16 +310,11 @@ void matmul_id_typed(Session& s, const MatmulIdArgs& a) {
     throw_error<Unsupported>(op, "cuda: N = ", a.n, ", K = ", a.k, ", E = ", a.experts, " exceed 32-bit indexing");
   k::MatmulIdParams<T> p{static_cast<const T*>(a.x), a.x_row_stride, a.x_per_slot ? 1 : 0, int(a.top_k),
                          static_cast<const T*>(a.w), static_cast<const uint32_t*>(a.ids), static_cast<T*>(a.out),
-                         int(a.experts), int(a.n), int(a.k), int(pairs)};
-  cudaStream_t st = stream_of(s);
+                         int(a.experts), int(a.n), int(a.k), int(pairs), a.n};
   const bool aligned = aligned16(a.x) && aligned16(a.w) && a.k % N == 0 && a.x_row_stride % N == 0;
 
   if (pairs <= kMatvecMaxPairs) {
-    constexpr int kRowsPerBlock = k::kMatvecWarps * kMatvecRows;
-    const dim3 grid(unsigned(pairs), unsigned(std::min<int64_t>((a.n + kRowsPerBlock - 1) / kRowsPerBlock, 65535)));
-    if (aligned) k::matvec_id_kernel<T, kMatvecRows, true><<<grid, k::kMatvecWarps * 32, 0, st>>>(p);
-    else k::matvec_id_kernel<T, kMatvecRows, false><<<grid, k::kMatvecWarps * 32, 0, st>>>(p);
-    check_launch(s, op);
+    matvec(s, p, aligned);
     return;
   }
 
@@ -259,31 +327,30 @@ void matmul_id_typed(Session& s, const MatmulIdArgs& a) {
                    Tensor(rows_buf.data(), DType::u32, {pairs}, dev), Tensor(off_buf.data(), DType::u32, {e + 1}, dev));
   k::GroupedParams<T> gp{p, static_cast<const uint32_t*>(rows_buf.data()), static_cast<const uint32_t*>(off_buf.data()),
                          static_cast<const int*>(tiles_buf.data())};
-  k::zero_unrouted_kernel<T><<<unsigned((pairs * 32 + 255) / 256), 256, 0, st>>>(gp.sorted_rows, gp.offsets, int(e),
-                                                                                   int(pairs), p.out, p.n);
-  check_launch(s, op);
+  launch(s, op, k::zero_unrouted_kernel<T>, unsigned((pairs * 32 + 255) / 256), 256, 0, gp.sorted_rows, gp.offsets,
+         int(e), int(pairs), p.out, p.n);
 
   bool tensor_cores = false;
   if constexpr (!std::is_same_v<T, float>) tensor_cores = aligned && (reinterpret_cast<uintptr_t>(a.out) & 3) == 0;
-  const int bm = tensor_cores ? k::kMmaBM : k::kSimtBM, bn = tensor_cores ? k::kMmaBN : k::kSimtBN;
-  k::group_tiles_kernel<<<1, 1024, 0, st>>>(gp.offsets, int(e), bm, static_cast<int*>(tiles_buf.data()));
-  check_launch(s, op);
+  // Row tile height: the rows an expert gets when routing is even, so that experts with few
+  // tokens do not pay for padding.
+  const int64_t per_expert = (pairs + e - 1) / e;
+  const int bm = !tensor_cores ? k::kSimtBM : per_expert <= 16 ? 32 : per_expert <= 64 ? 64 : 128;
+  launch(s, op, k::group_tiles_kernel, 1, 1024, 0, gp.offsets, int(e), bm, static_cast<int*>(tiles_buf.data()));
   // Row tiles: at most one partial tile per expert beyond the full ones.
   const int64_t tile_bound = (pairs + bm - 1) / bm + std::min(e, pairs);
   if (tile_bound > 65535)
     throw_error<Unsupported>(op, "cuda: ", pairs, " routed rows need more than 65535 row tiles");
-  const dim3 grid(unsigned((a.n + bn - 1) / bn), unsigned(tile_bound));
   if constexpr (!std::is_same_v<T, float>) {
     if (tensor_cores) {
-      MLXN_CUDA_CHECK(cudaFuncSetAttribute(k::grouped_mma_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           k::kMmaSmemBytes));
-      k::grouped_mma_kernel<T><<<grid, k::kMmaThreads, k::kMmaSmemBytes, st>>>(gp);
-      check_launch(s, op);
+      if (bm == 32) launch_grouped_mma<T, 32>(s, gp, tile_bound);
+      else if (bm == 64) launch_grouped_mma<T, 64>(s, gp, tile_bound);
+      else launch_grouped_mma<T, 128>(s, gp, tile_bound);
       return;
     }
   }
-  k::grouped_simt_kernel<T><<<grid, k::kSimtThreads, 0, st>>>(gp);
-  check_launch(s, op);
+  const dim3 grid(unsigned((a.n + k::kSimtBN - 1) / k::kSimtBN), unsigned(tile_bound));
+  launch(s, op, k::grouped_simt_kernel<T>, grid, k::kSimtThreads, 0, gp);
 }
 
 void matmul_id_cuda(Session& s, const MatmulIdArgs& a) {

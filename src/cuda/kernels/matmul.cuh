@@ -1,8 +1,8 @@
 #pragma once
 // Matmul kernels that cuBLASLt does not cover: the expert-routed products. Framework-free
 // (raw pointers and sizes only).
-//   matvec_id_kernel    few tokens: one warp per output row pair, the expert looked up per
-//                       routed row, the weight row streamed with 16-byte loads.
+//   matvec_id_kernel    few tokens: a warp per R output rows of one routed row, the expert
+//                       looked up per routed row, weight rows streamed with 16-byte loads.
 //   grouped_mma_kernel  many tokens, f16/bf16: pairs sorted by expert; each CTA computes a
 //                       128 x 128 tile of one expert's rows with mma.sync tensor-core
 //                       instructions, gathering x rows and scattering output rows by index.
@@ -20,6 +20,7 @@ namespace mlxn::kernels {
 template <class T>
 __global__ void scale_matrix_kernel(T* out, int64_t batch, int64_t rows, int64_t cols, int64_t ld,
                                     int64_t batch_stride, float beta) {
+  pdl_wait();
   const int64_t total = batch * rows * cols;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t c = i % cols, r = (i / cols) % rows, b = i / (cols * rows);
@@ -34,27 +35,30 @@ struct MatmulIdParams {
   int64_t x_row_stride;
   int x_per_slot;
   int top_k;
-  const T* w;             // [E, N, K]
-  const uint32_t* ids;    // [P]
-  T* out;                 // [P, N]
+  const T* w;             // [E, N, K] (rows of K contiguous)
+  const uint32_t* ids;    // [P]; null: every pair uses expert 0 (a dense mat-vec)
+  T* out;                 // [P, N], rows out_row_stride apart
   int experts, n, k, pairs;
+  int64_t out_row_stride;
 };
 
 // ---- decode: mat-vec per routed row ----------------------------------------------------------
 
-inline constexpr int kMatvecWarps = 4;
-
-// grid: (pairs, row blocks); each warp owns R consecutive output rows of one pair. On the
-// vector path every lane keeps U 16-byte loads per row in flight.
-template <class T, int R, bool kVec>
-__global__ void __launch_bounds__(kMatvecWarps * 32) matvec_id_kernel(MatmulIdParams<T> p) {
+// grid: (pairs, row-block slots); each of the WARPS warps owns R consecutive output rows of
+// one pair, and blocks walk the row blocks (the grid is sized to the resident capacity, so
+// there is no partial last wave). On the vector path every lane keeps R x U 16-byte loads
+// in flight; MINB caps registers so that enough warps stay resident to cover DRAM latency.
+template <class T, int R, int U, int WARPS, int MINB, bool kVec>
+__global__ void __launch_bounds__(WARPS * 32, MINB) matvec_id_kernel(MatmulIdParams<T> p) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int pair = blockIdx.x;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const uint32_t e = p.ids[pair];
-  T* out = p.out + int64_t(pair) * p.n;
+  const uint32_t e = p.ids ? p.ids[pair] : 0u;
+  T* out = p.out + int64_t(pair) * p.out_row_stride;
   const T* x = p.x + int64_t(p.x_per_slot ? pair : pair / p.top_k) * p.x_row_stride;
-  for (int rb = blockIdx.y; rb * kMatvecWarps * R < p.n; rb += gridDim.y) {
-    const int row0 = (rb * kMatvecWarps + warp) * R;
+  for (int rb = blockIdx.y; rb * WARPS * R < p.n; rb += gridDim.y) {
+    const int row0 = (rb * WARPS + warp) * R;
     if (row0 >= p.n) continue;
     if (e >= uint32_t(p.experts)) {  // an id outside [0, E): zero rows, nothing read
       if (lane < R && row0 + lane < p.n) out[row0 + lane] = from_f32<T>(0.f);
@@ -68,16 +72,16 @@ __global__ void __launch_bounds__(kMatvecWarps * 32) matvec_id_kernel(MatmulIdPa
 #pragma unroll
     for (int r = 0; r < R; ++r) acc[r] = 0.f;
     if constexpr (kVec) {
-      constexpr int N = Vec<T>::N, U = 4, kStep = 32 * N;
+      constexpr int N = Vec<T>::N, kStep = 32 * N;
       for (int k0 = lane * N; k0 < p.k; k0 += kStep * U) {
         Vec<T> xv[U], wv[R][U];
 #pragma unroll
         for (int u = 0; u < U; ++u) {
           const int kk = k0 + u * kStep;
           if (kk < p.k) {
-            xv[u] = load_vec(x + kk);
 #pragma unroll
             for (int r = 0; r < R; ++r) wv[r][u] = load_vec(wr[r] + kk);
+            xv[u] = load_vec(x + kk);
           }
         }
 #pragma unroll
@@ -115,6 +119,8 @@ __global__ void __launch_bounds__(kMatvecWarps * 32) matvec_id_kernel(MatmulIdPa
 // from the expert offsets. One block of 1024 threads, experts in chunks with a carry.
 __global__ void __launch_bounds__(1024) group_tiles_kernel(const uint32_t* offsets, int experts, int bm,
                                                            int* tile_start) {
+  pdl_wait();
+  pdl_launch_dependents();
   __shared__ int warp_totals[32];
   __shared__ int carry_s;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -157,6 +163,8 @@ __global__ void __launch_bounds__(1024) group_tiles_kernel(const uint32_t* offse
 template <class T>
 __global__ void zero_unrouted_kernel(const uint32_t* sorted_rows, const uint32_t* offsets, int experts, int pairs,
                                      T* out, int n) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int warp = int((blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5), lane = threadIdx.x & 31;
   if (warp >= pairs || uint32_t(warp) < offsets[experts]) return;
   T* row = out + int64_t(sorted_rows[warp]) * n;
@@ -190,8 +198,9 @@ __device__ __forceinline__ bool find_tile(const int* tile_start, const uint32_t*
 
 // ---- prefill: tensor-core grouped GEMM ------------------------------------------------------
 
-inline constexpr int kMmaBM = 128, kMmaBN = 128, kMmaBK = 32, kMmaStages = 4, kMmaThreads = 256;
-inline constexpr int kMmaSmemBytes = kMmaStages * (kMmaBM + kMmaBN) * kMmaBK * 2;
+inline constexpr int kMmaBN = 128, kMmaBK = 32, kMmaStages = 4, kMmaThreads = 256;
+// Dynamic shared memory of a BM-row tile: kMmaStages stages of A (BM x BK) and B (BN x BK).
+constexpr int mma_smem_bytes(int bm) { return kMmaStages * (bm + kMmaBN) * kMmaBK * 2; }
 
 // A row of kMmaBK halves is four 16-byte chunks; chunk c of row r is stored at c ^ ((r >> 1) & 3),
 // which spreads the eight rows an ldmatrix phase reads over all 32 banks.
@@ -246,20 +255,25 @@ struct Pair2<__half> {
   static __device__ __forceinline__ type make(float a, float b) { return __floats2half2_rn(a, b); }
 };
 
-// grid: (N tiles, row-tile bound); 8 warps as 2 (rows) x 4 (cols), each a 64 x 32 warp tile of
-// 4 x 4 m16n8k16 products. Requires K % 8 == 0 and 16-byte aligned x rows and w.
-template <class T>
+// grid: (N tiles, row-tile bound); 8 warps as 2 (rows) x 4 (cols), each a BM/2 x 32 warp tile
+// of (BM / 32) x 4 m16n8k16 products. BM (32, 64 or 128) follows the rows per expert, so few
+// tokens per expert do not pay for padded rows. Requires K % 8 == 0 and 16-byte aligned x
+// rows and w.
+template <class T, int BM>
 __global__ void __launch_bounds__(kMmaThreads) grouped_mma_kernel(GroupedParams<T> gp) {
+  constexpr int MI = BM / 32;
+  pdl_wait();
+  pdl_launch_dependents();
   const MatmulIdParams<T>& p = gp.mm;
   int e, row_begin, rows;
-  if (!find_tile(gp.tile_start, gp.offsets, p.experts, blockIdx.y, kMmaBM, e, row_begin, rows)) return;
+  if (!find_tile(gp.tile_start, gp.offsets, p.experts, blockIdx.y, BM, e, row_begin, rows)) return;
   extern __shared__ __align__(128) unsigned char smem_raw[];
   T* sa = reinterpret_cast<T*>(smem_raw);
-  T* sb = sa + kMmaStages * kMmaBM * kMmaBK;
-  __shared__ int x_row[kMmaBM];    // x row offset (elements) of each tile row
-  __shared__ int out_row[kMmaBM];  // pair index of each tile row, -1 past the end
+  T* sb = sa + kMmaStages * BM * kMmaBK;
+  __shared__ int x_row[BM];    // x row (pair or token) of each tile row
+  __shared__ int out_row[BM];  // pair index of each tile row, -1 past the end
   const int tid = threadIdx.x;
-  for (int r = tid; r < kMmaBM; r += kMmaThreads) {
+  for (int r = tid; r < BM; r += kMmaThreads) {
     if (r < rows) {
       const int pair = int(gp.sorted_rows[row_begin + r]);
       out_row[r] = pair;
@@ -276,11 +290,11 @@ __global__ void __launch_bounds__(kMmaThreads) grouped_mma_kernel(GroupedParams<
 
   auto load_tile = [&](int stage, int kt) {
     const int k0 = kt * kMmaBK;
-    T* da = sa + stage * kMmaBM * kMmaBK;
+    T* da = sa + stage * BM * kMmaBK;
     T* db = sb + stage * kMmaBN * kMmaBK;
 #pragma unroll
-    for (int i = 0; i < (kMmaBM * kMmaBK / 8) / kMmaThreads; ++i) {
-      const int c = tid + i * kMmaThreads, r = c >> 2, ch = c & 3;
+    for (int c = tid; c < BM * kMmaBK / 8; c += kMmaThreads) {
+      const int r = c >> 2, ch = c & 3;
       const int kk = k0 + ch * 8;
       const bool ok = r < rows && kk < p.k;
       const T* src = ok ? p.x + int64_t(x_row[r]) * p.x_row_stride + kk : p.x;
@@ -297,10 +311,10 @@ __global__ void __launch_bounds__(kMmaThreads) grouped_mma_kernel(GroupedParams<
   };
 
   const int warp = tid >> 5, lane = tid & 31;
-  const int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
-  float acc[4][4][4];
+  const int wm = (warp >> 2) * (BM / 2), wn = (warp & 3) * 32;
+  float acc[MI][4][4];
 #pragma unroll
-  for (int i = 0; i < 4; ++i)
+  for (int i = 0; i < MI; ++i)
 #pragma unroll
     for (int j = 0; j < 4; ++j)
 #pragma unroll
@@ -317,13 +331,13 @@ __global__ void __launch_bounds__(kMmaThreads) grouped_mma_kernel(GroupedParams<
     const int next = kt + kMmaStages - 1;
     if (next < k_tiles) load_tile(next % kMmaStages, next);
     cp_async_commit();
-    const T* ta = sa + (kt % kMmaStages) * kMmaBM * kMmaBK;
+    const T* ta = sa + (kt % kMmaStages) * BM * kMmaBK;
     const T* tb = sb + (kt % kMmaStages) * kMmaBN * kMmaBK;
 #pragma unroll
     for (int ks = 0; ks < kMmaBK / 16; ++ks) {
-      uint32_t af[4][4], bf[4][2];
+      uint32_t af[MI][4], bf[4][2];
 #pragma unroll
-      for (int mi = 0; mi < 4; ++mi)
+      for (int mi = 0; mi < MI; ++mi)
         ldmatrix_x4(af[mi], ta + swizzle(wm + mi * 16 + (lane & 15), ks * 2 + (lane >> 4)));
 #pragma unroll
       for (int nj = 0; nj < 2; ++nj) {
@@ -335,7 +349,7 @@ __global__ void __launch_bounds__(kMmaThreads) grouped_mma_kernel(GroupedParams<
         bf[2 * nj + 1][1] = r[3];
       }
 #pragma unroll
-      for (int mi = 0; mi < 4; ++mi)
+      for (int mi = 0; mi < MI; ++mi)
 #pragma unroll
         for (int ni = 0; ni < 4; ++ni) mma_16816<T>(acc[mi][ni], af[mi], bf[ni][0], bf[ni][1]);
     }
@@ -345,7 +359,7 @@ __global__ void __launch_bounds__(kMmaThreads) grouped_mma_kernel(GroupedParams<
   // Accumulator (mi, ni): c0 c1 at row lane / 4, columns 2 (lane % 4) + {0, 1}; c2 c3 eight rows down.
   const bool pairs_ok = (p.n & 1) == 0;
 #pragma unroll
-  for (int mi = 0; mi < 4; ++mi)
+  for (int mi = 0; mi < MI; ++mi)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int r = wm + mi * 16 + (lane >> 2) + h * 8;
@@ -373,6 +387,8 @@ inline constexpr int kSimtBM = 64, kSimtBN = 64, kSimtBK = 16, kSimtThreads = 25
 // grid: (N tiles, row-tile bound); each thread a 4 x 4 block of outputs.
 template <class T>
 __global__ void __launch_bounds__(kSimtThreads) grouped_simt_kernel(GroupedParams<T> gp) {
+  pdl_wait();
+  pdl_launch_dependents();
   const MatmulIdParams<T>& p = gp.mm;
   int e, row_begin, rows;
   if (!find_tile(gp.tile_start, gp.offsets, p.experts, blockIdx.y, kSimtBM, e, row_begin, rows)) return;

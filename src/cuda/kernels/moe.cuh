@@ -46,14 +46,36 @@ __device__ __forceinline__ float route_key(float logit, float score, const float
   return k != k ? -INFINITY : k;
 }
 
+// A candidate as one orderable 64-bit word: the key's bits mapped so that unsigned order is
+// float order in the high half, the complemented expert index in the low half (equal keys:
+// the lower index is larger). 0 is below every candidate and marks "not a candidate".
+__device__ __forceinline__ uint64_t route_pack(float key, int e) {
+  uint32_t u = __float_as_uint(key);
+  u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  return (uint64_t(u) << 32) | uint64_t(~uint32_t(e));
+}
+__device__ __forceinline__ int route_unpack_index(uint64_t packed) { return int(~uint32_t(packed)); }
+
+__device__ __forceinline__ uint64_t warp_max_u64(uint64_t v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const uint64_t ov = __shfl_xor_sync(0xffffffffu, v, o);
+    v = ov > v ? ov : v;
+  }
+  return v;
+}
+
 // One warp per token, E <= 32 * V: lane l holds experts l, l + 32, ... in registers. Top-k
-// by k rounds of a warp argmax; slot r's result is kept by lane r % 32.
+// by k rounds of a warp max over packed (key, index) words, one shuffle chain per round;
+// slot r is kept by lane r % 32, which then recomputes its expert's score.
 template <class T, int V>
 __global__ void __launch_bounds__(128) route_warp_kernel(RouteParams p) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int token = int((blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5), lane = threadIdx.x & 31;
   if (token >= p.tokens) return;
   const T* l = static_cast<const T*>(p.logits) + int64_t(token) * p.row_stride;
-  float logit[V], score[V], key[V];
+  float logit[V];
   float mx = -INFINITY;
 #pragma unroll
   for (int j = 0; j < V; ++j) {
@@ -61,64 +83,51 @@ __global__ void __launch_bounds__(128) route_warp_kernel(RouteParams p) {
     logit[j] = e < p.experts ? to_f32(l[e]) : -INFINITY;
     mx = fmaxf(mx, logit[j]);
   }
-  if (p.sigmoid) {
-#pragma unroll
-    for (int j = 0; j < V; ++j) score[j] = 1.f / (1.f + expf(-logit[j]));
-  } else {
+  float inv_z = 1.f;
+  if (!p.sigmoid) {
     mx = warp_max(mx);
     float z = 0.f;
 #pragma unroll
-    for (int j = 0; j < V; ++j) {
-      score[j] = lane + 32 * j < p.experts ? expf(logit[j] - mx) : 0.f;
-      z += score[j];
-    }
-    const float inv = 1.f / warp_sum(z);
-#pragma unroll
-    for (int j = 0; j < V; ++j) score[j] *= inv;
+    for (int j = 0; j < V; ++j) z += lane + 32 * j < p.experts ? expf(logit[j] - mx) : 0.f;
+    inv_z = 1.f / warp_sum(z);
   }
+  auto score_of = [&](float lg) { return p.sigmoid ? 1.f / (1.f + expf(-lg)) : expf(lg - mx) * inv_z; };
+  uint64_t key[V];
 #pragma unroll
   for (int j = 0; j < V; ++j) {
     const int e = lane + 32 * j;
-    key[j] = e < p.experts ? route_key(logit[j], score[j], p.bias, e) : NAN;  // NaN: not a candidate
+    key[j] = e < p.experts ? route_pack(route_key(logit[j], p.bias ? score_of(logit[j]) : 0.f, p.bias, e), e) : 0;
   }
-  uint32_t my_id[V];
-  float my_w[V];
-  float sum = 0.f;
+  int my_id[V];
+#pragma unroll
+  for (int q = 0; q < V; ++q) my_id[q] = 0;
   for (int r = 0; r < p.top_k; ++r) {
-    float bv = -INFINITY;
-    int bi = INT_MAX;
+    uint64_t best = key[0];
+#pragma unroll
+    for (int j = 1; j < V; ++j) best = key[j] > best ? key[j] : best;
+    const int bi = route_unpack_index(warp_max_u64(best));
 #pragma unroll
     for (int j = 0; j < V; ++j)
-      if (route_better(key[j], lane + 32 * j, bv, bi)) {
-        bv = key[j];
-        bi = lane + 32 * j;
-      }
-    warp_argmax(bv, bi);
-    // the owner retires the winner and hands out its score
-    float sv = 0.f;
-#pragma unroll
-    for (int j = 0; j < V; ++j)
-      if (lane + 32 * j == bi) {
-        sv = score[j];
-        key[j] = NAN;
-      }
-    sv = __shfl_sync(0xffffffffu, sv, bi & 31);
-    sum += sv;
+      if (lane + 32 * j == bi) key[j] = 0;  // the owner retires the winner
 #pragma unroll
     for (int q = 0; q < V; ++q)
-      if (q == (r >> 5) && lane == (r & 31)) {
-        my_id[q] = uint32_t(bi);
-        my_w[q] = sv;
-      }
+      if (q == (r >> 5) && lane == (r & 31)) my_id[q] = bi;
   }
-  const float norm = p.renormalize ? 1.f / sum : 1.f;
+  float my_w[V];
+  float sum = 0.f;
+#pragma unroll
+  for (int q = 0; q < V; ++q) {
+    my_w[q] = q * 32 + lane < p.top_k ? score_of(to_f32(l[my_id[q]])) : 0.f;
+    sum += my_w[q];
+  }
+  const float norm = p.renormalize ? 1.f / warp_sum(sum) : 1.f;
 #pragma unroll
   for (int q = 0; q < V; ++q) {
     const int r = q * 32 + lane;
     if (r < p.top_k) {
       float w = my_w[q] * norm;
       if (p.scale) w *= p.scale[my_id[q]];
-      p.ids[int64_t(token) * p.top_k + r] = my_id[q];
+      p.ids[int64_t(token) * p.top_k + r] = uint32_t(my_id[q]);
       p.weights[int64_t(token) * p.top_k + r] = w;
     }
   }
@@ -128,6 +137,8 @@ __global__ void __launch_bounds__(128) route_warp_kernel(RouteParams p) {
 // of a block argmax.
 template <class T>
 __global__ void __launch_bounds__(256) route_block_kernel(RouteParams p) {
+  pdl_wait();
+  pdl_launch_dependents();
   extern __shared__ float keys[];
   __shared__ float scratch[32];
   __shared__ float red_v[32];
@@ -244,6 +255,8 @@ struct WeightedSumParams {
 // grid: (tokens, column chunks); each thread N columns of one token.
 template <class T, class G, bool kVec>
 __global__ void __launch_bounds__(256) weighted_sum_kernel(WeightedSumParams<T, G> p) {
+  pdl_wait();
+  pdl_launch_dependents();
   constexpr int N = kVec ? Vec<T>::N : 1;
   const int t = blockIdx.x;
   const int64_t c = (int64_t(blockIdx.y) * blockDim.x + threadIdx.x) * N;
@@ -289,6 +302,8 @@ struct GluParams {
 // grid: (rows, column chunks).
 template <class T, bool kGelu, bool kVec>
 __global__ void __launch_bounds__(256) glu_kernel(GluParams<T> p) {
+  pdl_wait();
+  pdl_launch_dependents();
   constexpr int N = kVec ? Vec<T>::N : 1;
   const int64_t r = blockIdx.x;
   const int64_t c = (int64_t(blockIdx.y) * blockDim.x + threadIdx.x) * N;
@@ -309,6 +324,8 @@ __global__ void __launch_bounds__(256) glu_kernel(GluParams<T> p) {
 
 // keys[p] = the expert of pair p (E for ids outside [0, E)), vals[p] = p.
 __global__ void group_keys_kernel(const uint32_t* ids, int pairs, uint32_t experts, uint32_t* keys, uint32_t* vals) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int p = int(blockIdx.x * int64_t(blockDim.x) + threadIdx.x);
   if (p >= pairs) return;
   const uint32_t e = ids[p];
@@ -318,6 +335,8 @@ __global__ void group_keys_kernel(const uint32_t* ids, int pairs, uint32_t exper
 
 // offsets[e] = the number of sorted keys below e, for e in [0, E].
 __global__ void group_offsets_kernel(const uint32_t* sorted_keys, int pairs, int experts, uint32_t* offsets) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int e = int(blockIdx.x * int64_t(blockDim.x) + threadIdx.x);
   if (e > experts) return;
   int lo = 0, hi = pairs;
