@@ -1,7 +1,10 @@
 #pragma once
 // Small helpers shared by CUDA entry points.
+#include <cuda_runtime.h>
+
 #include <climits>
 #include <cstdint>
+#include <utility>
 
 #include "mlxn/error.h"
 #include "ops/validate.h"
@@ -23,5 +26,24 @@ inline unsigned grid_dim(const char* op, int64_t blocks) {
 }
 
 inline int round_up(int x, int m) { return (x + m - 1) / m * m; }
+
+// Launches a kernel with programmatic stream serialization: its blocks may be scheduled
+// while the previous kernel on the stream finishes, hiding the launch gap between dependent
+// decode-sized kernels (also inside captured graphs). The kernel must call pdl_wait()
+// (kernels/math.cuh) before it reads or writes global memory. Returns the launch status.
+template <class... KArgs, class... Args>
+cudaError_t launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
 
 }  // namespace mlxn::cuda

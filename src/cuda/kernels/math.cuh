@@ -84,4 +84,19 @@ __device__ __forceinline__ float block_max(float v, float* scratch) {
 
 __device__ __forceinline__ float sigmoidf_(float x) { return 1.f / (1.f + __expf(-x)); }
 
+// Programmatic dependent launch (sm_90): a kernel launched with launch_pdl() may start while
+// the previous kernel on its stream drains. pdl_wait() blocks until that kernel has finished
+// and its writes are visible: call it before touching global memory. pdl_launch_dependents()
+// lets the next such kernel start launching (it still waits for this one to finish).
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
 }  // namespace mlxn::kernels
