@@ -32,6 +32,14 @@ void dispatch_bits(int bits, F&& f) {
 
 constexpr int64_t kMaxGridY = 65535;
 
+// Raises a kernel's dynamic shared memory limit to `bytes` when above the default 48 KB
+// (a host-side attribute call, valid during graph capture too).
+template <class Kernel>
+void allow_smem(Kernel kernel, int bytes) {
+  if (bytes > 48 * 1024)
+    MLXN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+}
+
 k::QmmParams params(const QuantMlxArgs& a, bool routed) {
   k::QmmParams p{};
   p.packed = static_cast<const uint32_t*>(a.w.packed);
@@ -41,6 +49,7 @@ k::QmmParams params(const QuantMlxArgs& a, bool routed) {
   p.n = a.w.rows;
   p.k = a.w.cols;
   p.gs = a.w.group_size;
+  p.gs_shift = a.w.group_size == 32 ? 5 : a.w.group_size == 64 ? 6 : 7;
   p.x = a.x.data;
   p.x_stride = a.x.row_stride;
   p.out = a.out.data;
@@ -76,21 +85,27 @@ void run_matmul(Session& s, const QuantMlxArgs& a, bool routed, const char* op) 
         return;
       }
       auto tensor_core = [&]<class CT>() {
-        if (routed || M <= 8) {
+        if (routed || M <= 16) {
+          // Mat-vec: x rows of a unit staged in shared memory, K in segments if needed.
+          using C = k::QmvConfig<B>;
+          k::QmmParams q = p;
+          q.xs_rows = routed ? 1 : std::min<int64_t>(M, 16);
+          const int64_t k_pad = (a.w.cols + 127) / 128 * 128;
+          q.kseg = std::min(k_pad, std::max<int64_t>(128, (C::kXsBudget / (2 * q.xs_rows) - 8) / 128 * 128));
+          const int smem = int(C::kRingBytes + q.xs_rows * (q.kseg + 8) * 2);
           const int64_t units = routed ? p.slots : 1;
           const dim3 grid(grid_dim(op, (N + 15) / 16), unsigned(std::min(units, kMaxGridY)));
-          k::qmv_mma_kernel<CT, ST, B, 1><<<grid, 128, 0, st>>>(p);
-        } else if (M <= 16) {
-          k::qmv_mma_kernel<CT, ST, B, 2><<<dim3(grid_dim(op, (N + 15) / 16), 1), 128, 0, st>>>(p);
+          if (routed || M <= 8) {
+            allow_smem(k::qmv_mma_kernel<CT, ST, B, 1>, smem);
+            k::qmv_mma_kernel<CT, ST, B, 1><<<grid, 128, smem, st>>>(q);
+          } else {
+            allow_smem(k::qmv_mma_kernel<CT, ST, B, 2>, smem);
+            k::qmv_mma_kernel<CT, ST, B, 2><<<grid, 128, smem, st>>>(q);
+          }
         } else if (p.x_vec) {
           using Tl = k::QmmTile;
           constexpr int smem = Tl::smem_bytes<B>();
-          static bool attr_set = false;  // per instantiation; setting it twice is harmless
-          if (!attr_set) {
-            MLXN_CUDA_CHECK(cudaFuncSetAttribute(k::qmm_mma_kernel<CT, ST, B>,
-                                                 cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-            attr_set = true;
-          }
+          allow_smem(k::qmm_mma_kernel<CT, ST, B>, smem);
           const int64_t mt = (M + Tl::kBM - 1) / Tl::kBM;
           if (mt > kMaxGridY) throw_error<InvalidArgument>(op, "x has ", M, " rows, more than this kernel's grid holds");
           k::qmm_mma_kernel<CT, ST, B><<<dim3(grid_dim(op, (N + Tl::kBN - 1) / Tl::kBN), unsigned(mt)), Tl::kThreads,

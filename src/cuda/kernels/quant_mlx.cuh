@@ -176,6 +176,51 @@ __device__ __forceinline__ uint32_t natural(const uint32_t (&r)[16], int np) {
   return natural_pair(r[p], r[p + 1], high);
 }
 
+// ---- shared memory: cp.async, ldmatrix, swizzle ---------------------------------------------
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16-byte chunk c (0..7) of a 64-element row r, XOR-swizzled so that ldmatrix and the
+// stores of 8 consecutive rows hit distinct banks.
+__device__ __forceinline__ int swz(int r, int c) { return r * 64 + ((c ^ (r & 7)) << 3); }
+
+template <int BYTES>
+__device__ __forceinline__ void cp_async(void* dst, const void* src, bool valid) {
+  const int n = valid ? BYTES : 0;  // 0: the destination is zero-filled, nothing is read
+  if constexpr (BYTES == 16)
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(n));
+  else
+    asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(smem_addr(dst)), "l"(src), "n"(BYTES),
+                 "r"(n));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+
+// Copies one thread's chunk of BITS words (4 * BITS bytes, aligned to that size's largest
+// power-of-two factor up to 16).
+template <int BITS>
+__device__ __forceinline__ void cp_async_chunk(uint32_t* dst, const uint32_t* src, bool valid) {
+  if constexpr (BITS == 4 || BITS == 8) {
+#pragma unroll
+    for (int i = 0; i < BITS / 4; ++i) cp_async<16>(dst + 4 * i, src + 4 * i, valid);
+  } else if constexpr (BITS == 2 || BITS == 6) {
+#pragma unroll
+    for (int i = 0; i < BITS / 2; ++i) cp_async<8>(dst + 2 * i, src + 2 * i, valid);
+  } else {
+#pragma unroll
+    for (int i = 0; i < BITS; ++i) cp_async<4>(dst + i, src + i, valid);
+  }
+}
+
 // ---- ids -------------------------------------------------------------------------------------
 
 // The id at slot u, or -1 when it is outside [0, limit).

@@ -2,72 +2,36 @@
 // MLX affine quantized matmul for many rows of x (prefill) on the tensor cores.
 //
 // Block tile: 128 rows of x (tokens) x 128 rows of W, K in steps of 64; 8 warps, each
-// 64 tokens x 32 W rows, mma.m16n8k16 with f32 accumulators. A 3-stage cp.async pipeline
-// brings x tiles (bf16/f16, swizzled 16-byte chunks) and raw packed W into shared memory;
-// each thread owns one 32-value chunk of W per step (row tid / 2, half tid % 2), turns it
-// into x's 16-bit type in registers (quant_mlx.cuh), and stores it in natural k order into
-// a double-buffered, swizzled bf16/f16 tile that ldmatrix then reads like any GEMM operand.
+// 64 tokens x 32 W rows, mma.m16n8k16 with f32 accumulators; two blocks per SM. A 3- or
+// 4-stage cp.async pipeline brings x tiles (bf16/f16, swizzled 16-byte chunks) and raw
+// packed W into shared memory; each thread owns one 32-value chunk of W per step (row
+// tid / 2, half tid % 2), turns it into x's 16-bit type in registers (quant_mlx.cuh), and
+// stores it in natural k order into a double-buffered, swizzled bf16/f16 tile that ldmatrix
+// then reads like any GEMM operand. Step kt + 1 is dequantized while step kt's MMAs run
+// (one barrier per step), so the conversion overlaps the tensor cores.
 #include "cuda/kernels/quant_mlx_qmv.cuh"
 
 namespace mlxn::kernels::qmlx {
 
 struct QmmTile {
-  static constexpr int kBM = 128, kBN = 128, kBK = 64, kStages = 3, kThreads = 256;
+  static constexpr int kBM = 128, kBN = 128, kBK = 64, kThreads = 256;
   template <int BITS>
-  static constexpr int smem_bytes() {
-    return kStages * kBM * kBK * 2 + kStages * kThreads * BITS * 4 + 2 * kBN * kBK * 2;
+  static constexpr int bytes(int stages) {
+    return stages * kBM * kBK * 2 + stages * kThreads * BITS * 4 + 2 * kBN * kBK * 2;
   }
+  // 4 stages where two blocks still fit in an SM's 227 KB, else 3.
+  template <int BITS>
+  static constexpr int stages() { return 2 * bytes<BITS>(4) <= 227 * 1024 ? 4 : 3; }
+  template <int BITS>
+  static constexpr int smem_bytes() { return bytes<BITS>(stages<BITS>()); }
 };
-
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16-byte chunk c (0..7) of a 64-element row r, XOR-swizzled so that ldmatrix and the
-// stores of 8 consecutive rows hit distinct banks.
-__device__ __forceinline__ int swz(int r, int c) { return r * 64 + ((c ^ (r & 7)) << 3); }
-
-template <int BYTES>
-__device__ __forceinline__ void cp_async(void* dst, const void* src, bool valid) {
-  const int n = valid ? BYTES : 0;  // 0: the destination is zero-filled, nothing is read
-  if constexpr (BYTES == 16)
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(n));
-  else
-    asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(smem_addr(dst)), "l"(src), "n"(BYTES),
-                 "r"(n));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p)));
-}
-
-// Copies one thread's chunk of BITS words (4 * BITS bytes, aligned to that size's largest
-// power-of-two factor up to 16).
-template <int BITS>
-__device__ __forceinline__ void cp_async_chunk(uint32_t* dst, const uint32_t* src, bool valid) {
-  if constexpr (BITS == 4 || BITS == 8) {
-#pragma unroll
-    for (int i = 0; i < BITS / 4; ++i) cp_async<16>(dst + 4 * i, src + 4 * i, valid);
-  } else if constexpr (BITS == 2 || BITS == 6) {
-#pragma unroll
-    for (int i = 0; i < BITS / 2; ++i) cp_async<8>(dst + 2 * i, src + 2 * i, valid);
-  } else {
-#pragma unroll
-    for (int i = 0; i < BITS; ++i) cp_async<4>(dst + i, src + i, valid);
-  }
-}
 
 // Plain matmul only (units are not used): out [M, N] = x [M, K] · W^T. Requires x rows and
 // the packed matrix 16-byte aligned.
 template <class CT, class ST, int BITS>
-__global__ void __launch_bounds__(256) qmm_mma_kernel(QmmParams p) {
+__global__ void __launch_bounds__(256, 2) qmm_mma_kernel(QmmParams p) {
   using Tl = QmmTile;
-  constexpr int BM = Tl::kBM, BN = Tl::kBN, BK = Tl::kBK, S = Tl::kStages, NT = Tl::kThreads;
+  constexpr int BM = Tl::kBM, BN = Tl::kBN, BK = Tl::kBK, S = Tl::stages<BITS>(), NT = Tl::kThreads;
   constexpr bool kFast = std::is_same_v<ST, CT> && BITS <= Pair<CT>::kMagicBits;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   CT* xs = reinterpret_cast<CT*>(smem_raw);                                          // [S][BM * BK]
@@ -105,53 +69,59 @@ __global__ void __launch_bounds__(256) qmm_mma_kernel(QmmParams p) {
     }
     cp_async_commit();  // possibly empty: keeps the group count uniform
   };
+  const ST* srow = scales + (wrow_ok ? wn : 0) * groups;
+  const ST* brow = biases + (wrow_ok ? wn : 0) * groups;
   auto load_scale = [&](int kt, float& s, float& b) {
-    const int64_t k = int64_t(kt) * BK + 32 * wc;
+    const int k = kt * BK + 32 * wc;  // int: K < 2^30
     if (kt < ktiles && wrow_ok && k < K) {
-      const int64_t gi = wn * groups + k / p.gs;
-      s = to_f32(scales[gi]);
-      b = to_f32(biases[gi]);
+      s = to_f32(srow[k >> p.gs_shift]);
+      b = to_f32(brow[k >> p.gs_shift]);
     } else {
       s = b = 0.f;
+    }
+  };
+  // Dequantizes step kt's chunk (already landed) into wbf[kt & 1], natural k order.
+  auto dequant = [&](int kt, float s, float b) {
+    uint32_t w[BITS];
+    const uint32_t* src = wraw + (kt % S) * NT * BITS + tid * BITS;
+#pragma unroll
+    for (int i = 0; i < BITS; ++i) w[i] = src[i];
+    uint32_t r[16];
+    dequant_pairs<CT, BITS, kFast>(w, s, b, r);
+    CT* wd = wbf + (kt & 1) * BN * BK;
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      uint4 v;
+      v.x = natural<BITS>(r, 4 * c);
+      v.y = natural<BITS>(r, 4 * c + 1);
+      v.z = natural<BITS>(r, 4 * c + 2);
+      v.w = natural<BITS>(r, 4 * c + 3);
+      *reinterpret_cast<uint4*>(wd + swz(wr, 4 * wc + c)) = v;
     }
   };
 
 #pragma unroll
   for (int i = 0; i < S - 1; ++i) issue(i);
-  float s_cur, b_cur;
-  load_scale(0, s_cur, b_cur);
+  float s0, b0, s1, b1;
+  load_scale(0, s0, b0);
+  load_scale(1, s1, b1);
+  cp_async_wait<S - 2>();  // step 0 landed
+  dequant(0, s0, b0);
 
   const int wm0 = (warp / 4) * 64, wn0 = (warp % 4) * 32;
   float acc[4][4][4] = {};
 
   for (int kt = 0; kt < ktiles; ++kt) {
-    cp_async_wait<S - 2>();
+    // Steps <= kt + 1 landed (S - 1 + kt groups committed, S - 3 may be pending); after the
+    // barrier: wbf[kt & 1] is complete, and every warp is done with step kt - 1's buffers.
+    if constexpr (S >= 3) cp_async_wait<S - 3>();
     __syncthreads();
-    {
-      // Dequantize this thread's chunk into the bf16/f16 tile, natural k order.
-      uint32_t w[BITS];
-      const uint32_t* src = wraw + (kt % S) * NT * BITS + tid * BITS;
-#pragma unroll
-      for (int i = 0; i < BITS; ++i) w[i] = src[i];
-      float s_next, b_next;
-      load_scale(kt + 1, s_next, b_next);
-      uint32_t r[16];
-      dequant_pairs<CT, BITS, kFast>(w, s_cur, b_cur, r);
-      CT* wd = wbf + (kt & 1) * BN * BK;
-#pragma unroll
-      for (int c = 0; c < 4; ++c) {
-        uint4 v;
-        v.x = natural<BITS>(r, 4 * c);
-        v.y = natural<BITS>(r, 4 * c + 1);
-        v.z = natural<BITS>(r, 4 * c + 2);
-        v.w = natural<BITS>(r, 4 * c + 3);
-        *reinterpret_cast<uint4*>(wd + swz(wr, 4 * wc + c)) = v;
-      }
-      s_cur = s_next;
-      b_cur = b_next;
-    }
     issue(kt + S - 1);
-    __syncthreads();
+    float s2, b2;
+    load_scale(kt + 2, s2, b2);
+    if (kt + 1 < ktiles) dequant(kt + 1, s1, b1);
+    s1 = s2;
+    b1 = b2;
 
     const CT* xa = xs + (kt % S) * BM * BK;
     const CT* wb = wbf + (kt & 1) * BN * BK;

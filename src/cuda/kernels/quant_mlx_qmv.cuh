@@ -23,7 +23,7 @@ struct QmmParams {
   const void* scales;
   const void* biases;
   int64_t experts, n, k;
-  int gs;
+  int gs, gs_shift;  // group size and its log2 (hot loops shift, never divide)
   const void* x;
   int64_t x_stride;
   void* out;
@@ -35,6 +35,8 @@ struct QmmParams {
   bool x_per_slot;
   int64_t slots;
   bool x_vec;  // x rows 16-byte aligned (row stride and base)
+  // mat-vec: rows of x staged in shared memory per unit, and the K segment they hold
+  int64_t xs_rows, kseg;
 };
 
 struct Unit {
@@ -73,21 +75,15 @@ __device__ __forceinline__ void mma16816(float (&c)[4], uint32_t a0, uint32_t a1
   }
 }
 
-// The 16 pairs of x values (token row `xr`, chunk at k) in the chunk pair order of BITS.
+// 16 x pairs for a lane from shared memory (32 consecutive values, 16-byte aligned).
 template <class CT, int BITS>
-__device__ __forceinline__ void load_x_pairs(const CT* __restrict__ xr, bool vec, uint32_t (&out)[16]) {
+__device__ __forceinline__ void smem_x_pairs(const CT* xr, uint32_t (&out)[16]) {
   using L = ChunkLayout<BITS>;
   uint32_t xw[16];
-  if (vec) {
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const uint4 v = __ldg(reinterpret_cast<const uint4*>(xr) + i);
-      xw[4 * i] = v.x; xw[4 * i + 1] = v.y; xw[4 * i + 2] = v.z; xw[4 * i + 3] = v.w;
-    }
-  } else {
-    const auto* h = reinterpret_cast<const uint16_t*>(xr);
-#pragma unroll
-    for (int i = 0; i < 16; ++i) xw[i] = uint32_t(h[2 * i]) | (uint32_t(h[2 * i + 1]) << 16);
+  for (int i = 0; i < 4; ++i) {
+    const uint4 v = reinterpret_cast<const uint4*>(xr)[i];
+    xw[4 * i] = v.x; xw[4 * i + 1] = v.y; xw[4 * i + 2] = v.z; xw[4 * i + 3] = v.w;
   }
 #pragma unroll
   for (int p = 0; p < 16; ++p) {
@@ -100,92 +96,150 @@ __device__ __forceinline__ void load_x_pairs(const CT* __restrict__ xr, bool vec
 template <int BITS>
 struct QmvConfig {
   static constexpr int kWarps = 4;
-  // Steps (128 values of K) whose loads a warp issues before computing: about 64 bytes of W
-  // per lane in flight.
-  static constexpr int kUnroll = BITS == 2 ? 8 : BITS == 3 ? 5 : BITS == 4 ? 4 : BITS == 5 ? 3 : 2;
+  // Steps of 128 values in flight per warp (cp.async ring): 4 to 8 KB per warp.
+  static constexpr int kStages = BITS <= 3 ? 8 : BITS <= 5 ? 6 : 4;
+  // One stage of one warp: W [2 rows][32 lanes][BITS words], then [scale a, bias a,
+  // scale b, bias b][32 lanes] as the 4-byte words that hold them.
+  static constexpr int kStageWords = 2 * 32 * BITS + 4 * 32;
+  static constexpr int kRingBytes = kWarps * kStages * kStageWords * 4;
+  // x in shared memory: rows x (kseg + 8) values, kseg a multiple of 128 chosen so that
+  // this many bytes hold it (K is walked in segments of kseg when it does not fit).
+  static constexpr int kXsBudget = 36 * 1024;
 };
 
+// The word holding element gi of a 16- or 32-bit array (16-bit elements: the aligned word
+// around it, and which half).
+template <class ST>
+__device__ __forceinline__ const uint32_t* word_of(const ST* e) {
+  return reinterpret_cast<const uint32_t*>(reinterpret_cast<uintptr_t>(e) & ~uintptr_t(3));
+}
+template <class ST>
+__device__ __forceinline__ float value_of(uint32_t word, const ST* e) {
+  if constexpr (sizeof(ST) == 4) {
+    return __uint_as_float(word);
+  } else {
+    const bool high = (reinterpret_cast<uintptr_t>(e) & 2) != 0;
+    const uint16_t h = uint16_t(high ? word >> 16 : word & 0xffffu);
+    return to_f32(*reinterpret_cast<const ST*>(&h));
+  }
+}
+
 // CT: x's dtype (bf16/f16); ST: the scales' dtype; NT: token tiles of 8 (1 or 2).
+// Dynamic shared memory: QmvConfig<BITS>::kRingBytes + p.xs_rows * (p.kseg + 8) * 2.
 template <class CT, class ST, int BITS, int NT>
 __global__ void __launch_bounds__(128) qmv_mma_kernel(QmmParams p) {
   using C = QmvConfig<BITS>;
-  constexpr int NW = C::kWarps, U = C::kUnroll;
+  constexpr int NW = C::kWarps, S = C::kStages, SW = C::kStageWords;
   constexpr bool kFast = std::is_same_v<ST, CT> && BITS <= Pair<CT>::kMagicBits;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
   __shared__ float red[NW][NT][32][4];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  uint32_t* ring = reinterpret_cast<uint32_t*>(smem_raw) + warp * S * SW;
+  CT* xs = reinterpret_cast<CT*>(smem_raw + C::kRingBytes);
+  const int64_t xpitch = p.kseg + 8;
   const int64_t n0 = int64_t(blockIdx.x) * 16;
   const int64_t K = p.k, N = p.n, row_words = K * BITS / 32, groups = K / p.gs;
-  const int64_t nsteps = (K + 127) / 128;
   const int64_t ra = n0 + g, rb = n0 + g + 8;
+  const bool va = ra < N, vb = rb < N;
   const auto* scales = static_cast<const ST*>(p.scales);
   const auto* biases = static_cast<const ST*>(p.biases);
+  const CT* x = static_cast<const CT*>(p.x);
+  CT* out = static_cast<CT*>(p.out);
   const int64_t units = num_units(p, 8 * NT);
   for (int64_t u = blockIdx.y; u < units; u += gridDim.y) {
     const Unit un = unit_of(p, u, 8 * NT);
-    CT* out = static_cast<CT*>(p.out);
     if (un.rows == 0) {  // out-of-range expert: zeros
       if (threadIdx.x < 16 && n0 + threadIdx.x < N) out[un.out_row * p.out_stride + n0 + threadIdx.x] = from_f32<CT>(0.f);
       continue;
     }
     const int64_t wrow0 = un.expert * N;
-    const uint32_t* wa_base = p.packed + (wrow0 + ra) * row_words;
-    const uint32_t* wb_base = p.packed + (wrow0 + rb) * row_words;
-    const bool va = ra < N, vb = rb < N;
-    const CT* x = static_cast<const CT*>(p.x);
+    const uint32_t* wa_base = p.packed + (wrow0 + (va ? ra : 0)) * row_words;
+    const uint32_t* wb_base = p.packed + (wrow0 + (vb ? rb : 0)) * row_words;
+    const ST* sa_row = scales + (wrow0 + (va ? ra : 0)) * groups;
+    const ST* ba_row = biases + (wrow0 + (va ? ra : 0)) * groups;
+    const ST* sb_row = scales + (wrow0 + (vb ? rb : 0)) * groups;
+    const ST* bb_row = biases + (wrow0 + (vb ? rb : 0)) * groups;
     float acc[NT][4] = {};
-    for (int64_t s0 = int64_t(warp) * U; s0 < nsteps; s0 += NW * U) {
-      uint32_t wa[U][BITS], wb[U][BITS];
-      float sa[U], ba[U], sb[U], bb[U];
-#pragma unroll
-      for (int i = 0; i < U; ++i) {
-        const int64_t k = (s0 + i) * 128 + 32 * t;
-        const bool kin = k < K;
-        if (kin && va) {
-          load_chunk<BITS>(wa_base + k * BITS / 32, wa[i]);
-          const int64_t gi = (wrow0 + ra) * groups + k / p.gs;
-          sa[i] = to_f32(scales[gi]);
-          ba[i] = to_f32(biases[gi]);
-        } else {
-#pragma unroll
-          for (int j = 0; j < BITS; ++j) wa[i][j] = 0;
-          sa[i] = ba[i] = 0.f;
+    for (int64_t seg0 = 0; seg0 < K; seg0 += p.kseg) {
+      const int64_t seg_len = min(p.kseg, K - seg0);
+      // x rows of this unit, values [seg0, seg0 + seg_len), into shared memory.
+      __syncthreads();
+      if (p.x_vec) {
+        const int per_row = int(seg_len / 8);
+        for (int r = 0; r < un.rows; ++r) {
+          const uint4* src = reinterpret_cast<const uint4*>(x + (un.x_row + r) * p.x_stride + seg0);
+          for (int c = threadIdx.x; c < per_row; c += blockDim.x)
+            *reinterpret_cast<uint4*>(xs + r * xpitch + c * 8) = __ldg(src + c);
         }
-        if (kin && vb) {
-          load_chunk<BITS>(wb_base + k * BITS / 32, wb[i]);
-          const int64_t gi = (wrow0 + rb) * groups + k / p.gs;
-          sb[i] = to_f32(scales[gi]);
-          bb[i] = to_f32(biases[gi]);
-        } else {
-#pragma unroll
-          for (int j = 0; j < BITS; ++j) wb[i][j] = 0;
-          sb[i] = bb[i] = 0.f;
+      } else {
+        for (int r = 0; r < un.rows; ++r) {
+          const CT* src = x + (un.x_row + r) * p.x_stride + seg0;
+          for (int c = threadIdx.x; c < int(seg_len); c += blockDim.x) xs[r * xpitch + c] = src[c];
         }
       }
+      __syncthreads();
+
+      // This warp's steps: js = warp, warp + NW, ... of the segment's 128-value steps.
+      const int64_t nsteps = (seg_len + 127) / 128;
+      const int count = nsteps > warp ? int((nsteps - warp + NW - 1) / NW) : 0;
+      // k of this lane's chunk in step i of the warp (int: K < 2^30).
+      auto k_of = [&](int i) { return int(seg0) + (warp + i * NW) * 128 + 32 * t; };
+      auto issue = [&](int i) {
+        uint32_t* st = ring + (i % S) * SW;
+        if (i < count) {
+          const int k = k_of(i);
+          const bool kin = k < K, oka = kin && va, okb = kin && vb;
+          const int grp = kin ? k >> p.gs_shift : 0;
+          const int64_t word = (int64_t(k) * BITS) >> 5;
+          cp_async_chunk<BITS>(st + lane * BITS, oka ? wa_base + word : p.packed, oka);
+          cp_async_chunk<BITS>(st + (32 + lane) * BITS, okb ? wb_base + word : p.packed, okb);
+          uint32_t* ss = st + 2 * 32 * BITS;
+          cp_async<4>(ss + lane, word_of(sa_row + grp), oka);
+          cp_async<4>(ss + 32 + lane, word_of(ba_row + grp), oka);
+          cp_async<4>(ss + 64 + lane, word_of(sb_row + grp), okb);
+          cp_async<4>(ss + 96 + lane, word_of(bb_row + grp), okb);
+        }
+        cp_async_commit();  // possibly empty: keeps the group count uniform
+      };
 #pragma unroll
-      for (int i = 0; i < U; ++i) {
-        const int64_t kbase = (s0 + i) * 128;
-        if (kbase >= K) break;  // the same for the whole warp
-        const int64_t k = kbase + 32 * t;
+      for (int i = 0; i < S; ++i) issue(i);
+      for (int i = 0; i < count; ++i) {
+        cp_async_wait<S - 1>();  // step i has landed (this lane's own copies)
+        const uint32_t* st = ring + (i % S) * SW;
+        const int k = k_of(i), kl = k - int(seg0);  // kl: within the segment
+        const bool kin = k < K;
+        uint32_t wa[BITS], wb[BITS];
+#pragma unroll
+        for (int j = 0; j < BITS; ++j) {
+          wa[j] = st[lane * BITS + j];
+          wb[j] = st[(32 + lane) * BITS + j];
+        }
+        const uint32_t* ss = st + 2 * 32 * BITS;
+        const int grp = kin ? k >> p.gs_shift : 0;
+        const float sa = value_of(ss[lane], sa_row + grp), ba = value_of(ss[32 + lane], ba_row + grp);
+        const float sb = value_of(ss[64 + lane], sb_row + grp), bb = value_of(ss[96 + lane], bb_row + grp);
         uint32_t xb[NT][16];
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt) {
           const int tok = nt * 8 + g;
-          if (tok < un.rows && k < K) {
-            load_x_pairs<CT, BITS>(x + (un.x_row + tok) * p.x_stride + k, p.x_vec, xb[nt]);
+          if (tok < un.rows && kin) {
+            smem_x_pairs<CT, BITS>(xs + tok * xpitch + kl, xb[nt]);
           } else {
 #pragma unroll
             for (int j = 0; j < 16; ++j) xb[nt][j] = 0;
           }
         }
         uint32_t al[16], ah[16];
-        dequant_pairs<CT, BITS, kFast>(wa[i], sa[i], ba[i], al);
-        dequant_pairs<CT, BITS, kFast>(wb[i], sb[i], bb[i], ah);
+        dequant_pairs<CT, BITS, kFast>(wa, sa, ba, al);
+        dequant_pairs<CT, BITS, kFast>(wb, sb, bb, ah);
 #pragma unroll
         for (int j = 0; j < 8; ++j)
 #pragma unroll
           for (int nt = 0; nt < NT; ++nt)
             mma16816<CT>(acc[nt], al[2 * j], ah[2 * j], al[2 * j + 1], ah[2 * j + 1], xb[nt][2 * j], xb[nt][2 * j + 1]);
+        issue(i + S);
       }
+      cp_async_wait<0>();
     }
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt)
@@ -234,7 +288,7 @@ __global__ void __launch_bounds__(128) qmm_simt_kernel(QmmParams p) {
     for (int64_t c = lane; c < K / 32; c += 32) {
       uint32_t w[BITS];
       load_chunk_scalar<BITS>(p.packed + wrow * row_words + c * BITS, w);
-      const int64_t gi = wrow * groups + c * 32 / p.gs;
+      const int64_t gi = wrow * groups + ((c * 32) >> p.gs_shift);
       const float s = to_f32(scales[gi]), b = to_f32(biases[gi]);
 #pragma unroll
       for (int i = 0; i < 32; ++i) {
