@@ -32,12 +32,24 @@ void dispatch_bits(int bits, F&& f) {
 
 constexpr int64_t kMaxGridY = 65535;
 
-// Raises a kernel's dynamic shared memory limit to `bytes` when above the default 48 KB
-// (a host-side attribute call, valid during graph capture too).
+// Raises a kernel's dynamic shared memory limit to `bytes` where dynamic plus static shared
+// memory (up to 4 KB in these kernels) may pass the default 48 KB (a host-side attribute
+// call, valid during graph capture too).
 template <class Kernel>
 void allow_smem(Kernel kernel, int bytes) {
-  if (bytes > 48 * 1024)
+  if (bytes > 40 * 1024)
     MLXN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+}
+
+// Shared memory a mat-vec block may take for its x row; the opt-in limit is 227 KB.
+constexpr int64_t kMatvecSmem = 160 * 1024;
+
+// A launch that was refused names its kernel and configuration.
+void check_config(const char* op, const char* what, dim3 grid, int block, int smem) {
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess)
+    throw_error<DeviceError>(op, "launch of ", what, " failed: ", cudaGetErrorName(e), " (grid ", grid.x, "x", grid.y,
+                             ", block ", block, ", dynamic shared memory ", smem, " bytes)");
 }
 
 k::QmmParams params(const QuantMlxArgs& a, bool routed) {
@@ -79,6 +91,7 @@ void run_matmul(Session& s, const QuantMlxArgs& a, bool routed, const char* op) 
         const int64_t units = routed ? p.slots : (M + MT - 1) / MT;
         const dim3 grid(grid_dim(op, (N + 3) / 4), unsigned(std::min(units, kMaxGridY)));
         k::qmm_simt_kernel<XT, ST, B, MT><<<grid, 128, 0, st>>>(p);
+        check_config(op, "qmm_simt_kernel", grid, 128, 0);
       };
       if (a.x.dtype == DType::f32 || !packed_vec) {
         dispatch_float(a.x.dtype, op, [&]<class XT>() { simt.template operator()<XT>(); });
@@ -86,30 +99,30 @@ void run_matmul(Session& s, const QuantMlxArgs& a, bool routed, const char* op) 
       }
       auto tensor_core = [&]<class CT>() {
         if (routed || M <= 16) {
-          // Mat-vec: x rows of a unit staged in shared memory, K in segments if needed.
-          using C = k::QmvConfig<B>;
+          // Mat-vec: single-row units stage x in shared memory when it fits.
+          const int64_t xs_rows = routed ? 1 : M;
+          const int64_t pitch_bytes = (a.w.cols + 8) * 2;
           k::QmmParams q = p;
-          q.xs_rows = routed ? 1 : std::min<int64_t>(M, 16);
-          const int64_t k_pad = (a.w.cols + 127) / 128 * 128;
-          q.kseg = std::min(k_pad, std::max<int64_t>(128, (C::kXsBudget / (2 * q.xs_rows) - 8) / 128 * 128));
-          const int smem = int(C::kRingBytes + q.xs_rows * (q.kseg + 8) * 2);
+          q.x_smem = xs_rows == 1 && pitch_bytes <= kMatvecSmem;
+          const int smem = q.x_smem ? int(pitch_bytes) : 0;
           const int64_t units = routed ? p.slots : 1;
-          const dim3 grid(grid_dim(op, (N + 15) / 16), unsigned(std::min(units, kMaxGridY)));
-          if (routed || M <= 8) {
-            allow_smem(k::qmv_mma_kernel<CT, ST, B, 1>, smem);
-            k::qmv_mma_kernel<CT, ST, B, 1><<<grid, 128, smem, st>>>(q);
-          } else {
-            allow_smem(k::qmv_mma_kernel<CT, ST, B, 2>, smem);
-            k::qmv_mma_kernel<CT, ST, B, 2><<<grid, 128, smem, st>>>(q);
-          }
+          auto go = [&](auto kernel, const char* what) {
+            allow_smem(kernel, smem);
+            const dim3 grid(grid_dim(op, (N + 15) / 16), unsigned(std::min(units, kMaxGridY)));
+            kernel<<<grid, 128, smem, st>>>(q);
+            check_config(op, what, grid, 128, smem);
+          };
+          if (xs_rows <= 8) go(k::qmv_mma_kernel<CT, ST, B, 1>, "qmv_mma_kernel<1>");
+          else go(k::qmv_mma_kernel<CT, ST, B, 2>, "qmv_mma_kernel<2>");
         } else if (p.x_vec) {
           using Tl = k::QmmTile;
           constexpr int smem = Tl::smem_bytes<B>();
           allow_smem(k::qmm_mma_kernel<CT, ST, B>, smem);
           const int64_t mt = (M + Tl::kBM - 1) / Tl::kBM;
           if (mt > kMaxGridY) throw_error<InvalidArgument>(op, "x has ", M, " rows, more than this kernel's grid holds");
-          k::qmm_mma_kernel<CT, ST, B><<<dim3(grid_dim(op, (N + Tl::kBN - 1) / Tl::kBN), unsigned(mt)), Tl::kThreads,
-                                         smem, st>>>(p);
+          const dim3 grid(grid_dim(op, (N + Tl::kBN - 1) / Tl::kBN), unsigned(mt));
+          k::qmm_mma_kernel<CT, ST, B><<<grid, Tl::kThreads, smem, st>>>(p);
+          check_config(op, "qmm_mma_kernel", grid, Tl::kThreads, smem);
         } else {
           simt.template operator()<CT>();
         }

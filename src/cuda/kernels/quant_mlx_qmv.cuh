@@ -8,8 +8,9 @@
 // (one chunk) each, at k = 128 s + 32 t for step s: 16-byte loads, every byte of a 128-value
 // stretch of 16 rows read by one warp instruction. The chunk is dequantized in registers
 // straight into A fragments (the pair order of quant_mlx.cuh); x is read in that same order.
-// The 4 warps of a block split K; partial sums meet in shared memory. Every row of x is
-// multiplied in the same pass over W, so 8 rows cost little more than 1.
+// The 4 warps of a block split K; each issues the loads of several steps before computing
+// them; partial sums meet in shared memory. Every row of x is multiplied in the same pass over W, so 8 rows cost
+// little more than 1.
 #include "cuda/kernels/quant_mlx.cuh"
 
 namespace mlxn::kernels::qmlx {
@@ -34,9 +35,8 @@ struct QmmParams {
   int64_t top_k;
   bool x_per_slot;
   int64_t slots;
-  bool x_vec;  // x rows 16-byte aligned (row stride and base)
-  // mat-vec: rows of x staged in shared memory per unit, and the K segment they hold
-  int64_t xs_rows, kseg;
+  bool x_vec;   // x rows 16-byte aligned (row stride and base)
+  bool x_smem;  // mat-vec: stage the unit's x rows in shared memory (single-row units)
 };
 
 struct Unit {
@@ -75,6 +75,30 @@ __device__ __forceinline__ void mma16816(float (&c)[4], uint32_t a0, uint32_t a1
   }
 }
 
+// The 16 pairs of x values (token row `xr`, chunk at k) in the chunk pair order of BITS.
+template <class CT, int BITS>
+__device__ __forceinline__ void load_x_pairs(const CT* __restrict__ xr, bool vec, uint32_t (&out)[16]) {
+  using L = ChunkLayout<BITS>;
+  uint32_t xw[16];
+  if (vec) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const uint4 v = __ldg(reinterpret_cast<const uint4*>(xr) + i);
+      xw[4 * i] = v.x; xw[4 * i + 1] = v.y; xw[4 * i + 2] = v.z; xw[4 * i + 3] = v.w;
+    }
+  } else {
+    const auto* h = reinterpret_cast<const uint16_t*>(xr);
+#pragma unroll
+    for (int i = 0; i < 16; ++i) xw[i] = uint32_t(h[2 * i]) | (uint32_t(h[2 * i + 1]) << 16);
+  }
+#pragma unroll
+  for (int p = 0; p < 16; ++p) {
+    const int lo = L::pair_lo(p), hi = L::pair_hi(p);
+    const uint32_t sel = (lo & 1 ? 0x32u : 0x10u) | ((hi & 1 ? 0x76u : 0x54u) << 8);
+    out[p] = __byte_perm(xw[lo / 2], xw[hi / 2], sel);
+  }
+}
+
 // 16 x pairs for a lane from shared memory (32 consecutive values, 16-byte aligned).
 template <class CT, int BITS>
 __device__ __forceinline__ void smem_x_pairs(const CT* xr, uint32_t (&out)[16]) {
@@ -93,153 +117,145 @@ __device__ __forceinline__ void smem_x_pairs(const CT* xr, uint32_t (&out)[16]) 
   }
 }
 
-template <int BITS>
-struct QmvConfig {
-  static constexpr int kWarps = 4;
-  // Steps of 128 values in flight per warp (cp.async ring): 4 to 8 KB per warp.
-  static constexpr int kStages = BITS <= 3 ? 8 : BITS <= 5 ? 6 : 4;
-  // One stage of one warp: W [2 rows][32 lanes][BITS words], then [scale a, bias a,
-  // scale b, bias b][32 lanes] as the 4-byte words that hold them.
-  static constexpr int kStageWords = 2 * 32 * BITS + 4 * 32;
-  static constexpr int kRingBytes = kWarps * kStages * kStageWords * 4;
-  // x in shared memory: rows x (kseg + 8) values, kseg a multiple of 128 chosen so that
-  // this many bytes hold it (K is walked in segments of kseg when it does not fit).
-  static constexpr int kXsBudget = 36 * 1024;
-};
-
-// The word holding element gi of a 16- or 32-bit array (16-bit elements: the aligned word
-// around it, and which half).
-template <class ST>
-__device__ __forceinline__ const uint32_t* word_of(const ST* e) {
-  return reinterpret_cast<const uint32_t*>(reinterpret_cast<uintptr_t>(e) & ~uintptr_t(3));
-}
-template <class ST>
-__device__ __forceinline__ float value_of(uint32_t word, const ST* e) {
-  if constexpr (sizeof(ST) == 4) {
-    return __uint_as_float(word);
+// Copies rows [0, rows) of x (row stride x_stride, `cols` values) into shared memory rows
+// `pitch` apart, 8 independent loads per thread in flight at a time.
+template <class CT>
+__device__ __forceinline__ void stage_x(CT* xs, int64_t pitch, const CT* x, int64_t x_stride, int rows, int cols,
+                                        bool vec) {
+  if (vec) {
+    const int per_row = cols / 8, total = rows * per_row;
+    for (int base = 0; base < total; base += 8 * int(blockDim.x)) {
+      uint4 v[8];
+#pragma unroll
+      for (int q = 0; q < 8; ++q) {
+        const int i = base + q * int(blockDim.x) + int(threadIdx.x);
+        if (i < total) v[q] = __ldg(reinterpret_cast<const uint4*>(x + (i / per_row) * x_stride) + i % per_row);
+      }
+#pragma unroll
+      for (int q = 0; q < 8; ++q) {
+        const int i = base + q * int(blockDim.x) + int(threadIdx.x);
+        if (i < total) *reinterpret_cast<uint4*>(xs + (i / per_row) * pitch + (i % per_row) * 8) = v[q];
+      }
+    }
   } else {
-    const bool high = (reinterpret_cast<uintptr_t>(e) & 2) != 0;
-    const uint16_t h = uint16_t(high ? word >> 16 : word & 0xffffu);
-    return to_f32(*reinterpret_cast<const ST*>(&h));
+    const int total = rows * cols;
+    for (int base = 0; base < total; base += 8 * int(blockDim.x)) {
+      CT v[8];
+#pragma unroll
+      for (int q = 0; q < 8; ++q) {
+        const int i = base + q * int(blockDim.x) + int(threadIdx.x);
+        if (i < total) v[q] = x[(i / cols) * x_stride + i % cols];
+      }
+#pragma unroll
+      for (int q = 0; q < 8; ++q) {
+        const int i = base + q * int(blockDim.x) + int(threadIdx.x);
+        if (i < total) xs[(i / cols) * pitch + i % cols] = v[q];
+      }
+    }
   }
 }
 
+template <int BITS>
+struct QmvConfig {
+  static constexpr int kWarps = 4;
+  // Steps (128 values of K) whose loads a warp issues before computing: about 64 bytes of W
+  // per lane in flight.
+  static constexpr int kUnroll = BITS == 2 ? 8 : BITS == 3 ? 5 : BITS == 4 ? 4 : BITS == 5 ? 3 : 2;
+};
+
 // CT: x's dtype (bf16/f16); ST: the scales' dtype; NT: token tiles of 8 (1 or 2).
-// Dynamic shared memory: QmvConfig<BITS>::kRingBytes + p.xs_rows * (p.kseg + 8) * 2.
+// x_smem (single-row units: M = 1, expert-routed slots): the row is staged in dynamic shared
+// memory ((K + 8) values) once per unit, every warp reading it from there; otherwise each lane
+// reads its 64 bytes of x per step straight from L2 (staging 8 rows per block costs more).
 template <class CT, class ST, int BITS, int NT>
 __global__ void __launch_bounds__(128) qmv_mma_kernel(QmmParams p) {
   using C = QmvConfig<BITS>;
-  constexpr int NW = C::kWarps, S = C::kStages, SW = C::kStageWords;
+  constexpr int NW = C::kWarps, U = C::kUnroll;
   constexpr bool kFast = std::is_same_v<ST, CT> && BITS <= Pair<CT>::kMagicBits;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
   __shared__ float red[NW][NT][32][4];
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  CT* xs = reinterpret_cast<CT*>(smem_raw);  // [unit rows][K + 8]
+  const int64_t xpitch = p.k + 8;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-  uint32_t* ring = reinterpret_cast<uint32_t*>(smem_raw) + warp * S * SW;
-  CT* xs = reinterpret_cast<CT*>(smem_raw + C::kRingBytes);
-  const int64_t xpitch = p.kseg + 8;
   const int64_t n0 = int64_t(blockIdx.x) * 16;
   const int64_t K = p.k, N = p.n, row_words = K * BITS / 32, groups = K / p.gs;
+  const int64_t nsteps = (K + 127) / 128;
   const int64_t ra = n0 + g, rb = n0 + g + 8;
-  const bool va = ra < N, vb = rb < N;
   const auto* scales = static_cast<const ST*>(p.scales);
   const auto* biases = static_cast<const ST*>(p.biases);
-  const CT* x = static_cast<const CT*>(p.x);
-  CT* out = static_cast<CT*>(p.out);
   const int64_t units = num_units(p, 8 * NT);
   for (int64_t u = blockIdx.y; u < units; u += gridDim.y) {
     const Unit un = unit_of(p, u, 8 * NT);
+    CT* out = static_cast<CT*>(p.out);
     if (un.rows == 0) {  // out-of-range expert: zeros
       if (threadIdx.x < 16 && n0 + threadIdx.x < N) out[un.out_row * p.out_stride + n0 + threadIdx.x] = from_f32<CT>(0.f);
       continue;
     }
     const int64_t wrow0 = un.expert * N;
-    const uint32_t* wa_base = p.packed + (wrow0 + (va ? ra : 0)) * row_words;
-    const uint32_t* wb_base = p.packed + (wrow0 + (vb ? rb : 0)) * row_words;
-    const ST* sa_row = scales + (wrow0 + (va ? ra : 0)) * groups;
-    const ST* ba_row = biases + (wrow0 + (va ? ra : 0)) * groups;
-    const ST* sb_row = scales + (wrow0 + (vb ? rb : 0)) * groups;
-    const ST* bb_row = biases + (wrow0 + (vb ? rb : 0)) * groups;
-    float acc[NT][4] = {};
-    for (int64_t seg0 = 0; seg0 < K; seg0 += p.kseg) {
-      const int64_t seg_len = min(p.kseg, K - seg0);
-      // x rows of this unit, values [seg0, seg0 + seg_len), into shared memory.
+    const CT* x = static_cast<const CT*>(p.x);
+    if (p.x_smem) {
+      __syncthreads();  // the previous unit's readers of xs are done
+      stage_x(xs, xpitch, x + un.x_row * p.x_stride, p.x_stride, un.rows, int(K), p.x_vec);
       __syncthreads();
-      if (p.x_vec) {
-        const int per_row = int(seg_len / 8);
-        for (int r = 0; r < un.rows; ++r) {
-          const uint4* src = reinterpret_cast<const uint4*>(x + (un.x_row + r) * p.x_stride + seg0);
-          for (int c = threadIdx.x; c < per_row; c += blockDim.x)
-            *reinterpret_cast<uint4*>(xs + r * xpitch + c * 8) = __ldg(src + c);
+    }
+    const uint32_t* wa_base = p.packed + (wrow0 + ra) * row_words;
+    const uint32_t* wb_base = p.packed + (wrow0 + rb) * row_words;
+    const bool va = ra < N, vb = rb < N;
+    float acc[NT][4] = {};
+    for (int64_t s0 = int64_t(warp) * U; s0 < nsteps; s0 += NW * U) {
+      uint32_t wa[U][BITS], wb[U][BITS];
+      float sa[U], ba[U], sb[U], bb[U];
+#pragma unroll
+      for (int i = 0; i < U; ++i) {
+        const int64_t k = (s0 + i) * 128 + 32 * t;
+        const bool kin = k < K;
+        if (kin && va) {
+          load_chunk<BITS>(wa_base + k * BITS / 32, wa[i]);
+          const int64_t gi = (wrow0 + ra) * groups + (k >> p.gs_shift);
+          sa[i] = to_f32(scales[gi]);
+          ba[i] = to_f32(biases[gi]);
+        } else {
+#pragma unroll
+          for (int j = 0; j < BITS; ++j) wa[i][j] = 0;
+          sa[i] = ba[i] = 0.f;
         }
-      } else {
-        for (int r = 0; r < un.rows; ++r) {
-          const CT* src = x + (un.x_row + r) * p.x_stride + seg0;
-          for (int c = threadIdx.x; c < int(seg_len); c += blockDim.x) xs[r * xpitch + c] = src[c];
+        if (kin && vb) {
+          load_chunk<BITS>(wb_base + k * BITS / 32, wb[i]);
+          const int64_t gi = (wrow0 + rb) * groups + (k >> p.gs_shift);
+          sb[i] = to_f32(scales[gi]);
+          bb[i] = to_f32(biases[gi]);
+        } else {
+#pragma unroll
+          for (int j = 0; j < BITS; ++j) wb[i][j] = 0;
+          sb[i] = bb[i] = 0.f;
         }
       }
-      __syncthreads();
-
-      // This warp's steps: js = warp, warp + NW, ... of the segment's 128-value steps.
-      const int64_t nsteps = (seg_len + 127) / 128;
-      const int count = nsteps > warp ? int((nsteps - warp + NW - 1) / NW) : 0;
-      // k of this lane's chunk in step i of the warp (int: K < 2^30).
-      auto k_of = [&](int i) { return int(seg0) + (warp + i * NW) * 128 + 32 * t; };
-      auto issue = [&](int i) {
-        uint32_t* st = ring + (i % S) * SW;
-        if (i < count) {
-          const int k = k_of(i);
-          const bool kin = k < K, oka = kin && va, okb = kin && vb;
-          const int grp = kin ? k >> p.gs_shift : 0;
-          const int64_t word = (int64_t(k) * BITS) >> 5;
-          cp_async_chunk<BITS>(st + lane * BITS, oka ? wa_base + word : p.packed, oka);
-          cp_async_chunk<BITS>(st + (32 + lane) * BITS, okb ? wb_base + word : p.packed, okb);
-          uint32_t* ss = st + 2 * 32 * BITS;
-          cp_async<4>(ss + lane, word_of(sa_row + grp), oka);
-          cp_async<4>(ss + 32 + lane, word_of(ba_row + grp), oka);
-          cp_async<4>(ss + 64 + lane, word_of(sb_row + grp), okb);
-          cp_async<4>(ss + 96 + lane, word_of(bb_row + grp), okb);
-        }
-        cp_async_commit();  // possibly empty: keeps the group count uniform
-      };
 #pragma unroll
-      for (int i = 0; i < S; ++i) issue(i);
-      for (int i = 0; i < count; ++i) {
-        cp_async_wait<S - 1>();  // step i has landed (this lane's own copies)
-        const uint32_t* st = ring + (i % S) * SW;
-        const int k = k_of(i), kl = k - int(seg0);  // kl: within the segment
-        const bool kin = k < K;
-        uint32_t wa[BITS], wb[BITS];
-#pragma unroll
-        for (int j = 0; j < BITS; ++j) {
-          wa[j] = st[lane * BITS + j];
-          wb[j] = st[(32 + lane) * BITS + j];
-        }
-        const uint32_t* ss = st + 2 * 32 * BITS;
-        const int grp = kin ? k >> p.gs_shift : 0;
-        const float sa = value_of(ss[lane], sa_row + grp), ba = value_of(ss[32 + lane], ba_row + grp);
-        const float sb = value_of(ss[64 + lane], sb_row + grp), bb = value_of(ss[96 + lane], bb_row + grp);
+      for (int i = 0; i < U; ++i) {
+        const int64_t kbase = (s0 + i) * 128;
+        if (kbase >= K) break;  // the same for the whole warp
+        const int64_t k = kbase + 32 * t;
         uint32_t xb[NT][16];
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt) {
           const int tok = nt * 8 + g;
-          if (tok < un.rows && kin) {
-            smem_x_pairs<CT, BITS>(xs + tok * xpitch + kl, xb[nt]);
+          if (tok < un.rows && k < K) {
+            if (p.x_smem) smem_x_pairs<CT, BITS>(xs + tok * xpitch + k, xb[nt]);
+            else load_x_pairs<CT, BITS>(x + (un.x_row + tok) * p.x_stride + k, p.x_vec, xb[nt]);
           } else {
 #pragma unroll
             for (int j = 0; j < 16; ++j) xb[nt][j] = 0;
           }
         }
         uint32_t al[16], ah[16];
-        dequant_pairs<CT, BITS, kFast>(wa, sa, ba, al);
-        dequant_pairs<CT, BITS, kFast>(wb, sb, bb, ah);
+        dequant_pairs<CT, BITS, kFast>(wa[i], sa[i], ba[i], al);
+        dequant_pairs<CT, BITS, kFast>(wb[i], sb[i], bb[i], ah);
 #pragma unroll
         for (int j = 0; j < 8; ++j)
 #pragma unroll
           for (int nt = 0; nt < NT; ++nt)
             mma16816<CT>(acc[nt], al[2 * j], ah[2 * j], al[2 * j + 1], ah[2 * j + 1], xb[nt][2 * j], xb[nt][2 * j + 1]);
-        issue(i + S);
       }
-      cp_async_wait<0>();
     }
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt)
