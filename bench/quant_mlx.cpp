@@ -1,0 +1,99 @@
+// MLX affine quantized matmul benchmarks: the decode (mat-vec) bars, batched decode, prefill
+// (reported in TFLOP/s through the flops field) and an MoE decode step's expert matmul.
+// Weights rotate through enough copies to exceed the L2 cache, so every call streams W from
+// device memory as it would in a model.
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <vector>
+
+#include "harness.h"
+#include "mlxn/ops/quant_mlx.h"
+
+namespace mlxn::bench {
+namespace {
+
+struct QWeights {
+  Array packed, scales, biases;
+};
+
+QWeights make_weights(Session& s, int64_t e, int64_t n, int64_t k, MlxQuant q, uint64_t seed) {
+  const Dims p = e ? Dims{e, n, k * q.bits / 32} : Dims{n, k * q.bits / 32};
+  const Dims g = e ? Dims{e, n, k / q.group_size} : Dims{n, k / q.group_size};
+  return {random_device_array(s, p, DType::u32, seed), random_device_array(s, g, DType::bf16, seed + 1),
+          random_device_array(s, g, DType::bf16, seed + 2)};
+}
+
+double weight_bytes(int64_t n, int64_t k, MlxQuant q) {
+  return double(n) * double(k) * q.bits / 8.0 + 2.0 * 2.0 * double(n) * double(k / q.group_size);
+}
+
+// At least 192 MB of weights in rotation (the H100's L2 is 50 MB, the H200's 60 MB).
+int copies_for(double bytes) { return int(std::max(1.0, std::ceil(192e6 / bytes))); }
+
+Workload qmm_case(Session& s, int64_t m, int64_t n, int64_t k, MlxQuant q) {
+  const double wb = weight_bytes(n, k, q);
+  const int copies = s.device().is_cuda() && m <= 64 ? copies_for(wb) : 1;
+  auto ws = std::make_shared<std::vector<QWeights>>();
+  for (int i = 0; i < copies; ++i) ws->push_back(make_weights(s, 0, n, k, q, 10 + 3 * uint64_t(i)));
+  Array x = random_device_array(s, {m, k}, DType::bf16, 1);
+  Array out = Array::empty({m, n}, DType::bf16, s.device());
+  auto next = std::make_shared<int>(0);
+  Workload w;
+  w.run = [&s, ws, x, out, q, next] {
+    const QWeights& c = (*ws)[size_t((*next)++ % int(ws->size()))];
+    quantized_matmul(s, x, c.packed, c.scales, c.biases, q, out);
+  };
+  w.bytes = wb + 2.0 * double(m * k) + 2.0 * double(m * n);
+  w.flops = 2.0 * double(m) * double(n) * double(k);
+  w.graph_replay = m <= 8;
+  return w;
+}
+
+// One MoE decode step's gate (or up) projection: 1 token, top 8 of 128 experts, hidden 2048,
+// expert width 768. Bytes: the 8 selected experts' weights once, x and out.
+Workload moe_case(Session& s, int64_t tokens, MlxQuant q) {
+  constexpr int64_t E = 128, top_k = 8, hidden = 2048, width = 768;
+  QWeights w8 = make_weights(s, E, width, hidden, q, 40);
+  Array x = random_device_array(s, {tokens, hidden}, DType::bf16, 41);
+  std::vector<int32_t> ids_host;
+  for (int64_t i = 0; i < tokens * top_k; ++i) ids_host.push_back(int32_t((i * 37 + 11) % E));
+  Array ids = Array::empty({tokens, top_k}, DType::i32, s.device());
+  s.upload(ids, ids_host.data(), ids_host.size() * 4);
+  Array out = Array::empty({tokens, top_k, width}, DType::bf16, s.device());
+  Workload w;
+  w.run = [&s, w8, x, ids, out, q] { quantized_matmul_id(s, x, w8.packed, w8.scales, w8.biases, ids, q, out); };
+  w.bytes = double(tokens * top_k) * weight_bytes(width, hidden, q) + 2.0 * double(tokens * hidden) +
+            2.0 * double(tokens * top_k * width);
+  w.flops = 2.0 * double(tokens * top_k) * double(width) * double(hidden);
+  w.graph_replay = true;
+  return w;
+}
+
+constexpr int64_t kN = 14336, kK = 4096;
+
+MLXN_BENCH(Case{"qmm 4-bit g64 [1,4096]x[14336,4096]", "quant_mlx",
+                [](Session& s) { return qmm_case(s, 1, kN, kK, {4, 64}); }, 75});
+MLXN_BENCH(Case{"qmm 8-bit g64 [1,4096]x[14336,4096]", "quant_mlx",
+                [](Session& s) { return qmm_case(s, 1, kN, kK, {8, 64}); }, 70});
+MLXN_BENCH(Case{"qmm 4-bit g64 [2,4096]x[14336,4096]", "quant_mlx",
+                [](Session& s) { return qmm_case(s, 2, kN, kK, {4, 64}); }, 0});
+MLXN_BENCH(Case{"qmm 4-bit g64 [4,4096]x[14336,4096]", "quant_mlx",
+                [](Session& s) { return qmm_case(s, 4, kN, kK, {4, 64}); }, 0});
+MLXN_BENCH(Case{"qmm 4-bit g64 [8,4096]x[14336,4096]", "quant_mlx",
+                [](Session& s) { return qmm_case(s, 8, kN, kK, {4, 64}); }, 0});
+MLXN_BENCH(Case{"qmm 3-bit g64 [1,4096]x[14336,4096]", "quant_mlx",
+                [](Session& s) { return qmm_case(s, 1, kN, kK, {3, 64}); }, 0});
+MLXN_BENCH(Case{"qmm 6-bit g64 [1,4096]x[14336,4096]", "quant_mlx",
+                [](Session& s) { return qmm_case(s, 1, kN, kK, {6, 64}); }, 0});
+MLXN_BENCH(Case{"qmm 4-bit g64 [512,4096]x[14336,4096] (prefill)", "quant_mlx",
+                [](Session& s) { return qmm_case(s, 512, kN, kK, {4, 64}); }, 0, 0, true});
+MLXN_BENCH(Case{"qmm 4-bit g64 [2048,4096]x[14336,4096] (prefill)", "quant_mlx",
+                [](Session& s) { return qmm_case(s, 2048, kN, kK, {4, 64}); }, 0, 0, true});
+MLXN_BENCH(Case{"qmm 4-bit g64 [4096,4096]x[14336,4096] (prefill)", "quant_mlx",
+                [](Session& s) { return qmm_case(s, 4096, kN, kK, {4, 64}); }, 0, 0, true});
+MLXN_BENCH(Case{"qmm_id 4-bit g64 E128 top8 [1,2048]->768 (MoE decode)", "quant_mlx",
+                [](Session& s) { return moe_case(s, 1, {4, 64}); }, 0});
+
+}  // namespace
+}  // namespace mlxn::bench

@@ -1,0 +1,32 @@
+#pragma once
+// The one argument struct behind every MLX affine quantization op.
+#include "ops/validate.h"
+
+namespace mlxn::detail {
+
+// A quantized matrix (or a stack of E of them), contiguous.
+struct MlxQuantMatrix {
+  void* packed = nullptr;  // [E, N, K*bits/32] u32
+  void* scales = nullptr;  // [E, N, K/gs]
+  void* biases = nullptr;  // [E, N, K/gs]
+  DType scale_dtype = DType::bf16;
+  int64_t experts = 1, rows = 0, cols = 0;  // E, N, K
+  int bits = 4, group_size = 64;
+  int64_t words_per_row() const { return cols * bits / 32; }
+  int64_t groups_per_row() const { return cols / group_size; }
+};
+
+struct QuantMlxArgs {
+  MlxQuantMatrix w;
+  // quantize: x is the float weight [N, K]; dequantize: out is [N, K];
+  // matmul: x [M, K], out [M, N]; matmul_id: x [T or T*top_k rows, K], out [T*top_k, N];
+  // embedding: out [T, D].
+  RowView x, out;
+  const void* ids = nullptr;  // matmul_id: [T, top_k]; embedding: [T]
+  DType ids_dtype = DType::i32;
+  int64_t tokens = 0, top_k = 1;
+  bool x_per_slot = false;  // matmul_id: x is [T, top_k, K]
+  float scale = 1.f;        // embedding
+};
+
+}  // namespace mlxn::detail
