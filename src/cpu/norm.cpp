@@ -5,6 +5,7 @@
 #include "cpu/common.h"
 #include "ops/norm_args.h"
 #include "ops/registry.h"
+#include "ops/simd_exp.h"
 
 namespace mlxn::cpu {
 
@@ -65,7 +66,7 @@ void norm_rows(const NormArgs& a) {
         if (a.epilogue == NormEpilogue::mul)
           for (int64_t i = 0; i < cols; ++i) vp[i] *= op[i];
         else if (a.epilogue == NormEpilogue::gate)
-          for (int64_t i = 0; i < cols; ++i) vp[i] *= op[i] / (1.f + std::exp(-op[i]));
+          for (int64_t i = 0; i < cols; ++i) vp[i] *= op[i] / (1.f + simd_exp(-op[i]));
         else
           for (int64_t i = 0; i < cols; ++i) vp[i] += op[i];
       }

@@ -6,6 +6,7 @@
 
 #include "cpu/common.h"
 #include "ops/registry.h"
+#include "ops/simd_exp.h"
 #include "ops/softmax_args.h"
 
 namespace mlxn::cpu {
@@ -38,8 +39,9 @@ void softmax_rows(const SoftmaxArgs& a) {
         continue;
       }
       double sum = 0;
+#pragma omp simd reduction(+ : sum)
       for (int64_t i = 0; i < cols; ++i) {
-        const float e = std::exp(t[size_t(i)] - mx);
+        const float e = simd_exp(t[size_t(i)] - mx);
         t[size_t(i)] = e;
         sum += e;
       }

@@ -38,11 +38,6 @@ namespace {
 // Every kernel of this family is launched with programmatic dependent launch: in a decode
 // chain (route -> expert products -> activation -> sum) each launch overlaps the tail of the
 // previous kernel; each kernel waits for its predecessor (pdl_wait) before touching memory.
-template <class... KArgs, class... Args>
-void launch(Session& s, const char* op, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, Args&&... args) {
-  MLXN_CUDA_CHECK(launch_pdl(kernel, grid, block, smem, stream_of(s), std::forward<Args>(args)...));
-  check_launch(s, op);
-}
 
 // Dense products with at most this many rows and weights of at most this many elements run
 // on the mat-vec kernel rather than cuBLASLt.
@@ -240,7 +235,7 @@ void launch_matvec(Session& s, const k::MatmulIdParams<T>& p, bool aligned) {
   const int64_t row_blocks = (p.n + kRowsPerBlock - 1) / kRowsPerBlock;
   const int64_t slots = std::max<int64_t>(1, resident_blocks(s, kernel, W * 32, cache[aligned ? 1 : 0]) / p.pairs);
   const dim3 grid(unsigned(p.pairs), unsigned(std::min<int64_t>({row_blocks, slots, 65535})));
-  launch(s, "matmul_id", kernel, grid, W * 32, 0, p);
+  launch_pdl(s, "matmul_id", kernel, grid, W * 32, 0, p);
 }
 
 // The mat-vec for decode-sized products (few routed rows, or a dense GEMV): two rows per
@@ -257,7 +252,7 @@ void launch_grouped_mma(Session& s, const k::GroupedParams<T>& gp, int64_t tile_
   constexpr int kSmem = k::mma_smem_bytes(BM);
   MLXN_CUDA_CHECK(cudaFuncSetAttribute(k::grouped_mma_kernel<T, BM>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
   const dim3 grid(unsigned((gp.mm.n + k::kMmaBN - 1) / k::kMmaBN), unsigned(tile_bound));
-  launch(s, "matmul_id", k::grouped_mma_kernel<T, BM>, grid, k::kMmaThreads, kSmem, gp);
+  launch_pdl(s, "matmul_id", k::grouped_mma_kernel<T, BM>, grid, k::kMmaThreads, kSmem, gp);
 }
 
 void matmul_cuda(Session& s, const MatmulArgs& a) {
@@ -265,7 +260,7 @@ void matmul_cuda(Session& s, const MatmulArgs& a) {
     dispatch_float(a.dtype, "matmul", [&]<class T>() {
       const int64_t total = a.batch * a.m * a.n;
       const unsigned grid = unsigned(std::min<int64_t>((total + 255) / 256, 65536));
-      launch(s, "matmul", k::scale_matrix_kernel<T>, grid, 256, 0, static_cast<T*>(a.out), a.batch, a.m, a.n, a.ldo,
+      launch_pdl(s, "matmul", k::scale_matrix_kernel<T>, grid, 256, 0, static_cast<T*>(a.out), a.batch, a.m, a.n, a.ldo,
              a.out_batch_stride, a.beta);
     });
     return;
@@ -327,7 +322,7 @@ void matmul_id_typed(Session& s, const MatmulIdArgs& a) {
                    Tensor(rows_buf.data(), DType::u32, {pairs}, dev), Tensor(off_buf.data(), DType::u32, {e + 1}, dev));
   k::GroupedParams<T> gp{p, static_cast<const uint32_t*>(rows_buf.data()), static_cast<const uint32_t*>(off_buf.data()),
                          static_cast<const int*>(tiles_buf.data())};
-  launch(s, op, k::zero_unrouted_kernel<T>, unsigned((pairs * 32 + 255) / 256), 256, 0, gp.sorted_rows, gp.offsets,
+  launch_pdl(s, op, k::zero_unrouted_kernel<T>, unsigned((pairs * 32 + 255) / 256), 256, 0, gp.sorted_rows, gp.offsets,
          int(e), int(pairs), p.out, p.n);
 
   bool tensor_cores = false;
@@ -336,7 +331,7 @@ void matmul_id_typed(Session& s, const MatmulIdArgs& a) {
   // tokens do not pay for padding.
   const int64_t per_expert = (pairs + e - 1) / e;
   const int bm = !tensor_cores ? k::kSimtBM : per_expert <= 16 ? 32 : per_expert <= 64 ? 64 : 128;
-  launch(s, op, k::group_tiles_kernel, 1, 1024, 0, gp.offsets, int(e), bm, static_cast<int*>(tiles_buf.data()));
+  launch_pdl(s, op, k::group_tiles_kernel, 1, 1024, 0, gp.offsets, int(e), bm, static_cast<int*>(tiles_buf.data()));
   // Row tiles: at most one partial tile per expert beyond the full ones.
   const int64_t tile_bound = (pairs + bm - 1) / bm + std::min(e, pairs);
   if (tile_bound > 65535)
@@ -350,7 +345,7 @@ void matmul_id_typed(Session& s, const MatmulIdArgs& a) {
     }
   }
   const dim3 grid(unsigned((a.n + k::kSimtBN - 1) / k::kSimtBN), unsigned(tile_bound));
-  launch(s, op, k::grouped_simt_kernel<T>, grid, k::kSimtThreads, 0, gp);
+  launch_pdl(s, op, k::grouped_simt_kernel<T>, grid, k::kSimtThreads, 0, gp);
 }
 
 void matmul_id_cuda(Session& s, const MatmulIdArgs& a) {

@@ -25,11 +25,6 @@ namespace {
 
 // Kernels launch with programmatic dependent launch (see matmul.cu): each overlaps the
 // tail of the previous kernel and waits for it (pdl_wait) before touching memory.
-template <class... KArgs, class... Args>
-void launch(Session& s, const char* op, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, Args&&... args) {
-  MLXN_CUDA_CHECK(launch_pdl(kernel, grid, block, smem, stream_of(s), std::forward<Args>(args)...));
-  check_launch(s, op);
-}
 
 void check_int(const char* op, const char* what, int64_t v) {
   if (v > INT_MAX) throw_error<InvalidArgument>(op, what, " = ", v, " exceeds ", INT_MAX);
@@ -44,12 +39,12 @@ void moe_route_cuda(Session& s, const MoeRouteArgs& a) {
     if (p.experts <= 256) {
       // one warp per token, four tokens per block
       const unsigned grid = grid_dim(op, (a.logits.rows + 3) / 4);
-      if (p.experts <= 32) launch(s, op, k::route_warp_kernel<T, 1>, grid, 128, 0, p);
-      else if (p.experts <= 64) launch(s, op, k::route_warp_kernel<T, 2>, grid, 128, 0, p);
-      else if (p.experts <= 128) launch(s, op, k::route_warp_kernel<T, 4>, grid, 128, 0, p);
-      else launch(s, op, k::route_warp_kernel<T, 8>, grid, 128, 0, p);
+      if (p.experts <= 32) launch_pdl(s, op, k::route_warp_kernel<T, 1>, grid, 128, 0, p);
+      else if (p.experts <= 64) launch_pdl(s, op, k::route_warp_kernel<T, 2>, grid, 128, 0, p);
+      else if (p.experts <= 128) launch_pdl(s, op, k::route_warp_kernel<T, 4>, grid, 128, 0, p);
+      else launch_pdl(s, op, k::route_warp_kernel<T, 8>, grid, 128, 0, p);
     } else {
-      launch(s, op, k::route_block_kernel<T>, grid_dim(op, a.logits.rows), 256, size_t(p.experts) * sizeof(float), p);
+      launch_pdl(s, op, k::route_block_kernel<T>, grid_dim(op, a.logits.rows), 256, size_t(p.experts) * sizeof(float), p);
     }
   });
 }
@@ -77,8 +72,8 @@ void launch_weighted_sum(Session& s, const MoeSumArgs& a) {
                    vectorizable(a.residual, N);
   const int per = vec ? N : 1;
   const dim3 grid(grid_dim("moe_weighted_sum", a.tokens), unsigned((a.dim + 256 * per - 1) / (256 * per)));
-  if (vec) launch(s, "moe_weighted_sum", k::weighted_sum_kernel<T, G, true>, grid, 256, 0, p);
-  else launch(s, "moe_weighted_sum", k::weighted_sum_kernel<T, G, false>, grid, 256, 0, p);
+  if (vec) launch_pdl(s, "moe_weighted_sum", k::weighted_sum_kernel<T, G, true>, grid, 256, 0, p);
+  else launch_pdl(s, "moe_weighted_sum", k::weighted_sum_kernel<T, G, false>, grid, 256, 0, p);
 }
 
 void moe_weighted_sum_cuda(Session& s, const MoeSumArgs& a) {
@@ -99,8 +94,8 @@ void moe_glu_cuda(Session& s, const MoeGluArgs& a) {
     const int per = vec ? N : 1;
     const dim3 grid(grid_dim(op, a.out.rows), unsigned((a.out.cols + 256 * per - 1) / (256 * per)));
     auto run = [&]<bool kGelu>() {
-      if (vec) launch(s, op, k::glu_kernel<T, kGelu, true>, grid, 256, 0, p);
-      else launch(s, op, k::glu_kernel<T, kGelu, false>, grid, 256, 0, p);
+      if (vec) launch_pdl(s, op, k::glu_kernel<T, kGelu, true>, grid, 256, 0, p);
+      else launch_pdl(s, op, k::glu_kernel<T, kGelu, false>, grid, 256, 0, p);
     };
     if (a.gelu) run.template operator()<true>();
     else run.template operator()<false>();
@@ -125,14 +120,14 @@ void moe_group_tokens_cuda(Session& s, const MoeGroupArgs& a) {
   auto* kout = static_cast<uint32_t*>(keys_out.data());
   auto* vin = static_cast<uint32_t*>(vals_in.data());
   auto* rows = static_cast<uint32_t*>(a.sorted_rows);
-  launch(s, op, k::group_keys_kernel, unsigned((pairs + 255) / 256), 256, 0, static_cast<const uint32_t*>(a.ids), pairs,
+  launch_pdl(s, op, k::group_keys_kernel, unsigned((pairs + 255) / 256), 256, 0, static_cast<const uint32_t*>(a.ids), pairs,
          uint32_t(experts), kin, vin);
   const int end_bit = std::max(1, int(std::bit_width(uint32_t(experts))));  // keys lie in [0, E]
   size_t temp_bytes = 0;
   MLXN_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, kin, kout, vin, rows, pairs, 0, end_bit, st));
   ScratchBuffer temp = s.pool().acquire(std::max<size_t>(temp_bytes, 1));
   MLXN_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.data(), temp_bytes, kin, kout, vin, rows, pairs, 0, end_bit, st));
-  launch(s, op, k::group_offsets_kernel, unsigned((experts + 1 + 255) / 256), 256, 0, kout, pairs, experts, offsets);
+  launch_pdl(s, op, k::group_offsets_kernel, unsigned((experts + 1 + 255) / 256), 256, 0, kout, pairs, experts, offsets);
 }
 
 }  // namespace

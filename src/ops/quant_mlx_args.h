@@ -29,4 +29,19 @@ struct QuantMlxArgs {
   float scale = 1.f;        // embedding
 };
 
+// Calls f.template operator()<BITS>() for the bit width (2, 3, 4, 5, 6 or 8): the one place
+// a run-time width becomes a compile-time one, for every backend.
+template <class F>
+void dispatch_bits(int bits, F&& f) {
+  switch (bits) {
+    case 2: f.template operator()<2>(); break;
+    case 3: f.template operator()<3>(); break;
+    case 4: f.template operator()<4>(); break;
+    case 5: f.template operator()<5>(); break;
+    case 6: f.template operator()<6>(); break;
+    case 8: f.template operator()<8>(); break;
+    default: throw_error<InvalidArgument>("quant_mlx", "bits ", bits, " is not supported");
+  }
+}
+
 }  // namespace mlxn::detail

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "cuda/common/check.h"
 #include "mlxn/error.h"
 #include "ops/validate.h"
 
@@ -44,6 +45,14 @@ cudaError_t launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t s
   cfg.attrs = attr;
   cfg.numAttrs = 1;
   return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
+
+// launch_pdl on the session's stream, checked like every launch (check_launch).
+template <class... KArgs, class... Args>
+void launch_pdl(Session& s, const char* op, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
+                Args&&... args) {
+  MLXN_CUDA_CHECK(launch_pdl(kernel, grid, block, smem, stream_of(s), std::forward<Args>(args)...));
+  check_launch(s, op);
 }
 
 }  // namespace mlxn::cuda

@@ -43,6 +43,50 @@ __device__ __forceinline__ void store_vec(T* p, const Vec<T>& r) {
   *reinterpret_cast<uint4*>(p) = *reinterpret_cast<const uint4*>(r.v);
 }
 
+// N consecutive elements of a row from column c, as floats; columns at or past `end` read
+// as 0. With kVec, c and end are multiples of N and the row allows 16-byte loads of S (the
+// chunk is then whole 16-byte vectors: N * sizeof(S) a multiple of 16).
+template <bool kVec, class S, int N>
+__device__ __forceinline__ void load_chunk(const S* row, int c, int end, float (&dst)[N]) {
+  if constexpr (kVec) {
+    constexpr int VN = Vec<S>::N;
+    static_assert(N % VN == 0, "vector width must divide the chunk");
+    if (c < end) {
+#pragma unroll
+      for (int q = 0; q < N / VN; ++q) {
+        const Vec<S> v = load_vec(row + c + q * VN);
+#pragma unroll
+        for (int j = 0; j < VN; ++j) dst[q * VN + j] = to_f32(v.v[j]);
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < N; ++j) dst[j] = 0.f;
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < N; ++j) dst[j] = c + j < end ? to_f32(row[c + j]) : 0.f;
+  }
+}
+
+// Stores N floats as T from column c; with kVec one 16-byte vector (N = Vec<T>::N), else the
+// columns before `end` one by one.
+template <bool kVec, class T, int N>
+__device__ __forceinline__ void store_chunk(T* row, int c, int end, const float (&src)[N]) {
+  if constexpr (kVec) {
+    static_assert(N == Vec<T>::N, "vector store is one 16-byte vector");
+    if (c < end) {
+      Vec<T> v;
+#pragma unroll
+      for (int j = 0; j < N; ++j) v.v[j] = from_f32<T>(src[j]);
+      store_vec(row + c, v);
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < N; ++j)
+      if (c + j < end) row[c + j] = from_f32<T>(src[j]);
+  }
+}
+
 __device__ __forceinline__ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 template <class T>

@@ -30,47 +30,6 @@ struct NormKernelParams {
   bool weight_offset;
 };
 
-// Loads N consecutive elements starting at column c as floats: 16-byte vector loads on the
-// aligned path (N * sizeof(S) is a multiple of 16 for every S used here), bounds-checked
-// scalar loads otherwise. Out-of-row lanes read as 0.
-template <bool kVec, class S, int N>
-__device__ __forceinline__ void load_n(const S* row, int c, int cols, float (&dst)[N]) {
-  if constexpr (kVec) {
-    static_assert((N * sizeof(S)) % 16 == 0, "vector path needs whole 16-byte chunks");
-    constexpr int kPer = 16 / sizeof(S);
-    if (c < cols) {
-#pragma unroll
-      for (int q = 0; q < N / kPer; ++q) {
-        const Vec<S> v = load_vec(row + c + q * kPer);
-#pragma unroll
-        for (int j = 0; j < kPer; ++j) dst[q * kPer + j] = to_f32(v.v[j]);
-      }
-    } else {
-#pragma unroll
-      for (int j = 0; j < N; ++j) dst[j] = 0.f;
-    }
-  } else {
-#pragma unroll
-    for (int j = 0; j < N; ++j) dst[j] = c + j < cols ? to_f32(row[c + j]) : 0.f;
-  }
-}
-
-template <bool kVec, class T, int N>
-__device__ __forceinline__ void store_n(T* row, int c, int cols, const float (&src)[N]) {
-  if constexpr (kVec) {
-    if (c < cols) {
-      Vec<T> v;
-#pragma unroll
-      for (int j = 0; j < N; ++j) v.v[j] = from_f32<T>(src[j]);
-      store_vec(row + c, v);
-    }
-  } else {
-#pragma unroll
-    for (int j = 0; j < N; ++j)
-      if (c + j < cols) row[c + j] = from_f32<T>(src[j]);
-  }
-}
-
 // One block per row; each thread owns VPT chunks of N = 16/sizeof(T) consecutive columns:
 // chunk k of thread t starts at column (k * blockDim.x + t) * N, and blockDim * VPT * N >= cols.
 // With one chunk per thread (the decode configuration) every load the row needs (x,
@@ -90,24 +49,24 @@ __global__ void __launch_bounds__(VPT == 1 ? 1024 : 256) norm_rows_kernel(NormKe
 #pragma unroll
   for (int k = 0; k < VPT; ++k) {
     const int c = (k * blockDim.x + threadIdx.x) * N;
-    load_n<kVec>(x, c, p.cols, v[k]);
+    load_chunk<kVec>(x, c, p.cols, v[k]);
     if constexpr (kPreload) {
-      if (p.weight) load_n<kVec>(p.weight, c, p.cols, w[k]);
-      if (p.bias) load_n<kVec>(p.bias, c, p.cols, b[k]);
-      if (o) load_n<kVec>(o, c, p.cols, ov[k]);
+      if (p.weight) load_chunk<kVec>(p.weight, c, p.cols, w[k]);
+      if (p.bias) load_chunk<kVec>(p.bias, c, p.cols, b[k]);
+      if (o) load_chunk<kVec>(o, c, p.cols, ov[k]);
     }
   }
   if (p.residual.data) {
     const T* res = p.residual.data + row * p.residual.row_stride;
     float r[VPT][N];
 #pragma unroll
-    for (int k = 0; k < VPT; ++k) load_n<kVec>(res, (k * blockDim.x + threadIdx.x) * N, p.cols, r[k]);
+    for (int k = 0; k < VPT; ++k) load_chunk<kVec>(res, (k * blockDim.x + threadIdx.x) * N, p.cols, r[k]);
 #pragma unroll
     for (int k = 0; k < VPT; ++k) {
 #pragma unroll
       for (int j = 0; j < N; ++j) v[k][j] += r[k][j];
       if (p.sum_out.data)
-        store_n<kVec>(p.sum_out.data + row * p.sum_out.row_stride, (k * blockDim.x + threadIdx.x) * N, p.cols, v[k]);
+        store_chunk<kVec>(p.sum_out.data + row * p.sum_out.row_stride, (k * blockDim.x + threadIdx.x) * N, p.cols, v[k]);
     }
   }
   float mean = 0.f;
@@ -142,9 +101,9 @@ __global__ void __launch_bounds__(VPT == 1 ? 1024 : 256) norm_rows_kernel(NormKe
 #pragma unroll
       for (int j = 0; j < N; ++j) { wk[j] = w[kk][j]; bk[j] = b[kk][j]; ok[j] = ov[kk][j]; }
     } else {
-      if (p.weight) load_n<kVec>(p.weight, c, p.cols, wk);
-      if (p.bias) load_n<kVec>(p.bias, c, p.cols, bk);
-      if (o) load_n<kVec>(o, c, p.cols, ok);
+      if (p.weight) load_chunk<kVec>(p.weight, c, p.cols, wk);
+      if (p.bias) load_chunk<kVec>(p.bias, c, p.cols, bk);
+      if (o) load_chunk<kVec>(o, c, p.cols, ok);
     }
 #pragma unroll
     for (int j = 0; j < N; ++j) {
@@ -156,7 +115,7 @@ __global__ void __launch_bounds__(VPT == 1 ? 1024 : 256) norm_rows_kernel(NormKe
       else if (p.epi == NormEpiK::add) val += ok[j];
       t[j] = val;
     }
-    store_n<kVec>(y, c, p.cols, t);
+    store_chunk<kVec>(y, c, p.cols, t);
   }
 }
 

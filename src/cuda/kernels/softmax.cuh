@@ -52,46 +52,6 @@ __device__ __forceinline__ float softmax_exp(float t, float shift) { return exp2
 // The shift for logits whose max is m: -inf when m is (empty or fully masked).
 __device__ __forceinline__ float softmax_shift(float m) { return m == -INFINITY ? -INFINITY : m * kLog2e; }
 
-// N consecutive elements of a row from column c, as floats; columns at or past `end` read
-// as 0. With VEC, c and end are multiples of N and the row allows 16-byte loads of U.
-template <bool VEC, class U, int N>
-__device__ __forceinline__ void softmax_load(const U* row, int c, int end, float (&dst)[N]) {
-  if constexpr (VEC) {
-    constexpr int VN = Vec<U>::N;
-    static_assert(N % VN == 0, "vector width must divide the chunk");
-    if (c < end) {
-#pragma unroll
-      for (int q = 0; q < N / VN; ++q) {
-        const Vec<U> v = load_vec(row + c + q * VN);
-#pragma unroll
-        for (int j = 0; j < VN; ++j) dst[q * VN + j] = to_f32(v.v[j]);
-      }
-    } else {
-#pragma unroll
-      for (int j = 0; j < N; ++j) dst[j] = 0.f;
-    }
-  } else {
-#pragma unroll
-    for (int j = 0; j < N; ++j) dst[j] = c + j < end ? to_f32(row[c + j]) : 0.f;
-  }
-}
-
-template <bool VEC, class T, int N>
-__device__ __forceinline__ void softmax_store(T* row, int c, int end, const float (&src)[N]) {
-  if constexpr (VEC) {
-    if (c < end) {
-      Vec<T> v;
-#pragma unroll
-      for (int j = 0; j < N; ++j) v.v[j] = from_f32<T>(src[j]);
-      store_vec(row + c, v);
-    }
-  } else {
-#pragma unroll
-    for (int j = 0; j < N; ++j)
-      if (c + j < end) row[c + j] = from_f32<T>(src[j]);
-  }
-}
-
 // Turns raw x values of chunk [c, c + N) (already loaded into t) into logits; columns at or
 // past `end` become -inf (they add nothing). The mask is read here rather than with x: it
 // is small and shared by many rows, so it is usually a cache hit.
@@ -99,7 +59,7 @@ template <bool VEC, bool MASKED, class T, class M, int N>
 __device__ __forceinline__ void softmax_logits(const SoftmaxKernelParams<T, M>& p, const M* m, int c, int end,
                                                float (&t)[N]) {
   float mv[N] = {};
-  if constexpr (MASKED) softmax_load<VEC, M, N>(m, c, end, mv);
+  if constexpr (MASKED) load_chunk<VEC, M, N>(m, c, end, mv);
 #pragma unroll
   for (int j = 0; j < N; ++j) {
     const bool in = VEC ? c < end : c + j < end;
@@ -185,7 +145,7 @@ __global__ void __launch_bounds__(256) softmax_warp_kernel(SoftmaxKernelParams<T
   const M* m = softmax_mask_row<MASKED>(p, row);
   float v[VPT][N];
 #pragma unroll
-  for (int k = 0; k < VPT; ++k) softmax_load<VEC, T, N>(x, (k * 32 + lane) * N, p.cols, v[k]);
+  for (int k = 0; k < VPT; ++k) load_chunk<VEC, T, N>(x, (k * 32 + lane) * N, p.cols, v[k]);
 #pragma unroll
   for (int k = 0; k < VPT; ++k) softmax_logits<VEC, MASKED>(p, m, (k * 32 + lane) * N, p.cols, v[k]);
   const MaxSum local = exp_local<VPT, N>(v);
@@ -197,7 +157,7 @@ __global__ void __launch_bounds__(256) softmax_warp_kernel(SoftmaxKernelParams<T
     if (c >= p.cols) break;
 #pragma unroll
     for (int j = 0; j < N; ++j) v[k][j] *= f;
-    softmax_store<VEC, T, N>(y, c, p.cols, v[k]);
+    store_chunk<VEC, T, N>(y, c, p.cols, v[k]);
   }
 }
 
@@ -217,7 +177,7 @@ __global__ void __launch_bounds__(512, 2) softmax_block_kernel(SoftmaxKernelPara
   float v[VPT][N];
   // Every load is issued before the first use, so their latencies overlap.
 #pragma unroll
-  for (int k = 0; k < VPT; ++k) softmax_load<VEC, T, N>(x, c0 + (k * blockDim.x + threadIdx.x) * N, end, v[k]);
+  for (int k = 0; k < VPT; ++k) load_chunk<VEC, T, N>(x, c0 + (k * blockDim.x + threadIdx.x) * N, end, v[k]);
 #pragma unroll
   for (int k = 0; k < VPT; ++k) softmax_logits<VEC, MASKED>(p, m, c0 + (k * blockDim.x + threadIdx.x) * N, end, v[k]);
   const MaxSum local = exp_local<VPT, N>(v);
@@ -245,7 +205,7 @@ __global__ void __launch_bounds__(512, 2) softmax_block_kernel(SoftmaxKernelPara
     if (c >= end) break;
 #pragma unroll
     for (int j = 0; j < N; ++j) v[k][j] *= f;
-    softmax_store<VEC, T, N>(y, c, end, v[k]);
+    store_chunk<VEC, T, N>(y, c, end, v[k]);
   }
 }
 
@@ -262,7 +222,7 @@ __global__ void __launch_bounds__(1024) softmax_wide_kernel(SoftmaxKernelParams<
   MaxSum acc{-INFINITY, 0.f};
   for (int c = threadIdx.x * N; c < p.cols; c += step) {
     float t[N];
-    softmax_load<VEC, T, N>(x, c, p.cols, t);
+    load_chunk<VEC, T, N>(x, c, p.cols, t);
     softmax_logits<VEC, MASKED>(p, m, c, p.cols, t);
     float cm = -INFINITY;
 #pragma unroll
@@ -280,11 +240,11 @@ __global__ void __launch_bounds__(1024) softmax_wide_kernel(SoftmaxKernelParams<
   T* y = p.out + row * p.out_stride;
   for (int c = threadIdx.x * N; c < p.cols; c += step) {
     float t[N];
-    softmax_load<VEC, T, N>(x, c, p.cols, t);
+    load_chunk<VEC, T, N>(x, c, p.cols, t);
     softmax_logits<VEC, MASKED>(p, m, c, p.cols, t);
 #pragma unroll
     for (int j = 0; j < N; ++j) t[j] = softmax_exp(t[j], shift) * inv;
-    softmax_store<VEC, T, N>(y, c, p.cols, t);
+    store_chunk<VEC, T, N>(y, c, p.cols, t);
   }
 }
 
