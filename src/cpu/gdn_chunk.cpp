@@ -52,16 +52,16 @@ void chunked(const GdnArgs& a) {
           sc.beta[size_t(i)] = gdn::row_value(a.beta, tok + i, h);
         }
         gdn::chunk_cumsum(nt, sc.g.data(), sc.gc.data());
-        gdn::chunk_kkt(nt, K, sc.k.data(), sc.beta.data(), sc.gc.data(), sc.A.data(), sc.kt.data());
+        gdn::transpose(nt, K, sc.k.data(), K, sc.kt.data(), kChunk);
+        gdn::chunk_kkt(nt, K, sc.k.data(), sc.kt.data(), sc.beta.data(), sc.gc.data(), sc.A.data());
         gdn::chunk_solve(nt, sc.A.data(), sc.Ai.data());
         gdn::chunk_wu(nt, K, V, sc.Ai.data(), sc.k.data(), sc.v.data(), sc.beta.data(), sc.gc.data(), sc.w.data(),
                       sc.u.data(), sc.kb.data(), sc.vb.data());
         gdn::chunk_vnew(nt, K, V, sc.w.data(), sc.u.data(), sc.h.data(), sc.vn.data());
-        gdn::chunk_output(nt, K, V, a.scale, sc.q.data(), sc.k.data(), sc.h.data(), sc.vn.data(), sc.gc.data(),
-                          sc.o.data(), sc.P.data(), sc.kt.data());
+        gdn::chunk_output(nt, K, V, a.scale, sc.q.data(), sc.kt.data(), sc.h.data(), sc.vn.data(), sc.gc.data(),
+                          sc.o.data(), sc.P.data());
         gdn::store_rows<T>(a.out, tok, nt, h, V, sc.o.data());
-        gdn::chunk_state_update(nt, K, V, sc.k.data(), sc.vn.data(), sc.gc.data(), sc.h.data(), sc.kt.data(),
-                                sc.vb.data());
+        gdn::chunk_state_update(nt, K, V, sc.kt.data(), sc.vn.data(), sc.gc.data(), sc.h.data(), sc.vb.data());
       }
       if (a.ht) std::memcpy(a.ht + state_off, sc.h.data(), sizeof(float) * size_t(K * V));
     }

@@ -65,7 +65,8 @@ void kkt(const GdnStageArgs& a) {
     gdn::load_rows<T>(a.k, tok, n, h / group, K, k.data());
     load_scalars(a.beta, tok, n, h, beta);
     load_scalars(a.g_cum, tok, n, h, gc);
-    gdn::chunk_kkt(n, K, k.data(), beta, gc, A.data(), kt.data());
+    gdn::transpose(n, K, k.data(), K, kt.data(), kChunk);
+    gdn::chunk_kkt(n, K, k.data(), kt.data(), beta, gc, A.data());
     for (int64_t i = 0; i < n; ++i)
       std::memcpy(a.A + ((tok + i) * a.H + h) * kChunk, A.data() + i * kChunk, sizeof(float) * C64);
   });
@@ -77,7 +78,7 @@ void kkt_cpu(Session&, const GdnStageArgs& a) {
 
 void solve_cpu(Session&, const GdnStageArgs& a) {
   for_each_chunk(a, kChunk * kChunk * kChunk / 6, [&](const gdn::SeqSpan&, int64_t, int64_t tok, int64_t n, int64_t h) {
-    float A[kChunk * kChunk], Ai[kChunk * kChunk];
+    float A[kChunk * kChunk] = {}, Ai[kChunk * kChunk];
     for (int64_t i = 0; i < n; ++i)
       std::memcpy(A + i * kChunk, a.A_in + ((tok + i) * a.H + h) * kChunk, sizeof(float) * C64);
     gdn::chunk_solve(n, A, Ai);
@@ -138,7 +139,8 @@ void state(const GdnStageArgs& a) {
         gdn::store_rows<U>(a.v_new, tok, nt, h, V, vn.data());
         // The state goes on from v_new as stored, so the stages compose exactly.
         gdn::load_rows<U>(a.v_new, tok, nt, h, V, vn.data());
-        gdn::chunk_state_update(nt, K, V, k.data(), vn.data(), gc, hs.data(), kt.data(), vd.data());
+        gdn::transpose(nt, K, k.data(), K, kt.data(), kChunk);
+        gdn::chunk_state_update(nt, K, V, kt.data(), vn.data(), gc, hs.data(), vd.data());
       }
       if (a.ht) std::memcpy(a.ht + state_off, hs.data(), sizeof(float) * size_t(K * V));
     }
@@ -167,8 +169,8 @@ void output(const GdnStageArgs& a) {
                    gdn::load_rows<U>(a.v_new, tok, n, h, V, vn.data());
                    load_scalars(a.g_cum, tok, n, h, gc);
                    const float* hs = a.h + ((sp.slot + c) * H + h) * K * V;
-                   gdn::chunk_output(n, K, V, a.scale, q.data(), k.data(), hs, vn.data(), gc, o.data(), P.data(),
-                                     kt.data());
+                   gdn::transpose(n, K, k.data(), K, kt.data(), kChunk);
+                   gdn::chunk_output(n, K, V, a.scale, q.data(), kt.data(), hs, vn.data(), gc, o.data(), P.data());
                    gdn::store_rows<T>(a.out, tok, n, h, V, o.data());
                  });
 }

@@ -5,6 +5,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
 
 #include "cpu/common.h"
 #include "ops/gdn_args.h"
@@ -46,11 +51,11 @@ inline void store_row(const float* src, int64_t n, T* dst) {
   for (int64_t i = 0; i < n; ++i) dst[i] = from_float<T>(src[i]);
 }
 
-// x *= 1 / sqrt(sum(x^2) + eps), the sum in double as the norm family does.
+// x *= 1 / sqrt(sum(x^2) + eps) (a head vector: short enough for a float sum).
 inline void l2_normalize(float* x, int64_t n, float eps) {
-  double ss = 0;
-  for (int64_t i = 0; i < n; ++i) ss += double(x[i]) * double(x[i]);
-  const float inv = float(1.0 / std::sqrt(ss + double(eps)));
+  float ss = 0;
+  for (int64_t i = 0; i < n; ++i) ss += x[i] * x[i];
+  const float inv = 1.f / std::sqrt(ss + eps);
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
@@ -64,42 +69,89 @@ inline float row_value(const RowView& r, int64_t token, int64_t head) {
   }
 }
 
-// C[M, N] (+)= A[M, K] * B[K, N], all row-major with leading dims lda, ldb, ldc.
-// Rows of C are done four at a time in 32-column strips: 4 x 32 accumulators stay in
-// registers and each loaded strip of B feeds four rows.
-inline void gemm_nn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
-                    float* C, int64_t ldc, bool accumulate) {
-  constexpr int64_t MR = 4, NR = 32;
-  for (int64_t j0 = 0; j0 < N; j0 += NR) {
-    const int64_t nj = std::min(NR, N - j0);
+// e^x for x <= 88 to about 2e-7 relative, in a form the compiler vectorises (std::exp is
+// a library call per element). Arguments below -87 give e^-87 (~1e-38) instead of smaller
+// values, which no sum here can tell apart from them.
+inline float fast_exp(float x) {
+  x = std::clamp(x, -87.f, 88.f);
+  const float y = x * 1.44269504f;
+  const float n = std::floor(y + 0.5f);
+  const float f = (y - n) * 0.69314718f;  // e^f, |f| <= ln2 / 2
+  const float p =
+      1.f + f * (1.f + f * (0.5f + f * (1.f / 6 + f * (1.f / 24 + f * (1.f / 120 + f * (1.f / 720))))));
+  const int32_t bits = (int32_t(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+// C[M, N] (+)= A[M, K] * B[K, N], row-major with leading dims lda, ldb, ldc. With a_lower,
+// A is lower triangular (row i has no terms past column i) and those products are skipped;
+// with c_lower only C's lower triangle is wanted and blocks wholly above it are left
+// unwritten. Blocks of 6 rows x 16 columns: twelve accumulators, two vectors of B and a broadcast of A
+// fill the sixteen AVX2 registers (written with intrinsics: left to itself the compiler
+// spilled accumulators to the stack inside the loop).
+inline void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+                 int64_t ldc, bool accumulate, bool a_lower = false, bool c_lower = false) {
+  constexpr int64_t MR = 6, NR = 16;
+  int64_t j0 = 0;
+#ifdef __AVX2__
+  for (; j0 + NR <= N; j0 += NR) {
     int64_t i0 = 0;
-    if (nj == NR) {
-      for (; i0 + MR <= M; i0 += MR) {
-        float acc[MR][NR];
-        for (int64_t r = 0; r < MR; ++r)
-          for (int64_t j = 0; j < NR; ++j) acc[r][j] = accumulate ? C[(i0 + r) * ldc + j0 + j] : 0.f;
-        for (int64_t p = 0; p < K; ++p) {
-          const float* b = B + p * ldb + j0;
-          for (int64_t r = 0; r < MR; ++r) {
-            const float a = A[(i0 + r) * lda + p];
-            for (int64_t j = 0; j < NR; ++j) acc[r][j] += a * b[j];
-          }
+    for (; i0 + MR <= M; i0 += MR) {
+      if (c_lower && j0 > i0 + MR - 1) continue;
+      const int64_t kend = a_lower ? std::min(K, i0 + MR) : K;
+      __m256 c[MR][2];
+      for (int r = 0; r < MR; ++r) {
+        float* cr = C + (i0 + r) * ldc + j0;
+        c[r][0] = accumulate ? _mm256_loadu_ps(cr) : _mm256_setzero_ps();
+        c[r][1] = accumulate ? _mm256_loadu_ps(cr + 8) : _mm256_setzero_ps();
+      }
+      const float* a = A + i0 * lda;
+      for (int64_t p = 0; p < kend; ++p) {
+        const __m256 b0 = _mm256_loadu_ps(B + p * ldb + j0), b1 = _mm256_loadu_ps(B + p * ldb + j0 + 8);
+#pragma GCC unroll 6
+        for (int r = 0; r < MR; ++r) {
+          const __m256 av = _mm256_broadcast_ss(a + r * lda + p);
+          c[r][0] = _mm256_fmadd_ps(av, b0, c[r][0]);
+          c[r][1] = _mm256_fmadd_ps(av, b1, c[r][1]);
         }
-        for (int64_t r = 0; r < MR; ++r)
-          for (int64_t j = 0; j < NR; ++j) C[(i0 + r) * ldc + j0 + j] = acc[r][j];
+      }
+      for (int r = 0; r < MR; ++r) {
+        float* cr = C + (i0 + r) * ldc + j0;
+        _mm256_storeu_ps(cr, c[r][0]);
+        _mm256_storeu_ps(cr + 8, c[r][1]);
       }
     }
-    for (; i0 < M; ++i0) {  // leftover rows and narrow strips
-      float acc[NR];
-      for (int64_t j = 0; j < nj; ++j) acc[j] = accumulate ? C[i0 * ldc + j0 + j] : 0.f;
-      for (int64_t p = 0; p < K; ++p) {
-        const float a = A[i0 * lda + p];
-        const float* b = B + p * ldb + j0;
-        for (int64_t j = 0; j < nj; ++j) acc[j] += a * b[j];
+    for (; i0 < M; ++i0) {  // leftover rows of the strip
+      if (c_lower && j0 > i0) continue;
+      const int64_t kend = a_lower ? std::min(K, i0 + 1) : K;
+      float* cr = C + i0 * ldc + j0;
+      __m256 c0 = accumulate ? _mm256_loadu_ps(cr) : _mm256_setzero_ps();
+      __m256 c1 = accumulate ? _mm256_loadu_ps(cr + 8) : _mm256_setzero_ps();
+      for (int64_t p = 0; p < kend; ++p) {
+        const __m256 av = _mm256_broadcast_ss(A + i0 * lda + p);
+        c0 = _mm256_fmadd_ps(av, _mm256_loadu_ps(B + p * ldb + j0), c0);
+        c1 = _mm256_fmadd_ps(av, _mm256_loadu_ps(B + p * ldb + j0 + 8), c1);
       }
-      for (int64_t j = 0; j < nj; ++j) C[i0 * ldc + j0 + j] = acc[j];
+      _mm256_storeu_ps(cr, c0);
+      _mm256_storeu_ps(cr + 8, c1);
     }
   }
+#endif
+  for (int64_t i = 0; i < M && j0 < N; ++i) {  // columns past the last full strip
+    const int64_t kend = a_lower ? std::min(K, i + 1) : K;
+    for (int64_t j = j0; j < N; ++j) {
+      float acc = accumulate ? C[i * ldc + j] : 0.f;
+      for (int64_t p = 0; p < kend; ++p) acc += A[i * lda + p] * B[p * ldb + j];
+      C[i * ldc + j] = acc;
+    }
+  }
+}
+
+inline void gemm_nn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
+                    float* C, int64_t ldc, bool accumulate) {
+  gemm(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }
 
 // dst[cols, rows] = src[rows, cols]^T
