@@ -2,7 +2,6 @@
 // step, conv prefill) and the CPU comparison of the chunked and recurrent paths.
 // FLA's times for the same shapes come from bench/peers/fla_gdn.py run on the same GPU.
 #include <cmath>
-#include <optional>
 
 #include "harness.h"
 #include "mlxn/ops/gdn.h"
@@ -52,13 +51,12 @@ Workload delta_case(Session& s, const Shape& d, DType dt, Path path, bool state)
   Array g, beta;
   make_gates(s, d, dt, g, beta);
   Array out = Array::empty({d.B, d.T, d.H, d.V}, dt, s.device());
-  std::optional<Array> st;
+  Array st = random_device_array(s, {state ? d.B : 1, d.H, d.K, d.V}, DType::f32, 4);  // unused without state
   GdnOptions o;
   o.l2_norm_qk = true;  // keys of unit norm, as the model gives them
   if (state) {
-    st = random_device_array(s, {d.B, d.H, d.K, d.V}, DType::f32, 4);
-    o.initial_state = st->tensor();
-    o.final_state = st->tensor();  // decode updates the state in place
+    o.initial_state = st.tensor();
+    o.final_state = st.tensor();  // decode updates the state in place
   }
   auto run = [&s, q, k, v, g, beta, out, st, o, path] {
     if (path == Path::chunk) gdn_chunk(s, q, k, v, g, beta, out, o);

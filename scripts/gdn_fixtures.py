@@ -15,13 +15,40 @@ import json
 import pathlib
 import sys
 
+import importlib
+
 import torch
 import torch.nn.functional as F
 from transformers.models.qwen3_next.modeling_qwen3_next import (
-    torch_causal_conv1d_update,
     torch_chunk_gated_delta_rule,
     torch_recurrent_gated_delta_rule,
 )
+
+
+def find_conv_update():
+    """transformers' torch conv-state update: Qwen3-Next's module in recent releases, other
+    hybrid models' modules in older ones; torch's own conv1d as the last resort."""
+    for mod in ("qwen3_next", "qwen3_5", "olmo_hybrid", "falcon_h1", "bamba", "granitemoehybrid", "mamba2"):
+        try:
+            m = importlib.import_module(f"transformers.models.{mod}.modeling_{mod}")
+        except ImportError:
+            continue
+        fn = getattr(m, "torch_causal_conv1d_update", None)
+        if fn is not None:
+            return fn, f"transformers.models.{mod}.torch_causal_conv1d_update"
+
+    def conv1d_update(hidden_states, conv_state, weight, bias=None, activation=None):
+        # conv_state [B, C, S] holds the inputs before hidden_states [B, C, T]
+        state_len, seq_len = conv_state.shape[-1], hidden_states.shape[-1]
+        full = torch.cat([conv_state, hidden_states], dim=-1)
+        conv_state.copy_(full[:, :, -state_len:])
+        out = F.conv1d(full, weight.unsqueeze(1), bias, groups=hidden_states.shape[1])
+        return F.silu(out[:, :, -seq_len:])
+
+    return conv1d_update, "torch.nn.functional.conv1d"
+
+
+torch_causal_conv1d_update, CONV_REFERENCE = find_conv_update()
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DTYPES = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: "f16"}
@@ -94,7 +121,7 @@ def conv_case(name, seed, B, T, C, W):
     state1 = state.clone()
     x1 = torch.randn(B, 1, C, generator=gen)
     out1 = torch_causal_conv1d_update(x1.transpose(1, 2).contiguous(), state, weight, bias, "silu").transpose(1, 2)
-    c = Case(name, B=B, T=T, C=C, W=W, reference=torch_causal_conv1d_update.__name__)
+    c = Case(name, B=B, T=T, C=C, W=W, reference=CONV_REFERENCE)
     tok = lambda s: s.transpose(1, 2)  # [B, C, W - 1] -> [B, W - 1, C]
     for n, t in (("x", x), ("weight", weight), ("bias", bias), ("state_in", tok(state0)), ("out", out),
                  ("state_out", tok(state1)), ("x_step", x1), ("out_step", out1), ("state_step", tok(state))):

@@ -30,6 +30,7 @@ template <class T>
 void chunked(const GdnArgs& a) {
   const int64_t K = a.K, V = a.V, H = a.H, group = a.H / a.Hk;
   parallel_for(a.seq.N * H, std::max<int64_t>(a.seq.T, 1) * K * V * 8, [&](int64_t i0, int64_t i1) {
+    const gdn::FlushDenormals ftz;
     ChunkScratch sc(K, V);
     for (int64_t item = i0; item < i1; ++item) {
       const int64_t n = item / H, h = item % H, hk = h / group;

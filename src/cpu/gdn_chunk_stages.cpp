@@ -29,6 +29,7 @@ void for_each_chunk(const GdnStageArgs& a, int64_t work, F&& f) {
   const std::vector<gdn::ChunkRef> chunks = gdn::list_chunks(a.seq);
   const auto nc = int64_t(chunks.size());
   parallel_for(nc * a.H, work, [&](int64_t i0, int64_t i1) {
+    const gdn::FlushDenormals ftz;
     for (int64_t it = i0; it < i1; ++it) {
       const gdn::ChunkRef ref = chunks[size_t(it / a.H)];
       const gdn::SeqSpan sp = gdn::seq_span(a.seq, a.slots, ref.n);
@@ -119,6 +120,7 @@ template <class T, class U>
 void state(const GdnStageArgs& a) {
   const int64_t K = a.K, V = a.V, H = a.H, group = a.H / a.Hk;
   parallel_for(a.seq.N * H, std::max<int64_t>(a.seq.T, 1) * K * V * 4, [&](int64_t i0, int64_t i1) {
+    const gdn::FlushDenormals ftz;
     std::vector<float> hs(static_cast<size_t>(K * V)), k(C64 * size_t(K)), w(C64 * size_t(K)), kt(C64 * size_t(K));
     std::vector<float> u(C64 * size_t(V)), vn(C64 * size_t(V)), vd(C64 * size_t(V));
     float gc[kChunk] = {};

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <cstring>
 
-#ifdef __AVX2__
+#ifdef __SSE2__
 #include <immintrin.h>
 #endif
 
@@ -70,9 +70,9 @@ inline float row_value(const RowView& r, int64_t token, int64_t head) {
 }
 
 // e^x for x <= 88 to about 2e-7 relative, in a form the compiler vectorises (std::exp is
-// a library call per element). Arguments below -87 give e^-87 (~1e-38) instead of smaller
-// values, which no sum here can tell apart from them.
+// a library call per element). Arguments below -87 give 0.
 inline float fast_exp(float x) {
+  const bool under = x < -87.f;
   x = std::clamp(x, -87.f, 88.f);
   const float y = x * 1.44269504f;
   const float n = std::floor(y + 0.5f);
@@ -82,8 +82,22 @@ inline float fast_exp(float x) {
   const int32_t bits = (int32_t(n) + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
+  return under ? 0.f : p * scale;
 }
+
+// Flushes denormal results and operands to zero while in scope (restoring the caller's
+// mode after). Strong decays drive states and decay factors far below 1e-38, where x86
+// arithmetic on denormals runs at a small fraction of its speed.
+class FlushDenormals {
+ public:
+#ifdef __SSE2__
+  FlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | 0x8040u); }  // FTZ | DAZ
+  ~FlushDenormals() { _mm_setcsr(saved_); }
+
+ private:
+  unsigned saved_;
+#endif
+};
 
 // C[M, N] (+)= A[M, K] * B[K, N], row-major with leading dims lda, ldb, ldc. With a_lower,
 // A is lower triangular (row i has no terms past column i) and those products are skipped;

@@ -18,6 +18,7 @@ template <class T>
 void recurrent(const GdnArgs& a) {
   const int64_t K = a.K, V = a.V, H = a.H, group = a.H / a.Hk;
   parallel_for(a.seq.N * H, std::max<int64_t>(a.seq.T, 1) * K * V * 6, [&](int64_t i0, int64_t i1) {
+    const gdn::FlushDenormals ftz;
     std::vector<float> S(static_cast<size_t>(K * V)), q(static_cast<size_t>(K)), k(static_cast<size_t>(K));
     std::vector<float> v(static_cast<size_t>(V)), ks(static_cast<size_t>(V)), qs(static_cast<size_t>(V));
     for (int64_t item = i0; item < i1; ++item) {
