@@ -45,10 +45,16 @@ enum RowScalar { kGc = 0, kBeta = 1, kRq = 2, kRk = 3 };
 constexpr int kThreads = 128;  // four warps, each 16 rows of a 64-token chunk
 constexpr int kLdC = kChunk + 8;  // row stride of [64][64] CT tiles (padded for ldmatrix)
 
+// Shared memory of the prepare kernel: the q and k tiles, which the f32 matrices A and N
+// reuse once the products are done; then the solve's scratch and the row scalars.
+constexpr int kMatsBytes = 2 * kChunk * (kChunk + 1) * 4;
+template <int K>
+constexpr int prepare_tiles_bytes(int elem) {
+  return 2 * kChunk * (K + 8) * elem > kMatsBytes ? 2 * kChunk * (K + 8) * elem : kMatsBytes;
+}
 template <int K>
 constexpr int prepare_smem_bytes(int elem) {
-  return 2 * kChunk * (K + 8) * elem + 2 * kChunk * (kChunk + 1) * 4 + 4 * 16 * 17 * 4 + 3 * 16 * 17 * 4 +
-         4 * kChunk * 4;
+  return prepare_tiles_bytes<K>(elem) + 3 * 16 * 17 * 4 + 4 * kChunk * 4;
 }
 
 __device__ __forceinline__ float beta_value(const void* p, int kind, int64_t i) {
@@ -62,7 +68,7 @@ __device__ __forceinline__ float beta_value(const void* p, int kind, int64_t i) 
 template <class CT, int D>
 __device__ __forceinline__ void load_tile(CT* tile, int ld, const CT* base, int64_t row_stride, int len) {
   constexpr int kPerRow = D / 8;
-  for (int e = threadIdx.x; e < kChunk * kPerRow; e += kThreads) {
+  for (int e = threadIdx.x; e < kChunk * kPerRow; e += blockDim.x) {
     const int r = e / kPerRow, c = (e % kPerRow) * 8;
     const bool valid = r < len;
     cp_async16(tile + r * ld + c, base + (valid ? r * row_stride + c : 0), valid);
@@ -91,20 +97,25 @@ __device__ void invert_unit_lower(const float (*A)[kChunk + 1], float (*N)[kChun
   }
   __syncthreads();
   for (int i = 1; i < 4; ++i) {
-    // S_j = sum_{k=j}^{i-1} A_ik N_kj for j < i
-    for (int e = tid; e < i * 256; e += kThreads) {
-      const int j = e >> 8, r = (e >> 4) & 15, c = e & 15;
+    // S_j = sum_{k=j}^{i-1} A_ik N_kj for j < i: four lanes per element, a quarter of the
+    // sum each (the trip count, 8i, is the same for every thread, so shuffles are safe)
+    for (int e = tid; e < i * 1024; e += kThreads) {
+      const int q4 = e & 3, o = e >> 2, j = o >> 8, r = (o >> 4) & 15, c = o & 15;
       float s = 0.f;
-      for (int m = j * 16; m < i * 16; ++m) s += A[i * 16 + r][m] * N[m][j * 16 + c];
-      S[j][r][c] = s;
+      for (int m = j * 16 + q4; m < i * 16; m += 4) s += A[i * 16 + r][m] * N[m][j * 16 + c];
+      s += __shfl_xor_sync(0xffffffffu, s, 1);
+      s += __shfl_xor_sync(0xffffffffu, s, 2);
+      if (q4 == 0) S[j][r][c] = s;
     }
     __syncthreads();
-    for (int e = tid; e < i * 256; e += kThreads) {
-      const int j = e >> 8, r = (e >> 4) & 15, c = e & 15;
+    for (int e = tid; e < i * 1024; e += kThreads) {
+      const int q4 = e & 3, o = e >> 2, j = o >> 8, r = (o >> 4) & 15, c = o & 15;
       float s = 0.f;
 #pragma unroll
-      for (int m = 0; m < 16; ++m) s += N[i * 16 + r][i * 16 + m] * S[j][m][c];
-      N[i * 16 + r][j * 16 + c] = -s;
+      for (int m = q4; m < 16; m += 4) s += N[i * 16 + r][i * 16 + m] * S[j][m][c];
+      s += __shfl_xor_sync(0xffffffffu, s, 1);
+      s += __shfl_xor_sync(0xffffffffu, s, 2);
+      if (q4 == 0) N[i * 16 + r][j * 16 + c] = -s;
     }
     __syncthreads();
   }
@@ -116,9 +127,9 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT>
   constexpr int LDK = K + 8;
   CT* qs = reinterpret_cast<CT*>(smem);
   CT* ks = qs + kChunk * LDK;
-  auto A = reinterpret_cast<float (*)[kChunk + 1]>(ks + kChunk * LDK);
+  auto A = reinterpret_cast<float (*)[kChunk + 1]>(smem);  // over the tiles, after the products
   auto N = A + kChunk;
-  auto S = reinterpret_cast<float (*)[16][17]>(N + kChunk);
+  auto S = reinterpret_cast<float (*)[16][17]>(smem + prepare_tiles_bytes<K>(int(sizeof(CT))));
   float* rows = reinterpret_cast<float*>(S + 3);  // [4][64]: gc, beta, rq, rk
 
   int64_t n, tok0;
@@ -187,6 +198,7 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT>
       mma16816<CT>(cqk[2 * np + 1], aq, b[2], b[3]);
     }
   }
+  __syncthreads();  // the tiles are read; A and N take their place
   CT* aqk = p.Aqk + (slot * p.H + h) * kChunk * kChunk;
 #pragma unroll
   for (int j = 0; j < 8; ++j)
@@ -248,12 +260,13 @@ __device__ __forceinline__ void scan_load(const ChunkParams<CT>& p, unsigned cha
   load_tile<CT, kChunk>(reinterpret_cast<CT*>(st + L::ai), kLdC, p.Ai + mat, kChunk, kChunk);
   load_tile<CT, kChunk>(reinterpret_cast<CT*>(st + L::aqk), kLdC, p.Aqk + mat, kChunk, kChunk);
   const float* rows = p.rows + (slot * p.H + h) * 4 * kChunk;
-  for (int e = threadIdx.x; e < kChunk; e += kThreads)
-    cp_async16(st + L::rows + e * 16, rows + e * 4, true);
+  for (int e = threadIdx.x; e < kChunk; e += blockDim.x) cp_async16(st + L::rows + e * 16, rows + e * 4, true);
 }
 
+constexpr int kScanThreads = 256;  // eight warps: (16-row group w % 4) x (16-column half w / 4)
+
 template <class CT, int K>
-__global__ void __launch_bounds__(kThreads) chunk_scan_kernel(ChunkParams<CT> p) {
+__global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT> p) {
   using L = ScanLayout<K>;
   constexpr int BV = L::BV, LDK = L::LDK, LDV = L::LDV, MT = K / 64;  // state m-tiles per warp
   extern __shared__ __align__(16) unsigned char smem[];
@@ -267,19 +280,20 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_kernel(ChunkParams<CT> p)
   int64_t begin, len_seq, slot0;
   seq_span(p.seq, nseq, begin, len_seq, slot0);
   const int64_t nchunks = (len_seq + kChunk - 1) / kChunk;
-  const int m0 = warp * 16;      // token rows of this warp
-  const int s0 = warp * K / 4;   // state rows of this warp
+  const int m0 = (warp & 3) * 16;      // token rows of this warp
+  const int s0 = (warp & 3) * K / 4;   // state rows of this warp
+  const int n0 = (warp >> 2) * 16;     // columns of this warp (two n-tiles of 8)
 
-  // state slice: rows s0 + 16 mt + (g, g + 8), columns col0 + 8 nt + 2t (+1)
-  float hacc[MT][4][4];
+  // state slice: rows s0 + 16 mt + (g, g + 8), columns n0 + 8 nt + 2t (+1)
+  float hacc[MT][2][4];
   const int64_t soff = (nseq * p.H + h) * int64_t(K) * p.V;
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-    for (int nt = 0; nt < 4; ++nt)
+    for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int r = s0 + mt * 16 + g + (e >> 1) * 8, c = nt * 8 + 2 * t + (e & 1);
+        const int r = s0 + mt * 16 + g + (e >> 1) * 8, c = n0 + nt * 8 + 2 * t + (e & 1);
         hacc[mt][nt][e] = p.h0 ? p.h0[soff + int64_t(r) * p.V + col0 + c] : 0.f;
         hT[c * LDK + r] = CT(hacc[mt][nt][e]);
       }
@@ -305,27 +319,22 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_kernel(ChunkParams<CT> p)
     const CT* aqks = reinterpret_cast<const CT*>(st + L::aqk);
     const float* rows = reinterpret_cast<const float*>(st + L::rows);
 
-    // k h and q h for token rows m0..m0+15
-    float kh[4][4], qh[4][4];
+    // k h and q h for token rows m0.., columns n0..
+    float kh[2][4], qh[2][4];
 #pragma unroll
-    for (int nt = 0; nt < 4; ++nt)
+    for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
       for (int e = 0; e < 4; ++e) kh[nt][e] = qh[nt][e] = 0.f;
 #pragma unroll 4
     for (int k0 = 0; k0 < K; k0 += 16) {
-      uint32_t ak[4], aq[4], b0[4], b1[4];
+      uint32_t ak[4], aq[4], b[4];
       ldsm_x4(ak, a_rows(ks, LDK, m0, k0, lane));
       ldsm_x4(aq, a_rows(qs, LDK, m0, k0, lane));
-      ldsm_x4(b0, b_nk(hT, LDK, 0, k0, lane));
-      ldsm_x4(b1, b_nk(hT, LDK, 16, k0, lane));
-      mma16816<CT>(kh[0], ak, b0[0], b0[1]);
-      mma16816<CT>(kh[1], ak, b0[2], b0[3]);
-      mma16816<CT>(kh[2], ak, b1[0], b1[1]);
-      mma16816<CT>(kh[3], ak, b1[2], b1[3]);
-      mma16816<CT>(qh[0], aq, b0[0], b0[1]);
-      mma16816<CT>(qh[1], aq, b0[2], b0[3]);
-      mma16816<CT>(qh[2], aq, b1[0], b1[1]);
-      mma16816<CT>(qh[3], aq, b1[2], b1[3]);
+      ldsm_x4(b, b_nk(hT, LDK, n0, k0, lane));
+      mma16816<CT>(kh[0], ak, b[0], b[1]);
+      mma16816<CT>(kh[1], ak, b[2], b[3]);
+      mma16816<CT>(qh[0], aq, b[0], b[1]);
+      mma16816<CT>(qh[1], aq, b[2], b[3]);
     }
     // X = beta (v - e^gc rk (k h)) -> shared; q h scaled into the output accumulator
 #pragma unroll
@@ -335,8 +344,8 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_kernel(ChunkParams<CT> p)
       const float fk = eg * rows[kRk * kChunk + r], fq = eg * rows[kRq * kChunk + r] * p.scale;
       const float b = rows[kBeta * kChunk + r];
 #pragma unroll
-      for (int nt = 0; nt < 4; ++nt) {
-        const int cc = nt * 8 + 2 * t;
+      for (int nt = 0; nt < 2; ++nt) {
+        const int cc = n0 + nt * 8 + 2 * t;
         const float v0 = float(vs[r * LDV + cc]), v1 = float(vs[r * LDV + cc + 1]);
         *reinterpret_cast<uint32_t*>(xs + r * LDV + cc) =
             pack2<CT>(b * (v0 - fk * kh[nt][half * 2]), b * (v1 - fk * kh[nt][half * 2 + 1]));
@@ -346,22 +355,19 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_kernel(ChunkParams<CT> p)
     }
     __syncthreads();
     // v_new = Ai X
-    float vn[4][4];
+    float vn[2][4];
 #pragma unroll
-    for (int nt = 0; nt < 4; ++nt)
+    for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
       for (int e = 0; e < 4; ++e) vn[nt][e] = 0.f;
 #pragma unroll
     for (int k0 = 0; k0 < kChunk; k0 += 16) {
       if (k0 > m0 + 15) break;  // Ai is lower triangular
-      uint32_t a[4], b0[4], b1[4];
+      uint32_t a[4], b[4];
       ldsm_x4(a, a_rows(ais, kLdC, m0, k0, lane));
-      ldsm_x4_t(b0, b_kn(xs, LDV, 0, k0, lane));
-      ldsm_x4_t(b1, b_kn(xs, LDV, 16, k0, lane));
-      mma16816<CT>(vn[0], a, b0[0], b0[1]);
-      mma16816<CT>(vn[1], a, b0[2], b0[3]);
-      mma16816<CT>(vn[2], a, b1[0], b1[1]);
-      mma16816<CT>(vn[3], a, b1[2], b1[3]);
+      ldsm_x4_t(b, b_kn(xs, LDV, n0, k0, lane));
+      mma16816<CT>(vn[0], a, b[0], b[1]);
+      mma16816<CT>(vn[1], a, b[2], b[3]);
     }
     const float G = rows[kGc * kChunk + len - 1];
 #pragma unroll
@@ -369,8 +375,8 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_kernel(ChunkParams<CT> p)
       const int r = m0 + g + half * 8;
       const float d = __expf(G - rows[kGc * kChunk + r]) * rows[kRk * kChunk + r];
 #pragma unroll
-      for (int nt = 0; nt < 4; ++nt) {
-        const int cc = nt * 8 + 2 * t;
+      for (int nt = 0; nt < 2; ++nt) {
+        const int cc = n0 + nt * 8 + 2 * t;
         const uint32_t pv = pack2<CT>(vn[nt][half * 2], vn[nt][half * 2 + 1]);
         *reinterpret_cast<uint32_t*>(vns + r * LDV + cc) = pv;
         const CT* pr = reinterpret_cast<const CT*>(&pv);  // the state goes on from v_new as rounded
@@ -382,22 +388,19 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_kernel(ChunkParams<CT> p)
 #pragma unroll
     for (int k0 = 0; k0 < kChunk; k0 += 16) {
       if (k0 > m0 + 15) break;  // Aqk is lower triangular
-      uint32_t a[4], b0[4], b1[4];
+      uint32_t a[4], b[4];
       ldsm_x4(a, a_rows(aqks, kLdC, m0, k0, lane));
-      ldsm_x4_t(b0, b_kn(vns, LDV, 0, k0, lane));
-      ldsm_x4_t(b1, b_kn(vns, LDV, 16, k0, lane));
-      mma16816<CT>(qh[0], a, b0[0], b0[1]);
-      mma16816<CT>(qh[1], a, b0[2], b0[3]);
-      mma16816<CT>(qh[2], a, b1[0], b1[1]);
-      mma16816<CT>(qh[3], a, b1[2], b1[3]);
+      ldsm_x4_t(b, b_kn(vns, LDV, n0, k0, lane));
+      mma16816<CT>(qh[0], a, b[0], b[1]);
+      mma16816<CT>(qh[1], a, b[2], b[3]);
     }
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int r = m0 + g + half * 8;
       if (r < len) {
-        CT* orow = p.out + (tok0 + r) * p.o_tok + h * p.o_head + col0;
+        CT* orow = p.out + (tok0 + r) * p.o_tok + h * p.o_head + col0 + n0;
 #pragma unroll
-        for (int nt = 0; nt < 4; ++nt)
+        for (int nt = 0; nt < 2; ++nt)
           *reinterpret_cast<uint32_t*>(orow + nt * 8 + 2 * t) = pack2<CT>(qh[nt][half * 2], qh[nt][half * 2 + 1]);
       }
     }
@@ -406,31 +409,28 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_kernel(ChunkParams<CT> p)
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-      for (int nt = 0; nt < 4; ++nt)
+      for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
         for (int e = 0; e < 4; ++e) hacc[mt][nt][e] *= eG;
 #pragma unroll
     for (int k0 = 0; k0 < kChunk; k0 += 16) {
-      uint32_t b0[4], b1[4];
-      ldsm_x4_t(b0, b_kn(vds, LDV, 0, k0, lane));
-      ldsm_x4_t(b1, b_kn(vds, LDV, 16, k0, lane));
+      uint32_t b[4];
+      ldsm_x4_t(b, b_kn(vds, LDV, n0, k0, lane));
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt) {
         uint32_t a[4];
         ldsm_x4_t(a, a_trans(ks, LDK, s0 + mt * 16, k0, lane));
-        mma16816<CT>(hacc[mt][0], a, b0[0], b0[1]);
-        mma16816<CT>(hacc[mt][1], a, b0[2], b0[3]);
-        mma16816<CT>(hacc[mt][2], a, b1[0], b1[1]);
-        mma16816<CT>(hacc[mt][3], a, b1[2], b1[3]);
+        mma16816<CT>(hacc[mt][0], a, b[0], b[1]);
+        mma16816<CT>(hacc[mt][1], a, b[2], b[3]);
       }
     }
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-      for (int nt = 0; nt < 4; ++nt)
+      for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          const int r = s0 + mt * 16 + g + (e >> 1) * 8, cc = nt * 8 + 2 * t + (e & 1);
+          const int r = s0 + mt * 16 + g + (e >> 1) * 8, cc = n0 + nt * 8 + 2 * t + (e & 1);
           hT[cc * LDK + r] = CT(hacc[mt][nt][e]);
         }
     __syncthreads();  // hT complete; this stage's buffers free for the prefetch after next
@@ -439,10 +439,10 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_kernel(ChunkParams<CT> p)
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-      for (int nt = 0; nt < 4; ++nt)
+      for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          const int r = s0 + mt * 16 + g + (e >> 1) * 8, cc = nt * 8 + 2 * t + (e & 1);
+          const int r = s0 + mt * 16 + g + (e >> 1) * 8, cc = n0 + nt * 8 + 2 * t + (e & 1);
           p.ht[soff + int64_t(r) * p.V + col0 + cc] = hacc[mt][nt][e];
         }
   }

@@ -2,6 +2,7 @@
 // Causal depthwise conv + SiLU (prefill, state update, decode step) and the GDN gates.
 // x, out: [tokens, C] rows `stride` elements apart; weight [C, W]; states [N, W - 1, C].
 #include "cuda/kernels/gdn_common.cuh"
+#include "cuda/kernels/gdn_mma.cuh"
 
 namespace mlxn::kernels::gdn {
 
@@ -31,15 +32,35 @@ __device__ __forceinline__ float param_f32(const void* p, int kind, int64_t i) {
   return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
 }
 
-// Channel group of thread: NC = 16 / sizeof(T) channels; tokens [t0, t0 + TT).
-// Block: 32 lanes along channels x (blockDim.x / 32) warps along tokens.
+// Block: 32 lanes along channels (NC = 16 / sizeof(T) each) x 4 warps of TT tokens. The
+// block's input rows [tb - S, tb + 4 TT) x its 32 NC channels are copied to shared memory
+// first (all copies in flight at once), then each thread computes its channel group for its
+// TT tokens from there.
 template <class T, int W, int TT>
 __global__ void __launch_bounds__(128) conv_prefill_kernel(ConvParams<T> p) {
-  constexpr int NC = Vec<T>::N, S = W - 1;
+  constexpr int NC = Vec<T>::N, S = W - 1, ROWS = 4 * TT + S, CW = 32 * NC;
+  __shared__ __align__(16) T tile[ROWS][CW];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int c0 = (blockIdx.x * 32 + lane) * NC;
-  const int64_t t0 = (int64_t(blockIdx.y) * (blockDim.x >> 5) + warp) * TT;
-  if (c0 >= p.C || t0 >= p.tokens) return;
+  const int cb = blockIdx.x * CW;
+  const int64_t tb = int64_t(blockIdx.y) * 4 * TT;
+  for (int e = threadIdx.x; e < ROWS * 32; e += 128) {
+    const int r = e >> 5, ch = (e & 31) * NC, c = cb + ch;
+    const int64_t row = tb - S + r;
+    T* dst = &tile[r][ch];
+    const bool inside = row >= 0 && row < p.tokens && c < p.C;
+    const T* src = p.x + (inside ? row * p.x_stride + c : 0);
+    if (p.vec && (!inside || c + NC <= p.C)) {
+      cp_async16(dst, src, inside);
+    } else {
+#pragma unroll
+      for (int j = 0; j < NC; ++j) dst[j] = inside && c + j < p.C ? src[j] : from_f32<T>(0.f);
+    }
+  }
+  cp_async_commit();
+  cp_async_wait<0>();
+  __syncthreads();
+  const int c0 = cb + lane * NC;
+  if (c0 >= p.C) return;
   const int nc = p.C - c0 < NC ? p.C - c0 : NC;
   const bool vec = p.vec && nc == NC;
 
@@ -51,38 +72,13 @@ __global__ void __launch_bounds__(128) conv_prefill_kernel(ConvParams<T> p) {
     for (int k = 0; k < W; ++k) w[k][j] = param_f32(p.weight, p.weight_kind, int64_t(c) * W + k);
     bias[j] = p.bias ? param_f32(p.bias, p.bias_kind, c) : 0.f;
   }
-
-  // Rows t0 - S .. t0 + TT - 1 of the channel group (rows outside [0, tokens) read as 0).
-  float xw[S + TT][NC];
-#pragma unroll
-  for (int r = 0; r < S + TT; ++r) {
-    const int64_t row = t0 - S + r;
-    if (row >= 0 && row < p.tokens) {
-      const T* src = p.x + row * p.x_stride + c0;
-      if (vec) {
-        load_f32<T, NC>(src, true, xw[r]);
-      } else {
-#pragma unroll
-        for (int j = 0; j < NC; ++j) xw[r][j] = j < nc ? to_f32(src[j]) : 0.f;
-      }
-    } else {
-#pragma unroll
-      for (int j = 0; j < NC; ++j) xw[r][j] = 0.f;
-    }
-  }
-
-  int64_t begin = 0;
-  int64_t n = seq_of(p.seq, t0, begin);
-  int64_t next = p.seq.cu ? clamp_tok(p.seq.cu[n + 1], begin, p.tokens) : begin + p.seq.T;
-#pragma unroll
+#pragma unroll 4
   for (int i = 0; i < TT; ++i) {
-    const int64_t t = t0 + i;
+    const int r0 = warp * TT + i;  // tile row of input t - S
+    const int64_t t = tb + r0;
     if (t >= p.tokens) break;
-    while (t >= next && n + 1 < p.seq.N) {  // crossed into the next (non-empty) sequence
-      ++n;
-      begin = next;
-      next = p.seq.cu ? clamp_tok(p.seq.cu[n + 1], begin, p.tokens) : begin + p.seq.T;
-    }
+    int64_t begin;
+    const int64_t n = seq_of(p.seq, t, begin);
     float acc[NC];
 #pragma unroll
     for (int j = 0; j < NC; ++j) acc[j] = bias[j];
@@ -90,8 +86,9 @@ __global__ void __launch_bounds__(128) conv_prefill_kernel(ConvParams<T> p) {
     for (int k = 0; k < W; ++k) {
       const int64_t src = t - S + k;
       if (src >= begin) {
+        const Vec<T> xv = *reinterpret_cast<const Vec<T>*>(&tile[r0 + k][lane * NC]);
 #pragma unroll
-        for (int j = 0; j < NC; ++j) acc[j] += w[k][j] * xw[i + k][j];
+        for (int j = 0; j < NC; ++j) acc[j] += w[k][j] * to_f32(xv.v[j]);
       } else if (p.state_in) {
         // before the sequence: the state row S - (begin - src)
         const T* st = p.state_in + (n * S + S - (begin - src)) * p.C + c0;
