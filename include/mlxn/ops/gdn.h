@@ -5,6 +5,8 @@
 //   beta: [B, T, H]       state: [N, H, K, V] f32
 // H % Hk == 0 and value head h reads key head h / (H / Hk). N is B, or the number of
 // sequences when cu_seqlens is given (then B == 1 and the sequences lie back to back in T).
+// cu_seqlens values are checked when the tensor is on the CPU; on a GPU they are not read
+// back (no synchronisation): malformed offsets give wrong numbers, never a bad access.
 //
 // Per token t of a sequence, with S the [K, V] state of one value head:
 //   S = S * exp(g_t);  delta = beta_t * (v_t - S^T k_t);  S = S + k_t delta^T;  o_t = S^T (scale q_t)
