@@ -1,0 +1,102 @@
+// CUDA entry for gdn_chunk: the tensor-core path (prepare + scan kernels) for bf16/f16
+// inputs whose rows allow 16-byte copies, the six stage kernels otherwise.
+#include "cuda/common/check.h"
+#include "cuda/common/launch.h"
+#include "cuda/gdn_launch.h"
+#include "cuda/kernels/gdn_chunk.cuh"
+#include "ops/registry.h"
+
+namespace mlxn::cuda {
+
+namespace k = kernels::gdn;
+using detail::GdnArgs;
+using detail::HeadView;
+
+namespace {
+
+bool rows16(const HeadView& v) {
+  return aligned16(v.data) && v.token_stride % 8 == 0 && v.head_stride % 8 == 0;
+}
+
+// The tensor-core path: half-precision inputs, copies of whole 16-byte row pieces, and
+// stores of element pairs.
+bool fused_ok(const GdnArgs& a) {
+  if (a.q.dtype != DType::bf16 && a.q.dtype != DType::f16) return false;
+  const bool out_pairs = (reinterpret_cast<uintptr_t>(a.out.data) & 3) == 0 && a.out.token_stride % 2 == 0 &&
+                         a.out.head_stride % 2 == 0;
+  return rows16(a.q) && rows16(a.k) && rows16(a.v) && out_pairs;
+}
+
+template <class Kernel>
+void allow_smem(Kernel kernel, int bytes) {
+  MLXN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+}
+
+template <class CT, int K>
+void launch_fused(Session& s, const GdnArgs& a) {
+  const int64_t per_row = a.seq.T <= 0 ? 0
+                                        : (a.seq.T + k::kChunk - 1) / k::kChunk + (a.seq.cu ? a.seq.N - 1 : 0);
+  const int64_t slots = a.seq.B * per_row;
+  const size_t mats = size_t(std::max<int64_t>(slots * a.H, 1)) * k::kChunk * k::kChunk;
+  ScratchBuffer ai = s.pool().acquire(mats * sizeof(CT)), aqk = s.pool().acquire(mats * sizeof(CT));
+  ScratchBuffer rows = s.pool().acquire(size_t(std::max<int64_t>(slots * a.H, 1)) * 4 * k::kChunk * sizeof(float));
+
+  k::ChunkParams<CT> p{};
+  p.q = static_cast<const CT*>(a.q.data);
+  p.k = static_cast<const CT*>(a.k.data);
+  p.v = static_cast<const CT*>(a.v.data);
+  p.out = static_cast<CT*>(a.out.data);
+  p.q_tok = a.q.token_stride, p.q_head = a.q.head_stride;
+  p.k_tok = a.k.token_stride, p.k_head = a.k.head_stride;
+  p.v_tok = a.v.token_stride, p.v_head = a.v.head_stride;
+  p.o_tok = a.out.token_stride, p.o_head = a.out.head_stride;
+  p.g = static_cast<const float*>(a.g.data);
+  p.g_stride = a.g.row_stride;
+  p.beta = a.beta.data;
+  p.beta_stride = a.beta.row_stride;
+  p.beta_kind = gdn_scalar_kind(a.beta.dtype);
+  p.h0 = a.h0;
+  p.ht = a.ht;
+  p.seq = gdn_seq(a.seq, per_row);
+  p.H = int(a.H);
+  p.group = int(a.H / a.Hk);
+  p.V = int(a.V);
+  p.scale = a.scale;
+  p.l2_eps = a.l2_eps;
+  p.l2 = a.l2_norm_qk;
+  p.Ai = static_cast<CT*>(ai.data());
+  p.Aqk = static_cast<CT*>(aqk.data());
+  p.rows = static_cast<float*>(rows.data());
+
+  cudaStream_t st = stream_of(s);
+  if (slots > 0) {
+    constexpr int smem = k::prepare_smem_bytes<K>(int(sizeof(CT)));
+    static const bool once = (allow_smem(k::chunk_prepare_kernel<CT, K>, smem), true);
+    (void)once;
+    const dim3 grid(grid_dim("gdn_chunk", slots), unsigned(a.H));
+    k::chunk_prepare_kernel<CT, K><<<grid, k::kThreads, smem, st>>>(p);
+    check_launch(s, "gdn_chunk");
+  }
+  constexpr int smem = k::ScanLayout<K>::bytes;
+  static const bool once = (allow_smem(k::chunk_scan_kernel<CT, K>, smem), true);
+  (void)once;
+  const dim3 grid(unsigned(a.V / k::ScanLayout<K>::BV), unsigned(a.H), grid_dim("gdn_chunk", a.seq.N));
+  k::chunk_scan_kernel<CT, K><<<grid, k::kThreads, smem, st>>>(p);
+  check_launch(s, "gdn_chunk");
+}
+
+void gdn_chunk_cuda(Session& s, const GdnArgs& a) {
+  if (!fused_ok(a)) {
+    gdn_chunk_composed(s, a);
+    return;
+  }
+  auto by_k = [&]<class CT>() { dispatch_head_dim(a.K, [&]<int K>() { launch_fused<CT, K>(s, a); }); };
+  if (a.q.dtype == DType::bf16) by_k.template operator()<__nv_bfloat16>();
+  else by_k.template operator()<__half>();
+}
+
+}  // namespace
+
+MLXN_REGISTER_KERNEL(gdn_chunk, gdn, cuda, kFloatTypes, detail::GdnArgs, gdn_chunk_cuda);
+
+}  // namespace mlxn::cuda

@@ -1,0 +1,141 @@
+// CUDA entry for ssm_conv, ssm_conv_step and gdn_gate.
+#include "cuda/common/check.h"
+#include "cuda/common/dispatch.cuh"
+#include "cuda/common/launch.h"
+#include "cuda/kernels/gdn_conv.cuh"
+#include "ops/gdn_args.h"
+#include "ops/registry.h"
+
+namespace mlxn::cuda {
+
+namespace k = kernels::gdn;
+using detail::GdnGateArgs;
+using detail::SsmConvArgs;
+using detail::SsmConvStepArgs;
+
+namespace {
+
+int param_kind(DType t) { return t == DType::f32 ? 0 : t == DType::f16 ? 1 : 2; }
+
+k::SeqLayout seq_of(const detail::SeqLayout& l) { return {l.cu, l.T, l.N, 0}; }
+
+// Calls f.template operator()<W>() for the runtime width 2..8.
+template <class F>
+void dispatch_width(int W, F&& f) {
+  switch (W) {
+    case 2: f.template operator()<2>(); break;
+    case 3: f.template operator()<3>(); break;
+    case 4: f.template operator()<4>(); break;
+    case 5: f.template operator()<5>(); break;
+    case 6: f.template operator()<6>(); break;
+    case 7: f.template operator()<7>(); break;
+    default: f.template operator()<8>(); break;
+  }
+}
+
+// Parameter vectors: f32, or the activations' dtype T.
+template <class T, class F>
+void dispatch_param(DType dt, F&& f) {
+  if (dt == DType::f32) f.template operator()<float>();
+  else f.template operator()<T>();
+}
+
+template <class T>
+void launch_conv(Session& s, const SsmConvArgs& a) {
+  constexpr int NC = kernels::Vec<T>::N, TT = 16, kWarps = 4;
+  k::ConvParams<T> p{};
+  p.x = static_cast<const T*>(a.x.data);
+  p.out = static_cast<T*>(a.out.data);
+  p.x_stride = a.x.row_stride;
+  p.out_stride = a.out.row_stride;
+  p.weight = a.weight;
+  p.weight_kind = param_kind(a.weight_dtype);
+  p.bias = a.bias;
+  p.bias_kind = param_kind(a.bias_dtype);
+  p.state_in = static_cast<const T*>(a.state_in);
+  p.state_out = static_cast<T*>(a.state_out);
+  p.seq = seq_of(a.seq);
+  p.tokens = a.seq.B * a.seq.T;
+  p.C = int(a.C);
+  p.silu = a.silu;
+  p.vec = vectorizable(a.x, NC) && vectorizable(a.out, NC);
+  cudaStream_t st = stream_of(s);
+  if (p.tokens > 0) {
+    const dim3 grid(grid_dim("ssm_conv", (a.C + 32 * NC - 1) / (32 * NC)),
+                    grid_dim("ssm_conv", (p.tokens + TT * kWarps - 1) / (TT * kWarps)));
+    dispatch_width(a.W, [&]<int W>() { k::conv_prefill_kernel<T, W, TT><<<grid, 32 * kWarps, 0, st>>>(p); });
+    check_launch(s, "ssm_conv");
+  }
+  if (a.state_out) {
+    // After the conv (stream order): it reads state_in, which may be state_out.
+    const int64_t n = a.seq.N * a.C;
+    dispatch_width(a.W, [&]<int W>() {
+      k::conv_state_kernel<T, W - 1><<<grid_dim("ssm_conv", (n + 255) / 256), 256, 0, st>>>(p);
+    });
+    check_launch(s, "ssm_conv");
+  }
+}
+
+void ssm_conv_cuda(Session& s, const SsmConvArgs& a) {
+  dispatch_float(a.x.dtype, "ssm_conv", [&]<class T>() { launch_conv<T>(s, a); });
+}
+
+void ssm_conv_step_cuda(Session& s, const SsmConvStepArgs& a) {
+  dispatch_float(a.x.dtype, "ssm_conv_step", [&]<class T>() {
+    k::ConvStepParams<T> p{};
+    p.x = static_cast<const T*>(a.x.data);
+    p.out = static_cast<T*>(a.out.data);
+    p.x_stride = a.x.row_stride;
+    p.out_stride = a.out.row_stride;
+    p.state = static_cast<T*>(a.state);
+    p.weight = a.weight;
+    p.weight_kind = param_kind(a.weight_dtype);
+    p.bias = a.bias;
+    p.bias_kind = param_kind(a.bias_dtype);
+    p.B = a.B;
+    p.C = int(a.C);
+    p.silu = a.silu;
+    const int64_t n = a.B * a.C;
+    dispatch_width(a.W, [&]<int W>() {
+      k::conv_step_kernel<T, W><<<grid_dim("ssm_conv_step", (n + 255) / 256), 256, 0, stream_of(s)>>>(p);
+    });
+    check_launch(s, "ssm_conv_step");
+  });
+}
+
+void gdn_gate_cuda(Session& s, const GdnGateArgs& a) {
+  dispatch_float(a.a.dtype, "gdn_gate", [&]<class T>() {
+    auto go = [&]<class BT>() {
+      dispatch_param<T>(a.A_log_dtype, [&]<class PA>() {
+        dispatch_param<T>(a.dt_bias_dtype, [&]<class PD>() {
+          k::GateParams<T, BT, PA, PD> p{};
+          p.a = static_cast<const T*>(a.a.data);
+          p.b = static_cast<const T*>(a.b.data);
+          p.g = static_cast<float*>(a.g.data);
+          p.beta = static_cast<BT*>(a.beta.data);
+          p.a_stride = a.a.row_stride;
+          p.b_stride = a.b.row_stride;
+          p.g_stride = a.g.row_stride;
+          p.beta_stride = a.beta.row_stride;
+          p.A_log = static_cast<const PA*>(a.A_log);
+          p.dt_bias = static_cast<const PD*>(a.dt_bias);
+          p.rows = a.a.rows;
+          p.H = int(a.a.cols);
+          const int64_t n = p.rows * p.H;
+          k::gate_kernel<<<grid_dim("gdn_gate", (n + 255) / 256), 256, 0, stream_of(s)>>>(p);
+          check_launch(s, "gdn_gate");
+        });
+      });
+    };
+    if (a.beta.dtype == DType::f32) go.template operator()<float>();
+    else go.template operator()<T>();
+  });
+}
+
+}  // namespace
+
+MLXN_REGISTER_KERNEL(ssm_conv, gdn, cuda, kFloatTypes, detail::SsmConvArgs, ssm_conv_cuda);
+MLXN_REGISTER_KERNEL(ssm_conv_step, gdn, cuda, kFloatTypes, detail::SsmConvStepArgs, ssm_conv_step_cuda);
+MLXN_REGISTER_KERNEL(gdn_gate, gdn, cuda, kFloatTypes, detail::GdnGateArgs, gdn_gate_cuda);
+
+}  // namespace mlxn::cuda

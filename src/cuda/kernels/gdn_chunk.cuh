@@ -1,0 +1,451 @@
+#pragma once
+// The chunked delta rule on tensor cores (q/k/v in bf16 or f16, products in that type with
+// f32 accumulation), in two kernels:
+//
+// prepare (one block per chunk and value head, all chunks at once):
+//   g_cum = cumsum(g);  A = strictly-lower(beta_i k_i.k_j e^(gc_i - gc_j));  Ai = (I + A)^-1
+//   Aqk = scale causal(q_i.k_j e^(gc_i - gc_j));  row scalars gc, beta, |q|^-1, |k|^-1
+// scan (one block per sequence, value head and 32 columns of V; chunks in order), with the
+// [K, 32] state slice h in registers (f32) and in shared memory (bf16/f16, transposed):
+//   X = beta (v - e^gc (k h))        (= u - w h before the solve: Ai is applied after)
+//   v_new = Ai X
+//   o = e^gc scale (q h) + Aqk v_new
+//   h = e^G h + k^T (v_new e^(G - gc))
+// q and k enter the products raw; the l2 normalisation is a per-row factor applied to the
+// results, so the kernels read q, k and v straight from the caller's tensors.
+#include "cuda/kernels/gdn_common.cuh"
+#include "cuda/kernels/gdn_mma.cuh"
+
+namespace mlxn::kernels::gdn {
+
+template <class CT>
+struct ChunkParams {
+  const CT *q, *k, *v;
+  CT* out;
+  int64_t q_tok, q_head, k_tok, k_head, v_tok, v_head, o_tok, o_head;
+  const float* g;
+  int64_t g_stride;
+  const void* beta;
+  int64_t beta_stride;
+  int beta_kind;
+  const float* h0;
+  float* ht;
+  SeqLayout seq;
+  int H, group, V;
+  float scale, l2_eps;
+  bool l2;
+  // prepare -> scan, per (slot, head): Ai and Aqk [64][64] CT; scalars [4][64] f32
+  CT* Ai;
+  CT* Aqk;
+  float* rows;
+};
+
+enum RowScalar { kGc = 0, kBeta = 1, kRq = 2, kRk = 3 };
+
+constexpr int kThreads = 128;  // four warps, each 16 rows of a 64-token chunk
+constexpr int kLdC = kChunk + 8;  // row stride of [64][64] CT tiles (padded for ldmatrix)
+
+template <int K>
+constexpr int prepare_smem_bytes(int elem) {
+  return 2 * kChunk * (K + 8) * elem + 2 * kChunk * (kChunk + 1) * 4 + 4 * 16 * 17 * 4 + 3 * 16 * 17 * 4 +
+         4 * kChunk * 4;
+}
+
+__device__ __forceinline__ float beta_value(const void* p, int kind, int64_t i) {
+  if (kind == 0) return static_cast<const float*>(p)[i];
+  if (kind == 1) return __half2float(static_cast<const __half*>(p)[i]);
+  return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
+}
+
+// Copies rows [0, 64) x cols [0, D) of a head (rows past len zero-filled) into a padded
+// shared tile, 16 bytes per cp.async.
+template <class CT, int D>
+__device__ __forceinline__ void load_tile(CT* tile, int ld, const CT* base, int64_t row_stride, int len) {
+  constexpr int kPerRow = D / 8;
+  for (int e = threadIdx.x; e < kChunk * kPerRow; e += kThreads) {
+    const int r = e / kPerRow, c = (e % kPerRow) * 8;
+    const bool valid = r < len;
+    cp_async16(tile + r * ld + c, base + (valid ? r * row_stride + c : 0), valid);
+  }
+}
+
+// (I + A)^-1 of a strictly lower-triangular 64 x 64 A (f32, [64][65]) into N, in 16 x 16
+// blocks: the diagonal blocks by forward substitution (one thread per column), then block
+// rows i = 1..3: N_ij = -D_ii sum_{k=j}^{i-1} A_ik N_kj.
+__device__ void invert_unit_lower(const float (*A)[kChunk + 1], float (*N)[kChunk + 1], float (*S)[16][17]) {
+  const int tid = threadIdx.x;
+  for (int e = tid; e < kChunk * kChunk; e += kThreads) N[e / kChunk][e % kChunk] = 0.f;
+  __syncthreads();
+  if (tid < kChunk) {
+    const int b = tid >> 4, c = tid & 15, o = b * 16;
+    float x[16];
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+      float s = i == c ? 1.f : 0.f;
+#pragma unroll
+      for (int j = 0; j < i; ++j) s -= A[o + i][o + j] * x[j];
+      x[i] = s;
+    }
+#pragma unroll
+    for (int i = 0; i < 16; ++i) N[o + i][o + c] = x[i];
+  }
+  __syncthreads();
+  for (int i = 1; i < 4; ++i) {
+    // S_j = sum_{k=j}^{i-1} A_ik N_kj for j < i
+    for (int e = tid; e < i * 256; e += kThreads) {
+      const int j = e >> 8, r = (e >> 4) & 15, c = e & 15;
+      float s = 0.f;
+      for (int m = j * 16; m < i * 16; ++m) s += A[i * 16 + r][m] * N[m][j * 16 + c];
+      S[j][r][c] = s;
+    }
+    __syncthreads();
+    for (int e = tid; e < i * 256; e += kThreads) {
+      const int j = e >> 8, r = (e >> 4) & 15, c = e & 15;
+      float s = 0.f;
+#pragma unroll
+      for (int m = 0; m < 16; ++m) s += N[i * 16 + r][i * 16 + m] * S[j][m][c];
+      N[i * 16 + r][j * 16 + c] = -s;
+    }
+    __syncthreads();
+  }
+}
+
+template <class CT, int K>
+__global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT> p) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  constexpr int LDK = K + 8;
+  CT* qs = reinterpret_cast<CT*>(smem);
+  CT* ks = qs + kChunk * LDK;
+  auto A = reinterpret_cast<float (*)[kChunk + 1]>(ks + kChunk * LDK);
+  auto N = A + kChunk;
+  auto S = reinterpret_cast<float (*)[16][17]>(N + kChunk);
+  float* rows = reinterpret_cast<float*>(S + 3);  // [4][64]: gc, beta, rq, rk
+
+  int64_t n, tok0;
+  int len;
+  const int64_t slot = blockIdx.x;
+  if (!chunk_of_slot(p.seq, slot, n, tok0, len)) return;
+  const int h = blockIdx.y, hk = h / p.group, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+
+  load_tile<CT, K>(qs, LDK, p.q + tok0 * p.q_tok + hk * p.q_head, p.q_tok, len);
+  load_tile<CT, K>(ks, LDK, p.k + tok0 * p.k_tok + hk * p.k_head, p.k_tok, len);
+  cp_async_commit();
+  // gc = inclusive cumsum of g (two warps, 32 tokens each), beta; padded rows repeat the
+  // last g_cum and have beta 0.
+  if (tid < kChunk) {
+    float x = tid < len ? p.g[(tok0 + tid) * p.g_stride + h] : 0.f;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const float y = __shfl_up_sync(0xffffffffu, x, o);
+      if (lane >= o) x += y;
+    }
+    rows[kGc * kChunk + tid] = x;
+    rows[kBeta * kChunk + tid] = tid < len ? beta_value(p.beta, p.beta_kind, (tok0 + tid) * p.beta_stride + h) : 0.f;
+  }
+  cp_async_wait<0>();
+  __syncthreads();
+  if (tid >= 32 && tid < kChunk) rows[kGc * kChunk + tid] += rows[kGc * kChunk + 31];
+  // row norms: warp w, rows 16w..16w+15
+  for (int r = warp * 16; r < warp * 16 + 16; ++r) {
+    float sq = 0.f, sk = 0.f;
+    for (int c = lane; c < K; c += 32) {
+      const float a = float(qs[r * LDK + c]), b = float(ks[r * LDK + c]);
+      sq += a * a;
+      sk += b * b;
+    }
+    sq = warp_sum(sq);
+    sk = warp_sum(sk);
+    if (lane == 0) {
+      rows[kRq * kChunk + r] = r < len ? (p.l2 ? rsqrtf(sq + p.l2_eps) : 1.f) : 0.f;
+      rows[kRk * kChunk + r] = r < len ? (p.l2 ? rsqrtf(sk + p.l2_eps) : 1.f) : 0.f;
+    }
+  }
+  __syncthreads();
+  if (tid >= len && tid < kChunk) rows[kGc * kChunk + tid] = rows[kGc * kChunk + len - 1];
+  __syncthreads();
+
+  // k k^T and q k^T for rows 16w.., the n-tiles at or left of the diagonal block
+  const int m0 = warp * 16, g = lane >> 2, t = lane & 3;
+  float ckk[8][4], cqk[8][4];
+#pragma unroll
+  for (int j = 0; j < 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) ckk[j][e] = cqk[j][e] = 0.f;
+#pragma unroll 2
+  for (int k0 = 0; k0 < K; k0 += 16) {
+    uint32_t ak[4], aq[4];
+    ldsm_x4(ak, a_rows(ks, LDK, m0, k0, lane));
+    ldsm_x4(aq, a_rows(qs, LDK, m0, k0, lane));
+#pragma unroll
+    for (int np = 0; np < 4; ++np) {
+      if (np * 16 > m0) break;  // wholly above the diagonal
+      uint32_t b[4];
+      ldsm_x4(b, b_nk(ks, LDK, np * 16, k0, lane));
+      mma16816<CT>(ckk[2 * np], ak, b[0], b[1]);
+      mma16816<CT>(ckk[2 * np + 1], ak, b[2], b[3]);
+      mma16816<CT>(cqk[2 * np], aq, b[0], b[1]);
+      mma16816<CT>(cqk[2 * np + 1], aq, b[2], b[3]);
+    }
+  }
+  CT* aqk = p.Aqk + (slot * p.H + h) * kChunk * kChunk;
+#pragma unroll
+  for (int j = 0; j < 8; ++j)
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = m0 + g + half * 8, c = j * 8 + 2 * t;
+      const float gr = rows[kGc * kChunk + r];
+      float a2[2], q2[2];
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int cc = c + e;
+        const float d = cc <= r ? __expf(gr - rows[kGc * kChunk + cc]) * rows[kRk * kChunk + cc] : 0.f;
+        a2[e] = cc < r ? ckk[j][half * 2 + e] * d * rows[kBeta * kChunk + r] * rows[kRk * kChunk + r] : 0.f;
+        q2[e] = cqk[j][half * 2 + e] * d * rows[kRq * kChunk + r] * p.scale;
+      }
+      A[r][c] = a2[0];
+      A[r][c + 1] = a2[1];
+      *reinterpret_cast<uint32_t*>(aqk + r * kChunk + c) = pack2<CT>(q2[0], q2[1]);
+    }
+  __syncthreads();
+  invert_unit_lower(A, N, S);
+  CT* ai = p.Ai + (slot * p.H + h) * kChunk * kChunk;
+  for (int e = tid; e < kChunk * kChunk / 2; e += kThreads) {
+    const int r = e / (kChunk / 2), c = (e % (kChunk / 2)) * 2;
+    *reinterpret_cast<uint32_t*>(ai + r * kChunk + c) = pack2<CT>(N[r][c], N[r][c + 1]);
+  }
+  float* rows_out = p.rows + (slot * p.H + h) * 4 * kChunk;
+  for (int e = tid; e < 4 * kChunk; e += kThreads) rows_out[e] = rows[e];
+}
+
+// Shared memory of the scan kernel: two stages of chunk inputs, then the state and the
+// per-chunk intermediates.
+template <int K>
+struct ScanLayout {
+  static constexpr int BV = 32, LDK = K + 8, LDV = BV + 8;
+  static constexpr int q = 0;                                   // [64][LDK] CT
+  static constexpr int k = q + kChunk * LDK * 2;                // [64][LDK] CT
+  static constexpr int v = k + kChunk * LDK * 2;                // [64][LDV] CT
+  static constexpr int ai = v + kChunk * LDV * 2;               // [64][kLdC] CT
+  static constexpr int aqk = ai + kChunk * kLdC * 2;            // [64][kLdC] CT
+  static constexpr int rows = aqk + kChunk * kLdC * 2;          // [4][64] f32
+  static constexpr int stage = rows + 4 * kChunk * 4;           // bytes of one stage
+  static constexpr int hT = 2 * stage;                          // [BV][LDK] CT
+  static constexpr int x = hT + BV * LDK * 2;                   // [64][LDV] CT
+  static constexpr int vn = x + kChunk * LDV * 2;               // [64][LDV] CT
+  static constexpr int vd = vn + kChunk * LDV * 2;              // [64][LDV] CT
+  static constexpr int bytes = vd + kChunk * LDV * 2;
+};
+
+template <class CT, int K>
+__device__ __forceinline__ void scan_load(const ChunkParams<CT>& p, unsigned char* st, int64_t slot, int64_t tok0,
+                                          int len, int h, int hk, int col0) {
+  using L = ScanLayout<K>;
+  load_tile<CT, K>(reinterpret_cast<CT*>(st + L::q), L::LDK, p.q + tok0 * p.q_tok + hk * p.q_head, p.q_tok, len);
+  load_tile<CT, K>(reinterpret_cast<CT*>(st + L::k), L::LDK, p.k + tok0 * p.k_tok + hk * p.k_head, p.k_tok, len);
+  load_tile<CT, L::BV>(reinterpret_cast<CT*>(st + L::v), L::LDV, p.v + tok0 * p.v_tok + h * p.v_head + col0, p.v_tok,
+                       len);
+  const int64_t mat = (slot * p.H + h) * kChunk * kChunk;
+  load_tile<CT, kChunk>(reinterpret_cast<CT*>(st + L::ai), kLdC, p.Ai + mat, kChunk, kChunk);
+  load_tile<CT, kChunk>(reinterpret_cast<CT*>(st + L::aqk), kLdC, p.Aqk + mat, kChunk, kChunk);
+  const float* rows = p.rows + (slot * p.H + h) * 4 * kChunk;
+  for (int e = threadIdx.x; e < kChunk; e += kThreads)
+    cp_async16(st + L::rows + e * 16, rows + e * 4, true);
+}
+
+template <class CT, int K>
+__global__ void __launch_bounds__(kThreads) chunk_scan_kernel(ChunkParams<CT> p) {
+  using L = ScanLayout<K>;
+  constexpr int BV = L::BV, LDK = L::LDK, LDV = L::LDV, MT = K / 64;  // state m-tiles per warp
+  extern __shared__ __align__(16) unsigned char smem[];
+  CT* hT = reinterpret_cast<CT*>(smem + L::hT);
+  CT* xs = reinterpret_cast<CT*>(smem + L::x);
+  CT* vns = reinterpret_cast<CT*>(smem + L::vn);
+  CT* vds = reinterpret_cast<CT*>(smem + L::vd);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  const int col0 = blockIdx.x * BV, h = blockIdx.y, hk = h / p.group;
+  const int64_t nseq = blockIdx.z;
+  int64_t begin, len_seq, slot0;
+  seq_span(p.seq, nseq, begin, len_seq, slot0);
+  const int64_t nchunks = (len_seq + kChunk - 1) / kChunk;
+  const int m0 = warp * 16;      // token rows of this warp
+  const int s0 = warp * K / 4;   // state rows of this warp
+
+  // state slice: rows s0 + 16 mt + (g, g + 8), columns col0 + 8 nt + 2t (+1)
+  float hacc[MT][4][4];
+  const int64_t soff = (nseq * p.H + h) * int64_t(K) * p.V;
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = s0 + mt * 16 + g + (e >> 1) * 8, c = nt * 8 + 2 * t + (e & 1);
+        hacc[mt][nt][e] = p.h0 ? p.h0[soff + int64_t(r) * p.V + col0 + c] : 0.f;
+        hT[c * LDK + r] = CT(hacc[mt][nt][e]);
+      }
+  if (nchunks > 0) scan_load<CT, K>(p, smem, slot0, begin, int(len_seq < kChunk ? len_seq : kChunk), h, hk, col0);
+  cp_async_commit();
+
+  for (int64_t c = 0; c < nchunks; ++c) {
+    unsigned char* st = smem + (c & 1) * L::stage;
+    const int64_t tok0 = begin + c * kChunk;
+    const int len = int(len_seq - c * kChunk < kChunk ? len_seq - c * kChunk : kChunk);
+    if (c + 1 < nchunks) {
+      const int64_t rest = len_seq - (c + 1) * kChunk;
+      scan_load<CT, K>(p, smem + ((c + 1) & 1) * L::stage, slot0 + c + 1, tok0 + kChunk,
+                       int(rest < kChunk ? rest : kChunk), h, hk, col0);
+    }
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();  // chunk c's inputs and the state hT are in shared memory
+    const CT* qs = reinterpret_cast<const CT*>(st + L::q);
+    const CT* ks = reinterpret_cast<const CT*>(st + L::k);
+    const CT* vs = reinterpret_cast<const CT*>(st + L::v);
+    const CT* ais = reinterpret_cast<const CT*>(st + L::ai);
+    const CT* aqks = reinterpret_cast<const CT*>(st + L::aqk);
+    const float* rows = reinterpret_cast<const float*>(st + L::rows);
+
+    // k h and q h for token rows m0..m0+15
+    float kh[4][4], qh[4][4];
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) kh[nt][e] = qh[nt][e] = 0.f;
+#pragma unroll 4
+    for (int k0 = 0; k0 < K; k0 += 16) {
+      uint32_t ak[4], aq[4], b0[4], b1[4];
+      ldsm_x4(ak, a_rows(ks, LDK, m0, k0, lane));
+      ldsm_x4(aq, a_rows(qs, LDK, m0, k0, lane));
+      ldsm_x4(b0, b_nk(hT, LDK, 0, k0, lane));
+      ldsm_x4(b1, b_nk(hT, LDK, 16, k0, lane));
+      mma16816<CT>(kh[0], ak, b0[0], b0[1]);
+      mma16816<CT>(kh[1], ak, b0[2], b0[3]);
+      mma16816<CT>(kh[2], ak, b1[0], b1[1]);
+      mma16816<CT>(kh[3], ak, b1[2], b1[3]);
+      mma16816<CT>(qh[0], aq, b0[0], b0[1]);
+      mma16816<CT>(qh[1], aq, b0[2], b0[3]);
+      mma16816<CT>(qh[2], aq, b1[0], b1[1]);
+      mma16816<CT>(qh[3], aq, b1[2], b1[3]);
+    }
+    // X = beta (v - e^gc rk (k h)) -> shared; q h scaled into the output accumulator
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = m0 + g + half * 8;
+      const float eg = __expf(rows[kGc * kChunk + r]);
+      const float fk = eg * rows[kRk * kChunk + r], fq = eg * rows[kRq * kChunk + r] * p.scale;
+      const float b = rows[kBeta * kChunk + r];
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt) {
+        const int cc = nt * 8 + 2 * t;
+        const float v0 = float(vs[r * LDV + cc]), v1 = float(vs[r * LDV + cc + 1]);
+        *reinterpret_cast<uint32_t*>(xs + r * LDV + cc) =
+            pack2<CT>(b * (v0 - fk * kh[nt][half * 2]), b * (v1 - fk * kh[nt][half * 2 + 1]));
+        qh[nt][half * 2] *= fq;
+        qh[nt][half * 2 + 1] *= fq;
+      }
+    }
+    __syncthreads();
+    // v_new = Ai X
+    float vn[4][4];
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) vn[nt][e] = 0.f;
+#pragma unroll
+    for (int k0 = 0; k0 < kChunk; k0 += 16) {
+      if (k0 > m0 + 15) break;  // Ai is lower triangular
+      uint32_t a[4], b0[4], b1[4];
+      ldsm_x4(a, a_rows(ais, kLdC, m0, k0, lane));
+      ldsm_x4_t(b0, b_kn(xs, LDV, 0, k0, lane));
+      ldsm_x4_t(b1, b_kn(xs, LDV, 16, k0, lane));
+      mma16816<CT>(vn[0], a, b0[0], b0[1]);
+      mma16816<CT>(vn[1], a, b0[2], b0[3]);
+      mma16816<CT>(vn[2], a, b1[0], b1[1]);
+      mma16816<CT>(vn[3], a, b1[2], b1[3]);
+    }
+    const float G = rows[kGc * kChunk + len - 1];
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = m0 + g + half * 8;
+      const float d = __expf(G - rows[kGc * kChunk + r]) * rows[kRk * kChunk + r];
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt) {
+        const int cc = nt * 8 + 2 * t;
+        const uint32_t pv = pack2<CT>(vn[nt][half * 2], vn[nt][half * 2 + 1]);
+        *reinterpret_cast<uint32_t*>(vns + r * LDV + cc) = pv;
+        const CT* pr = reinterpret_cast<const CT*>(&pv);  // the state goes on from v_new as rounded
+        *reinterpret_cast<uint32_t*>(vds + r * LDV + cc) = pack2<CT>(float(pr[0]) * d, float(pr[1]) * d);
+      }
+    }
+    __syncthreads();
+    // o = (scaled q h) + Aqk v_new
+#pragma unroll
+    for (int k0 = 0; k0 < kChunk; k0 += 16) {
+      if (k0 > m0 + 15) break;  // Aqk is lower triangular
+      uint32_t a[4], b0[4], b1[4];
+      ldsm_x4(a, a_rows(aqks, kLdC, m0, k0, lane));
+      ldsm_x4_t(b0, b_kn(vns, LDV, 0, k0, lane));
+      ldsm_x4_t(b1, b_kn(vns, LDV, 16, k0, lane));
+      mma16816<CT>(qh[0], a, b0[0], b0[1]);
+      mma16816<CT>(qh[1], a, b0[2], b0[3]);
+      mma16816<CT>(qh[2], a, b1[0], b1[1]);
+      mma16816<CT>(qh[3], a, b1[2], b1[3]);
+    }
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = m0 + g + half * 8;
+      if (r < len) {
+        CT* orow = p.out + (tok0 + r) * p.o_tok + h * p.o_head + col0;
+#pragma unroll
+        for (int nt = 0; nt < 4; ++nt)
+          *reinterpret_cast<uint32_t*>(orow + nt * 8 + 2 * t) = pack2<CT>(qh[nt][half * 2], qh[nt][half * 2 + 1]);
+      }
+    }
+    // h = e^G h + k^T vd for state rows s0.. (k read transposed from the token-major tile)
+    const float eG = __expf(G);
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) hacc[mt][nt][e] *= eG;
+#pragma unroll
+    for (int k0 = 0; k0 < kChunk; k0 += 16) {
+      uint32_t b0[4], b1[4];
+      ldsm_x4_t(b0, b_kn(vds, LDV, 0, k0, lane));
+      ldsm_x4_t(b1, b_kn(vds, LDV, 16, k0, lane));
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        uint32_t a[4];
+        ldsm_x4_t(a, a_trans(ks, LDK, s0 + mt * 16, k0, lane));
+        mma16816<CT>(hacc[mt][0], a, b0[0], b0[1]);
+        mma16816<CT>(hacc[mt][1], a, b0[2], b0[3]);
+        mma16816<CT>(hacc[mt][2], a, b1[0], b1[1]);
+        mma16816<CT>(hacc[mt][3], a, b1[2], b1[3]);
+      }
+    }
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int r = s0 + mt * 16 + g + (e >> 1) * 8, cc = nt * 8 + 2 * t + (e & 1);
+          hT[cc * LDK + r] = CT(hacc[mt][nt][e]);
+        }
+    __syncthreads();  // hT complete; this stage's buffers free for the prefetch after next
+  }
+  if (p.ht) {
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int r = s0 + mt * 16 + g + (e >> 1) * 8, cc = nt * 8 + 2 * t + (e & 1);
+          p.ht[soff + int64_t(r) * p.V + col0 + cc] = hacc[mt][nt][e];
+        }
+  }
+}
+
+}  // namespace mlxn::kernels::gdn
