@@ -27,6 +27,12 @@
 #else
 #define MLXN_GGUF_HD inline
 #endif
+// Unrolling hint for the device passes only (host compilers warn about the pragma).
+#if defined(__CUDA_ARCH__)
+#define MLXN_GGUF_UNROLL _Pragma("unroll")
+#else
+#define MLXN_GGUF_UNROLL
+#endif
 
 namespace mlxn::gguf {
 
@@ -107,10 +113,10 @@ struct BlockQ4_0 {
   static constexpr bool kAligned4 = false;
   MLXN_GGUF_HD static void decode32(const uint8_t* b, int /*u*/, float* v) {
     const float d = f16_to_f32(ld_u16(b));
-#pragma unroll
+MLXN_GGUF_UNROLL
     for (int j = 0; j < 4; ++j) {
       const uint32_t w = ld_u32<false>(b + 2 + 4 * j);
-#pragma unroll
+MLXN_GGUF_UNROLL
       for (int t = 0; t < 4; ++t) {
         v[4 * j + t] = d * (u2f((w >> (8 * t)) & 15u) - 8.f);
         v[16 + 4 * j + t] = d * (u2f((w >> (8 * t + 4)) & 15u) - 8.f);
@@ -125,10 +131,10 @@ struct BlockQ4_1 {
   MLXN_GGUF_HD static void decode32(const uint8_t* b, int /*u*/, float* v) {
     const uint32_t dm = ld_u32<true>(b);
     const float d = f16_to_f32(dm & 0xffffu), m = f16_to_f32(dm >> 16);
-#pragma unroll
+MLXN_GGUF_UNROLL
     for (int j = 0; j < 4; ++j) {
       const uint32_t w = ld_u32<true>(b + 4 + 4 * j);
-#pragma unroll
+MLXN_GGUF_UNROLL
       for (int t = 0; t < 4; ++t) {
         v[4 * j + t] = d * u2f((w >> (8 * t)) & 15u) + m;
         v[16 + 4 * j + t] = d * u2f((w >> (8 * t + 4)) & 15u) + m;
@@ -143,10 +149,10 @@ struct BlockQ5_0 {
   MLXN_GGUF_HD static void decode32(const uint8_t* b, int /*u*/, float* v) {
     const float d = f16_to_f32(ld_u16(b));
     const uint32_t qh = ld_u32<false>(b + 2);
-#pragma unroll
+MLXN_GGUF_UNROLL
     for (int j = 0; j < 4; ++j) {
       const uint32_t w = ld_u32<false>(b + 6 + 4 * j);
-#pragma unroll
+MLXN_GGUF_UNROLL
       for (int t = 0; t < 4; ++t) {
         const int i = 4 * j + t;
         const uint32_t lo = ((w >> (8 * t)) & 15u) | ((qh >> i) & 1u) << 4;
@@ -165,10 +171,10 @@ struct BlockQ5_1 {
     const uint32_t dm = ld_u32<true>(b);
     const float d = f16_to_f32(dm & 0xffffu), m = f16_to_f32(dm >> 16);
     const uint32_t qh = ld_u32<true>(b + 4);
-#pragma unroll
+MLXN_GGUF_UNROLL
     for (int j = 0; j < 4; ++j) {
       const uint32_t w = ld_u32<true>(b + 8 + 4 * j);
-#pragma unroll
+MLXN_GGUF_UNROLL
       for (int t = 0; t < 4; ++t) {
         const int i = 4 * j + t;
         const uint32_t lo = ((w >> (8 * t)) & 15u) | ((qh >> i) & 1u) << 4;
@@ -185,11 +191,11 @@ struct BlockQ8_0 {
   static constexpr bool kAligned4 = false;
   MLXN_GGUF_HD static void decode32(const uint8_t* b, int /*u*/, float* v) {
     const float d = f16_to_f32(ld_u16(b));
-#pragma unroll
+MLXN_GGUF_UNROLL
     for (int j = 0; j < 8; ++j) {
       // int8 q as (q + 128) unsigned: flip the sign bit of every byte.
       const uint32_t w = ld_u32<false>(b + 2 + 4 * j) ^ 0x80808080u;
-#pragma unroll
+MLXN_GGUF_UNROLL
       for (int t = 0; t < 4; ++t) v[4 * j + t] = (u2f((w >> (8 * t)) & 255u) - 128.f) * d;
     }
   }
@@ -203,14 +209,14 @@ struct BlockQ2_K {
     const float d = f16_to_f32(dd & 0xffffu), dmin = f16_to_f32(dd >> 16);
     const uint8_t* qs = b + 16 + 32 * (u >> 2);
     const int shift = 2 * (u & 3);
-#pragma unroll
+MLXN_GGUF_UNROLL
     for (int g = 0; g < 2; ++g) {
       const uint32_t sc = ld_u8(b + 2 * u + g);
       const float dl = d * u2f(sc & 15u), ml = dmin * u2f(sc >> 4);
-#pragma unroll
+MLXN_GGUF_UNROLL
       for (int j = 0; j < 4; ++j) {
         const uint32_t w = ld_u32<true>(qs + 16 * g + 4 * j) >> shift;
-#pragma unroll
+MLXN_GGUF_UNROLL
         for (int t = 0; t < 4; ++t) v[16 * g + 4 * j + t] = dl * u2f((w >> (8 * t)) & 3u) - ml;
       }
     }
@@ -230,14 +236,14 @@ struct BlockQ3_K {
     const float d = f16_to_f32(ld_u16(b + 108));
     const uint8_t* qs = b + 32 + 32 * (u >> 2);
     const int shift = 2 * (u & 3);
-#pragma unroll
+MLXN_GGUF_UNROLL
     for (int g = 0; g < 2; ++g) {
       const float dl = d * float(scale(b + 96, 2 * u + g));
-#pragma unroll
+MLXN_GGUF_UNROLL
       for (int j = 0; j < 4; ++j) {
         const uint32_t w = ld_u32<false>(qs + 16 * g + 4 * j) >> shift;
         const uint32_t h = ld_u32<false>(b + 16 * g + 4 * j) >> u;
-#pragma unroll
+MLXN_GGUF_UNROLL
         for (int t = 0; t < 4; ++t) {
           // q + 4 = low bits + 4 * hbit, in 0..7
           const uint32_t q4 = ((w >> (8 * t)) & 3u) | ((h >> (8 * t)) & 1u) << 2;
@@ -269,10 +275,10 @@ struct BlockQ4_K {
     const float dl = f16_to_f32(dd & 0xffffu) * u2f(sc), ml = f16_to_f32(dd >> 16) * u2f(mn);
     const uint8_t* qs = b + 16 + 32 * (u >> 1);
     const int shift = 4 * (u & 1);
-#pragma unroll
+MLXN_GGUF_UNROLL
     for (int j = 0; j < 8; ++j) {
       const uint32_t w = ld_u32<true>(qs + 4 * j) >> shift;
-#pragma unroll
+MLXN_GGUF_UNROLL
       for (int t = 0; t < 4; ++t) v[4 * j + t] = dl * u2f((w >> (8 * t)) & 15u) - ml;
     }
   }
@@ -288,11 +294,11 @@ struct BlockQ5_K {
     const float dl = f16_to_f32(dd & 0xffffu) * u2f(sc), ml = f16_to_f32(dd >> 16) * u2f(mn);
     const uint8_t* qs = b + 48 + 32 * (u >> 1);
     const int shift = 4 * (u & 1);
-#pragma unroll
+MLXN_GGUF_UNROLL
     for (int j = 0; j < 8; ++j) {
       const uint32_t w = ld_u32<true>(qs + 4 * j) >> shift;
       const uint32_t h = ld_u32<true>(b + 16 + 4 * j) >> u;
-#pragma unroll
+MLXN_GGUF_UNROLL
       for (int t = 0; t < 4; ++t) {
         const uint32_t q = ((w >> (8 * t)) & 15u) | ((h >> (8 * t)) & 1u) << 4;
         v[4 * j + t] = dl * u2f(q) - ml;
@@ -310,15 +316,15 @@ struct BlockQ6_K {
     const uint8_t* ql = b + 64 * h + 32 * (s & 1);
     const uint8_t* qh = b + 128 + 32 * h;
     const int lshift = 4 * (s >> 1), hshift = 2 * s;
-#pragma unroll
+MLXN_GGUF_UNROLL
     for (int g = 0; g < 2; ++g) {
       const int sc = int(ld_u8(b + 192 + 2 * u + g) ^ 0x80u) - 128;  // int8
       const float dl = d * float(sc);
-#pragma unroll
+MLXN_GGUF_UNROLL
       for (int j = 0; j < 4; ++j) {
         const uint32_t w = ld_u32<false>(ql + 16 * g + 4 * j) >> lshift;
         const uint32_t x = ld_u32<false>(qh + 16 * g + 4 * j) >> hshift;
-#pragma unroll
+MLXN_GGUF_UNROLL
         for (int t = 0; t < 4; ++t) {
           const uint32_t q = ((w >> (8 * t)) & 15u) | ((x >> (8 * t)) & 3u) << 4;
           v[16 * g + 4 * j + t] = dl * (u2f(q) - 32.f);
@@ -333,7 +339,7 @@ struct BlockF32 {
   static constexpr int kElems = 32, kBytes = 128;
   static constexpr bool kAligned4 = true;
   MLXN_GGUF_HD static void decode32(const uint8_t* b, int /*u*/, float* v) {
-#pragma unroll
+MLXN_GGUF_UNROLL
     for (int i = 0; i < 32; ++i) {
       const uint32_t bits = ld_u32<true>(b + 4 * i);
 #if defined(__CUDA_ARCH__)
@@ -349,7 +355,7 @@ struct BlockF16 {
   static constexpr int kElems = 32, kBytes = 64;
   static constexpr bool kAligned4 = true;
   MLXN_GGUF_HD static void decode32(const uint8_t* b, int /*u*/, float* v) {
-#pragma unroll
+MLXN_GGUF_UNROLL
     for (int i = 0; i < 32; ++i) v[i] = f16_to_f32(ld_u16(b + 2 * i));
   }
 };
@@ -358,7 +364,7 @@ struct BlockBF16 {
   static constexpr int kElems = 32, kBytes = 64;
   static constexpr bool kAligned4 = true;
   MLXN_GGUF_HD static void decode32(const uint8_t* b, int /*u*/, float* v) {
-#pragma unroll
+MLXN_GGUF_UNROLL
     for (int i = 0; i < 32; ++i) v[i] = bf16_to_f32(ld_u16(b + 2 * i));
   }
 };
