@@ -40,18 +40,24 @@ bool rows_vectorizable(const detail::RowView& v, size_t elem) {
   return aligned16(v.data) && (v.row_stride * int64_t(elem)) % 16 == 0;  // units are 32 elements
 }
 
+// packed: the weight feeds a GEMM with half operands; see gguf_dequant_kernel.
 template <class T>
 void dequantize_into(Session& s, DType w_dtype, const void* w, int64_t w_row_bytes, int64_t rows, int64_t k, T* out,
-                     int64_t out_row_stride, bool vec, const char* op) {
+                     int64_t out_row_stride, bool vec, const char* op, bool packed = false) {
   const int64_t upr = k / 32, units = rows * upr;
   detail::dispatch_gguf_block(w_dtype, op, [&]<class B>() {
     const auto* wp = static_cast<const uint8_t*>(w);
-    if (vec)
-      k::gguf_dequant_kernel<B, T, true><<<unit_grid(units), 256, 0, stream_of(s)>>>(wp, w_row_bytes, out,
-                                                                                      out_row_stride, rows, upr);
-    else
-      k::gguf_dequant_kernel<B, T, false><<<unit_grid(units), 256, 0, stream_of(s)>>>(wp, w_row_bytes, out,
-                                                                                       out_row_stride, rows, upr);
+    const unsigned grid = unit_grid(units);
+    cudaStream_t st = stream_of(s);
+    if constexpr (sizeof(T) == 2) {
+      if (packed && vec) {
+        k::gguf_dequant_kernel<B, T, true, true><<<grid, 256, 0, st>>>(wp, w_row_bytes, out, out_row_stride, rows, upr);
+        check_launch(s, op);
+        return;
+      }
+    }
+    if (vec) k::gguf_dequant_kernel<B, T, true><<<grid, 256, 0, st>>>(wp, w_row_bytes, out, out_row_stride, rows, upr);
+    else k::gguf_dequant_kernel<B, T, false><<<grid, 256, 0, st>>>(wp, w_row_bytes, out, out_row_stride, rows, upr);
     check_launch(s, op);
   });
 }
@@ -180,7 +186,8 @@ void gemm_path(Session& s, const GgufMatmulArgs& a) {
       });
       check_launch(s, "gguf_matmul");
     } else {
-      dequantize_into<T>(s, a.w_dtype, a.w, a.w_row_bytes, a.n, a.k, dst, a.k, aligned16(dst), "gguf_matmul");
+      dequantize_into<T>(s, a.w_dtype, a.w, a.w_row_bytes, a.n, a.k, dst, a.k, aligned16(dst), "gguf_matmul",
+                         /*packed=*/true);
     }
     w = dst;
   }

@@ -20,6 +20,7 @@
 // quant has at most 24 significant bits, so it is exact in f32 and the one rounding is the
 // final add; a fused multiply-add gives the same bits.
 #include <cstdint>
+#include <type_traits>
 
 #if defined(__CUDACC__)
 #include <cuda_fp16.h>
@@ -375,5 +376,250 @@ MLXN_GGUF_HD void decode_unit(const uint8_t* row, int64_t unit, float* v) {
   constexpr int kUnits = B::kElems / 32;
   B::decode32(row + (unit / kUnits) * B::kBytes, int(unit % kUnits), v);
 }
+
+
+// ---- packed decoding for tensor-core operands (device only) --------------------------------
+// decode_pairs<B, kF16>(block, u, pr) writes the 32 values of unit u as 16 packed pairs
+// pr[i] = (v[2i], v[2i + 1]) of f16 (kF16) or bf16, ready for mma operands. Where a type has
+// an entry below, the quants are turned into half-precision numbers without a float detour:
+// a quant byte q (< 128) is placed under the exponent of M = 1024 (f16) or 128 (bf16), which
+// gives M + q exactly; subtracting M + offset is exact, and one fused multiply-add applies
+// the scale (and min), rounding once to the half type (the scales themselves rounded to it
+// first). Other types (and q8_0 to bf16, whose quants span 256 values) decode to floats and
+// round each value once.
+#if defined(__CUDACC__)
+}  // namespace mlxn::gguf
+#include <cuda_bf16.h>
+namespace mlxn::gguf {
+
+template <bool kF16>
+struct Half2 {
+  using T = std::conditional_t<kF16, __half2, __nv_bfloat162>;
+  static __device__ __forceinline__ uint32_t bits(T v) { return *reinterpret_cast<const uint32_t*>(&v); }
+  static __device__ __forceinline__ T of(uint32_t b) { return *reinterpret_cast<const T*>(&b); }
+  static __device__ __forceinline__ uint32_t splat(float f) {
+    if constexpr (kF16) return bits(__float2half2_rn(f));
+    else return bits(__float2bfloat162_rn(f));
+  }
+  static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
+    if constexpr (kF16) return bits(__floats2half2_rn(lo, hi));
+    else return bits(__floats2bfloat162_rn(lo, hi));
+  }
+  static constexpr float kMagic = kF16 ? 1024.f : 128.f;
+  static constexpr uint32_t kMagicWord = kF16 ? 0x6400u : 0x4300u;  // M's high byte in byte 1
+};
+
+// Scaling of one unit: value = (q - off) * mul + add, as packed constants.
+struct PairScale {
+  uint32_t sub;  // (M + off, M + off)
+  uint32_t mul;
+  uint32_t add;
+};
+
+template <bool kF16>
+__device__ __forceinline__ PairScale pair_scale(float off, float mul, float add) {
+  using H = Half2<kF16>;
+  return {H::splat(H::kMagic + off), H::splat(mul), H::splat(add)};
+}
+
+// Four quant bytes (each < 128) -> two packed pairs (bytes 0, 1) and (bytes 2, 3), scaled.
+template <bool kF16>
+__device__ __forceinline__ void quad_pairs(uint32_t q4, const PairScale& sc, uint32_t& p01, uint32_t& p23) {
+  using H = Half2<kF16>;
+  const uint32_t b01 = __byte_perm(q4, H::kMagicWord, 0x5150u);
+  const uint32_t b23 = __byte_perm(q4, H::kMagicWord, 0x5352u);
+  const auto sub = H::of(sc.sub), mul = H::of(sc.mul), add = H::of(sc.add);
+  p01 = H::bits(__hfma2(__hsub2(H::of(b01), sub), mul, add));
+  p23 = H::bits(__hfma2(__hsub2(H::of(b23), sub), mul, add));
+}
+
+template <class B, bool kF16>
+struct PairDecoder {
+  static constexpr bool kPacked = false;
+};
+
+// 32-value types whose quants are nibbles (+ one high bit): elements 0..15 come from the
+// low nibbles of 16 bytes, 16..31 from the high nibbles; hb(i) is the fifth bit of element i.
+template <bool kF16, bool kAligned4, class HighBits>
+__device__ __forceinline__ void nibble_block_pairs(const uint8_t* qs, const PairScale& sc, HighBits hb, uint32_t* pr) {
+  MLXN_GGUF_UNROLL
+  for (int j = 0; j < 4; ++j) {
+    const uint32_t w = ld_u32<kAligned4>(qs + 4 * j);
+    const uint32_t lo = (w & 0x0F0F0F0Fu) | hb(4 * j), hi = ((w >> 4) & 0x0F0F0F0Fu) | hb(16 + 4 * j);
+    quad_pairs<kF16>(lo, sc, pr[2 * j], pr[2 * j + 1]);
+    quad_pairs<kF16>(hi, sc, pr[8 + 2 * j], pr[8 + 2 * j + 1]);
+  }
+}
+
+// Bit i + t of qh moved to bit 4 of byte t, for t = 0..3.
+__device__ __forceinline__ uint32_t spread_bits4(uint32_t qh, int i) {
+  const uint32_t b = qh >> i;
+  return ((b & 1u) | (b & 2u) << 7 | (b & 4u) << 14 | (b & 8u) << 21) << 4;
+}
+
+template <bool kF16>
+struct PairDecoder<BlockQ4_0, kF16> {
+  static constexpr bool kPacked = true;
+  static __device__ __forceinline__ void decode(const uint8_t* b, int, uint32_t* pr) {
+    const PairScale sc = pair_scale<kF16>(8.f, f16_to_f32(ld_u16(b)), 0.f);
+    nibble_block_pairs<kF16, false>(b + 2, sc, [](int) { return 0u; }, pr);
+  }
+};
+
+template <bool kF16>
+struct PairDecoder<BlockQ4_1, kF16> {
+  static constexpr bool kPacked = true;
+  static __device__ __forceinline__ void decode(const uint8_t* b, int, uint32_t* pr) {
+    const uint32_t dm = ld_u32<true>(b);
+    const PairScale sc = pair_scale<kF16>(0.f, f16_to_f32(dm & 0xffffu), f16_to_f32(dm >> 16));
+    nibble_block_pairs<kF16, true>(b + 4, sc, [](int) { return 0u; }, pr);
+  }
+};
+
+template <bool kF16>
+struct PairDecoder<BlockQ5_0, kF16> {
+  static constexpr bool kPacked = true;
+  static __device__ __forceinline__ void decode(const uint8_t* b, int, uint32_t* pr) {
+    const PairScale sc = pair_scale<kF16>(16.f, f16_to_f32(ld_u16(b)), 0.f);
+    const uint32_t qh = ld_u32<false>(b + 2);
+    nibble_block_pairs<kF16, false>(b + 6, sc, [qh](int i) { return spread_bits4(qh, i); }, pr);
+  }
+};
+
+template <bool kF16>
+struct PairDecoder<BlockQ5_1, kF16> {
+  static constexpr bool kPacked = true;
+  static __device__ __forceinline__ void decode(const uint8_t* b, int, uint32_t* pr) {
+    const uint32_t dm = ld_u32<true>(b);
+    const PairScale sc = pair_scale<kF16>(0.f, f16_to_f32(dm & 0xffffu), f16_to_f32(dm >> 16));
+    const uint32_t qh = ld_u32<true>(b + 4);
+    nibble_block_pairs<kF16, true>(b + 8, sc, [qh](int i) { return spread_bits4(qh, i); }, pr);
+  }
+};
+
+// q8_0 to f16 only: q + 128 spans 0..255, which f16's 1024 + q holds exactly.
+template <>
+struct PairDecoder<BlockQ8_0, true> {
+  static constexpr bool kPacked = true;
+  static __device__ __forceinline__ void decode(const uint8_t* b, int, uint32_t* pr) {
+    const PairScale sc = pair_scale<true>(128.f, f16_to_f32(ld_u16(b)), 0.f);
+    MLXN_GGUF_UNROLL
+    for (int j = 0; j < 8; ++j) quad_pairs<true>(ld_u32<false>(b + 2 + 4 * j) ^ 0x80808080u, sc, pr[2 * j], pr[2 * j + 1]);
+  }
+};
+
+template <bool kF16>
+struct PairDecoder<BlockQ2_K, kF16> {
+  static constexpr bool kPacked = true;
+  static __device__ __forceinline__ void decode(const uint8_t* b, int u, uint32_t* pr) {
+    const uint32_t dd = ld_u32<true>(b + 80);
+    const float d = f16_to_f32(dd & 0xffffu), dmin = f16_to_f32(dd >> 16);
+    const uint8_t* qs = b + 16 + 32 * (u >> 2);
+    const int shift = 2 * (u & 3);
+    MLXN_GGUF_UNROLL
+    for (int g = 0; g < 2; ++g) {
+      const uint32_t s = ld_u8(b + 2 * u + g);
+      const PairScale sc = pair_scale<kF16>(0.f, d * u2f(s & 15u), -(dmin * u2f(s >> 4)));
+      MLXN_GGUF_UNROLL
+      for (int j = 0; j < 4; ++j)
+        quad_pairs<kF16>((ld_u32<true>(qs + 16 * g + 4 * j) >> shift) & 0x03030303u, sc, pr[8 * g + 2 * j],
+                         pr[8 * g + 2 * j + 1]);
+    }
+  }
+};
+
+template <bool kF16>
+struct PairDecoder<BlockQ3_K, kF16> {
+  static constexpr bool kPacked = true;
+  static __device__ __forceinline__ void decode(const uint8_t* b, int u, uint32_t* pr) {
+    const float d = f16_to_f32(ld_u16(b + 108));
+    const uint8_t* qs = b + 32 + 32 * (u >> 2);
+    const int shift = 2 * (u & 3);
+    MLXN_GGUF_UNROLL
+    for (int g = 0; g < 2; ++g) {
+      const PairScale sc = pair_scale<kF16>(4.f, d * float(BlockQ3_K::scale(b + 96, 2 * u + g)), 0.f);
+      MLXN_GGUF_UNROLL
+      for (int j = 0; j < 4; ++j) {
+        const uint32_t lo = (ld_u32<false>(qs + 16 * g + 4 * j) >> shift) & 0x03030303u;
+        const uint32_t hi = ((ld_u32<false>(b + 16 * g + 4 * j) >> u) & 0x01010101u) << 2;
+        quad_pairs<kF16>(lo | hi, sc, pr[8 * g + 2 * j], pr[8 * g + 2 * j + 1]);
+      }
+    }
+  }
+};
+
+template <bool kF16>
+struct PairDecoder<BlockQ4_K, kF16> {
+  static constexpr bool kPacked = true;
+  static __device__ __forceinline__ void decode(const uint8_t* b, int u, uint32_t* pr) {
+    const uint32_t dd = ld_u32<true>(b);
+    uint32_t s, m;
+    k_scale_min(b + 4, u, s, m);
+    const PairScale sc =
+        pair_scale<kF16>(0.f, f16_to_f32(dd & 0xffffu) * u2f(s), -(f16_to_f32(dd >> 16) * u2f(m)));
+    const uint8_t* qs = b + 16 + 32 * (u >> 1);
+    const int shift = 4 * (u & 1);
+    MLXN_GGUF_UNROLL
+    for (int j = 0; j < 8; ++j)
+      quad_pairs<kF16>((ld_u32<true>(qs + 4 * j) >> shift) & 0x0F0F0F0Fu, sc, pr[2 * j], pr[2 * j + 1]);
+  }
+};
+
+template <bool kF16>
+struct PairDecoder<BlockQ5_K, kF16> {
+  static constexpr bool kPacked = true;
+  static __device__ __forceinline__ void decode(const uint8_t* b, int u, uint32_t* pr) {
+    const uint32_t dd = ld_u32<true>(b);
+    uint32_t s, m;
+    k_scale_min(b + 4, u, s, m);
+    const PairScale sc =
+        pair_scale<kF16>(0.f, f16_to_f32(dd & 0xffffu) * u2f(s), -(f16_to_f32(dd >> 16) * u2f(m)));
+    const uint8_t* qs = b + 48 + 32 * (u >> 1);
+    const int shift = 4 * (u & 1);
+    MLXN_GGUF_UNROLL
+    for (int j = 0; j < 8; ++j) {
+      const uint32_t lo = (ld_u32<true>(qs + 4 * j) >> shift) & 0x0F0F0F0Fu;
+      const uint32_t hi = ((ld_u32<true>(b + 16 + 4 * j) >> u) & 0x01010101u) << 4;
+      quad_pairs<kF16>(lo | hi, sc, pr[2 * j], pr[2 * j + 1]);
+    }
+  }
+};
+
+template <bool kF16>
+struct PairDecoder<BlockQ6_K, kF16> {
+  static constexpr bool kPacked = true;
+  static __device__ __forceinline__ void decode(const uint8_t* b, int u, uint32_t* pr) {
+    const float d = f16_to_f32(ld_u16(b + 208));
+    const int h = u >> 2, s = u & 3;
+    const uint8_t* ql = b + 64 * h + 32 * (s & 1);
+    const uint8_t* qh = b + 128 + 32 * h;
+    const int lshift = 4 * (s >> 1), hshift = 2 * s;
+    MLXN_GGUF_UNROLL
+    for (int g = 0; g < 2; ++g) {
+      const int scl = int(ld_u8(b + 192 + 2 * u + g) ^ 0x80u) - 128;
+      const PairScale sc = pair_scale<kF16>(32.f, d * float(scl), 0.f);
+      MLXN_GGUF_UNROLL
+      for (int j = 0; j < 4; ++j) {
+        const uint32_t lo = (ld_u32<false>(ql + 16 * g + 4 * j) >> lshift) & 0x0F0F0F0Fu;
+        const uint32_t hi = ((ld_u32<false>(qh + 16 * g + 4 * j) >> hshift) & 0x03030303u) << 4;
+        quad_pairs<kF16>(lo | hi, sc, pr[8 * g + 2 * j], pr[8 * g + 2 * j + 1]);
+      }
+    }
+  }
+};
+
+// The 32 values of unit u of a block as 16 packed pairs.
+template <class B, bool kF16>
+__device__ __forceinline__ void decode_pairs(const uint8_t* b, int u, uint32_t* pr) {
+  if constexpr (PairDecoder<B, kF16>::kPacked) {
+    PairDecoder<B, kF16>::decode(b, u, pr);
+  } else {
+    float v[32];
+    B::decode32(b, u, v);
+    MLXN_GGUF_UNROLL
+    for (int i = 0; i < 16; ++i) pr[i] = Half2<kF16>::pack(v[2 * i], v[2 * i + 1]);
+  }
+}
+#endif  // __CUDACC__
 
 }  // namespace mlxn::gguf

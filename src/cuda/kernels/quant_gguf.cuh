@@ -29,16 +29,30 @@ __device__ __forceinline__ void store32(T* dst, const float (&v)[32]) {
 }
 
 // out row r = decode(w row r). rows * units_per_row threads in all (grid-stride).
-template <class B, class T, bool kVec>
+// kPacked (half outputs only, 16-byte aligned rows): the packed half decoder, whose scales
+// are rounded to the half type first; otherwise exact f32 values rounded once.
+template <class B, class T, bool kVec, bool kPacked = false>
 __global__ void __launch_bounds__(256) gguf_dequant_kernel(const uint8_t* __restrict__ w, int64_t w_row_bytes,
                                                            T* __restrict__ out, int64_t out_row_stride, int64_t rows,
                                                            int64_t units_per_row) {
   const int64_t total = rows * units_per_row;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = i / units_per_row, u = i - r * units_per_row;
-    float v[32];
-    gguf::decode_unit<B>(w + r * w_row_bytes, u, v);
-    store32<T, kVec>(out + r * out_row_stride + 32 * u, v);
+    T* dst = out + r * out_row_stride + 32 * u;
+    if constexpr (kPacked) {
+      static_assert(kVec && sizeof(T) == 2, "packed output needs aligned half rows");
+      constexpr int kUnits = B::kElems / 32;
+      uint32_t pr[16];
+      gguf::decode_pairs<B, std::is_same_v<T, __half>>(w + r * w_row_bytes + (u / kUnits) * B::kBytes, int(u % kUnits),
+                                                         pr);
+#pragma unroll
+      for (int q = 0; q < 4; ++q)
+        reinterpret_cast<uint4*>(dst)[q] = make_uint4(pr[4 * q], pr[4 * q + 1], pr[4 * q + 2], pr[4 * q + 3]);
+    } else {
+      float v[32];
+      gguf::decode_unit<B>(w + r * w_row_bytes, u, v);
+      store32<T, kVec>(dst, v);
+    }
   }
 }
 
@@ -277,15 +291,24 @@ __device__ __forceinline__ void load_x32(const T* p, uint32_t (&b)[16]) {
   }
 }
 
+// Shared memory of the mat-vec: two stage buffers, then the cross-warp reduction area.
+template <class B, int NT>
+constexpr int matvec_smem() {
+  return MatvecStage<B>::kSmem + 4 * 16 * 8 * NT * int(sizeof(float));
+}
+
+// Persistent blocks: block b takes work items b, b + gridDim.x, ... (item = 16-row tile x
+// pass of up to 8 * NT input rows) and streams their stages through one double-buffered
+// pipeline, so the next tile's first stage is in flight while the last one is computed.
 template <class B, class T, int NT>
 __global__ void __launch_bounds__(128) gguf_matvec_kernel(MatvecParams p) {
   using S = MatvecStage<B>;
   constexpr bool kF16 = std::is_same_v<T, __half>;
   constexpr int kCols = 8 * NT;  // input rows per pass
   extern __shared__ __align__(16) uint8_t smem[];
+  float* red = reinterpret_cast<float*>(smem + S::kSmem);  // [4 warps][16][kCols]
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
-  const int n0 = blockIdx.x * 16;
-  const int rows = min(16, p.n - n0);
+  const int tiles = (p.n + 15) / 16;
 
   // Which routed rows this block serves: a bucket of the expert grouping, or all of them.
   int bucket = 0, begin = 0, count = p.pairs;
@@ -298,112 +321,122 @@ __global__ void __launch_bounds__(128) gguf_matvec_kernel(MatvecParams p) {
   auto pair_at = [&](int i) { return p.offsets ? p.order[begin + i] : i; };
   T* out = static_cast<T*>(p.out);
   if (bucket == p.experts) {  // rows routed to an out-of-range expert id: zeros
-    for (int i = threadIdx.x; i < count * 16; i += blockDim.x) {
-      const int c = i / 16, r = i % 16;
-      if (r < rows) out[int64_t(pair_at(c)) * p.out_row_stride + n0 + r] = from_f32<T>(0.f);
+    for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+      const int n0 = tile * 16, rows = min(16, p.n - n0);
+      for (int i = threadIdx.x; i < count * 16; i += blockDim.x) {
+        const int c = i / 16, r = i % 16;
+        if (r < rows) out[int64_t(pair_at(c)) * p.out_row_stride + n0 + r] = from_f32<T>(0.f);
+      }
     }
     return;
   }
-  const uint8_t* w = p.w + int64_t(bucket) * p.w_expert_bytes + int64_t(n0) * p.w_row_bytes;
+  const int groups = (count + kCols - 1) / kCols;
+  const int items = tiles * groups;
+  if (int(blockIdx.x) >= items) return;
+  const uint8_t* wexp = p.w + int64_t(bucket) * p.w_expert_bytes;
   const int kblocks = p.k / B::kElems;
   const int stages = (kblocks + S::kBlocks - 1) / S::kBlocks;
   const T* x = static_cast<const T*>(p.x);
-  float* red = reinterpret_cast<float*>(smem);  // [4 warps][16][kCols], after the last stage
+  // Item of the j-th stage this block runs (>= items: past the end).
+  auto item_of = [&](int j) { return int(blockIdx.x) + (j / stages) * int(gridDim.x); };
 
-  for (int c0 = 0; c0 < count; c0 += kCols) {
-    // Input rows of this pass for n8-tile j: column 8j + g.
-    const T* xrow[NT];
+  auto issue = [&](int j) {
+    const int it = item_of(j);
+    if (it < items) {
+      const int st = j % stages, n0 = (it % tiles) * 16;
+      const int nb = min(S::kBlocks, kblocks - st * S::kBlocks);
+      uint8_t* dst = smem + (j & 1) * S::kRows * S::kPitch;
+      const uint8_t* src = wexp + int64_t(n0) * p.w_row_bytes + int64_t(st) * S::kBytes;
+      const int rows = min(16, p.n - n0);
+      if (p.copy16) stage_copy<16>(dst, S::kPitch, src, p.w_row_bytes, rows, nb * B::kBytes);
+      else stage_copy<2>(dst, S::kPitch, src, p.w_row_bytes, rows, nb * B::kBytes);
+    }
+    cp_async_commit();  // possibly empty: keeps one group per stage
+  };
+
+  const T* xrow[NT];
+  float acc[NT][4];
+  issue(0);
+  for (int j = 0;; ++j) {
+    const int it = item_of(j);
+    if (it >= items) break;
+    const int tile = it % tiles, c0 = (it / tiles) * kCols, st = j % stages;
+    const int n0 = tile * 16;
+    if (st == 0) {
+      // Input rows of this pass for n8-tile jj: column 8 jj + g.
 #pragma unroll
-    for (int j = 0; j < NT; ++j) {
-      const int c = c0 + 8 * j + g;
-      if (c < count) {
-        const int pr = pair_at(c);
-        const int xr = p.x_per_slot || !p.offsets ? pr : pr / p.top_k;
-        xrow[j] = x + int64_t(xr) * p.x_row_stride;
-      } else {
-        xrow[j] = nullptr;
+      for (int jj = 0; jj < NT; ++jj) {
+        const int c = c0 + 8 * jj + g;
+        xrow[jj] = nullptr;
+        if (c < count) {
+          const int pr = pair_at(c);
+          const int xr = p.x_per_slot || !p.offsets ? pr : pr / p.top_k;
+          xrow[jj] = x + int64_t(xr) * p.x_row_stride;
+        }
+        acc[jj][0] = acc[jj][1] = acc[jj][2] = acc[jj][3] = 0.f;
       }
     }
-    float acc[NT][4];
-#pragma unroll
-    for (int j = 0; j < NT; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
-
-    auto issue = [&](int st) {
-      const int nb = min(S::kBlocks, kblocks - st * S::kBlocks);
-      uint8_t* dst = smem + (st & 1) * S::kRows * S::kPitch;
-      if (p.copy16) stage_copy<16>(dst, S::kPitch, w + int64_t(st) * S::kBytes, p.w_row_bytes, rows, nb * B::kBytes);
-      else stage_copy<2>(dst, S::kPitch, w + int64_t(st) * S::kBytes, p.w_row_bytes, rows, nb * B::kBytes);
-      cp_async_commit();
-    };
-    __syncthreads();  // the previous pass's reduction no longer reads smem
-    issue(0);
-    for (int st = 0; st < stages; ++st) {
-      if (st + 1 < stages) {
-        issue(st + 1);
-        cp_async_wait<1>();
+    issue(j + 1);
+    cp_async_wait<1>();
+    __syncthreads();
+    const uint8_t* buf = smem + (j & 1) * S::kRows * S::kPitch;
+    const int units = min(S::kBlocks, kblocks - st * S::kBlocks) * S::kUnitsPerBlock;
+    const int kst = st * S::kBlocks * B::kElems;
+    for (int ms = warp; ms * 4 < units; ms += 4) {
+      const int u = ms * 4 + q;
+      const bool valid = u < units;
+      uint32_t pa[16], pb[16];  // unit u of weight rows g and g + 8, packed pairs
+      if (valid) {
+        const int blk = u / S::kUnitsPerBlock, sub = u % S::kUnitsPerBlock;
+        gguf::decode_pairs<B, kF16>(buf + g * S::kPitch + blk * B::kBytes, sub, pa);
+        gguf::decode_pairs<B, kF16>(buf + (g + 8) * S::kPitch + blk * B::kBytes, sub, pb);
       } else {
-        cp_async_wait<0>();
+#pragma unroll
+        for (int i = 0; i < 16; ++i) pa[i] = pb[i] = 0u;
       }
-      __syncthreads();
-      const uint8_t* buf = smem + (st & 1) * S::kRows * S::kPitch;
-      const int units = min(S::kBlocks, kblocks - st * S::kBlocks) * S::kUnitsPerBlock;
-      const int kst = st * S::kBlocks * B::kElems;
-      for (int ms = warp; ms * 4 < units; ms += 4) {
-        const int u = ms * 4 + q;
-        const bool valid = u < units;
-        float va[32], vb[32];
-        if (valid) {
-          const int blk = u / S::kUnitsPerBlock, sub = u % S::kUnitsPerBlock;
-          B::decode32(buf + g * S::kPitch + blk * B::kBytes, sub, va);
-          B::decode32(buf + (g + 8) * S::kPitch + blk * B::kBytes, sub, vb);
+      const int kx = kst + u * 32;
+#pragma unroll
+      for (int jj = 0; jj < NT; ++jj) {
+        uint32_t b[16];
+        if (valid && xrow[jj]) {
+          if (p.x_vec) load_x32<T, kF16, true>(xrow[jj] + kx, b);
+          else load_x32<T, kF16, false>(xrow[jj] + kx, b);
         } else {
 #pragma unroll
-          for (int i = 0; i < 32; ++i) va[i] = vb[i] = 0.f;
+          for (int i = 0; i < 16; ++i) b[i] = 0u;
         }
-        uint32_t a[8][4];
 #pragma unroll
-        for (int s = 0; s < 8; ++s) {
-          a[s][0] = pack2<kF16>(va[4 * s], va[4 * s + 1]);
-          a[s][1] = pack2<kF16>(vb[4 * s], vb[4 * s + 1]);
-          a[s][2] = pack2<kF16>(va[4 * s + 2], va[4 * s + 3]);
-          a[s][3] = pack2<kF16>(vb[4 * s + 2], vb[4 * s + 3]);
-        }
-        const int kx = kst + u * 32;
-#pragma unroll
-        for (int j = 0; j < NT; ++j) {
-          uint32_t b[16];
-          if (valid && xrow[j]) {
-            if (p.x_vec) load_x32<T, kF16, true>(xrow[j] + kx, b);
-            else load_x32<T, kF16, false>(xrow[j] + kx, b);
-          } else {
-#pragma unroll
-            for (int i = 0; i < 16; ++i) b[i] = 0u;
-          }
-#pragma unroll
-          for (int s = 0; s < 8; ++s) mma_16816<kF16>(acc[j], a[s], b[2 * s], b[2 * s + 1]);
+        for (int s2 = 0; s2 < 8; ++s2) {
+          const uint32_t a[4] = {pa[2 * s2], pb[2 * s2], pa[2 * s2 + 1], pb[2 * s2 + 1]};
+          mma_16816<kF16>(acc[jj], a, b[2 * s2], b[2 * s2 + 1]);
         }
       }
-      __syncthreads();  // everyone is done with this buffer before it is refilled
     }
-    // Sum the four warps' partial products, then write out[pair][n0 + r].
-#pragma unroll
-    for (int j = 0; j < NT; ++j) {
+    __syncthreads();  // everyone is done with this buffer before it is refilled
+    if (st == stages - 1) {
+      // Sum the four warps' partial products, then write out[pair][n0 + r].
       float* rw = red + warp * 16 * kCols;
-      rw[g * kCols + 8 * j + 2 * q] = acc[j][0];
-      rw[g * kCols + 8 * j + 2 * q + 1] = acc[j][1];
-      rw[(g + 8) * kCols + 8 * j + 2 * q] = acc[j][2];
-      rw[(g + 8) * kCols + 8 * j + 2 * q + 1] = acc[j][3];
-    }
-    __syncthreads();
-    for (int i = threadIdx.x; i < 16 * kCols; i += blockDim.x) {
-      const int c = i / 16, r = i % 16;
-      if (r < rows && c0 + c < count) {
-        const float v = red[r * kCols + c] + red[16 * kCols + r * kCols + c] + red[32 * kCols + r * kCols + c] +
-                        red[48 * kCols + r * kCols + c];
-        out[int64_t(pair_at(c0 + c)) * p.out_row_stride + n0 + r] = from_f32<T>(v);
+#pragma unroll
+      for (int jj = 0; jj < NT; ++jj) {
+        rw[g * kCols + 8 * jj + 2 * q] = acc[jj][0];
+        rw[g * kCols + 8 * jj + 2 * q + 1] = acc[jj][1];
+        rw[(g + 8) * kCols + 8 * jj + 2 * q] = acc[jj][2];
+        rw[(g + 8) * kCols + 8 * jj + 2 * q + 1] = acc[jj][3];
       }
+      __syncthreads();
+      const int rows = min(16, p.n - n0);
+      for (int i = threadIdx.x; i < 16 * kCols; i += blockDim.x) {
+        const int c = i / 16, r = i % 16;
+        if (r < rows && c0 + c < count) {
+          const int o = r * kCols + c;
+          const float v = red[o] + red[16 * kCols + o] + red[32 * kCols + o] + red[48 * kCols + o];
+          out[int64_t(pair_at(c0 + c)) * p.out_row_stride + n0 + r] = from_f32<T>(v);
+        }
+      }
+      // The next write of `red` comes after at least one more stage and its barriers.
     }
   }
+  cp_async_wait<0>();
 }
 
 }  // namespace mlxn::kernels
