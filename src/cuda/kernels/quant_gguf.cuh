@@ -354,8 +354,9 @@ __global__ void __launch_bounds__(128) gguf_matvec_kernel(MatvecParams p) {
     cp_async_commit();  // possibly empty: keeps one group per stage
   };
 
+  constexpr int kChains = NT == 1 ? 4 : (NT == 2 ? 2 : 1);
   const T* xrow[NT];
-  float acc[NT][4];
+  float acc[NT][kChains][4];
   issue(0);
   for (int j = 0;; ++j) {
     const int it = item_of(j);
@@ -373,7 +374,8 @@ __global__ void __launch_bounds__(128) gguf_matvec_kernel(MatvecParams p) {
           const int xr = p.x_per_slot || !p.offsets ? pr : pr / p.top_k;
           xrow[jj] = x + int64_t(xr) * p.x_row_stride;
         }
-        acc[jj][0] = acc[jj][1] = acc[jj][2] = acc[jj][3] = 0.f;
+#pragma unroll
+        for (int ch = 0; ch < kChains; ++ch) acc[jj][ch][0] = acc[jj][ch][1] = acc[jj][ch][2] = acc[jj][ch][3] = 0.f;
       }
     }
     issue(j + 1);
@@ -385,6 +387,17 @@ __global__ void __launch_bounds__(128) gguf_matvec_kernel(MatvecParams p) {
     for (int ms = warp; ms * 4 < units; ms += 4) {
       const int u = ms * 4 + q;
       const bool valid = u < units;
+      const int kx = kst + u * 32;
+      // Input fragments first (their loads overlap the decode), for the first n8-tile only
+      // when there are several (registers).
+      uint32_t b0[16];
+      if (valid && xrow[0]) {
+        if (p.x_vec) load_x32<T, kF16, true>(xrow[0] + kx, b0);
+        else load_x32<T, kF16, false>(xrow[0] + kx, b0);
+      } else {
+#pragma unroll
+        for (int i = 0; i < 16; ++i) b0[i] = 0u;
+      }
       uint32_t pa[16], pb[16];  // unit u of weight rows g and g + 8, packed pairs
       if (valid) {
         const int blk = u / S::kUnitsPerBlock, sub = u % S::kUnitsPerBlock;
@@ -394,21 +407,24 @@ __global__ void __launch_bounds__(128) gguf_matvec_kernel(MatvecParams p) {
 #pragma unroll
         for (int i = 0; i < 16; ++i) pa[i] = pb[i] = 0u;
       }
-      const int kx = kst + u * 32;
 #pragma unroll
       for (int jj = 0; jj < NT; ++jj) {
         uint32_t b[16];
-        if (valid && xrow[jj]) {
+        if (jj == 0) {
+#pragma unroll
+          for (int i = 0; i < 16; ++i) b[i] = b0[i];
+        } else if (valid && xrow[jj]) {
           if (p.x_vec) load_x32<T, kF16, true>(xrow[jj] + kx, b);
           else load_x32<T, kF16, false>(xrow[jj] + kx, b);
         } else {
 #pragma unroll
           for (int i = 0; i < 16; ++i) b[i] = 0u;
         }
+        // kChains independent accumulators, so consecutive mma do not wait on each other.
 #pragma unroll
         for (int s2 = 0; s2 < 8; ++s2) {
           const uint32_t a[4] = {pa[2 * s2], pb[2 * s2], pa[2 * s2 + 1], pb[2 * s2 + 1]};
-          mma_16816<kF16>(acc[jj], a, b[2 * s2], b[2 * s2 + 1]);
+          mma_16816<kF16>(acc[jj][s2 % kChains], a, b[2 * s2], b[2 * s2 + 1]);
         }
       }
     }
@@ -418,10 +434,15 @@ __global__ void __launch_bounds__(128) gguf_matvec_kernel(MatvecParams p) {
       float* rw = red + warp * 16 * kCols;
 #pragma unroll
       for (int jj = 0; jj < NT; ++jj) {
-        rw[g * kCols + 8 * jj + 2 * q] = acc[jj][0];
-        rw[g * kCols + 8 * jj + 2 * q + 1] = acc[jj][1];
-        rw[(g + 8) * kCols + 8 * jj + 2 * q] = acc[jj][2];
-        rw[(g + 8) * kCols + 8 * jj + 2 * q + 1] = acc[jj][3];
+        float c[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+        for (int ch = 0; ch < kChains; ++ch)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) c[i] += acc[jj][ch][i];
+        rw[g * kCols + 8 * jj + 2 * q] = c[0];
+        rw[g * kCols + 8 * jj + 2 * q + 1] = c[1];
+        rw[(g + 8) * kCols + 8 * jj + 2 * q] = c[2];
+        rw[(g + 8) * kCols + 8 * jj + 2 * q + 1] = c[3];
       }
       __syncthreads();
       const int rows = min(16, p.n - n0);
