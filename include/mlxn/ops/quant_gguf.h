@@ -6,9 +6,11 @@
 // (32, or 256 for the K-quants), the bytes being the ggml blocks row by row, contiguous.
 // Activations and outputs are f32, f16 or bf16, rows with the last dim contiguous.
 //
-// Precision: the CPU accumulates in f32 from the exact dequantized weights. CUDA runs the
-// products on tensor cores: x and the dequantized weights are rounded to bf16 (f16 when x is
-// f16) with f32 accumulation, except f32 x with more than 64 rows, which uses an f32 GEMM.
+// Precision: gguf_dequantize and gguf_embedding give exactly gguf-py's values (f32), rounded
+// once to a half output. The CPU matmul accumulates in f32 from those exact weights. CUDA
+// runs the products on tensor cores with f32 accumulation: x and the weights are rounded to
+// bf16 (f16 when x is f16), the block scales rounded to that type before they are applied;
+// f32 x with more than 64 rows instead takes exact f32 weights through an f32 GEMM.
 //
 // Out-of-range ids (gguf_matmul_id, gguf_embedding) are never used to address memory: the
 // CPU backend throws InvalidArgument naming the first bad id; the CUDA backend, which cannot
