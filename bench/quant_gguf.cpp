@@ -1,0 +1,99 @@
+// GGUF quant benchmarks: the decode mat-vec bars (x [M, 4096] by W [14336, 4096], M = 1 and
+// 8) and the prefill matmul (M = 512..4096) of issue "weights and quantized compute".
+#include <cstring>
+#include <vector>
+
+#include "harness.h"
+#include "mlxn/ops/quant_gguf.h"
+
+namespace mlxn::bench {
+namespace {
+
+constexpr int64_t kN = 14336, kK = 4096;
+
+// Offsets of the f16 scale fields in one block: random bytes everywhere else, finite small
+// scales here, so the weights are valid (no NaN/Inf) like a real checkpoint's.
+std::vector<int> scale_fields(DType t) {
+  switch (t) {
+    case DType::q4_0: case DType::q5_0: case DType::q8_0: return {0};
+    case DType::q4_1: case DType::q5_1: case DType::q4_k: case DType::q5_k: return {0, 2};
+    case DType::q2_k: return {80, 82};
+    case DType::q3_k: return {108};
+    case DType::q6_k: return {208};
+    default: return {};
+  }
+}
+
+Array random_blocks(Session& s, Dims shape, DType t, uint64_t seed) {
+  Array a = Array::empty(shape, t, s.device());
+  std::vector<uint8_t> host(a->nbytes());
+  uint64_t z = seed * 0x9e3779b97f4a7c15ull + 1;
+  for (auto& b : host) {
+    z ^= z << 13, z ^= z >> 7, z ^= z << 17;
+    b = uint8_t(z >> 24);
+  }
+  const auto& tr = traits(t);
+  const size_t nblocks = host.size() / tr.block_bytes;
+  for (size_t i = 0; i < nblocks; ++i)
+    for (int off : scale_fields(t)) {
+      const uint16_t h = Half(0.01f + 0.001f * float(i % 7)).bits;
+      std::memcpy(host.data() + i * tr.block_bytes + size_t(off), &h, 2);
+    }
+  s.upload(a, host.data(), host.size());
+  s.synchronize();
+  return a;
+}
+
+Workload matmul_case(Session& s, DType t, int64_t m) {
+  Array w = random_blocks(s, {kN, kK}, t, 7);
+  Array x = random_device_array(s, {m, kK}, DType::bf16, 8);
+  Array y = Array::empty({m, kN}, DType::bf16, s.device());
+  const double bytes = double(w->nbytes()) + 2.0 * double(m * kK) + 2.0 * double(m * kN);
+  return {[&s, x, w, y] { gguf_matmul(s, x, w, y); }, bytes, 2.0 * double(m) * double(kN) * double(kK), m <= 8};
+}
+
+#define MLXN_GGUF_MATVEC(type, tname, m, goal)                                                               \
+  MLXN_BENCH(Case{"gguf " tname " matvec [" #m ",4096]x[14336,4096]", "quant_gguf",                         \
+                  [](Session& s) { return matmul_case(s, DType::type, m); }, goal, 0, true})
+
+// Decode bars: >= 70% of copy bandwidth on W's bytes at M = 1. At M = 8 the bar is that the
+// time grows by under 30% from M = 1 (compare the two rows); 54% = 70% / 1.3 is the goal
+// shown for it.
+MLXN_GGUF_MATVEC(q4_0, "q4_0", 1, 70);
+MLXN_GGUF_MATVEC(q4_k, "q4_k", 1, 70);
+MLXN_GGUF_MATVEC(q6_k, "q6_k", 1, 70);
+MLXN_GGUF_MATVEC(q8_0, "q8_0", 1, 70);
+MLXN_GGUF_MATVEC(q4_0, "q4_0", 8, 54);
+MLXN_GGUF_MATVEC(q4_k, "q4_k", 8, 54);
+MLXN_GGUF_MATVEC(q6_k, "q6_k", 8, 54);
+MLXN_GGUF_MATVEC(q8_0, "q8_0", 8, 54);
+// Other block types, no bar.
+MLXN_GGUF_MATVEC(q2_k, "q2_k", 1, 0);
+MLXN_GGUF_MATVEC(q3_k, "q3_k", 1, 0);
+MLXN_GGUF_MATVEC(q5_k, "q5_k", 1, 0);
+MLXN_GGUF_MATVEC(q5_0, "q5_0", 1, 0);
+
+// Prefill: the bar is >= 50% of the cuBLAS bf16 GEMM rate (flops are reported for it).
+#define MLXN_GGUF_MATMUL(m)                                                                        \
+  MLXN_BENCH(Case{"gguf q4_k matmul M=" #m " [" #m ",4096]x[14336,4096]", "quant_gguf",           \
+                  [](Session& s) { return matmul_case(s, DType::q4_k, m); }, 0, 0, true})
+MLXN_GGUF_MATMUL(512);
+MLXN_GGUF_MATMUL(2048);
+MLXN_GGUF_MATMUL(4096);
+
+// MoE decode shape: 128 experts [768, 2048] q4_k, one token routed to 8 of them.
+Workload moe_case(Session& s) {
+  constexpr int64_t e = 128, n = 768, k = 2048, top_k = 8;
+  Array w = random_blocks(s, {e, n, k}, DType::q4_k, 9);
+  Array x = random_device_array(s, {1, k}, DType::bf16, 10);
+  std::vector<int32_t> idh{3, 17, 30, 41, 64, 77, 100, 127};
+  Array ids = Array::empty({1, top_k}, DType::i32, s.device());
+  s.upload(ids, idh.data(), idh.size() * 4);
+  Array y = Array::empty({1, top_k, n}, DType::bf16, s.device());
+  const double bytes = double(w->nbytes()) / double(e) * double(top_k) + 2.0 * double(k) + 2.0 * double(top_k * n);
+  return {[&s, x, w, ids, y] { gguf_matmul_id(s, x, w, ids, y); }, bytes, 2.0 * double(top_k * n * k), true};
+}
+MLXN_BENCH(Case{"gguf q4_k matmul_id 128x[768,2048] top8 [1,2048]", "quant_gguf", moe_case, 0, 0, true});
+
+}  // namespace
+}  // namespace mlxn::bench

@@ -1,0 +1,79 @@
+// CUDA launcher of the routed GGUF mat-vec (tensor cores), one instantiation per weight
+// type and input dtype. The entry points are in quant_gguf.cu.
+#include <algorithm>
+
+#include "cuda/common/check.h"
+#include "cuda/common/dispatch.cuh"
+#include "cuda/common/launch.h"
+#include "cuda/kernels/quant_gguf.cuh"
+#include "cuda/quant_gguf.h"
+#include "ops/quant_gguf_args.h"
+
+namespace mlxn::cuda {
+
+namespace k = kernels;
+
+namespace {
+
+template <class B, class T, int NT>
+void launch(Session& s, const detail::GgufMatmulArgs& a, const GgufGroups& gr, int copy_bytes, bool x_vec) {
+  k::MatvecParams p{};
+  p.w = static_cast<const uint8_t*>(a.w);
+  p.w_row_bytes = a.w_row_bytes;
+  p.w_expert_bytes = a.w_row_bytes * a.n;
+  p.x = a.x.data;
+  p.x_row_stride = a.x.row_stride;
+  p.out = a.out.data;
+  p.out_row_stride = a.out.row_stride;
+  p.n = int(a.n);
+  p.k = int(a.k);
+  p.pairs = int(a.tokens * a.top_k);
+  p.top_k = int(a.top_k);
+  p.x_per_slot = a.x_per_slot;
+  p.experts = int(a.experts);
+  p.offsets = gr.offsets;
+  p.order = gr.order;
+  p.active = gr.active;
+  p.n_active = gr.n_active;
+  p.copy16 = copy_bytes == 16;
+  p.x_vec = x_vec;
+  auto kern = &k::gguf_matvec_kernel<B, T, NT>;
+  constexpr int smem = k::matvec_smem<B, NT>();
+  // Per launch rather than once: the attribute belongs to the current device.
+  if constexpr (smem > 48 * 1024)
+    MLXN_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  // Persistent blocks: as many as fit on the device at once (shared among the buckets of a
+  // routed call), never more than there are work items.
+  int dev = 0, sms = 0, per_sm = 0;
+  MLXN_CUDA_CHECK(cudaGetDevice(&dev));
+  MLXN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  MLXN_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kern, 128, smem));
+  const int64_t tiles = (a.n + 15) / 16;
+  const int64_t rows_per_bucket = a.ids ? (a.tokens * a.top_k + gr.grid_buckets - 1) / gr.grid_buckets : a.tokens;
+  const int64_t items = tiles * ((rows_per_bucket + 8 * NT - 1) / (8 * NT));
+  const int64_t resident = std::max<int64_t>(1, int64_t(std::max(per_sm, 1)) * sms / gr.grid_buckets);
+  const dim3 grid(grid_dim("gguf_matvec", std::min(items, resident)), unsigned(gr.grid_buckets));
+  kern<<<grid, 128, smem, stream_of(s)>>>(p);
+  check_launch(s, "gguf_matvec");
+}
+
+}  // namespace
+
+// Input rows per pass: 8 for decode-sized calls, 32 otherwise.
+void gguf_matvec(Session& s, const detail::GgufMatmulArgs& a, const GgufGroups& gr) {
+  const char* op = a.ids ? "gguf_matmul_id" : "gguf_matmul";
+  const int64_t pairs = a.tokens * a.top_k;
+  const int64_t per_expert = a.ids ? (pairs + std::min(pairs, a.experts) - 1) / std::min(pairs, a.experts) : pairs;
+  const bool wide = per_expert > 8;
+  // 16-byte asynchronous copies need every weight row (and so every stage) 16-byte aligned.
+  const int copy_bytes = a.w_row_bytes % 16 == 0 && aligned16(a.w) ? 16 : 2;
+  dispatch_float(a.x.dtype, op, [&]<class T>() {
+    const bool x_vec = aligned16(a.x.data) && (a.x.row_stride * int64_t(sizeof(T))) % 16 == 0;
+    detail::dispatch_gguf_block(a.w_dtype, op, [&]<class B>() {
+      if (wide) launch<B, T, 4>(s, a, gr, copy_bytes, x_vec);
+      else launch<B, T, 1>(s, a, gr, copy_bytes, x_vec);
+    });
+  });
+}
+
+}  // namespace mlxn::cuda
