@@ -15,6 +15,34 @@ inline kernels::gdn::SeqLayout gdn_seq(const detail::SeqLayout& l, int64_t slots
   return {l.cu, l.T, l.N, slots};
 }
 
+// Fills the fields every token-walking gdn kernel shares (q/k/v/out pointers and strides, g,
+// beta, states, sequence layout, head counts, scale, l2 option) from the op's arguments.
+template <class T, class P>
+void fill_gdn_operands(P& p, const detail::GdnArgs& a, int64_t slots) {
+  p.q = static_cast<const T*>(a.q.data);
+  p.k = static_cast<const T*>(a.k.data);
+  p.v = static_cast<const T*>(a.v.data);
+  p.out = static_cast<T*>(a.out.data);
+  p.q_tok = a.q.token_stride, p.q_head = a.q.head_stride;
+  p.k_tok = a.k.token_stride, p.k_head = a.k.head_stride;
+  p.v_tok = a.v.token_stride, p.v_head = a.v.head_stride;
+  p.o_tok = a.out.token_stride, p.o_head = a.out.head_stride;
+  p.g = static_cast<const float*>(a.g.data);
+  p.g_stride = a.g.row_stride;
+  p.beta = a.beta.data;
+  p.beta_stride = a.beta.row_stride;
+  p.beta_kind = gdn_scalar_kind(a.beta.dtype);
+  p.h0 = a.h0;
+  p.ht = a.ht;
+  p.seq = gdn_seq(a.seq, slots);
+  p.H = int(a.H);
+  p.group = int(a.H / a.Hk);
+  p.V = int(a.V);
+  p.scale = a.scale;
+  p.l2_eps = a.l2_eps;
+  p.l2 = a.l2_norm_qk;
+}
+
 // The state kernels move [K, V] f32 slices with 16-byte accesses.
 inline void check_state_alignment(const char* op, const float* h0, const float* ht) {
   for (const float* p : {h0, static_cast<const float*>(ht)})

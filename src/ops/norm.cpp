@@ -33,16 +33,11 @@ void check_vector(const char* op, Session& s, const char* name, const Tensor& v,
 // The checks every norm shares: x and out, dtype, eps, weight.
 NormArgs base_args(const char* op, Session& s, const Tensor& x, const Tensor& out, const std::optional<Tensor>& w,
                    float eps) {
-  check_device(op, s, "x", x);
-  check_device(op, s, "out", out);
-  check_dtype(op, "x", x, kFloatTypes);
-  check_same_dtype(op, "x", x, "out", out);
-  check_same_shape(op, "x", x, "out", out);
+  const RowPair rows = check_rowwise(op, s, x, out, kFloatTypes);
   check_eps(op, eps);
-  check_no_overlap(op, "out", out, "x", x, /*same_view_ok=*/true);
   NormArgs a;
-  a.x = as_rows(op, "x", x);
-  a.out = as_rows(op, "out", out);
+  a.x = rows.x;
+  a.out = rows.out;
   a.eps = eps;
   if (w) {
     check_vector(op, s, "weight", *w, x, x.dtype());

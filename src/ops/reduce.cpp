@@ -24,16 +24,11 @@ Dims with_last(const Tensor& x, int64_t n) {
 
 void cumsum(Session& s, const Tensor& x, const Tensor& out) {
   const char* op = "cumsum";
-  check_device(op, s, "x", x);
-  check_device(op, s, "out", out);
-  check_dtype(op, "x", x, kFloatTypes);
-  check_same_dtype(op, "x", x, "out", out);
-  check_same_shape(op, "x", x, "out", out);
   // In place is fine: each tile of a row is read whole before any of it is written.
-  check_no_overlap(op, "out", out, "x", x, /*same_view_ok=*/true);
+  const RowPair rows = check_rowwise(op, s, x, out, kFloatTypes);
   CumsumArgs a;
-  a.x = as_rows(op, "x", x);
-  a.out = as_rows(op, "out", out);
+  a.x = rows.x;
+  a.out = rows.out;
   if (a.x.rows == 0 || a.x.cols == 0) return;
   dispatch(op, s, x.dtype(), a);
 }

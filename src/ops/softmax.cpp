@@ -12,18 +12,13 @@ using namespace detail;
 
 void softmax(Session& s, const Tensor& x, const Tensor& out, const SoftmaxParams& p) {
   const char* op = "softmax";
-  check_device(op, s, "x", x);
-  check_device(op, s, "out", out);
-  check_dtype(op, "x", x, kFloatTypes);
-  check_same_dtype(op, "x", x, "out", out);
-  check_same_shape(op, "x", x, "out", out);
-  check_no_overlap(op, "out", out, "x", x, /*same_view_ok=*/true);
+  const RowPair rows = check_rowwise(op, s, x, out, kFloatTypes);
   if (!std::isfinite(p.scale)) throw_error<InvalidArgument>(op, "scale must be finite, got ", p.scale);
   if (!(p.softcap >= 0.f) || !std::isfinite(p.softcap))
     throw_error<InvalidArgument>(op, "softcap must be finite and >= 0 (0 = off), got ", p.softcap);
   SoftmaxArgs a;
-  a.x = as_rows(op, "x", x);
-  a.out = as_rows(op, "out", out);
+  a.x = rows.x;
+  a.out = rows.out;
   a.scale = p.scale;
   a.softcap = p.softcap;
   if (p.mask) {

@@ -105,4 +105,15 @@ RowView as_rows(const char* op, const char* name, const Tensor& t) {
   return v;
 }
 
+RowPair check_rowwise(const char* op, const Session& s, const Tensor& x, const Tensor& out, DTypeSet allowed,
+                      bool in_place_ok) {
+  check_device(op, s, "x", x);
+  check_device(op, s, "out", out);
+  check_dtype(op, "x", x, allowed);
+  check_same_dtype(op, "x", x, "out", out);
+  check_same_shape(op, "x", x, "out", out);
+  check_no_overlap(op, "out", out, "x", x, in_place_ok);
+  return {as_rows(op, "x", x), as_rows(op, "out", out)};
+}
+
 }  // namespace mlxn::detail

@@ -45,4 +45,13 @@ struct RowView {
 };
 RowView as_rows(const char* op, const char* name, const Tensor& t);
 
+// The checks of an op mapping x to an out of the same dtype and shape, row by row: both on
+// the session's device, x's dtype in `allowed`, out like x, no partial overlap (out may be x
+// itself when in_place_ok). Returns both as row views.
+struct RowPair {
+  RowView x, out;
+};
+RowPair check_rowwise(const char* op, const Session& s, const Tensor& x, const Tensor& out, DTypeSet allowed,
+                      bool in_place_ok = true);
+
 }  // namespace mlxn::detail
