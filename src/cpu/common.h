@@ -76,6 +76,38 @@ inline void store_row(const float* src, T* dst, int64_t n) {
   }
 }
 
+// Sums of a row for the statistics of norms and softmax. 32 independent f32 partial sums
+// (four 8-lane vector accumulators: no serial dependency chain, unlike one accumulator),
+// each over n/32 values, combined in double: about as accurate as the GPU's tree reduction.
+inline double row_sum(const float* v, int64_t n) {
+  float acc[32] = {};
+  const int64_t body = n / 32 * 32;
+  for (int64_t i = 0; i < body; i += 32)
+    for (int j = 0; j < 32; ++j) acc[j] += v[i + j];
+  double total = 0;
+  for (int64_t i = body; i < n; ++i) total += double(v[i]);
+  for (float a : acc) total += double(a);
+  return total;
+}
+
+// sum((v[i] - center)^2), the same way.
+inline double row_sum_sq(const float* v, int64_t n, float center) {
+  float acc[32] = {};
+  const int64_t body = n / 32 * 32;
+  for (int64_t i = 0; i < body; i += 32)
+    for (int j = 0; j < 32; ++j) {
+      const float d = v[i + j] - center;
+      acc[j] += d * d;
+    }
+  double total = 0;
+  for (int64_t i = body; i < n; ++i) {
+    const double d = double(v[i]) - double(center);
+    total += d * d;
+  }
+  for (float a : acc) total += double(a);
+  return total;
+}
+
 // Runs body(begin, end) over [0, n) split in contiguous chunks across threads; small jobs
 // stay on the calling thread (a parallel region costs a few microseconds).
 template <class F>

@@ -38,20 +38,9 @@ void norm_rows(const NormArgs& a) {
         for (int64_t i = 0; i < cols; ++i) vp[i] += rp[i];
         if (a.sum_out.data) store_row(vp, static_cast<T*>(a.sum_out.data) + r * a.sum_out.row_stride, cols);
       }
-      // Sums in double: a serial f32 sum over a wide row loses digits that the GPU's
-      // tree reduction keeps.
-      double mean_d = 0, ss = 0;
-      if (a.stat == NormStat::layer) {
-#pragma omp simd reduction(+ : mean_d)
-        for (int64_t i = 0; i < cols; ++i) mean_d += vp[i];
-        mean_d /= double(cols);
-      }
-      // omp simd lets the compiler split the sum over vector lanes (no serial chain).
-#pragma omp simd reduction(+ : ss)
-      for (int64_t i = 0; i < cols; ++i) {
-        const double d = double(vp[i]) - mean_d;
-        ss += d * d;
-      }
+      double mean_d = 0;
+      if (a.stat == NormStat::layer) mean_d = row_sum(vp, cols) / double(cols);
+      const double ss = row_sum_sq(vp, cols, float(mean_d));
       const double denom = a.stat == NormStat::l2 ? ss : ss / double(cols);
       const float inv = float(1.0 / std::sqrt(denom + double(a.eps)));
       const float mean = float(mean_d);

@@ -1,5 +1,6 @@
-// CPU softmax: one pass builds the logits and their max, a second exponentiates and sums,
-// a third scales. Sums in double, so wide rows match the GPU's tree reduction.
+// CPU softmax: whole-row passes the compiler vectorises (convert, logits, max, exp, sum,
+// scale, convert back); the sum uses row_sum's independent partial sums.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -21,32 +22,30 @@ void softmax_rows(const SoftmaxArgs& a) {
   const float scale = a.scale, cap = a.softcap;
   const bool capped = cap > 0.f;
   parallel_for(a.x.rows, 4 * cols, [&](int64_t r0, int64_t r1) {
-    std::vector<float> t(static_cast<size_t>(cols));
+    std::vector<float> t(static_cast<size_t>(cols)), mrow(a.mask.data ? static_cast<size_t>(cols) : 0);
+    float* tp = t.data();
     for (int64_t r = r0; r < r1; ++r) {
-      const T* x = static_cast<const T*>(a.x.data) + r * a.x.row_stride;
-      const M* m = a.mask.data ? static_cast<const M*>(a.mask.data) + (r % a.mask.rows) * a.mask.row_stride : nullptr;
-      float mx = -std::numeric_limits<float>::infinity();
-      for (int64_t i = 0; i < cols; ++i) {
-        float v = to_float(x[i]) * scale;
-        if (capped) v = cap * std::tanh(v / cap);
-        if (m) v += to_float(m[i]);
-        t[size_t(i)] = v;
-        mx = v > mx ? v : mx;
+      load_row(static_cast<const T*>(a.x.data) + r * a.x.row_stride, tp, cols);
+      if (scale != 1.f)
+        for (int64_t i = 0; i < cols; ++i) tp[i] *= scale;
+      if (capped)
+        for (int64_t i = 0; i < cols; ++i) tp[i] = cap * std::tanh(tp[i] / cap);
+      if (a.mask.data) {
+        load_row(static_cast<const M*>(a.mask.data) + (r % a.mask.rows) * a.mask.row_stride, mrow.data(), cols);
+        for (int64_t i = 0; i < cols; ++i) tp[i] += mrow[size_t(i)];
       }
+      float mx = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : mx)
+      for (int64_t i = 0; i < cols; ++i) mx = tp[i] > mx ? tp[i] : mx;
       T* y = static_cast<T*>(a.out.data) + r * a.out.row_stride;
       if (mx == -std::numeric_limits<float>::infinity()) {  // fully masked row: defined as zeros
-        for (int64_t i = 0; i < cols; ++i) y[i] = from_float<T>(0.f);
-        continue;
+        std::fill(t.begin(), t.end(), 0.f);
+      } else {
+        for (int64_t i = 0; i < cols; ++i) tp[i] = simd_exp(tp[i] - mx);
+        const float inv = float(1.0 / row_sum(tp, cols));
+        for (int64_t i = 0; i < cols; ++i) tp[i] *= inv;
       }
-      double sum = 0;
-#pragma omp simd reduction(+ : sum)
-      for (int64_t i = 0; i < cols; ++i) {
-        const float e = simd_exp(t[size_t(i)] - mx);
-        t[size_t(i)] = e;
-        sum += e;
-      }
-      const float inv = float(1.0 / sum);
-      for (int64_t i = 0; i < cols; ++i) y[i] = from_float<T>(t[size_t(i)] * inv);
+      store_row(tp, y, cols);
     }
   });
 }
