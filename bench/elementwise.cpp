@@ -19,7 +19,8 @@ Workload add_case(Session& s, DType dt) {
 Workload cast_case(Session& s, DType from, DType to) {
   Array x = random_device_array(s, {kRows, kDim}, from, 23);
   Array y = Array::empty({kRows, kDim}, to, s.device());
-  return {[&s, x, y] { cast(s, x, y); }, double(kRows * kDim) * double(element_size(from) + element_size(to)), 0, false};
+  return {[&s, x, y] { cast(s, x, y); }, double(kRows * kDim) * double(element_size(from) + element_size(to)), 0,
+          false};
 }
 
 MLXN_BENCH(Case{"add bf16 [8192, 4096]", "elementwise", [](Session& s) { return add_case(s, DType::bf16); }});

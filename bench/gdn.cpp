@@ -59,8 +59,10 @@ Workload delta_case(Session& s, const Shape& d, DType dt, Path path, bool state)
     o.final_state = st.tensor();  // decode updates the state in place
   }
   auto run = [&s, q, k, v, g, beta, out, st, o, path] {
-    if (path == Path::chunk) gdn_chunk(s, q, k, v, g, beta, out, o);
-    else gdn_recurrent(s, q, k, v, g, beta, out, o);
+    if (path == Path::chunk)
+      gdn_chunk(s, q, k, v, g, beta, out, o);
+    else
+      gdn_recurrent(s, q, k, v, g, beta, out, o);
   };
   return {run, delta_bytes(d, dt, state), path == Path::chunk ? chunk_flops(d) : 6.0 * d.B * d.T * d.H * d.K * d.V,
           d.T == 1};
@@ -74,8 +76,7 @@ Workload conv_case(Session& s, int64_t T, int64_t C, int64_t W) {
   SsmConvOptions o;
   o.state_in = st.tensor();
   o.state_out = st.tensor();
-  return {[&s, x, w, out, o] { ssm_conv(s, x, w, out, o); }, 2.0 * double(T * C) * 2.0 + double(C * W) * 2.0, 0,
-          false};
+  return {[&s, x, w, out, o] { ssm_conv(s, x, w, out, o); }, 2.0 * double(T * C) * 2.0 + double(C * W) * 2.0, 0, false};
 }
 
 constexpr Shape kChunkT4096{1, 4096, 16, 32, 128, 128};
@@ -101,8 +102,8 @@ MLXN_BENCH(Case{"gdn_recurrent bf16 decode B1 Hk16 H32 K128 V128", "gdn",
                 [](Session& s) { return delta_case(s, kDecodeB1, DType::bf16, Path::recurrent, true); }, 0, 5.0});
 MLXN_BENCH(Case{"gdn_recurrent bf16 decode B32 Hk16 H32 K128 V128", "gdn",
                 [](Session& s) { return delta_case(s, kDecodeB32, DType::bf16, Path::recurrent, true); }, 85});
-MLXN_BENCH(Case{"ssm_conv bf16 C8192 T4096 W4", "gdn", [](Session& s) { return conv_case(s, 4096, 8192, 4); }, 80,
-                0, true});
+MLXN_BENCH(Case{"ssm_conv bf16 C8192 T4096 W4", "gdn", [](Session& s) { return conv_case(s, 4096, 8192, 4); }, 80, 0,
+                true});
 MLXN_BENCH(Case{"gdn_chunk f32 B1 T256 Hk2 H4 K128 V128", "gdn",
                 [](Session& s) { return delta_case(s, kCpuT256, DType::f32, Path::chunk, false); }});
 MLXN_BENCH(Case{"gdn_recurrent f32 B1 T256 Hk2 H4 K128 V128", "gdn",

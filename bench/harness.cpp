@@ -103,12 +103,23 @@ Array random_device_array(Session& s, Dims shape, DType dtype, uint64_t seed) {
   for (int64_t i = 0; i < n; ++i) {
     const double u = double(splitmix(seed * 0x100000001b3ull + uint64_t(i)) >> 11) * 0x1.0p-53 * 2.0 - 1.0;
     switch (dtype) {
-      case DType::f32: reinterpret_cast<float*>(host.data())[i] = float(u); break;
-      case DType::f16: reinterpret_cast<Half*>(host.data())[i] = Half(float(u)); break;
-      case DType::bf16: reinterpret_cast<BFloat16*>(host.data())[i] = BFloat16(float(u)); break;
-      case DType::i32: reinterpret_cast<int32_t*>(host.data())[i] = int32_t(u * 1000); break;
-      case DType::u32: reinterpret_cast<uint32_t*>(host.data())[i] = uint32_t((u + 1) * 1000); break;
-      default: host[size_t(i) % host.size()] = uint8_t(u * 127);
+      case DType::f32:
+        reinterpret_cast<float*>(host.data())[i] = float(u);
+        break;
+      case DType::f16:
+        reinterpret_cast<Half*>(host.data())[i] = Half(float(u));
+        break;
+      case DType::bf16:
+        reinterpret_cast<BFloat16*>(host.data())[i] = BFloat16(float(u));
+        break;
+      case DType::i32:
+        reinterpret_cast<int32_t*>(host.data())[i] = int32_t(u * 1000);
+        break;
+      case DType::u32:
+        reinterpret_cast<uint32_t*>(host.data())[i] = uint32_t((u + 1) * 1000);
+        break;
+      default:
+        host[size_t(i) % host.size()] = uint8_t(u * 127);
     }
   }
   s.upload(a, host.data(), host.size());
@@ -136,7 +147,9 @@ Measured measure(Session& s, const Case& c, bool quick) {
     Graph g = s.end_capture();
     g.replay();
     s.synchronize();
-    graph_us = time_ms(s, [&] { g.replay(); }, kLaunches, quick) * 1e3;
+    graph_us = time_ms(
+                   s, [&] { g.replay(); }, kLaunches, quick) *
+               1e3;
   }
   return {&c, us, graph_us, w.bytes, w.flops};
 }
@@ -209,10 +222,20 @@ int run_benchmarks(const BenchOptions& opts) {
     if (m.flops > 0 && gemm_tflops > 0) std::snprintf(gemm_col, sizeof gemm_col, "%.1f%%", pct_gemm);
     std::printf("%-44s %10.2f %10s %9.1f %6.1f%% %8s %7s %14s %5s\n", c.name.c_str(), m.us, graph_col, gbs, pct, tf_col,
                 gemm_col, goal.c_str(), judged ? (pass ? "yes" : "NO") : "-");
-    out["cases"].push_back({{"name", c.name}, {"family", c.family}, {"us", m.us}, {"graph_us", m.graph_us},
-                            {"bytes", m.bytes}, {"flops", m.flops}, {"gbs", gbs}, {"pct_copy", pct},
-                            {"tflops", tflops}, {"pct_gemm", pct_gemm}, {"goal_pct_copy", c.goal_pct_copy},
-                            {"goal_pct_gemm", c.goal_pct_gemm}, {"goal_us", c.goal_us}, {"judged", judged},
+    out["cases"].push_back({{"name", c.name},
+                            {"family", c.family},
+                            {"us", m.us},
+                            {"graph_us", m.graph_us},
+                            {"bytes", m.bytes},
+                            {"flops", m.flops},
+                            {"gbs", gbs},
+                            {"pct_copy", pct},
+                            {"tflops", tflops},
+                            {"pct_gemm", pct_gemm},
+                            {"goal_pct_copy", c.goal_pct_copy},
+                            {"goal_pct_gemm", c.goal_pct_gemm},
+                            {"goal_us", c.goal_us},
+                            {"judged", judged},
                             {"pass", judged && pass}});
   }
   if (!opts.json_path.empty()) {

@@ -31,10 +31,10 @@ struct Case {
   std::string name;    // "rms_norm bf16 [8192, 4096]"
   std::string family;  // "norm"
   std::function<Workload(Session&)> make;
-  double goal_pct_copy = 0;    // bar: >= this % of copy bandwidth (0 = none)
-  double goal_us = 0;          // bar: <= this many microseconds (graph replay where set)
-  bool cuda_only = false;      // too large for the CPU backend to be worth timing
-  double goal_pct_gemm = 0;    // bar: >= this % of the dense bf16 GEMM rate (flops-bound cases)
+  double goal_pct_copy = 0;  // bar: >= this % of copy bandwidth (0 = none)
+  double goal_us = 0;        // bar: <= this many microseconds (graph replay where set)
+  bool cuda_only = false;    // too large for the CPU backend to be worth timing
+  double goal_pct_gemm = 0;  // bar: >= this % of the dense bf16 GEMM rate (flops-bound cases)
 };
 
 bool register_case(Case c);
@@ -52,5 +52,6 @@ Array random_device_array(Session& s, Dims shape, DType dtype, uint64_t seed);
 #define MLXN_BENCH_CONCAT2(a, b) a##b
 #define MLXN_BENCH_CONCAT(a, b) MLXN_BENCH_CONCAT2(a, b)
 // MLXN_BENCH(Case{...});  at namespace scope in a bench/<family>.cpp file.
-#define MLXN_BENCH(...) \
-  [[maybe_unused]] static const bool MLXN_BENCH_CONCAT(mlxn_bench_, __LINE__) = ::mlxn::bench::register_case(__VA_ARGS__)
+#define MLXN_BENCH(...)                                                         \
+  [[maybe_unused]] static const bool MLXN_BENCH_CONCAT(mlxn_bench_, __LINE__) = \
+      ::mlxn::bench::register_case(__VA_ARGS__)

@@ -63,7 +63,8 @@ Workload matmul_id_case(Session& s, int64_t t, int64_t top_k, int64_t e, int64_t
 
 #ifdef MLXN_BENCH_DIRECT_LT
 void lt_ok(cublasStatus_t st, const char* what) {
-  if (st != CUBLAS_STATUS_SUCCESS) throw_error<DeviceError>("bench", "cuBLASLt ", what, ": ", cublasLtGetStatusString(st));
+  if (st != CUBLAS_STATUS_SUCCESS)
+    throw_error<DeviceError>("bench", "cuBLASLt ", what, ": ", cublasLtGetStatusString(st));
 }
 
 // Row-major bf16 out[M, N] = a[M, K] . b[N, K]^T straight through cuBLASLt: its own handle,
@@ -151,7 +152,7 @@ double direct_gemm_rate(Session& s) {
 [[maybe_unused]] const bool ceiling_registered = register_gemm_ceiling(direct_gemm_rate);
 constexpr double kGemmGoalPct = 95;  // mlxn within 5% of cuBLASLt called directly
 #else
-constexpr double kGemmGoalPct = 0;   // no direct ceiling in this build: reported, not judged
+constexpr double kGemmGoalPct = 0;  // no direct ceiling in this build: reported, not judged
 #endif
 
 Case make_case(std::string name, std::function<Workload(Session&)> make, bool cuda_only) {
@@ -168,37 +169,46 @@ Case with_gemm_goal(Case c, double pct) {
   return c;
 }
 
-MLXN_BENCH(with_gemm_goal(make_case("matmul bf16 8192x8192x8192",
-                                    [](Session& s) { return gemm_case(s, 8192, 8192, 8192, DType::bf16); }, true),
+MLXN_BENCH(with_gemm_goal(make_case(
+                              "matmul bf16 8192x8192x8192",
+                              [](Session& s) { return gemm_case(s, 8192, 8192, 8192, DType::bf16); }, true),
                           kGemmGoalPct));
-MLXN_BENCH(make_case("matmul bf16 prefill M4096 N14336 K4096",
-                     [](Session& s) { return gemm_case(s, 4096, 14336, 4096, DType::bf16); }, true));
+MLXN_BENCH(make_case(
+    "matmul bf16 prefill M4096 N14336 K4096", [](Session& s) { return gemm_case(s, 4096, 14336, 4096, DType::bf16); },
+    true));
 #ifdef MLXN_BENCH_DIRECT_LT
-MLXN_BENCH(make_case("cublaslt bf16 8192x8192x8192 (direct)",
-                     [](Session& s) { return direct_case(s, 8192, 8192, 8192); }, true));
-MLXN_BENCH(make_case("cublaslt bf16 prefill M4096 N14336 K4096 (direct)",
-                     [](Session& s) { return direct_case(s, 4096, 14336, 4096); }, true));
+MLXN_BENCH(make_case(
+    "cublaslt bf16 8192x8192x8192 (direct)", [](Session& s) { return direct_case(s, 8192, 8192, 8192); }, true));
+MLXN_BENCH(make_case(
+    "cublaslt bf16 prefill M4096 N14336 K4096 (direct)", [](Session& s) { return direct_case(s, 4096, 14336, 4096); },
+    true));
 #endif
-MLXN_BENCH(make_case("matmul bf16 decode M1 N14336 K4096",
-                     [](Session& s) { return gemm_case(s, 1, 14336, 4096, DType::bf16); }, true));
-MLXN_BENCH(make_case("matmul bf16 GQA 32/8 heads 512x512x128",
-                     [](Session& s) { return gqa_case(s, 32, 8, 512, 512, 128); }, true));
-MLXN_BENCH(make_case("matmul bf16 router M1 N128 K2048 (decode)",
-                     [](Session& s) { return gemm_case(s, 1, 128, 2048, DType::bf16); }, true));
-MLXN_BENCH(make_case("matmul_id bf16 prefill T4096 top8/128 N1536 K2048",
-                     [](Session& s) { return matmul_id_case(s, 4096, 8, 128, 1536, 2048); }, true));
-MLXN_BENCH(make_case("matmul_id bf16 prefill T512 top8/128 N1536 K2048",
-                     [](Session& s) { return matmul_id_case(s, 512, 8, 128, 1536, 2048); }, true));
-MLXN_BENCH(make_case("matmul_id bf16 prefill T64 top8/128 N1536 K2048",
-                     [](Session& s) { return matmul_id_case(s, 64, 8, 128, 1536, 2048); }, true));
-MLXN_BENCH(make_case("matmul_id bf16 decode T1 top8/128 N1536 K2048",
-                     [](Session& s) { return matmul_id_case(s, 1, 8, 128, 1536, 2048); }, true));
-MLXN_BENCH(make_case("matmul_id bf16 decode T1 top8/128 N2048 K768",
-                     [](Session& s) { return matmul_id_case(s, 1, 8, 128, 2048, 768); }, true));
-MLXN_BENCH(make_case("matmul f32 1024x1024x1024", [](Session& s) { return gemm_case(s, 1024, 1024, 1024, DType::f32); },
-                     false));
-MLXN_BENCH(make_case("matmul bf16 256x4096x4096", [](Session& s) { return gemm_case(s, 256, 4096, 4096, DType::bf16); },
-                     false));
+MLXN_BENCH(make_case(
+    "matmul bf16 decode M1 N14336 K4096", [](Session& s) { return gemm_case(s, 1, 14336, 4096, DType::bf16); }, true));
+MLXN_BENCH(make_case(
+    "matmul bf16 GQA 32/8 heads 512x512x128", [](Session& s) { return gqa_case(s, 32, 8, 512, 512, 128); }, true));
+MLXN_BENCH(make_case(
+    "matmul bf16 router M1 N128 K2048 (decode)", [](Session& s) { return gemm_case(s, 1, 128, 2048, DType::bf16); },
+    true));
+MLXN_BENCH(make_case(
+    "matmul_id bf16 prefill T4096 top8/128 N1536 K2048",
+    [](Session& s) { return matmul_id_case(s, 4096, 8, 128, 1536, 2048); }, true));
+MLXN_BENCH(make_case(
+    "matmul_id bf16 prefill T512 top8/128 N1536 K2048",
+    [](Session& s) { return matmul_id_case(s, 512, 8, 128, 1536, 2048); }, true));
+MLXN_BENCH(make_case(
+    "matmul_id bf16 prefill T64 top8/128 N1536 K2048",
+    [](Session& s) { return matmul_id_case(s, 64, 8, 128, 1536, 2048); }, true));
+MLXN_BENCH(make_case(
+    "matmul_id bf16 decode T1 top8/128 N1536 K2048",
+    [](Session& s) { return matmul_id_case(s, 1, 8, 128, 1536, 2048); }, true));
+MLXN_BENCH(make_case(
+    "matmul_id bf16 decode T1 top8/128 N2048 K768", [](Session& s) { return matmul_id_case(s, 1, 8, 128, 2048, 768); },
+    true));
+MLXN_BENCH(make_case(
+    "matmul f32 1024x1024x1024", [](Session& s) { return gemm_case(s, 1024, 1024, 1024, DType::f32); }, false));
+MLXN_BENCH(make_case(
+    "matmul bf16 256x4096x4096", [](Session& s) { return gemm_case(s, 256, 4096, 4096, DType::bf16); }, false));
 
 }  // namespace
 }  // namespace mlxn::bench

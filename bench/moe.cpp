@@ -79,10 +79,13 @@ Workload moe_layer_mlx4(Session& s) {
   auto groups = [&](int64_t n, int64_t k, uint64_t seed) {
     return random_device_array(s, {kExperts, n, k / kGroup}, DType::bf16, seed);
   };
-  Array gu_q = packed(2 * kWidth, kHidden, 31), gu_s = groups(2 * kWidth, kHidden, 32), gu_b = groups(2 * kWidth, kHidden, 33);
+  Array gu_q = packed(2 * kWidth, kHidden, 31), gu_s = groups(2 * kWidth, kHidden, 32),
+        gu_b = groups(2 * kWidth, kHidden, 33);
   Array d_q = packed(kHidden, kWidth, 34), d_s = groups(kHidden, kWidth, 35), d_b = groups(kHidden, kWidth, 36);
   // per expert: packed weights + scales + biases of gate_up and down
-  auto expert_bytes = [](int64_t n, int64_t k) { return double(n * k * kBits / 8) + 2.0 * double(n * (k / kGroup)) * 2.0; };
+  auto expert_bytes = [](int64_t n, int64_t k) {
+    return double(n * k * kBits / 8) + 2.0 * double(n * (k / kGroup)) * 2.0;
+  };
   const double bytes = double(kTopK) * (expert_bytes(2 * kWidth, kHidden) + expert_bytes(kHidden, kWidth));
   MlxQuant q;
   q.bits = kBits;
@@ -117,8 +120,8 @@ Workload weighted_sum_case(Session& s, int64_t t, int64_t d) {
   Array out = Array::empty({t, d}, DType::bf16, s.device());
   MoeSumParams p;
   p.residual = res.tensor();
-  return {[&s, y, w, res, out, p] { moe_weighted_sum(s, y, w, out, p); }, double(t * d * (kTopK + 2) * 2 + t * kTopK * 4), 0,
-          t <= 8};
+  return {[&s, y, w, res, out, p] { moe_weighted_sum(s, y, w, out, p); },
+          double(t * d * (kTopK + 2) * 2 + t * kTopK * 4), 0, t <= 8};
 }
 
 // moe_glu: T tokens x top 8 rows of [gate | up] -> width.
@@ -157,17 +160,22 @@ MLXN_BENCH(moe_case("moe decode layer bf16 E128 top8 2048/768", moe_layer_bf16, 
 #ifdef MLXN_BENCH_MOE_MLX4
 MLXN_BENCH(moe_case("moe decode layer mlx4 E128 top8 2048/768", moe_layer_mlx4, true, 77));
 #endif
-MLXN_BENCH(moe_case("moe_route f32 T1 E128 top8 (decode)", [](Session& s) { return route_case(s, 1, 128, 8); }, false,
-                    0, 3.0));
-MLXN_BENCH(moe_case("moe_route f32 T4096 E128 top8", [](Session& s) { return route_case(s, 4096, 128, 8); }, false));
-MLXN_BENCH(moe_case("moe_route f32 T4096 E512 top8", [](Session& s) { return route_case(s, 4096, 512, 8); }, false));
-MLXN_BENCH(moe_case("moe_weighted_sum bf16 T1 top8 D2048 (decode)",
-                    [](Session& s) { return weighted_sum_case(s, 1, 2048); }, false));
-MLXN_BENCH(moe_case("moe_glu bf16 T1 top8 I768 (decode)", [](Session& s) { return glu_case(s, 1, kWidth); }, false));
-MLXN_BENCH(moe_case("moe_glu bf16 T4096 top8 I768", [](Session& s) { return glu_case(s, 4096, kWidth); }, false, 80));
-MLXN_BENCH(moe_case("moe_weighted_sum bf16 T4096 top8 D2048", [](Session& s) { return weighted_sum_case(s, 4096, 2048); },
-                    false, 80));
-MLXN_BENCH(moe_case("moe_group_tokens T4096 top8 E128", [](Session& s) { return group_case(s, 4096); }, false));
+MLXN_BENCH(moe_case(
+    "moe_route f32 T1 E128 top8 (decode)", [](Session& s) { return route_case(s, 1, 128, 8); }, false, 0, 3.0));
+MLXN_BENCH(moe_case(
+    "moe_route f32 T4096 E128 top8", [](Session& s) { return route_case(s, 4096, 128, 8); }, false));
+MLXN_BENCH(moe_case(
+    "moe_route f32 T4096 E512 top8", [](Session& s) { return route_case(s, 4096, 512, 8); }, false));
+MLXN_BENCH(moe_case(
+    "moe_weighted_sum bf16 T1 top8 D2048 (decode)", [](Session& s) { return weighted_sum_case(s, 1, 2048); }, false));
+MLXN_BENCH(moe_case(
+    "moe_glu bf16 T1 top8 I768 (decode)", [](Session& s) { return glu_case(s, 1, kWidth); }, false));
+MLXN_BENCH(moe_case(
+    "moe_glu bf16 T4096 top8 I768", [](Session& s) { return glu_case(s, 4096, kWidth); }, false, 80));
+MLXN_BENCH(moe_case(
+    "moe_weighted_sum bf16 T4096 top8 D2048", [](Session& s) { return weighted_sum_case(s, 4096, 2048); }, false, 80));
+MLXN_BENCH(moe_case(
+    "moe_group_tokens T4096 top8 E128", [](Session& s) { return group_case(s, 4096); }, false));
 
 }  // namespace
 }  // namespace mlxn::bench

@@ -12,8 +12,7 @@ Workload rms_norm_case(Session& s, int64_t rows, DType dt) {
   Array w = random_device_array(s, {kDim}, DType::f32, 2);
   Array y = Array::empty({rows, kDim}, dt, s.device());
   const double e = double(element_size(dt));
-  return {[&s, x, w, y] { rms_norm(s, x, y, {w.tensor()}); }, 2.0 * double(rows * kDim) * e + 4.0 * kDim, 0,
-          rows == 1};
+  return {[&s, x, w, y] { rms_norm(s, x, y, {w.tensor()}); }, 2.0 * double(rows * kDim) * e + 4.0 * kDim, 0, rows == 1};
 }
 
 Workload rms_norm_residual_case(Session& s, int64_t rows, DType dt) {
@@ -28,8 +27,10 @@ Workload rms_norm_residual_case(Session& s, int64_t rows, DType dt) {
           4.0 * double(rows * kDim) * e + 4.0 * kDim, 0, rows == 1};
 }
 
-MLXN_BENCH(Case{"rms_norm bf16 [8192, 4096]", "norm", [](Session& s) { return rms_norm_case(s, kRows, DType::bf16); }, 90});
-MLXN_BENCH(Case{"rms_norm f32 [8192, 4096]", "norm", [](Session& s) { return rms_norm_case(s, kRows, DType::f32); }, 0});
+MLXN_BENCH(Case{"rms_norm bf16 [8192, 4096]", "norm", [](Session& s) { return rms_norm_case(s, kRows, DType::bf16); },
+                90});
+MLXN_BENCH(Case{"rms_norm f32 [8192, 4096]", "norm", [](Session& s) { return rms_norm_case(s, kRows, DType::f32); },
+                0});
 MLXN_BENCH(Case{"rms_norm_residual bf16 [8192, 4096]", "norm",
                 [](Session& s) { return rms_norm_residual_case(s, kRows, DType::bf16); }, 80});
 MLXN_BENCH(Case{"rms_norm bf16 [1, 4096] (decode)", "norm", [](Session& s) { return rms_norm_case(s, 1, DType::bf16); },

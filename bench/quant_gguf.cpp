@@ -15,12 +15,23 @@ constexpr int64_t kN = 14336, kK = 4096;
 // scales here, so the weights are valid (no NaN/Inf) like a real checkpoint's.
 std::vector<int> scale_fields(DType t) {
   switch (t) {
-    case DType::q4_0: case DType::q5_0: case DType::q8_0: return {0};
-    case DType::q4_1: case DType::q5_1: case DType::q4_k: case DType::q5_k: return {0, 2};
-    case DType::q2_k: return {80, 82};
-    case DType::q3_k: return {108};
-    case DType::q6_k: return {208};
-    default: return {};
+    case DType::q4_0:
+    case DType::q5_0:
+    case DType::q8_0:
+      return {0};
+    case DType::q4_1:
+    case DType::q5_1:
+    case DType::q4_k:
+    case DType::q5_k:
+      return {0, 2};
+    case DType::q2_k:
+      return {80, 82};
+    case DType::q3_k:
+      return {108};
+    case DType::q6_k:
+      return {208};
+    default:
+      return {};
   }
 }
 
@@ -52,8 +63,8 @@ Workload matmul_case(Session& s, DType t, int64_t m) {
   return {[&s, x, w, y] { gguf_matmul(s, x, w, y); }, bytes, 2.0 * double(m) * double(kN) * double(kK), m <= 8};
 }
 
-#define MLXN_GGUF_MATVEC(type, tname, m, goal)                                                               \
-  MLXN_BENCH(Case{"gguf " tname " matvec [" #m ",4096]x[14336,4096]", "quant_gguf",                         \
+#define MLXN_GGUF_MATVEC(type, tname, m, goal)                                      \
+  MLXN_BENCH(Case{"gguf " tname " matvec [" #m ",4096]x[14336,4096]", "quant_gguf", \
                   [](Session& s) { return matmul_case(s, DType::type, m); }, goal, 0, true})
 
 // Decode bars: >= 70% of copy bandwidth on W's bytes at M = 1. At M = 8 the bar is that the
@@ -74,8 +85,8 @@ MLXN_GGUF_MATVEC(q5_k, "q5_k", 1, 0);
 MLXN_GGUF_MATVEC(q5_0, "q5_0", 1, 0);
 
 // Prefill: the bar is >= 50% of the cuBLAS bf16 GEMM rate (flops are reported for it).
-#define MLXN_GGUF_MATMUL(m)                                                                        \
-  MLXN_BENCH(Case{"gguf q4_k matmul M=" #m " [" #m ",4096]x[14336,4096]", "quant_gguf",           \
+#define MLXN_GGUF_MATMUL(m)                                                             \
+  MLXN_BENCH(Case{"gguf q4_k matmul M=" #m " [" #m ",4096]x[14336,4096]", "quant_gguf", \
                   [](Session& s) { return matmul_case(s, DType::q4_k, m); }, 0, 0, true})
 MLXN_GGUF_MATMUL(512);
 MLXN_GGUF_MATMUL(2048);

@@ -73,27 +73,60 @@ Workload moe_case(Session& s, int64_t tokens, MlxQuant q) {
 constexpr int64_t kN = 14336, kK = 4096;
 
 MLXN_BENCH(Case{"qmm 4-bit g64 [1,4096]x[14336,4096]", "quant_mlx",
-                [](Session& s) { return qmm_case(s, 1, kN, kK, {4, 64}); }, 75});
+                [](Session& s) {
+                  return qmm_case(s, 1, kN, kK, {4, 64});
+                },
+                75});
 MLXN_BENCH(Case{"qmm 8-bit g64 [1,4096]x[14336,4096]", "quant_mlx",
-                [](Session& s) { return qmm_case(s, 1, kN, kK, {8, 64}); }, 70});
+                [](Session& s) {
+                  return qmm_case(s, 1, kN, kK, {8, 64});
+                },
+                70});
 MLXN_BENCH(Case{"qmm 4-bit g64 [2,4096]x[14336,4096]", "quant_mlx",
-                [](Session& s) { return qmm_case(s, 2, kN, kK, {4, 64}); }, 0});
+                [](Session& s) {
+                  return qmm_case(s, 2, kN, kK, {4, 64});
+                },
+                0});
 MLXN_BENCH(Case{"qmm 4-bit g64 [4,4096]x[14336,4096]", "quant_mlx",
-                [](Session& s) { return qmm_case(s, 4, kN, kK, {4, 64}); }, 0});
+                [](Session& s) {
+                  return qmm_case(s, 4, kN, kK, {4, 64});
+                },
+                0});
 MLXN_BENCH(Case{"qmm 4-bit g64 [8,4096]x[14336,4096]", "quant_mlx",
-                [](Session& s) { return qmm_case(s, 8, kN, kK, {4, 64}); }, 0});
+                [](Session& s) {
+                  return qmm_case(s, 8, kN, kK, {4, 64});
+                },
+                0});
 MLXN_BENCH(Case{"qmm 3-bit g64 [1,4096]x[14336,4096]", "quant_mlx",
-                [](Session& s) { return qmm_case(s, 1, kN, kK, {3, 64}); }, 0});
+                [](Session& s) {
+                  return qmm_case(s, 1, kN, kK, {3, 64});
+                },
+                0});
 MLXN_BENCH(Case{"qmm 6-bit g64 [1,4096]x[14336,4096]", "quant_mlx",
-                [](Session& s) { return qmm_case(s, 1, kN, kK, {6, 64}); }, 0});
+                [](Session& s) {
+                  return qmm_case(s, 1, kN, kK, {6, 64});
+                },
+                0});
 MLXN_BENCH(Case{"qmm 4-bit g64 [512,4096]x[14336,4096] (prefill)", "quant_mlx",
-                [](Session& s) { return qmm_case(s, 512, kN, kK, {4, 64}); }, 0, 0, true});
+                [](Session& s) {
+                  return qmm_case(s, 512, kN, kK, {4, 64});
+                },
+                0, 0, true});
 MLXN_BENCH(Case{"qmm 4-bit g64 [2048,4096]x[14336,4096] (prefill)", "quant_mlx",
-                [](Session& s) { return qmm_case(s, 2048, kN, kK, {4, 64}); }, 0, 0, true});
+                [](Session& s) {
+                  return qmm_case(s, 2048, kN, kK, {4, 64});
+                },
+                0, 0, true});
 MLXN_BENCH(Case{"qmm 4-bit g64 [4096,4096]x[14336,4096] (prefill)", "quant_mlx",
-                [](Session& s) { return qmm_case(s, 4096, kN, kK, {4, 64}); }, 0, 0, true});
+                [](Session& s) {
+                  return qmm_case(s, 4096, kN, kK, {4, 64});
+                },
+                0, 0, true});
 MLXN_BENCH(Case{"qmm_id 4-bit g64 E128 top8 [1,2048]->768 (MoE decode)", "quant_mlx",
-                [](Session& s) { return moe_case(s, 1, {4, 64}); }, 0});
+                [](Session& s) {
+                  return moe_case(s, 1, {4, 64});
+                },
+                0});
 
 }  // namespace
 }  // namespace mlxn::bench

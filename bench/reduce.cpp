@@ -13,8 +13,7 @@ Workload top_k_case(Session& s, int64_t rows, int64_t cols, int64_t k) {
   Array v = Array::empty({rows, k}, DType::f32, s.device());
   Array i = Array::empty({rows, k}, DType::i32, s.device());
   // reads x once, writes k values and k indices per row
-  return {[&s, x, k, v, i] { top_k(s, x, k, v, i); }, double(rows * cols) * 4.0 + double(rows * k) * 8.0, 0,
-          rows == 1};
+  return {[&s, x, k, v, i] { top_k(s, x, k, v, i); }, double(rows * cols) * 4.0 + double(rows * k) * 8.0, 0, rows == 1};
 }
 
 Workload argmax_case(Session& s, int64_t rows, int64_t cols) {
@@ -36,8 +35,8 @@ Workload argsort_case(Session& s, int64_t rows, int64_t cols) {
 }
 
 MLXN_BENCH(Case{"top_k f32 [1, 151936] k=40", "reduce", [](Session& s) { return top_k_case(s, 1, kVocab, 40); }, 0});
-MLXN_BENCH(Case{"top_k f32 [64, 151936] k=40", "reduce", [](Session& s) { return top_k_case(s, 64, kVocab, 40); }, 0,
-                0, true});
+MLXN_BENCH(Case{"top_k f32 [64, 151936] k=40", "reduce", [](Session& s) { return top_k_case(s, 64, kVocab, 40); }, 0, 0,
+                true});
 MLXN_BENCH(Case{"argmax f32 [1, 151936]", "reduce", [](Session& s) { return argmax_case(s, 1, kVocab); }, 0});
 MLXN_BENCH(Case{"argmax f32 [64, 151936]", "reduce", [](Session& s) { return argmax_case(s, 64, kVocab); }, 0});
 MLXN_BENCH(Case{"cumsum bf16 [8192, 4096]", "reduce",

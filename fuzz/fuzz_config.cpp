@@ -14,11 +14,10 @@ namespace {
 // A small MLX-style checkpoint: "q" quantized at 4 bits / group 64, "d" dense.
 const std::vector<uint8_t>& tensors_file() {
   static const std::vector<uint8_t> bytes = [] {
-    const std::string header =
-        R"({"q.weight": {"dtype": "U32", "shape": [2, 8], "data_offsets": [0, 64]},)"
-        R"( "q.scales": {"dtype": "BF16", "shape": [2, 1], "data_offsets": [64, 68]},)"
-        R"( "q.biases": {"dtype": "BF16", "shape": [2, 1], "data_offsets": [68, 72]},)"
-        R"( "d.weight": {"dtype": "F16", "shape": [2, 4], "data_offsets": [72, 88]}})";
+    const std::string header = R"({"q.weight": {"dtype": "U32", "shape": [2, 8], "data_offsets": [0, 64]},)"
+                               R"( "q.scales": {"dtype": "BF16", "shape": [2, 1], "data_offsets": [64, 68]},)"
+                               R"( "q.biases": {"dtype": "BF16", "shape": [2, 1], "data_offsets": [68, 72]},)"
+                               R"( "d.weight": {"dtype": "F16", "shape": [2, 4], "data_offsets": [72, 88]}})";
     std::vector<uint8_t> b(8 + header.size() + 88, 0);
     const uint64_t n = header.size();
     for (int i = 0; i < 8; ++i) b[size_t(i)] = uint8_t(n >> (8 * i));
@@ -37,12 +36,30 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     const Config c = Config::parse(std::string_view(reinterpret_cast<const char*>(data), size), "fuzz.json");
     for (const auto& k : c.keys()) {
-      try { sink = sink + uint64_t(c.get_int(k)); } catch (const mlxn::Error&) {}
-      try { sink = sink + c.get_string(k).size(); } catch (const mlxn::Error&) {}
-      try { sink = sink + uint64_t(c.get_double(k) != 0); } catch (const mlxn::Error&) {}
-      try { sink = sink + c.get_ints(k).size(); } catch (const mlxn::Error&) {}
-      try { sink = sink + c.get_strings(k).size(); } catch (const mlxn::Error&) {}
-      try { sink = sink + c.section(k).keys().size(); } catch (const mlxn::Error&) {}
+      try {
+        sink = sink + uint64_t(c.get_int(k));
+      } catch (const mlxn::Error&) {
+      }
+      try {
+        sink = sink + c.get_string(k).size();
+      } catch (const mlxn::Error&) {
+      }
+      try {
+        sink = sink + uint64_t(c.get_double(k) != 0);
+      } catch (const mlxn::Error&) {
+      }
+      try {
+        sink = sink + c.get_ints(k).size();
+      } catch (const mlxn::Error&) {
+      }
+      try {
+        sink = sink + c.get_strings(k).size();
+      } catch (const mlxn::Error&) {
+      }
+      try {
+        sink = sink + c.section(k).keys().size();
+      } catch (const mlxn::Error&) {
+      }
     }
     std::vector<SafetensorsFile> files;
     files.push_back(SafetensorsFile::parse(tensors_file().data(), tensors_file().size(), "fixed.safetensors"));

@@ -98,8 +98,8 @@ TEST_P(ActivationTest, UnaryEveryDtypeAndWidth) {
 
 TEST_P(ActivationTest, GatedEveryDtypeAndWidth) {
   for (DType dt : float_dtypes())
-    for (int64_t cols : {int64_t(1), int64_t(31), int64_t(32), int64_t(33), int64_t(1025), int64_t(4096),
-                         int64_t(4099)}) {
+    for (int64_t cols :
+         {int64_t(1), int64_t(31), int64_t(32), int64_t(33), int64_t(1025), int64_t(4096), int64_t(4099)}) {
       const int64_t rows = 5;
       auto a = random_array(session(), rng(), {rows, cols}, dt, -5, 5);
       auto b = random_array(session(), rng(), {rows, cols}, dt, -3, 3);
@@ -189,8 +189,8 @@ TEST_P(ActivationTest, StridedRowsAndInPlace) {
     auto g = random_array(session(), rng(), {9, 777}, dt, -4, 4);
     auto v = random_array(session(), rng(), {9, 777}, dt, -4, 4);
     sigmoid_mul(session(), g, v, v);
-    MLXN_EXPECT_CLOSE(host_values(session(), v), zip(g.values, v.values, [](double a, double b) { return a * ref_sigmoid(b); }),
-                      tol);
+    MLXN_EXPECT_CLOSE(host_values(session(), v),
+                      zip(g.values, v.values, [](double a, double b) { return a * ref_sigmoid(b); }), tol);
     // Fused form written over its own gate half, and over its up half.
     for (int half = 0; half < 2; ++half) {
       auto gu = random_array(session(), rng(), {5, 2 * 1024}, dt, -4, 4);

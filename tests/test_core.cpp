@@ -18,7 +18,7 @@ double ref_round(double v, int mant_bits, int min_exp, double max_finite) {
   std::frexp(a, &e);  // a = m * 2^e, m in [0.5, 1)
   const int exp = std::max(e - 1, min_exp);
   const double q = std::ldexp(1.0, exp - mant_bits);  // spacing at this magnitude
-  double r = std::nearbyint(a / q) * q;                // default mode: ties to even
+  double r = std::nearbyint(a / q) * q;               // default mode: ties to even
   if (r > max_finite) {
     // beyond max: rounds to max unless at/over the halfway point to the next binade step
     const double half_step = std::ldexp(1.0, int(std::log2(max_finite)) - mant_bits - 1);

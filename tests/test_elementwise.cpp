@@ -20,10 +20,12 @@ std::vector<double> ref_binary(const std::vector<double>& a, const std::vector<d
 
 // Exact equality, NaN matching NaN (conversions have one right answer).
 ::testing::AssertionResult identical(const std::vector<double>& actual, const std::vector<double>& ref) {
-  if (actual.size() != ref.size()) return ::testing::AssertionFailure() << "size " << actual.size() << " != " << ref.size();
+  if (actual.size() != ref.size())
+    return ::testing::AssertionFailure() << "size " << actual.size() << " != " << ref.size();
   for (size_t i = 0; i < ref.size(); ++i) {
     const bool same = (std::isnan(actual[i]) && std::isnan(ref[i])) || actual[i] == ref[i];
-    if (!same) return ::testing::AssertionFailure() << "element " << i << " is " << actual[i] << ", expected " << ref[i];
+    if (!same)
+      return ::testing::AssertionFailure() << "element " << i << " is " << actual[i] << ", expected " << ref[i];
   }
   return ::testing::AssertionSuccess();
 }
@@ -83,9 +85,12 @@ TEST_P(ElementwiseTest, CastEveryFloatPairRoundsToNearestEven) {
         std::vector<double> v = x.values;
         // Ties (1 + half an ulp of bf16 / f16 rounds down to even, 1 + 3 halves up), values
         // past f16's range, tiny values, NaN and infinities.
-        const std::vector<double> special{1.0 + 0x1p-8, 1.0 + 3 * 0x1p-8, 1.0 + 0x1p-11, 1.0 + 3 * 0x1p-11,
-                                          70000.0,      -1e30,           1e-30,         nan,
-                                          inf,          -inf,            0.0,           -0.0};
+        const std::vector<double> special{1.0 + 0x1p-8,  1.0 + 3 * 0x1p-8,
+                                          1.0 + 0x1p-11, 1.0 + 3 * 0x1p-11,
+                                          70000.0,       -1e30,
+                                          1e-30,         nan,
+                                          inf,           -inf,
+                                          0.0,           -0.0};
         for (size_t i = 0; i < special.size() && i < v.size(); ++i) v[i] = round_to(from, special[i]);
         Array src = from_values(session(), v, {3, cols}, from);
         Array out = poisoned(session(), {3, cols}, to);
@@ -138,8 +143,8 @@ TEST_P(ElementwiseTest, StridedRowsAndInPlace) {
     const auto ab = ref_binary(a.values, b.values, [](double x, double y) { return x * y; });
     MLXN_EXPECT_CLOSE(host_values(session(), a), ab, tol);
     add(session(), b, row, b);
-    MLXN_EXPECT_CLOSE(host_values(session(), b), ref_binary(b.values, row.values, [](double x, double y) { return x + y; }),
-                      tol);
+    MLXN_EXPECT_CLOSE(host_values(session(), b),
+                      ref_binary(b.values, row.values, [](double x, double y) { return x + y; }), tol);
     scale(session(), row, row, -2.f);
     std::vector<double> r2(row.values.size());
     for (size_t i = 0; i < r2.size(); ++i) r2[i] = -2.0 * row.values[i];
@@ -175,7 +180,8 @@ TEST_P(ElementwiseTest, BadInputsRaise) {
   MLXN_EXPECT_RAISES(InvalidArgument, "mul", mul(s, a, row_bf, out));
   MLXN_EXPECT_RAISES(InvalidArgument, "mul", mul(s, xi, xi, xi));
   // out overlapping a partially, or the broadcast row it reads on every row
-  MLXN_EXPECT_RAISES(InvalidArgument, "add", add(s, a.tensor().slice(0, 0, 3), out.tensor().slice(0, 0, 3), a.tensor().slice(0, 1, 4)));
+  MLXN_EXPECT_RAISES(InvalidArgument, "add",
+                     add(s, a.tensor().slice(0, 0, 3), out.tensor().slice(0, 0, 3), a.tensor().slice(0, 1, 4)));
   MLXN_EXPECT_RAISES(InvalidArgument, "mul", mul(s, out, a.tensor().select(0, 1), a));
   MLXN_EXPECT_RAISES(InvalidArgument, "scale", scale(s, a, out, NAN));
   MLXN_EXPECT_RAISES(InvalidArgument, "scale", scale(s, a, out_bf, 2.f));

@@ -15,10 +15,10 @@ class GdnTest : public BackendTest {
   // Shapes every backend runs; the CPU adds head dims CUDA does not build.
   std::vector<Dims> shapes() const {
     std::vector<Dims> v{
-        {2, 5, 2, 4, 64, 64},     // GQA 2:1
-        {1, 1, 1, 2, 128, 64},    // one token
-        {1, 70, 2, 2, 64, 128},   // no GQA, T just past a chunk
-        {1, 130, 1, 4, 128, 128}, // GQA 4:1
+        {2, 5, 2, 4, 64, 64},      // GQA 2:1
+        {1, 1, 1, 2, 128, 64},     // one token
+        {1, 70, 2, 2, 64, 128},    // no GQA, T just past a chunk
+        {1, 130, 1, 4, 128, 128},  // GQA 4:1
     };
     if (device().is_cpu()) {
       v.push_back({2, 9, 1, 3, 5, 7});
@@ -31,13 +31,13 @@ class GdnTest : public BackendTest {
   }
 };
 
-using Op = void (*)(Session&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-                    const Tensor&, const GdnOptions&);
+using Op = void (*)(Session&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                    const GdnOptions&);
 
 void check_against_reference(Session& s, std::mt19937_64& rng, Op op, const Dims& d, DType dt, bool l2,
                              bool with_state) {
-  SCOPED_TRACE(::testing::Message() << name(dt) << " B" << d.B << " T" << d.T << " Hk" << d.Hk << " H" << d.H
-                                    << " K" << d.K << " V" << d.V << " l2=" << l2 << " state=" << with_state);
+  SCOPED_TRACE(::testing::Message() << name(dt) << " B" << d.B << " T" << d.T << " Hk" << d.Hk << " H" << d.H << " K"
+                                    << d.K << " V" << d.V << " l2=" << l2 << " state=" << with_state);
   InputSpec spec;
   spec.unit_keys = !l2;
   spec.beta_dtype = with_state ? dt : DType::f32;
@@ -53,8 +53,8 @@ void check_against_reference(Session& s, std::mt19937_64& rng, Op op, const Dims
     o.final_state = ht.tensor();
   }
   op(s, in.q, in.k, in.v, in.g, in.beta, out, o);
-  const auto ref = gdn_ref::delta_rule(d, {}, in.q.values, in.k.values, in.v.values, in.g.values, in.beta.values,
-                                       0.7, l2, 1e-6, with_state ? &h0.values : nullptr);
+  const auto ref = gdn_ref::delta_rule(d, {}, in.q.values, in.k.values, in.v.values, in.g.values, in.beta.values, 0.7,
+                                       l2, 1e-6, with_state ? &h0.values : nullptr);
   MLXN_EXPECT_CLOSE(host_values(s, out), ref.o, out_tol(dt));
   if (with_state) {
     MLXN_EXPECT_CLOSE(host_values(s, ht), ref.ht, state_tol(dt));
@@ -71,7 +71,8 @@ TEST_P(GdnTest, RecurrentMatchesReference) {
 
 TEST_P(GdnTest, ChunkMatchesReference) {
   for (DType dt : float_dtypes())
-    for (const Dims& d : shapes()) check_against_reference(session(), rng(), gdn_chunk, d, dt, dt == DType::f16, dt != DType::f32);
+    for (const Dims& d : shapes())
+      check_against_reference(session(), rng(), gdn_chunk, d, dt, dt == DType::f16, dt != DType::f32);
   // T around and between chunk boundaries, with a final state
   for (int64_t T : {1, 63, 64, 65, 129})
     check_against_reference(session(), rng(), gdn_chunk, {1, T, 1, 2, 64, 64}, DType::f32, false, true);
@@ -88,8 +89,8 @@ TEST_P(GdnTest, StrongDecayAndLongSequence) {
   Inputs in = make_inputs(s, rng(), d, DType::f32, spec);
   Array out = poisoned(s, {1, 200, 2, 64}, DType::f32);
   gdn_chunk(s, in.q, in.k, in.v, in.g, in.beta, out);
-  const auto ref = gdn_ref::delta_rule(d, {}, in.q.values, in.k.values, in.v.values, in.g.values, in.beta.values,
-                                       1.0 / 8, false);
+  const auto ref =
+      gdn_ref::delta_rule(d, {}, in.q.values, in.k.values, in.v.values, in.g.values, in.beta.values, 1.0 / 8, false);
   MLXN_EXPECT_CLOSE(host_values(s, out), ref.o, out_tol(DType::f32));
 }
 
@@ -131,8 +132,8 @@ TEST_P(GdnTest, SplitPrefillEqualsWhole) {
     op(s, part(in.q, 0, T1), part(in.k, 0, T1), part(in.v, 0, T1), part(in.g, 0, T1), part(in.beta, 0, T1),
        part(parts, 0, T1), o);
     o.initial_state = st.tensor();  // in place: the state goes on where it stopped
-    op(s, part(in.q, T1, 150), part(in.k, T1, 150), part(in.v, T1, 150), part(in.g, T1, 150),
-       part(in.beta, T1, 150), part(parts, T1, 150), o);
+    op(s, part(in.q, T1, 150), part(in.k, T1, 150), part(in.v, T1, 150), part(in.g, T1, 150), part(in.beta, T1, 150),
+       part(parts, T1, 150), o);
     MLXN_EXPECT_CLOSE(host_values(s, parts), host_values(s, whole), 1e-5);
     MLXN_EXPECT_CLOSE(host_values(s, st), host_values(s, st_whole), 1e-5);
   }
@@ -157,8 +158,8 @@ TEST_P(GdnTest, VarlenEqualsOneByOne) {
       o.cu_seqlens = cua.tensor();
       o.l2_norm_qk = true;
       op(s, in.q, in.k, in.v, in.g, in.beta, out, o);
-      const auto ref = gdn_ref::delta_rule(d, cu, in.q.values, in.k.values, in.v.values, in.g.values,
-                                           in.beta.values, 1.0 / 8, true, 1e-6, &h0.values);
+      const auto ref = gdn_ref::delta_rule(d, cu, in.q.values, in.k.values, in.v.values, in.g.values, in.beta.values,
+                                           1.0 / 8, true, 1e-6, &h0.values);
       MLXN_EXPECT_CLOSE(host_values(s, out), ref.o, out_tol(dt));
       MLXN_EXPECT_CLOSE(host_values(s, ht), ref.ht, state_tol(dt));
       // and each sequence run alone matches the batch
@@ -196,8 +197,8 @@ TEST_P(GdnTest, StridedHeadsFromOneProjection) {
     GdnOptions o;
     o.l2_norm_qk = true;
     op(s, q, k, v, gb.g, gb.beta, out, o);
-    const auto ref = gdn_ref::delta_rule(d, {}, host_values(s, q), host_values(s, k), host_values(s, v),
-                                         gb.g.values, gb.beta.values, 1.0 / 8, true);
+    const auto ref = gdn_ref::delta_rule(d, {}, host_values(s, q), host_values(s, k), host_values(s, v), gb.g.values,
+                                         gb.beta.values, 1.0 / 8, true);
     MLXN_EXPECT_CLOSE(host_values(s, out), ref.o, out_tol(DType::bf16));
   }
 }
@@ -221,8 +222,11 @@ TEST_P(GdnTest, EmptyPassesTheStateThrough) {
   Session& s = session();
   const Dims d{2, 0, 1, 2, 64, 64};
   Inputs in;
-  for (auto [t, shape] : {std::pair<TestArray*, mlxn::Dims>{&in.q, {2, 0, 1, 64}}, {&in.k, {2, 0, 1, 64}},
-                          {&in.v, {2, 0, 2, 64}}, {&in.g, {2, 0, 2}}, {&in.beta, {2, 0, 2}}})
+  for (auto [t, shape] : {std::pair<TestArray*, mlxn::Dims>{&in.q, {2, 0, 1, 64}},
+                          {&in.k, {2, 0, 1, 64}},
+                          {&in.v, {2, 0, 2, 64}},
+                          {&in.g, {2, 0, 2}},
+                          {&in.beta, {2, 0, 2}}})
     t->array = Array::empty(shape, DType::f32, device());
   TestArray h0 = random_state(s, rng(), 2, d);
   Array out = Array::empty({2, 0, 2, 64}, DType::f32, device());
@@ -243,7 +247,9 @@ TEST_P(GdnTest, BadInputsRaise) {
   Inputs in = make_inputs(s, rng(), d, DType::bf16);
   Array out = poisoned(s, {1, 8, 4, 64}, DType::bf16);
   for (const char* op : {"gdn_recurrent", "gdn_chunk", "gdn_forward"}) {
-    Op f = std::string(op) == "gdn_recurrent" ? Op(gdn_recurrent) : std::string(op) == "gdn_chunk" ? Op(gdn_chunk) : Op(gdn_forward);
+    Op f = std::string(op) == "gdn_recurrent" ? Op(gdn_recurrent)
+           : std::string(op) == "gdn_chunk"   ? Op(gdn_chunk)
+                                              : Op(gdn_forward);
     // value heads not a multiple of key heads
     Inputs odd = make_inputs(s, rng(), {1, 8, 3, 4, 64, 64}, DType::bf16);
     MLXN_EXPECT_RAISES(InvalidArgument, op, f(s, odd.q, odd.k, in.v, in.g, in.beta, out, {}));

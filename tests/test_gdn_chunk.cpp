@@ -34,8 +34,8 @@ void for_chunks(const Layout& l, F&& f) {
 void run_stages(Session& s, std::mt19937_64& rng, const Layout& l, DType dt, DType inter) {
   const Dims& d = l.d;
   const int64_t H = d.H, K = d.K, V = d.V, group = d.H / d.Hk, tokens = d.B * d.T;
-  SCOPED_TRACE(::testing::Message() << name(dt) << "/" << name(inter) << " B" << d.B << " T" << d.T
-                                    << " K" << d.K << " V" << d.V << " varlen=" << !l.cu.empty());
+  SCOPED_TRACE(::testing::Message() << name(dt) << "/" << name(inter) << " B" << d.B << " T" << d.T << " K" << d.K
+                                    << " V" << d.V << " varlen=" << !l.cu.empty());
   Inputs in = make_inputs(s, rng, d, dt);
   std::optional<TestArray> cua;
   std::optional<Tensor> cu;
@@ -70,9 +70,11 @@ void run_stages(Session& s, std::mt19937_64& rng, const Layout& l, DType dt, DTy
         for (int64_t j = 0; j < i; ++j) {
           double dot = 0;
           for (int64_t x = 0; x < K; ++x)
-            dot += kv[size_t(((t0 + i) * d.Hk + h / group) * K + x)] * kv[size_t(((t0 + j) * d.Hk + h / group) * K + x)];
-          ref_A[size_t(((t0 + i) * H + h) * C64 + j)] = in.beta.values[size_t((t0 + i) * H + h)] * dot *
-                                                        std::exp(gcv[size_t((t0 + i) * H + h)] - gcv[size_t((t0 + j) * H + h)]);
+            dot +=
+                kv[size_t(((t0 + i) * d.Hk + h / group) * K + x)] * kv[size_t(((t0 + j) * d.Hk + h / group) * K + x)];
+          ref_A[size_t(((t0 + i) * H + h) * C64 + j)] =
+              in.beta.values[size_t((t0 + i) * H + h)] * dot *
+              std::exp(gcv[size_t((t0 + i) * H + h)] - gcv[size_t((t0 + j) * H + h)]);
         }
   });
   const auto Av = host_values(s, A);
@@ -116,7 +118,8 @@ void run_stages(Session& s, std::mt19937_64& rng, const Layout& l, DType dt, DTy
           double acc = 0;
           for (int64_t j = 0; j <= i; ++j) {
             const size_t tj = size_t((t0 + j) * H + h);
-            acc += Aiv[size_t(((t0 + i) * H + h) * C64 + j)] * in.beta.values[tj] * in.v.values[tj * size_t(V) + size_t(x)];
+            acc += Aiv[size_t(((t0 + i) * H + h) * C64 + j)] * in.beta.values[tj] *
+                   in.v.values[tj * size_t(V) + size_t(x)];
           }
           ref_u[size_t(((t0 + i) * H + h) * V + x)] = acc;
         }
@@ -162,8 +165,8 @@ void run_stages(Session& s, std::mt19937_64& rng, const Layout& l, DType dt, DTy
             const double dcy = std::exp(G - gcv[size_t((t0 + i) * H + h)]);
             for (int64_t y = 0; y < K; ++y)
               for (int64_t x = 0; x < V; ++x)
-                S[size_t(y * V + x)] += kv[size_t(((t0 + i) * d.Hk + h / group) * K + y)] *
-                                        vnv[size_t(((t0 + i) * H + h) * V + x)] * dcy;
+                S[size_t(y * V + x)] +=
+                    kv[size_t(((t0 + i) * d.Hk + h / group) * K + y)] * vnv[size_t(((t0 + i) * H + h) * V + x)] * dcy;
           }
         }
         ref_ht.insert(ref_ht.end(), S.begin(), S.end());
@@ -185,12 +188,14 @@ void run_stages(Session& s, std::mt19937_64& rng, const Layout& l, DType dt, DTy
         const double* hq = hsv.data() + (slot * H + h) * K * V;
         for (int64_t x = 0; x < V; ++x) {
           double inter_part = 0;
-          for (int64_t y = 0; y < K; ++y) inter_part += qv[size_t(((t0 + i) * d.Hk + h / group) * K + y)] * hq[y * V + x];
+          for (int64_t y = 0; y < K; ++y)
+            inter_part += qv[size_t(((t0 + i) * d.Hk + h / group) * K + y)] * hq[y * V + x];
           double intra = 0;
           for (int64_t j = 0; j <= i; ++j) {
             double dot = 0;
             for (int64_t y = 0; y < K; ++y)
-              dot += qv[size_t(((t0 + i) * d.Hk + h / group) * K + y)] * kv[size_t(((t0 + j) * d.Hk + h / group) * K + y)];
+              dot +=
+                  qv[size_t(((t0 + i) * d.Hk + h / group) * K + y)] * kv[size_t(((t0 + j) * d.Hk + h / group) * K + y)];
             intra += dot * std::exp(gcv[ti] - gcv[size_t((t0 + j) * H + h)]) * vnv[size_t(((t0 + j) * H + h) * V + x)];
           }
           ref_o[ti * size_t(V) + size_t(x)] = 0.5 * (std::exp(gcv[ti]) * inter_part + intra);
@@ -200,9 +205,9 @@ void run_stages(Session& s, std::mt19937_64& rng, const Layout& l, DType dt, DTy
   MLXN_EXPECT_CLOSE(host_values(s, out), ref_o, tolerance(dt) * 2);
 
   // The composition is the delta rule: against the token-by-token recurrence.
-  const auto rec = gdn_ref::delta_rule(d, l.cu, in.q.values, in.k.values, in.v.values, in.g.values, in.beta.values,
-                                       0.5, false, 1e-6, &h0.values, d.B * l.slots,
-                                       [&](int64_t n, int64_t c) { return l.slot_of(n, c); });
+  const auto rec =
+      gdn_ref::delta_rule(d, l.cu, in.q.values, in.k.values, in.v.values, in.g.values, in.beta.values, 0.5, false, 1e-6,
+                          &h0.values, d.B * l.slots, [&](int64_t n, int64_t c) { return l.slot_of(n, c); });
   MLXN_EXPECT_CLOSE(host_values(s, out), rec.o, inter == DType::f32 ? out_tol(dt) * 5 : out_tol(inter));
   MLXN_EXPECT_CLOSE(host_values(s, ht), rec.ht, inter == DType::f32 ? 1e-4 : state_tol(inter));
 }

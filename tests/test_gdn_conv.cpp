@@ -173,7 +173,8 @@ TEST_P(GdnConvTest, BadInputsRaise) {
   Array xs = poisoned(s, {2, 16}, DType::bf16), os = poisoned(s, {2, 16}, DType::bf16);
   Array st1 = poisoned(s, {1, 3, 16}, DType::bf16);
   MLXN_EXPECT_RAISES(InvalidArgument, "ssm_conv_step", ssm_conv_step(s, xs, w, st1, os));
-  Array a = poisoned(s, {4, 8}, DType::bf16), g16 = poisoned(s, {4, 8}, DType::bf16), g = poisoned(s, {4, 8}, DType::f32);
+  Array a = poisoned(s, {4, 8}, DType::bf16), g16 = poisoned(s, {4, 8}, DType::bf16),
+        g = poisoned(s, {4, 8}, DType::f32);
   Array A7 = poisoned(s, {7}, DType::f32), A8 = poisoned(s, {8}, DType::f32);
   MLXN_EXPECT_RAISES(InvalidArgument, "gdn_gate", gdn_gate(s, a, a, A8, A8, g16, g));
   MLXN_EXPECT_RAISES(InvalidArgument, "gdn_gate", gdn_gate(s, a, a, A7, A8, g, g16));

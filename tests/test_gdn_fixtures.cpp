@@ -38,16 +38,17 @@ std::optional<Fixture> load(Session& s, const std::string& name) {
     for (int64_t d : a.at("shape")) shape.push_back(d);
     Array arr = s.empty(shape, parse_dtype(a.at("dtype").get<std::string>()));
     const auto off = a.at("offset").get<size_t>(), bytes = a.at("bytes").get<size_t>();
-    if (off + bytes > blob.size() || bytes != arr->nbytes()) throw std::runtime_error("fixture " + name + " is truncated");
+    if (off + bytes > blob.size() || bytes != arr->nbytes())
+      throw std::runtime_error("fixture " + name + " is truncated");
     s.upload(arr, blob.data() + off, bytes);
     f.arrays.emplace(a.at("name").get<std::string>(), std::move(arr));
   }
   return f;
 }
 
-#define MLXN_LOAD_FIXTURE(var, name)                                                                   \
-  std::optional<Fixture> var##_opt = load(session(), name);                                            \
-  if (!var##_opt) GTEST_SKIP() << "fixture " << name << " not found in " << fixture_dir().string();     \
+#define MLXN_LOAD_FIXTURE(var, name)                                                                \
+  std::optional<Fixture> var##_opt = load(session(), name);                                         \
+  if (!var##_opt) GTEST_SKIP() << "fixture " << name << " not found in " << fixture_dir().string(); \
   const Fixture& var = *var##_opt
 
 // Output tolerance against a reference that rounds to the same dtype: one rounding step

@@ -33,7 +33,7 @@ struct Inputs {
 };
 
 struct InputSpec {
-  bool unit_keys = true;    // normalise q and k rows on the host (else the op's l2 option must)
+  bool unit_keys = true;  // normalise q and k rows on the host (else the op's l2 option must)
   double g_lo = -1.0, g_hi = -0.01;
   DType beta_dtype = DType::f32;
 };
@@ -73,9 +73,12 @@ inline TestArray cu_array(Session& s, const std::vector<int32_t>& cu) {
 // the half-precision intermediates (Ai, w, u, state) of the tensor-core chunked path.
 inline double out_tol(DType dt) {
   switch (dt) {
-    case DType::f32: return 2e-5;
-    case DType::f16: return 6e-3;
-    default: return 3e-2;
+    case DType::f32:
+      return 2e-5;
+    case DType::f16:
+      return 6e-3;
+    default:
+      return 3e-2;
   }
 }
 // The f32 state after a run on inputs of dtype dt.

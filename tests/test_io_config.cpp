@@ -86,8 +86,8 @@ TEST(IoConfig, TypedGetters) {
 }
 
 TEST(IoConfig, RefusesMalformedFiles) {
-  for (const char* text : {"", "{", "[1, 2]", "3", "{\"a\": 1,}", "{\"a\": 1, \"a\": 2}", "{\"a\": 1} trailing",
-                           "{\"a\": \"\xff\"}"})
+  for (const char* text :
+       {"", "{", "[1, 2]", "3", "{\"a\": 1,}", "{\"a\": 1, \"a\": 2}", "{\"a\": 1} trailing", "{\"a\": \"\xff\"}"})
     EXPECT_TRUE(raises<FormatError>("config", [&] { Config::parse(text); })) << text;
   const std::string deep = "{\"a\": " + std::string(500, '[') + std::string(500, ']') + "}";
   EXPECT_TRUE(raises<FormatError>("config", [&] { Config::parse(deep); }));
@@ -128,11 +128,11 @@ TEST(IoConfig, QuantizationBlockAndOverrides) {
   const auto c5 = Config::parse(R"({"quantization": {"group_size": 64, "bits": 4, "quant_method": "mlx"}})");
   EXPECT_TRUE(QuantConfig::from_config(c5)->overrides().empty());
 
-  for (const char* bad : {R"({"quantization": 4})", R"({"quantization": {"bits": 0}})",
-                          R"({"quantization": {"bits": 9}})", R"({"quantization": {"bits": "4"}})",
-                          R"({"quantization": {"group_size": 0}})", R"({"quantization": {"group_size": -64}})",
-                          R"({"quantization": {"group_size": 64.5}})", R"({"quantization": {"mode": 1}})",
-                          R"({"quantization": {"a.b": {"bits": 12}}})"})
+  for (const char* bad :
+       {R"({"quantization": 4})", R"({"quantization": {"bits": 0}})", R"({"quantization": {"bits": 9}})",
+        R"({"quantization": {"bits": "4"}})", R"({"quantization": {"group_size": 0}})",
+        R"({"quantization": {"group_size": -64}})", R"({"quantization": {"group_size": 64.5}})",
+        R"({"quantization": {"mode": 1}})", R"({"quantization": {"a.b": {"bits": 12}}})"})
     EXPECT_TRUE(raises<FormatError>("config", [&] { QuantConfig::from_config(Config::parse(bad)); })) << bad;
 }
 
@@ -266,9 +266,13 @@ TEST(IoCheckpoint, RefusesInconsistentCheckpoints) {
   const char* q4 = R"({"quantization": {"group_size": 64, "bits": 4, "off": false, "on": {"bits": 8}}})";
   const std::vector<Case> cases = {
       {"scales without a quantization block", "{}", [](auto& b) { add_quantized(b, "m", {}, 4, 128, 4, 64); }, "m"},
-      {"scales on a module configured unquantized", q4,
-       [](auto& b) { add_quantized(b, "off", {}, 4, 128, 4, 64); }, "off"},
-      {"override quantizes but no scales", q4, [](auto& b) { add(b, "on.weight", "F16", {4, 128}); }, "on"},
+      {"scales on a module configured unquantized", q4, [](auto& b) { add_quantized(b, "off", {}, 4, 128, 4, 64); },
+       "off"},
+      {"override quantizes but no scales", q4,
+       [](auto& b) {
+         add(b, "on.weight", "F16", {4, 128});
+       },
+       "on"},
       {"scales width disagrees with bits", q4, [](auto& b) { add_quantized(b, "m", {}, 4, 128, 8, 64); }, "m"},
       {"scales width disagrees with group size", q4, [](auto& b) { add_quantized(b, "m", {}, 4, 128, 4, 32); }, "m"},
       {"scales rows disagree", q4,
@@ -300,7 +304,11 @@ TEST(IoCheckpoint, RefusesInconsistentCheckpoints) {
          add(b, "m.biases", "U32", {4, 2});
        },
        "m"},
-      {"dense weight not float", "{}", [](auto& b) { add(b, "m.weight", "U32", {4, 16}); }, "m"},
+      {"dense weight not float", "{}",
+       [](auto& b) {
+         add(b, "m.weight", "U32", {4, 16});
+       },
+       "m"},
       {"bias length wrong", "{}",
        [](auto& b) {
          add(b, "m.weight", "F16", {4, 16});

@@ -66,10 +66,10 @@ json element(std::string_view type, std::span<const uint8_t> b, size_t i) {
 
 io::GgufType value_type(const std::string& n) {
   static const std::map<std::string, io::GgufType> m = {
-      {"UINT8", io::GgufType::u8},      {"INT8", io::GgufType::i8},     {"UINT16", io::GgufType::u16},
-      {"INT16", io::GgufType::i16},     {"UINT32", io::GgufType::u32},  {"INT32", io::GgufType::i32},
-      {"FLOAT32", io::GgufType::f32},   {"BOOL", io::GgufType::boolean}, {"STRING", io::GgufType::string},
-      {"ARRAY", io::GgufType::array},   {"UINT64", io::GgufType::u64},  {"INT64", io::GgufType::i64},
+      {"UINT8", io::GgufType::u8},    {"INT8", io::GgufType::i8},      {"UINT16", io::GgufType::u16},
+      {"INT16", io::GgufType::i16},   {"UINT32", io::GgufType::u32},   {"INT32", io::GgufType::i32},
+      {"FLOAT32", io::GgufType::f32}, {"BOOL", io::GgufType::boolean}, {"STRING", io::GgufType::string},
+      {"ARRAY", io::GgufType::array}, {"UINT64", io::GgufType::u64},   {"INT64", io::GgufType::i64},
       {"FLOAT64", io::GgufType::f64},
   };
   return m.at(n);
@@ -78,12 +78,20 @@ io::GgufType value_type(const std::string& n) {
 // A scalar value as JSON (the way the tools' JSON holds it).
 json scalar_json(const io::GgufValue& v) {
   switch (v.type()) {
-    case io::GgufType::string: return std::string(v.as_string());
-    case io::GgufType::boolean: return v.as_bool();
-    case io::GgufType::f32: case io::GgufType::f64: return v.as_double();
-    case io::GgufType::u8: case io::GgufType::u16: case io::GgufType::u32: case io::GgufType::u64:
+    case io::GgufType::string:
+      return std::string(v.as_string());
+    case io::GgufType::boolean:
+      return v.as_bool();
+    case io::GgufType::f32:
+    case io::GgufType::f64:
+      return v.as_double();
+    case io::GgufType::u8:
+    case io::GgufType::u16:
+    case io::GgufType::u32:
+    case io::GgufType::u64:
       return v.as_uint();
-    default: return v.as_int();
+    default:
+      return v.as_int();
   }
 }
 

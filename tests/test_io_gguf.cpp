@@ -39,9 +39,29 @@ Bytes pay_nums(std::initializer_list<T> v) {
 
 // GGML ids used below.
 enum : uint32_t {
-  F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q8_1 = 9, Q2_K = 10, Q3_K = 11,
-  Q4_K = 12, Q5_K = 13, Q6_K = 14, Q8_K = 15, IQ4_NL = 20, I8 = 24, I16 = 25, I32 = 26, I64 = 27, F64 = 28,
-  BF16 = 30, TQ2_0 = 35, MXFP4 = 39,
+  F32 = 0,
+  F16 = 1,
+  Q4_0 = 2,
+  Q4_1 = 3,
+  Q5_0 = 6,
+  Q5_1 = 7,
+  Q8_0 = 8,
+  Q8_1 = 9,
+  Q2_K = 10,
+  Q3_K = 11,
+  Q4_K = 12,
+  Q5_K = 13,
+  Q6_K = 14,
+  Q8_K = 15,
+  IQ4_NL = 20,
+  I8 = 24,
+  I16 = 25,
+  I32 = 26,
+  I64 = 27,
+  F64 = 28,
+  BF16 = 30,
+  TQ2_0 = 35,
+  MXFP4 = 39,
 };
 
 GgufBuilder every_value_file() {
@@ -200,8 +220,8 @@ TEST(IoGguf, WrongTypeAccessRaisesNamingTheKey) {
   };
   EXPECT_TRUE(names_key("v.u32", [&] { f.get_string("v.u32"); }));
   EXPECT_TRUE(names_key("v.string", [&] { f.get_int("v.string"); }));
-  EXPECT_TRUE(names_key("v.i8", [&] { f.get_uint("v.i8"); }));      // negative
-  EXPECT_TRUE(names_key("v.u64", [&] { f.get_int("v.u64"); }));     // > INT64_MAX
+  EXPECT_TRUE(names_key("v.i8", [&] { f.get_uint("v.i8"); }));   // negative
+  EXPECT_TRUE(names_key("v.u64", [&] { f.get_int("v.u64"); }));  // > INT64_MAX
   EXPECT_TRUE(names_key("v.f32", [&] { f.get_int("v.f32"); }));
   EXPECT_TRUE(names_key("v.u8", [&] { f.get_bool("v.u8"); }));
   EXPECT_TRUE(names_key("missing.key", [&] { f.get_int("missing.key"); }));

@@ -22,12 +22,28 @@ struct DTypeCase {
 
 const std::vector<DTypeCase>& all_dtypes() {
   static const std::vector<DTypeCase> v = {
-      {"F64", 64, std::nullopt}, {"F32", 32, DType::f32}, {"F16", 16, DType::f16}, {"BF16", 16, DType::bf16},
-      {"I64", 64, DType::i64},   {"I32", 32, DType::i32}, {"I16", 16, std::nullopt}, {"I8", 8, DType::i8},
-      {"U8", 8, DType::u8},      {"U16", 16, std::nullopt}, {"U32", 32, DType::u32}, {"U64", 64, std::nullopt},
-      {"BOOL", 8, std::nullopt}, {"F8_E4M3", 8, std::nullopt}, {"F8_E5M2", 8, std::nullopt},
-      {"F8_E8M0", 8, std::nullopt}, {"F8_E4M3FNUZ", 8, std::nullopt}, {"F8_E5M2FNUZ", 8, std::nullopt},
-      {"C64", 64, std::nullopt}, {"F6_E2M3", 6, std::nullopt}, {"F6_E3M2", 6, std::nullopt}, {"F4", 4, std::nullopt},
+      {"F64", 64, std::nullopt},
+      {"F32", 32, DType::f32},
+      {"F16", 16, DType::f16},
+      {"BF16", 16, DType::bf16},
+      {"I64", 64, DType::i64},
+      {"I32", 32, DType::i32},
+      {"I16", 16, std::nullopt},
+      {"I8", 8, DType::i8},
+      {"U8", 8, DType::u8},
+      {"U16", 16, std::nullopt},
+      {"U32", 32, DType::u32},
+      {"U64", 64, std::nullopt},
+      {"BOOL", 8, std::nullopt},
+      {"F8_E4M3", 8, std::nullopt},
+      {"F8_E5M2", 8, std::nullopt},
+      {"F8_E8M0", 8, std::nullopt},
+      {"F8_E4M3FNUZ", 8, std::nullopt},
+      {"F8_E5M2FNUZ", 8, std::nullopt},
+      {"C64", 64, std::nullopt},
+      {"F6_E2M3", 6, std::nullopt},
+      {"F6_E3M2", 6, std::nullopt},
+      {"F4", 4, std::nullopt},
   };
   return v;
 }
@@ -176,7 +192,9 @@ TEST(IoSafetensors, RefusesMalformedHeaders) {
     Bytes file;
   };
   std::vector<Case> cases;
-  auto entry = [&](const char* what, const std::string& e, size_t n = 16) { cases.push_back({what, one_tensor(e, n)}); };
+  auto entry = [&](const char* what, const std::string& e, size_t n = 16) {
+    cases.push_back({what, one_tensor(e, n)});
+  };
   cases.push_back({"empty file", {}});
   cases.push_back({"7 bytes", Bytes(7, 0)});
   {
@@ -215,8 +233,7 @@ TEST(IoSafetensors, RefusesMalformedHeaders) {
   entry("numel overflows int64", R"("a": {"dtype": "U8", "shape": [4294967296, 4294967296], "data_offsets": [0, 16]})");
   entry("empty with huge extents",
         R"("a": {"dtype": "U8", "shape": [0, 4294967296, 4294967296], "data_offsets": [0, 0]})");
-  entry("bytes overflow int64",
-        R"("a": {"dtype": "F64", "shape": [1152921504606846976, 2], "data_offsets": [0, 16]})");
+  entry("bytes overflow int64", R"("a": {"dtype": "F64", "shape": [1152921504606846976, 2], "data_offsets": [0, 16]})");
   entry("bytes overflow uint64",
         R"("a": {"dtype": "F64", "shape": [4611686018427387904, 1], "data_offsets": [0, 16]})");
   entry("offsets past the data", R"("a": {"dtype": "F32", "shape": [8], "data_offsets": [0, 32]})");
@@ -228,14 +245,18 @@ TEST(IoSafetensors, RefusesMalformedHeaders) {
   entry("three offsets", R"("a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16, 32]})");
   entry("size does not match shape", R"("a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 16]})");
   entry("F4 half a byte", R"("a": {"dtype": "F4", "shape": [3], "data_offsets": [0, 2]})");
-  entry("overlapping tensors",
-        R"("a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]})");
-  entry("one tensor inside another",
-        R"("a": {"dtype": "U8", "shape": [16], "data_offsets": [0, 16]}, "b": {"dtype": "U8", "shape": [2], "data_offsets": [4, 6]})");
-  entry("same range twice",
-        R"("a": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]}, "b": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]})");
-  entry("duplicate names",
-        R"("a": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]}, "a": {"dtype": "U8", "shape": [4], "data_offsets": [4, 8]})");
+  entry(
+      "overlapping tensors",
+      R"("a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]})");
+  entry(
+      "one tensor inside another",
+      R"("a": {"dtype": "U8", "shape": [16], "data_offsets": [0, 16]}, "b": {"dtype": "U8", "shape": [2], "data_offsets": [4, 6]})");
+  entry(
+      "same range twice",
+      R"("a": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]}, "b": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]})");
+  entry(
+      "duplicate names",
+      R"("a": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]}, "a": {"dtype": "U8", "shape": [4], "data_offsets": [4, 8]})");
   entry("duplicate field", R"("a": {"dtype": "U8", "dtype": "U8", "shape": [4], "data_offsets": [0, 4]})");
   entry("metadata not an object", R"("__metadata__": [1])");
   entry("metadata value not a string", R"("__metadata__": {"k": 1})");
@@ -316,8 +337,8 @@ TEST(IoSafetensors, ShardedCheckpointThroughIndex) {
     const auto set = SafetensorsSet::open(path);
     EXPECT_EQ(set.files().size(), 2u);
     EXPECT_EQ(set.size(), 4u);
-    EXPECT_EQ(set.names(), (std::vector<std::string>{"lm_head.weight", "model.embed.weight", "model.l0.weight",
-                                                     "model.l1.weight"}));
+    EXPECT_EQ(set.names(),
+              (std::vector<std::string>{"lm_head.weight", "model.embed.weight", "model.l0.weight", "model.l1.weight"}));
     EXPECT_EQ(set.tensor("model.l0.weight").dtype(), DType::bf16);
     EXPECT_EQ(set.tensor("lm_head.weight").shape(), (Dims{1, 2}));
     EXPECT_EQ(set.bytes("model.l1.weight")[0], iota_bytes(8, 90)[0]);

@@ -22,12 +22,18 @@ class LayoutTest : public BackendTest {
   // Random values that span each dtype's bytes, never equal to the poison pattern.
   TestArray rand(Dims shape, DType dt) {
     switch (dt) {
-      case DType::i8: return random_array(session(), rng(), shape, dt, -100, 100);
-      case DType::u8: return random_array(session(), rng(), shape, dt, 0, 120);
-      case DType::i32: return random_array(session(), rng(), shape, dt, -1e9, 1e9);
-      case DType::u32: return random_array(session(), rng(), shape, dt, 0, 2e9);
-      case DType::i64: return random_array(session(), rng(), shape, dt, -1e15, 1e15);
-      default: return random_array(session(), rng(), shape, dt, -1, 1);
+      case DType::i8:
+        return random_array(session(), rng(), shape, dt, -100, 100);
+      case DType::u8:
+        return random_array(session(), rng(), shape, dt, 0, 120);
+      case DType::i32:
+        return random_array(session(), rng(), shape, dt, -1e9, 1e9);
+      case DType::u32:
+        return random_array(session(), rng(), shape, dt, 0, 2e9);
+      case DType::i64:
+        return random_array(session(), rng(), shape, dt, -1e15, 1e15);
+      default:
+        return random_array(session(), rng(), shape, dt, -1, 1);
     }
   }
   std::vector<double> values(const Tensor& t) { return host_values(session(), t); }
@@ -66,12 +72,12 @@ TEST_P(LayoutTest, CopyStridedSourcesAndDestinations) {
     auto parent = rand({7, 33, 40}, dt);
     const Tensor p = parent.tensor();
     const std::vector<Tensor> sources{
-        p.slice(2, 3, 36),                    // column slice: rows 40 apart
-        p.transpose(0, 2),                    // [40, 33, 7]
-        p.select(1, 5),                       // [7, 40]
-        p.transpose(1, 2).slice(0, 1, 6),     // [5, 40, 33]
-        p.slice(1, 2, 30).transpose(0, 1),    // [28, 7, 40]
-        p.select(2, 39),                      // [7, 33], innermost stride 40
+        p.slice(2, 3, 36),                  // column slice: rows 40 apart
+        p.transpose(0, 2),                  // [40, 33, 7]
+        p.select(1, 5),                     // [7, 40]
+        p.transpose(1, 2).slice(0, 1, 6),   // [5, 40, 33]
+        p.slice(1, 2, 30).transpose(0, 1),  // [28, 7, 40]
+        p.select(2, 39),                    // [7, 33], innermost stride 40
     };
     for (const Tensor& src : sources) {
       SCOPED_TRACE(src.shape().str() + " strides " + src.strides().str());
@@ -152,7 +158,8 @@ TEST_P(LayoutTest, TransposeTilesBatchedAndStrided) {
   for (DType dt : all_dtypes()) {
     SCOPED_TRACE(name(dt));
     // tile-aligned (16-byte vectors for every element size), partial tiles, batches
-    for (auto [B, M, N] : std::vector<std::array<int64_t, 3>>{{1, 256, 512}, {3, 64, 48}, {2, 272, 144}, {2, 100, 37}}) {
+    for (auto [B, M, N] :
+         std::vector<std::array<int64_t, 3>>{{1, 256, 512}, {3, 64, 48}, {2, 272, 144}, {2, 100, 37}}) {
       SCOPED_TRACE(::testing::Message() << "[" << B << ", " << M << ", " << N << "]");
       auto x = rand({B, M, N}, dt);
       Array y = poisoned(session(), {B, N, M}, dt);
@@ -377,9 +384,9 @@ TEST_P(LayoutTest, KvCacheWriteEveryDtypePair) {
     for (DType sdt : float_dtypes())
       for (int64_t D : {int64_t(1), int64_t(33), int64_t(64)})
         for (const KvCase& kc : cases) {
-          SCOPED_TRACE(::testing::Message() << "cache " << name(cdt) << " src " << name(sdt) << " D=" << D << " T="
-                                            << kc.T << " start=" << kc.start << " ring=" << kc.ring
-                                            << " positions=" << kc.use_positions);
+          SCOPED_TRACE(::testing::Message()
+                       << "cache " << name(cdt) << " src " << name(sdt) << " D=" << D << " T=" << kc.T
+                       << " start=" << kc.start << " ring=" << kc.ring << " positions=" << kc.use_positions);
           auto cache = rand({H, cap, D}, cdt);
           auto src = rand({kc.T, H, D}, sdt);
           KvWriteParams p;
@@ -411,7 +418,8 @@ TEST_P(LayoutTest, KvCacheWriteEveryDtypePair) {
           for (int64_t t = first; t < kc.T; ++t)
             for (int64_t h = 0; h < H; ++h)
               for (int64_t c = 0; c < D; ++c)
-                ref[size_t((h * cap + rows[size_t(t)]) * D + c)] = round_to(cdt, src.values[size_t((t * H + h) * D + c)]);
+                ref[size_t((h * cap + rows[size_t(t)]) * D + c)] =
+                    round_to(cdt, src.values[size_t((t * H + h) * D + c)]);
           EXPECT_SAME(values(cache), ref);
         }
 }
@@ -536,11 +544,12 @@ TEST_P(LayoutTest, BadInputsRaise) {
   MLXN_EXPECT_RAISES(InvalidArgument, "slice", slice(s, x, ys, 0, 0));  // dim 1 differs
   // concat
   auto c1 = rand({4, 30}, DType::f32), c2 = rand({4, 34}, DType::f32), c3 = rand({4, 30}, DType::bf16);
-  MLXN_EXPECT_RAISES(InvalidArgument, "concat", concat(s, {c1.tensor(), c1.tensor()}, 1, y));       // 60 != 64
-  MLXN_EXPECT_RAISES(InvalidArgument, "concat", concat(s, {c3.tensor(), c2.tensor()}, 1, y));       // dtype
-  MLXN_EXPECT_RAISES(InvalidArgument, "concat", concat(s, {c1.tensor(), c2.tensor()}, 0, y));       // other dims
-  MLXN_EXPECT_RAISES(InvalidArgument, "concat", concat(s, std::span<const Tensor>(), 1, y));        // no inputs
-  MLXN_EXPECT_RAISES(InvalidArgument, "concat", concat(s, {x.tensor().slice(1, 0, 30), c2.tensor()}, 1, x));  // aliasing
+  MLXN_EXPECT_RAISES(InvalidArgument, "concat", concat(s, {c1.tensor(), c1.tensor()}, 1, y));  // 60 != 64
+  MLXN_EXPECT_RAISES(InvalidArgument, "concat", concat(s, {c3.tensor(), c2.tensor()}, 1, y));  // dtype
+  MLXN_EXPECT_RAISES(InvalidArgument, "concat", concat(s, {c1.tensor(), c2.tensor()}, 0, y));  // other dims
+  MLXN_EXPECT_RAISES(InvalidArgument, "concat", concat(s, std::span<const Tensor>(), 1, y));   // no inputs
+  MLXN_EXPECT_RAISES(InvalidArgument, "concat",
+                     concat(s, {x.tensor().slice(1, 0, 30), c2.tensor()}, 1, x));  // aliasing
   // repeat_heads
   auto kv = rand({1, 3, 4, 8}, DType::f32);
   Array kv_out = poisoned(s, {1, 8, 4, 8}, DType::f32);

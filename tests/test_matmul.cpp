@@ -13,8 +13,8 @@ namespace {
 // out[i] = alpha * a[i] . B[i / (ba / bb)]^T + beta * out0[i]
 //   a: [ba, m, k]; b: [bb, n, k] (b_nk) or [bb, k, n]; all row-major values.
 std::vector<double> ref_matmul(const std::vector<double>& a, const std::vector<double>& b, int64_t ba, int64_t bb,
-                               int64_t m, int64_t n, int64_t k, bool b_nk = true, double alpha = 1,
-                               double beta = 0, const std::vector<double>* out0 = nullptr) {
+                               int64_t m, int64_t n, int64_t k, bool b_nk = true, double alpha = 1, double beta = 0,
+                               const std::vector<double>* out0 = nullptr) {
   std::vector<double> out(static_cast<size_t>(ba * m * n));
   const int64_t group = ba / bb;
   for (int64_t i = 0; i < ba; ++i)
@@ -40,7 +40,7 @@ TEST_P(MatmulTest, EveryDtypeAndShape) {
     int64_t m, n, k;
   };
   // includes decode-sized products (M <= 4, the mat-vec path on CUDA), vector-aligned or not
-  const std::vector<Shape> shapes{{1, 1, 1},      {1, 33, 65},   {3, 100, 64}, {4, 257, 2048}, {31, 32, 33},
+  const std::vector<Shape> shapes{{1, 1, 1},      {1, 33, 65},    {3, 100, 64},  {4, 257, 2048}, {31, 32, 33},
                                   {33, 17, 1025}, {100, 257, 64}, {7, 4099, 16}, {2, 3, 4101}};
   for (DType dt : float_dtypes())
     for (const Shape& sh : shapes) {
@@ -66,8 +66,8 @@ TEST_P(MatmulTest, KNLayoutAlphaBeta) {
     p.alpha = 0.5f;
     p.beta = -2.f;
     matmul(session(), a, b, out, p);
-    MLXN_EXPECT_CLOSE(host_values(session(), out), ref_matmul(a.values, b.values, 1, 1, m, n, k, false, 0.5, -2.0, &out.values),
-                      tolerance(dt));
+    MLXN_EXPECT_CLOSE(host_values(session(), out),
+                      ref_matmul(a.values, b.values, 1, 1, m, n, k, false, 0.5, -2.0, &out.values), tolerance(dt));
     // beta = 0 never reads out (poisoned with NaN)
     Array fresh = poisoned(session(), {m, n}, dt);
     p.beta = 0.f;
@@ -105,8 +105,8 @@ TEST_P(MatmulTest, BatchedAndBroadcastBatch) {
       auto b = random_array(session(), rng(), {3, n, k}, dt);
       Array out = poisoned(session(), {6, m, n}, dt);
       matmul(session(), a, b, out);
-      MLXN_EXPECT_CLOSE(host_values(session(), out),
-                        ref_matmul(host_values(session(), a), b.values, 6, 3, m, n, k), tol);
+      MLXN_EXPECT_CLOSE(host_values(session(), out), ref_matmul(host_values(session(), a), b.values, 6, 3, m, n, k),
+                        tol);
     }
     // shared weights: 2-D b for a 3-D a; and decode-shaped [H, 1, K] heads
     {
@@ -148,7 +148,8 @@ TEST_P(MatmulTest, StridedAndTransposedViews) {
       Array o2_store = poisoned(session(), {2, n + 8}, dt);
       Tensor o2 = o2_store.tensor().slice(1, 0, n);
       matmul(session(), a2, b2, o2);
-      MLXN_EXPECT_CLOSE(host_values(session(), o2), ref_matmul(host_values(session(), a2), b2.values, 1, 1, 2, n, k), tol);
+      MLXN_EXPECT_CLOSE(host_values(session(), o2), ref_matmul(host_values(session(), a2), b2.values, 1, 1, 2, n, k),
+                        tol);
       for (double v : host_values(session(), o2_store.tensor().slice(1, n, n + 8))) ASSERT_TRUE(std::isnan(v));
     }
     // a column-major a (transposed storage) and b given as [K, N] through a transposed view
@@ -159,8 +160,8 @@ TEST_P(MatmulTest, StridedAndTransposedViews) {
     p.b_transposed = false;
     Array o2 = poisoned(session(), {m, n}, dt);
     matmul(session(), at, bn_store.tensor().transpose(0, 1), o2, p);
-    MLXN_EXPECT_CLOSE(host_values(session(), o2), ref_matmul(host_values(session(), at), bn_store.values, 1, 1, m, n, k),
-                      tol);
+    MLXN_EXPECT_CLOSE(host_values(session(), o2),
+                      ref_matmul(host_values(session(), at), bn_store.values, 1, 1, m, n, k), tol);
   }
 }
 
@@ -222,8 +223,9 @@ TEST_P(MatmulTest, BadInputsRaise) {
 // ---- expert-routed -------------------------------------------------------------------------
 
 // out[p, :] = x[row(p), :] . w[ids[p]]^T, zeros for ids outside [0, E).
-std::vector<double> ref_matmul_id(const std::vector<double>& x, const std::vector<double>& w, const std::vector<int64_t>& ids,
-                                  int64_t top_k, int64_t e_count, int64_t n, int64_t k, bool per_slot) {
+std::vector<double> ref_matmul_id(const std::vector<double>& x, const std::vector<double>& w,
+                                  const std::vector<int64_t>& ids, int64_t top_k, int64_t e_count, int64_t n, int64_t k,
+                                  bool per_slot) {
   const int64_t pairs = int64_t(ids.size());
   std::vector<double> out(static_cast<size_t>(pairs * n), 0.0);
   for (int64_t p = 0; p < pairs; ++p) {
@@ -265,8 +267,10 @@ TEST_P(MatmulTest, RoutedMatchesReferenceAndEachExpertAlone) {
   };
   // decode-sized (mat-vec path), K not a multiple of the vector width, and prefill-sized
   // (grouped path) with empty experts, several row tiles per expert and odd N
-  const std::vector<Config> configs{{1, 8, 16, 40, 64, false},  {3, 2, 4, 33, 1025, true},
-                                    {50, 4, 8, 72, 96, false},  {40, 2, 60, 31, 40, true},
+  const std::vector<Config> configs{{1, 8, 16, 40, 64, false},
+                                    {3, 2, 4, 33, 1025, true},
+                                    {50, 4, 8, 72, 96, false},
+                                    {40, 2, 60, 31, 40, true},
                                     {300, 2, 4, 130, 264, false}};
   for (DType dt : float_dtypes())
     for (const Config& c : configs) {
@@ -301,8 +305,8 @@ TEST_P(MatmulTest, RoutedOutOfRangeIdsGiveZeroRows) {
     auto x = random_array(session(), rng(), {t, k}, DType::bf16);
     auto w = random_array(session(), rng(), {e, n, k}, DType::bf16);
     auto idv = random_ids(rng(), t, top_k, e);
-    idv[1] = e;       // one past the last expert
-    idv[2] = -1;      // negative (i32) / huge (u32)
+    idv[1] = e;   // one past the last expert
+    idv[2] = -1;  // negative (i32) / huge (u32)
     for (DType idt : {DType::i32, DType::u32}) {
       Array ids = ids_array(session(), idv, t, top_k, idt);
       Array out = poisoned(session(), {t, top_k, n}, DType::bf16);

@@ -30,7 +30,8 @@ RefRoute ref_route(const std::vector<double>& logits, int64_t t, int64_t e_count
       for (int64_t e = 0; e < e_count; ++e) z += std::exp(l[e] - mx);
       for (int64_t e = 0; e < e_count; ++e) score[size_t(e)] = std::exp(l[e] - mx) / z;
     }
-    for (int64_t e = 0; e < e_count; ++e) key[size_t(e)] = bias ? score[size_t(e)] + (*bias)[size_t(e)] : score[size_t(e)];
+    for (int64_t e = 0; e < e_count; ++e)
+      key[size_t(e)] = bias ? score[size_t(e)] + (*bias)[size_t(e)] : score[size_t(e)];
     std::vector<int64_t> order(static_cast<size_t>(e_count));
     std::iota(order.begin(), order.end(), 0);
     // descending; equal keys keep ascending expert order
@@ -69,9 +70,9 @@ RefRoute ref_route(const std::vector<double>& logits, int64_t t, int64_t e_count
         return ::testing::AssertionFailure() << "token " << i << " slot " << j << ": bad or repeated id " << id;
       seen[size_t(id)] = true;
       if (id != want && std::abs(key[size_t(id)] - key[size_t(want)]) > 1e-6)
-        return ::testing::AssertionFailure() << "token " << i << " slot " << j << ": expert " << id << " (key "
-                                             << key[size_t(id)] << "), expected " << want << " (key "
-                                             << key[size_t(want)] << ")";
+        return ::testing::AssertionFailure()
+               << "token " << i << " slot " << j << ": expert " << id << " (key " << key[size_t(id)] << "), expected "
+               << want << " (key " << key[size_t(want)] << ")";
       sum += score[size_t(id)];
     }
     for (int64_t j = 0; j < k; ++j) {
@@ -123,8 +124,8 @@ TEST_P(MoeTest, RouteEveryScoringAndExpertCount) {
         Array ids = poisoned(session(), {t, p.top_k}, idt);
         Array w = poisoned(session(), {t, p.top_k}, DType::f32);
         moe_route(session(), logits, p, ids, w);
-        const auto ref = ref_route(logits.values, t, e_count, p.top_k, sigmoid, renorm, scale ? &scale->values : nullptr,
-                                   bias ? &bias->values : nullptr);
+        const auto ref = ref_route(logits.values, t, e_count, p.top_k, sigmoid, renorm,
+                                   scale ? &scale->values : nullptr, bias ? &bias->values : nullptr);
         EXPECT_TRUE(route_matches(host_values(session(), ids), host_values(session(), w), ref, t, e_count, p.top_k,
                                   renorm, scale ? &scale->values : nullptr));
       }
@@ -154,7 +155,8 @@ TEST_P(MoeTest, RouteTiesGoToTheLowerExpert) {
     }
     MLXN_EXPECT_CLOSE(host_values(session(), w), ref.weights, 1e-5);
     // equal keys after the bias (sigmoid of equal logits, equal bias)
-    Array zeros = from_values(session(), std::vector<double>(static_cast<size_t>(e_count), 0.0), {1, e_count}, DType::f32);
+    Array zeros =
+        from_values(session(), std::vector<double>(static_cast<size_t>(e_count), 0.0), {1, e_count}, DType::f32);
     Array bias = from_values(session(), std::vector<double>(static_cast<size_t>(e_count), 0.25), {e_count}, DType::f32);
     MoeRouteParams pb;
     pb.top_k = 3;
@@ -269,7 +271,8 @@ TEST_P(MoeTest, WeightedSumStridedRows) {
   std::vector<double> ref(static_cast<size_t>(t * d), 0.0);
   for (int64_t i = 0; i < t; ++i)
     for (int64_t j = 0; j < k; ++j)
-      for (int64_t c = 0; c < d; ++c) ref[size_t(i * d + c)] += w.values[size_t(i * k + j)] * yv[size_t((i * k + j) * d + c)];
+      for (int64_t c = 0; c < d; ++c)
+        ref[size_t(i * d + c)] += w.values[size_t(i * k + j)] * yv[size_t((i * k + j) * d + c)];
   MLXN_EXPECT_CLOSE(host_values(session(), out), ref, tolerance(DType::bf16));
   for (double v : host_values(session(), out_store.tensor().slice(1, d, d + 3))) ASSERT_TRUE(std::isnan(v));
 }
@@ -289,16 +292,22 @@ TEST_P(MoeTest, WeightedSumBadInputsRaise) {
   MLXN_EXPECT_RAISES(InvalidArgument, "moe_weighted_sum", moe_weighted_sum(s, y, w, out_bf));
   MLXN_EXPECT_RAISES(InvalidArgument, "moe_weighted_sum", moe_weighted_sum(s, y, w_bad, out));
   MLXN_EXPECT_RAISES(InvalidArgument, "moe_weighted_sum", moe_weighted_sum(s, y, w_bf, out));
-  MLXN_EXPECT_RAISES(InvalidArgument, "moe_weighted_sum", moe_weighted_sum(s, y, w, out, {shared_bad.tensor(), std::nullopt, std::nullopt}));
-  MLXN_EXPECT_RAISES(InvalidArgument, "moe_weighted_sum", moe_weighted_sum(s, y, w, out, {shared.tensor(), gate_bad.tensor(), std::nullopt}));
-  MLXN_EXPECT_RAISES(InvalidArgument, "moe_weighted_sum", moe_weighted_sum(s, y, w, out, {std::nullopt, gate.tensor(), std::nullopt}));
-  MLXN_EXPECT_RAISES(InvalidArgument, "moe_weighted_sum", moe_weighted_sum(s, y, w, out, {out.tensor(), std::nullopt, std::nullopt}));
+  MLXN_EXPECT_RAISES(InvalidArgument, "moe_weighted_sum",
+                     moe_weighted_sum(s, y, w, out, {shared_bad.tensor(), std::nullopt, std::nullopt}));
+  MLXN_EXPECT_RAISES(InvalidArgument, "moe_weighted_sum",
+                     moe_weighted_sum(s, y, w, out, {shared.tensor(), gate_bad.tensor(), std::nullopt}));
+  MLXN_EXPECT_RAISES(InvalidArgument, "moe_weighted_sum",
+                     moe_weighted_sum(s, y, w, out, {std::nullopt, gate.tensor(), std::nullopt}));
+  MLXN_EXPECT_RAISES(InvalidArgument, "moe_weighted_sum",
+                     moe_weighted_sum(s, y, w, out, {out.tensor(), std::nullopt, std::nullopt}));
   MLXN_EXPECT_RAISES(InvalidArgument, "moe_weighted_sum", moe_weighted_sum(s, y, w, y.tensor().select(1, 0)));
 }
 
 // ---- gated activations ------------------------------------------------------------------------
 
-double ref_gelu_tanh(double x) { return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x))); }
+double ref_gelu_tanh(double x) {
+  return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+}
 
 TEST_P(MoeTest, GluSwigluAndGeglu) {
   for (DType dt : float_dtypes())

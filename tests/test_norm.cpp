@@ -49,7 +49,10 @@ std::vector<double> ref_norm(const std::vector<double>& x, int64_t cols, const R
       if (p.weight) t *= p.offset ? 1.0 + (*p.weight)[size_t(i)] : (*p.weight)[size_t(i)];
       if (p.bias) t += (*p.bias)[size_t(i)];
       if (p.epi == Epi::mul) t *= (*p.other)[k];
-      if (p.epi == Epi::gate) { const double z = (*p.other)[k]; t *= z / (1.0 + std::exp(-z)); }
+      if (p.epi == Epi::gate) {
+        const double z = (*p.other)[k];
+        t *= z / (1.0 + std::exp(-z));
+      }
       if (p.epi == Epi::add) t += (*p.other)[k];
       y[k] = t;
     }

@@ -23,12 +23,23 @@ const std::vector<DType>& block_types() {
 // used only to make random blocks whose scales are finite and of a sane size).
 std::vector<int> f16_fields(DType t) {
   switch (t) {
-    case DType::q4_0: case DType::q5_0: case DType::q8_0: return {0};
-    case DType::q4_1: case DType::q5_1: case DType::q4_k: case DType::q5_k: return {0, 2};
-    case DType::q2_k: return {80, 82};
-    case DType::q3_k: return {108};
-    case DType::q6_k: return {208};
-    default: return {};
+    case DType::q4_0:
+    case DType::q5_0:
+    case DType::q8_0:
+      return {0};
+    case DType::q4_1:
+    case DType::q5_1:
+    case DType::q4_k:
+    case DType::q5_k:
+      return {0, 2};
+    case DType::q2_k:
+      return {80, 82};
+    case DType::q3_k:
+      return {108};
+    case DType::q6_k:
+      return {208};
+    default:
+      return {};
   }
 }
 
@@ -212,8 +223,9 @@ TEST_P(QuantGgufTest, MatmulFloatWeights) {
           auto x = random_array(session(), rng(), {m, k}, dt);
           Array out = poisoned(session(), {m, n}, dt);
           gguf_matmul(session(), x, w, out);
-          const double tol = device().is_cuda() ? std::max(mm_tol(dt), dt == DType::f16 && wt != DType::f16 ? 4e-3 : 0.0)
-                                                : tolerance(dt);
+          const double tol = device().is_cuda()
+                                 ? std::max(mm_tol(dt), dt == DType::f16 && wt != DType::f16 ? 4e-3 : 0.0)
+                                 : tolerance(dt);
           MLXN_EXPECT_CLOSE(host_values(session(), out), ref_matmul(x.values, w.values, m, n, k), tol);
         }
 }
@@ -274,9 +286,11 @@ TEST_P(QuantGgufTest, MatmulIdMatchesEachExpertAlone) {
                 Array alone = poisoned(session(), {1, n}, dt);
                 gguf_matmul(session(), xr, w.tensor().select(0, ex), alone);
                 const auto av = host_values(session(), alone);
-                const std::vector<double> row(got.begin() + (tk * top_k + s) * n, got.begin() + (tk * top_k + s + 1) * n);
+                const std::vector<double> row(got.begin() + (tk * top_k + s) * n,
+                                              got.begin() + (tk * top_k + s + 1) * n);
                 if (!close(row, av, 1e-6)) {
-                  ADD_FAILURE() << "token " << tk << " slot " << s << " expert " << ex << ": " << close(row, av, 1e-6).message();
+                  ADD_FAILURE() << "token " << tk << " slot " << s << " expert " << ex << ": "
+                                << close(row, av, 1e-6).message();
                   return;
                 }
               }
@@ -353,7 +367,8 @@ TEST_P(QuantGgufTest, EmbeddingEveryType) {
           gguf_embedding(session(), table, ids, out, scale);
           std::vector<double> want;
           for (double id : idv)
-            for (int64_t j = 0; j < d; ++j) want.push_back(round_to(dt, double(float(ref[size_t(int64_t(id) * d + j)]) * scale)));
+            for (int64_t j = 0; j < d; ++j)
+              want.push_back(round_to(dt, double(float(ref[size_t(int64_t(id) * d + j)]) * scale)));
           MLXN_EXPECT_CLOSE(host_values(session(), out), want, 0.0);
         }
   }
@@ -383,14 +398,16 @@ TEST_P(QuantGgufTest, BadInputs) {
   Array out = s.empty({2, 4}, DType::f32);
   // K not a whole number of blocks: 512 elements of q4_k seen as [4, 128].
   Tensor w128 = w.tensor().reshape({8, 128});
-  MLXN_EXPECT_RAISES(InvalidArgument, "gguf_matmul", gguf_matmul(s, s.empty({2, 128}, DType::f32), w128, s.empty({2, 8}, DType::f32)));
+  MLXN_EXPECT_RAISES(InvalidArgument, "gguf_matmul",
+                     gguf_matmul(s, s.empty({2, 128}, DType::f32), w128, s.empty({2, 8}, DType::f32)));
   MLXN_EXPECT_RAISES(InvalidArgument, "gguf_dequantize", gguf_dequantize(s, w128, s.empty({8, 128}, DType::f32)));
   // Wrong dtypes.
   MLXN_EXPECT_RAISES(InvalidArgument, "gguf_matmul", gguf_matmul(s, s.empty({2, 256}, DType::i32), w, out));
   MLXN_EXPECT_RAISES(InvalidArgument, "gguf_matmul", gguf_matmul(s, x, w, s.empty({2, 4}, DType::bf16)));
   MLXN_EXPECT_RAISES(InvalidArgument, "gguf_matmul", gguf_matmul(s, x, s.empty({4, 256}, DType::i8), out));
   MLXN_EXPECT_RAISES(InvalidArgument, "gguf_dequantize", gguf_dequantize(s, w, s.empty({4, 256}, DType::i32)));
-  MLXN_EXPECT_RAISES(InvalidArgument, "gguf_dequantize", gguf_dequantize(s, s.empty({4, 256}, DType::f32), s.empty({4, 256}, DType::f32)));
+  MLXN_EXPECT_RAISES(InvalidArgument, "gguf_dequantize",
+                     gguf_dequantize(s, s.empty({4, 256}, DType::f32), s.empty({4, 256}, DType::f32)));
   // Wrong shapes.
   MLXN_EXPECT_RAISES(InvalidArgument, "gguf_matmul", gguf_matmul(s, s.empty({2, 512}, DType::f32), w, out));
   MLXN_EXPECT_RAISES(InvalidArgument, "gguf_matmul", gguf_matmul(s, x, w, s.empty({2, 5}, DType::f32)));
@@ -411,7 +428,8 @@ TEST_P(QuantGgufTest, BadInputs) {
                      gguf_matmul_id(s, x, we, from_values(s, {0, 1, 1, 0}, {2, 2}, DType::f32), out3));
   MLXN_EXPECT_RAISES(InvalidArgument, "gguf_matmul_id", gguf_matmul_id(s, x, we, s.empty({2, 3}, DType::i32), out3));
   MLXN_EXPECT_RAISES(InvalidArgument, "gguf_matmul_id", gguf_matmul_id(s, x, we, ids, s.empty({2, 4}, DType::f32)));
-  MLXN_EXPECT_RAISES(InvalidArgument, "gguf_matmul_id", gguf_matmul_id(s, s.empty({2, 3, 256}, DType::f32), we, ids, out3));
+  MLXN_EXPECT_RAISES(InvalidArgument, "gguf_matmul_id",
+                     gguf_matmul_id(s, s.empty({2, 3, 256}, DType::f32), we, ids, out3));
   MLXN_EXPECT_RAISES(InvalidArgument, "gguf_matmul_id", gguf_matmul_id(s, x, w, ids, out3));
   // Embedding: output shape, ids dtype, scale.
   Array eids = from_values(s, {0, 3}, {2}, DType::i32);

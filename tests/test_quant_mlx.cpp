@@ -338,8 +338,9 @@ TEST_P(QuantMlxTest, QuantizeRoundTrip) {
           const double b0 = ref.biases[gi], b1 = b0 + double(ref.scales[gi]) * double((1 << bits) - 1);
           const double wv_i = wv[size_t(r * k + i)];
           const double outside = std::max({0.0, std::min(b0, b1) - wv_i, wv_i - std::max(b0, b1)});
-          const double bound = outside + 0.5 * step * (1 + 1e-5) + 1e-6 +
-                               ulp * (std::fabs(ref.biases[gi]) + step * double((1 << bits) - 1) + std::fabs(wv[size_t(r * k + i)]));
+          const double bound =
+              outside + 0.5 * step * (1 + 1e-5) + 1e-6 +
+              ulp * (std::fabs(ref.biases[gi]) + step * double((1 << bits) - 1) + std::fabs(wv[size_t(r * k + i)]));
           ASSERT_LE(std::fabs(bv[size_t(r * k + i)] - wv[size_t(r * k + i)]), bound) << "row " << r << " col " << i;
         }
     }
@@ -357,8 +358,8 @@ TEST_P(QuantMlxTest, MatmulEveryFormat) {
         const DType xdt = float_dtypes()[size_t(combo) % 3];
         const DType sdt = float_dtypes()[size_t(combo / 3) % 3];
         const int64_t n = m_rows == 40 ? 130 : 33, k = gs * (m_rows == 1 ? 1 : 3);
-        SCOPED_TRACE(::testing::Message() << "bits=" << bits << " gs=" << gs << " M=" << m_rows << " x "
-                                          << name(xdt) << " scales " << name(sdt) << " K=" << k);
+        SCOPED_TRACE(::testing::Message() << "bits=" << bits << " gs=" << gs << " M=" << m_rows << " x " << name(xdt)
+                                          << " scales " << name(sdt) << " K=" << k);
         QMatrix w = random_qmatrix(s, rng(), 1, n, k, q, sdt);
         auto x = random_array(s, rng(), {m_rows, k}, xdt);
         Array out = poisoned(s, {m_rows, n}, xdt);
@@ -375,10 +376,14 @@ TEST_P(QuantMlxTest, MatmulEveryDtypePairAndShape) {
   const MlxQuant q{4, 64};
   for (DType xdt : float_dtypes())
     for (DType sdt : float_dtypes())
-      for (auto [m_rows, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 33, 64}, {2, 64, 4096}, {5, 17, 320},
-                                  {16, 40, 192}, {17, 33, 128}, {150, 72, 576}}) {
-        SCOPED_TRACE(::testing::Message() << "x " << name(xdt) << " scales " << name(sdt) << " M=" << m_rows
-                                          << " N=" << n << " K=" << k);
+      for (auto [m_rows, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 33, 64},
+                                  {2, 64, 4096},
+                                  {5, 17, 320},
+                                  {16, 40, 192},
+                                  {17, 33, 128},
+                                  {150, 72, 576}}) {
+        SCOPED_TRACE(::testing::Message()
+                     << "x " << name(xdt) << " scales " << name(sdt) << " M=" << m_rows << " N=" << n << " K=" << k);
         QMatrix w = random_qmatrix(s, rng(), 1, n, k, q, sdt);
         auto x = random_array(s, rng(), {m_rows, k}, xdt);
         Array out = poisoned(s, {m_rows, n}, xdt);
@@ -429,8 +434,8 @@ TEST_P(QuantMlxTest, MatmulIdMatchesEachExpertAlone) {
           const MlxQuant q{bits, bits == 3 ? 32 : 64};
           const int64_t E = 5, top_k = 3, n = 40, k = 4 * q.group_size;
           const DType idt = per_slot ? DType::u32 : DType::i32;
-          SCOPED_TRACE(::testing::Message() << "bits=" << bits << " " << name(dt) << " per_slot=" << per_slot
-                                            << " T=" << tokens);
+          SCOPED_TRACE(::testing::Message()
+                       << "bits=" << bits << " " << name(dt) << " per_slot=" << per_slot << " T=" << tokens);
           QMatrix w = random_qmatrix(s, rng(), E, n, k, q, DType::bf16);
           auto x = per_slot ? random_array(s, rng(), {tokens, top_k, k}, dt) : random_array(s, rng(), {tokens, k}, dt);
           std::vector<double> idv;
@@ -603,8 +608,7 @@ TEST_P(QuantMlxTest, BadInputsRaise) {
                      quantized_matmul_id(s, x, we.packed, we.scales, we.biases, ids_shape, q, oid));
   MLXN_EXPECT_RAISES(InvalidArgument, mid, quantized_matmul_id(s, x, w.packed, w.scales, w.biases, ids, q, oid));
   Array oid_bad = poisoned(s, {2, 8}, DType::bf16);
-  MLXN_EXPECT_RAISES(InvalidArgument, mid,
-                     quantized_matmul_id(s, x, we.packed, we.scales, we.biases, ids, q, oid_bad));
+  MLXN_EXPECT_RAISES(InvalidArgument, mid, quantized_matmul_id(s, x, we.packed, we.scales, we.biases, ids, q, oid_bad));
 
   // embedding: ids of the wrong rank, out width
   Array emb_ids = from_values(s, {0, 1}, {1, 2}, DType::i32);

@@ -80,11 +80,16 @@ TestArray tie_array(Session& s, std::mt19937_64& g, Dims shape, DType dt, int di
     e = double(d(g)) - distinct / 2;
     if (specials) {
       const int c = sp(g);
-      if (c == 0) e = kNaN;
-      else if (c == 1) e = kInf;
-      else if (c == 2) e = -kInf;
-      else if (c == 3) e = -0.0;
-      else if (c == 4) e = 0.0;
+      if (c == 0)
+        e = kNaN;
+      else if (c == 1)
+        e = kInf;
+      else if (c == 2)
+        e = -kInf;
+      else if (c == 3)
+        e = -0.0;
+      else if (c == 4)
+        e = 0.0;
     }
   }
   Array a = from_values(s, v, shape, dt);
@@ -151,9 +156,8 @@ TEST_P(ReduceTest, ArgmaxEveryDtypeWidthAndTies) {
 TEST_P(ReduceTest, ArgmaxSpecialRows) {
   // Rows written out by hand: NaN wins (the first NaN), all -inf gives 0, -0 ties +0.
   const double n = kNaN, i = kInf;
-  const std::vector<std::vector<double>> rows{
-      {1, 3, 3, 2}, {-i, -i, -i, -i}, {-0.0, 0.0, -1, -2}, {0.0, -0.0, -1, -2},
-      {1, n, 5, n}, {i, 2, n, 3},     {i, 1, i, -i},        {-5, -4, -4, -7}};
+  const std::vector<std::vector<double>> rows{{1, 3, 3, 2}, {-i, -i, -i, -i}, {-0.0, 0.0, -1, -2}, {0.0, -0.0, -1, -2},
+                                              {1, n, 5, n}, {i, 2, n, 3},     {i, 1, i, -i},       {-5, -4, -4, -7}};
   std::vector<double> flat;
   for (auto& r : rows) flat.insert(flat.end(), r.begin(), r.end());
   const std::vector<double> expect{1, 0, 0, 0, 1, 2, 0, 1};
@@ -211,17 +215,18 @@ TEST_P(ReduceTest, ArgsortStrided) {
 }
 
 TEST_P(ReduceTest, TopKWidthsAndK) {
-  struct Shape { int64_t rows, cols, k; };
-  const std::vector<Shape> shapes{
-      {5, 1, 1},       {7, 31, 5},       {7, 32, 32},      {7, 33, 1},      {4, 1025, 40},
-      {4, 1025, 1025}, {3, 4099, 1024},  {3, 4099, 2000},  {2, 4099, 4099}, {1, 151936, 40},
-      {2, 151936, 1024}, {1, 151936, 1}, {300, 5000, 50},  {1, 20000, 3000}};
+  struct Shape {
+    int64_t rows, cols, k;
+  };
+  const std::vector<Shape> shapes{{5, 1, 1},         {7, 31, 5},      {7, 32, 32},     {7, 33, 1},      {4, 1025, 40},
+                                  {4, 1025, 1025},   {3, 4099, 1024}, {3, 4099, 2000}, {2, 4099, 4099}, {1, 151936, 40},
+                                  {2, 151936, 1024}, {1, 151936, 1},  {300, 5000, 50}, {1, 20000, 3000}};
   for (const Shape& sh : shapes)
     for (int data = 0; data < 3; ++data) {
       SCOPED_TRACE(::testing::Message() << "[" << sh.rows << ", " << sh.cols << "] k=" << sh.k << " data=" << data);
-      TestArray x = data == 0 ? random_array(session(), rng(), {sh.rows, sh.cols}, DType::f32)
-                              : tie_array(session(), rng(), {sh.rows, sh.cols}, DType::f32, data == 1 ? 3 : 1000,
-                                          data == 2);
+      TestArray x = data == 0
+                        ? random_array(session(), rng(), {sh.rows, sh.cols}, DType::f32)
+                        : tie_array(session(), rng(), {sh.rows, sh.cols}, DType::f32, data == 1 ? 3 : 1000, data == 2);
       Array values = poisoned(session(), {sh.rows, sh.k}, DType::f32);
       Array indices = poisoned(session(), {sh.rows, sh.k}, DType::i32);
       top_k(session(), x, sh.k, values, indices);
@@ -315,12 +320,12 @@ TEST_P(ReduceTest, BadInputsRaise) {
   MLXN_EXPECT_RAISES(InvalidArgument, "top_k", top_k(s, x, 0, v, ix));
   MLXN_EXPECT_RAISES(InvalidArgument, "top_k", top_k(s, x, 65, v, ix));
   MLXN_EXPECT_RAISES(InvalidArgument, "top_k", top_k(s, x, -3, v, ix));
-  MLXN_EXPECT_RAISES(InvalidArgument, "top_k", top_k(s, x, 9, v, ix));       // k differs from the outputs
+  MLXN_EXPECT_RAISES(InvalidArgument, "top_k", top_k(s, x, 9, v, ix));  // k differs from the outputs
   MLXN_EXPECT_RAISES(InvalidArgument, "top_k", top_k(s, x, 8, v9, ix));
   MLXN_EXPECT_RAISES(InvalidArgument, "top_k", top_k(s, x, 8, v_bf, ix));
   MLXN_EXPECT_RAISES(InvalidArgument, "top_k", top_k(s, x, 8, v, ix_f));
   MLXN_EXPECT_RAISES(InvalidArgument, "top_k", top_k(s, xh, 8, v, ix));
-  MLXN_EXPECT_RAISES(InvalidArgument, "top_k", top_k(s, x, 8, v, v));         // values and indices overlap
+  MLXN_EXPECT_RAISES(InvalidArgument, "top_k", top_k(s, x, 8, v, v));  // values and indices overlap
   const Device other = device().is_cpu() ? Device::cuda(0) : Device::cpu();
   if (other.is_cpu() || cuda_device_count() > 0) {
     Array elsewhere = Array::empty({4, 8}, DType::i32, other);

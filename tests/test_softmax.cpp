@@ -35,8 +35,7 @@ std::vector<double> ref_softmax(const std::vector<double>& x, int64_t cols, cons
     }
     double sum = 0;
     for (int64_t i = 0; i < cols; ++i) sum += mx == -kInf ? 0.0 : std::exp(t[size_t(i)] - mx);
-    for (int64_t i = 0; i < cols; ++i)
-      y[size_t(r * cols + i)] = mx == -kInf ? 0.0 : std::exp(t[size_t(i)] - mx) / sum;
+    for (int64_t i = 0; i < cols; ++i) y[size_t(r * cols + i)] = mx == -kInf ? 0.0 : std::exp(t[size_t(i)] - mx) / sum;
   }
   return y;
 }
@@ -89,7 +88,7 @@ TEST_P(SoftmaxTest, MaskSharedByRowsWithInfinities) {
             double v = round_to(mdt, u(g));
             if (r == 0 && i > cols / 2) v = -kInf;  // causal-like: half the columns removed
             if (r == 1 && i % 3 == 1) v = -kInf;
-            if (r == 2) v = -kInf;                  // a fully masked row -> zeros
+            if (r == 2) v = -kInf;  // a fully masked row -> zeros
             mv[size_t(r * cols + i)] = v;
           }
         Array mask = from_values(session(), mv, {mask_rows, cols}, mdt);
@@ -151,9 +150,9 @@ TEST_P(SoftmaxTest, BadInputsRaise) {
   Array out_bf = poisoned(s, {6, 64}, DType::bf16);
   Array out_shape = poisoned(s, {6, 63}, DType::f32);
   Array xi = Array::empty({6, 64}, DType::i32, device());
-  Array m4 = poisoned(s, {4, 64}, DType::f32);    // 4 does not divide 6
+  Array m4 = poisoned(s, {4, 64}, DType::f32);  // 4 does not divide 6
   Array mcols = poisoned(s, {63}, DType::f32);
-  Array mf16 = poisoned(s, {64}, DType::f16);     // neither f32 nor x's dtype
+  Array mf16 = poisoned(s, {64}, DType::f16);  // neither f32 nor x's dtype
   Array m3d = poisoned(s, {1, 3, 64}, DType::f32);
   Array m0 = Array::empty({0, 64}, DType::f32, device());
   MLXN_EXPECT_RAISES(InvalidArgument, "softmax", softmax(s, x, out_bf));

@@ -21,7 +21,8 @@ void print_info() {
     } else {
       std::printf("  %-8s %s, compute capability %d.%d, %d SMs, %.1f GiB (%.1f GiB free), L2 %.0f MiB\n",
                   d.device.str().c_str(), d.name.c_str(), d.compute_major, d.compute_minor, d.multiprocessors,
-                  double(d.total_memory) / (1 << 30), double(d.free_memory) / (1 << 30), double(d.l2_bytes) / (1 << 20));
+                  double(d.total_memory) / (1 << 30), double(d.free_memory) / (1 << 30),
+                  double(d.l2_bytes) / (1 << 20));
     }
   }
 }
@@ -37,7 +38,8 @@ void print_ops() {
   std::printf("%-12s %-22s %-28s %s\n", "family", "op", "cpu", "cuda");
   for (const OpListing& op : list_ops())
     std::printf("%-12s %-22s %-28s %s\n", op.family.c_str(), op.name.c_str(),
-                dtype_list(op.dtypes[int(DeviceType::cpu)]).c_str(), dtype_list(op.dtypes[int(DeviceType::cuda)]).c_str());
+                dtype_list(op.dtypes[int(DeviceType::cpu)]).c_str(),
+                dtype_list(op.dtypes[int(DeviceType::cuda)]).c_str());
 }
 
 }  // namespace

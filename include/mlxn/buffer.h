@@ -59,7 +59,7 @@ class ScratchPool {
   ScratchBuffer acquire(size_t bytes);
   size_t cached_bytes() const;
   size_t allocations() const { return allocations_; }  // buffers ever created
-  void trim();                                          // frees every cached buffer
+  void trim();                                         // frees every cached buffer
 
  private:
   friend class ScratchBuffer;

@@ -19,18 +19,18 @@ struct Device {
   constexpr bool is_cpu() const { return type == DeviceType::cpu; }
   constexpr bool is_cuda() const { return type == DeviceType::cuda; }
   constexpr bool operator==(const Device&) const = default;
-  std::string str() const;                   // "cpu", "cuda:0"
-  static Device parse(std::string_view s);   // "cpu", "cuda", "cuda:1"; throws InvalidArgument
+  std::string str() const;                  // "cpu", "cuda:0"
+  static Device parse(std::string_view s);  // "cpu", "cuda", "cuda:1"; throws InvalidArgument
 };
 
 struct DeviceInfo {
   Device device;
   std::string name;
-  size_t total_memory = 0;   // bytes
-  size_t free_memory = 0;    // bytes
-  int compute_major = 0;     // CUDA compute capability (0 on the CPU)
+  size_t total_memory = 0;  // bytes
+  size_t free_memory = 0;   // bytes
+  int compute_major = 0;    // CUDA compute capability (0 on the CPU)
   int compute_minor = 0;
-  int multiprocessors = 0;   // SMs on CUDA, hardware threads on the CPU
+  int multiprocessors = 0;  // SMs on CUDA, hardware threads on the CPU
   size_t l2_bytes = 0;
 };
 

@@ -10,9 +10,25 @@
 namespace mlxn {
 
 enum class DType : uint8_t {
-  f32, f16, bf16, i8, u8, i32, u32, i64,
+  f32,
+  f16,
+  bf16,
+  i8,
+  u8,
+  i32,
+  u32,
+  i64,
   // GGUF block-quantized types (used by the quant family).
-  q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k, q6_k,
+  q4_0,
+  q4_1,
+  q5_0,
+  q5_1,
+  q8_0,
+  q2_k,
+  q3_k,
+  q4_k,
+  q5_k,
+  q6_k,
   count_
 };
 
@@ -42,7 +58,11 @@ class DTypeSet {
   }
   constexpr bool contains(DType t) const { return (bits_ & bit(t)) != 0; }
   constexpr bool empty() const { return bits_ == 0; }
-  constexpr DTypeSet operator|(DTypeSet o) const { DTypeSet r; r.bits_ = bits_ | o.bits_; return r; }
+  constexpr DTypeSet operator|(DTypeSet o) const {
+    DTypeSet r;
+    r.bits_ = bits_ | o.bits_;
+    return r;
+  }
 
  private:
   static constexpr uint32_t bit(DType t) { return 1u << static_cast<uint32_t>(t); }
@@ -54,8 +74,16 @@ inline constexpr DTypeSet kFloatTypes{DType::f32, DType::f16, DType::bf16};
 // ---- host half-precision types -----------------------------------------------------------
 // Conversions round to nearest, ties to even; NaN stays NaN, overflow goes to infinity.
 
-inline uint32_t float_bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
-inline float bits_float(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
+inline uint32_t float_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+inline float bits_float(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
 
 struct BFloat16 {
   uint16_t bits = 0;

@@ -21,7 +21,9 @@ class Dims {
   Dims() = default;
   Dims(std::initializer_list<int64_t> v);
   template <class It>
-  Dims(It first, It last) { for (; first != last; ++first) push_back(int64_t(*first)); }
+  Dims(It first, It last) {
+    for (; first != last; ++first) push_back(int64_t(*first));
+  }
   int size() const { return n_; }
   int64_t operator[](int i) const { return d_[size_t(i)]; }
   int64_t& operator[](int i) { return d_[size_t(i)]; }
@@ -40,8 +42,7 @@ class Tensor {
  public:
   Tensor() = default;
   // Contiguous (row-major) view when strides are omitted.
-  Tensor(void* data, DType dtype, Dims shape, Device device = Device::cpu(), Dims strides = {},
-         int64_t offset = 0);
+  Tensor(void* data, DType dtype, Dims shape, Device device = Device::cpu(), Dims strides = {}, int64_t offset = 0);
 
   DType dtype() const { return dtype_; }
   Device device() const { return device_; }
@@ -49,7 +50,7 @@ class Tensor {
   const Dims& shape() const { return shape_; }
   const Dims& strides() const { return strides_; }
   int64_t offset() const { return offset_; }
-  int64_t dim(int i) const { return shape_[norm_axis(i)]; }   // negative counts from the end
+  int64_t dim(int i) const { return shape_[norm_axis(i)]; }  // negative counts from the end
   int64_t stride(int i) const { return strides_[norm_axis(i)]; }
   int64_t numel() const;
   bool empty() const { return numel() == 0; }
@@ -61,14 +62,16 @@ class Tensor {
   // Address of element 0 (base + offset).
   void* data() const;
   template <class T>
-  T* data_as() const { return static_cast<T*>(data()); }
+  T* data_as() const {
+    return static_cast<T*>(data());
+  }
   void* base() const { return data_; }
 
   // New views of the same memory.
-  Tensor reshape(Dims shape) const;                    // requires contiguous
+  Tensor reshape(Dims shape) const;  // requires contiguous
   Tensor slice(int axis, int64_t start, int64_t stop) const;
   Tensor transpose(int a, int b) const;
-  Tensor select(int axis, int64_t index) const;        // drops the axis
+  Tensor select(int axis, int64_t index) const;  // drops the axis
 
   std::string str() const;  // "bf16[8192, 4096] on cuda:0"
   int norm_axis(int i) const;
@@ -94,7 +97,9 @@ class Array {
   operator const Tensor&() const { return view_; }  // NOLINT: an Array is usable as a Tensor
   const Tensor* operator->() const { return &view_; }
   template <class T>
-  T* data_as() const { return view_.data_as<T>(); }
+  T* data_as() const {
+    return view_.data_as<T>();
+  }
 
  private:
   std::shared_ptr<Buffer> buffer_;

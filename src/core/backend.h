@@ -13,16 +13,15 @@ class Runtime {
   virtual ~Runtime() = default;
   virtual int device_count() = 0;
   virtual DeviceInfo info(int index) = 0;
-  virtual void* allocate(int index, size_t bytes) = 0;            // throws OutOfMemory
+  virtual void* allocate(int index, size_t bytes) = 0;  // throws OutOfMemory
   virtual void deallocate(int index, void* p) noexcept = 0;
   // Copy where at least one side is on this runtime's device; ordered on `stream`.
-  virtual void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes,
-                    void* stream) = 0;
+  virtual void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes, void* stream) = 0;
   virtual void* create_stream(int index) = 0;
   virtual void destroy_stream(int index, void* stream) noexcept = 0;
   virtual void synchronize(void* stream) = 0;
   virtual void begin_capture(void* stream) = 0;
-  virtual void* end_capture(void* stream) = 0;                   // returns an executable graph
+  virtual void* end_capture(void* stream) = 0;  // returns an executable graph
   virtual void replay(void* exec, void* stream) = 0;
   virtual void destroy_graph(void* exec) noexcept = 0;
   // Makes `index` the calling thread's current device (kernels launch there).

@@ -24,15 +24,12 @@ Runtime& runtime_for(Device d, const char* op) {
   Runtime* rt = cuda_runtime();
   if (!rt) throw_error<Unsupported>(op, d.str(), " requested but mlxn was built without CUDA");
   const int n = rt->device_count();
-  if (d.index < 0 || d.index >= n)
-    throw_error<InvalidArgument>(op, d.str(), " does not exist (", n, " CUDA devices)");
+  if (d.index < 0 || d.index >= n) throw_error<InvalidArgument>(op, d.str(), " does not exist (", n, " CUDA devices)");
   return *rt;
 }
 }  // namespace detail
 
-std::string Device::str() const {
-  return is_cpu() ? std::string("cpu") : "cuda:" + std::to_string(index);
-}
+std::string Device::str() const { return is_cpu() ? std::string("cpu") : "cuda:" + std::to_string(index); }
 
 Device Device::parse(std::string_view s) {
   if (s == "cpu") return cpu();

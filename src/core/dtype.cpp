@@ -46,9 +46,9 @@ uint16_t Half::from_float(float f) {
   const uint32_t u = float_bits(f);
   const uint32_t sign = (u >> 16) & 0x8000u;
   const uint32_t absu = u & 0x7fffffffu;
-  if (absu > 0x7f800000u) return uint16_t(sign | 0x7e00u);    // NaN
-  if (absu >= 0x477ff000u) return uint16_t(sign | 0x7c00u);   // rounds to >= 65520: inf
-  if (absu < 0x38800000u) {                                   // below 2^-14: subnormal or 0
+  if (absu > 0x7f800000u) return uint16_t(sign | 0x7e00u);   // NaN
+  if (absu >= 0x477ff000u) return uint16_t(sign | 0x7c00u);  // rounds to >= 65520: inf
+  if (absu < 0x38800000u) {                                  // below 2^-14: subnormal or 0
     // Add 0.5 so the float adder performs the round-to-nearest-even at half's subnormal
     // quantum (2^-24): 0.5 has exponent -1, so the mantissa's low bits are the result.
     const float r = bits_float(absu) + 0.5f;

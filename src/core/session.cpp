@@ -17,8 +17,7 @@ bool env_flag(const char* name) {
 }
 }  // namespace
 
-Session::Session(Device device, SessionOptions options)
-    : device_(device), options_(options), pool_(device) {
+Session::Session(Device device, SessionOptions options) : device_(device), options_(options), pool_(device) {
   if (env_flag("MLXN_SYNC_LAUNCHES")) options_.sync_after_launch = true;
   if (device.is_cuda()) stream_ = detail::runtime_for(device, "session").create_stream(device.index);
 }
@@ -38,7 +37,8 @@ namespace {
 void check_host_copy(const char* op, const Tensor& t, size_t bytes) {
   if (!t.is_contiguous()) throw_error<InvalidArgument>(op, "tensor ", t.str(), " is not contiguous");
   if (bytes != t.nbytes())
-    throw_error<InvalidArgument>(op, "host size ", bytes, " bytes does not match ", t.str(), " (", t.nbytes(), " bytes)");
+    throw_error<InvalidArgument>(op, "host size ", bytes, " bytes does not match ", t.str(), " (", t.nbytes(),
+                                 " bytes)");
 }
 }  // namespace
 
@@ -102,8 +102,7 @@ Graph::~Graph() {
   }
 }
 
-Graph::Graph(Graph&& o) noexcept
-    : device_(o.device_), exec_(std::exchange(o.exec_, nullptr)), stream_(o.stream_) {}
+Graph::Graph(Graph&& o) noexcept : device_(o.device_), exec_(std::exchange(o.exec_, nullptr)), stream_(o.stream_) {}
 
 Graph& Graph::operator=(Graph&& o) noexcept {
   if (this != &o) {
@@ -148,13 +147,17 @@ Timer::~Timer() {
 }
 
 void Timer::start() {
-  if (ev_start_) detail::runtime_for(s_.device(), "timer").record_event(ev_start_, s_.stream());
-  else host_start_ = host_now_ms();
+  if (ev_start_)
+    detail::runtime_for(s_.device(), "timer").record_event(ev_start_, s_.stream());
+  else
+    host_start_ = host_now_ms();
 }
 
 void Timer::stop() {
-  if (ev_stop_) detail::runtime_for(s_.device(), "timer").record_event(ev_stop_, s_.stream());
-  else host_stop_ = host_now_ms();
+  if (ev_stop_)
+    detail::runtime_for(s_.device(), "timer").record_event(ev_stop_, s_.stream());
+  else
+    host_stop_ = host_now_ms();
 }
 
 double Timer::elapsed_ms() {

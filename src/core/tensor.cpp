@@ -130,13 +130,14 @@ Tensor Tensor::select(int axis, int64_t index) const {
     throw_error<InvalidArgument>("select", "index ", index, " out of bounds for extent ", shape_[a]);
   Dims shape, strides;
   for (int i = 0; i < ndim(); ++i)
-    if (i != a) { shape.push_back(shape_[i]); strides.push_back(strides_[i]); }
+    if (i != a) {
+      shape.push_back(shape_[i]);
+      strides.push_back(strides_[i]);
+    }
   return Tensor(data_, dtype_, shape, device_, strides, offset_ + index * strides_[a]);
 }
 
-std::string Tensor::str() const {
-  return std::string(name(dtype_)) + shape_.str() + " on " + device_.str();
-}
+std::string Tensor::str() const { return std::string(name(dtype_)) + shape_.str() + " on " + device_.str(); }
 
 Array Array::empty(Dims shape, DType dtype, Device device) {
   const int64_t n = checked_numel(shape, "empty");

@@ -10,8 +10,10 @@ using ew::Second;
 namespace {
 
 void gelu_cpu(Session&, const ElementwiseArgs& a) {
-  if (a.gelu_erf) elementwise_float<Second::none>(a, "gelu", ew::GeluErf{});
-  else elementwise_float<Second::none>(a, "gelu", ew::GeluTanh{});
+  if (a.gelu_erf)
+    elementwise_float<Second::none>(a, "gelu", ew::GeluErf{});
+  else
+    elementwise_float<Second::none>(a, "gelu", ew::GeluTanh{});
 }
 
 void silu_cpu(Session&, const ElementwiseArgs& a) { elementwise_float<Second::none>(a, "silu", ew::Silu{}); }
@@ -22,11 +24,15 @@ void softcap_cpu(Session&, const ElementwiseArgs& a) {
   elementwise_float<Second::none>(a, "softcap", ew::Softcap(a.param));
 }
 
-void silu_mul_cpu(Session&, const ElementwiseArgs& a) { elementwise_float<Second::tensor>(a, "silu_mul", ew::SiluMul{}); }
+void silu_mul_cpu(Session&, const ElementwiseArgs& a) {
+  elementwise_float<Second::tensor>(a, "silu_mul", ew::SiluMul{});
+}
 
 void gelu_mul_cpu(Session&, const ElementwiseArgs& a) {
-  if (a.gelu_erf) elementwise_float<Second::tensor>(a, "gelu_mul", ew::GeluErfMul{});
-  else elementwise_float<Second::tensor>(a, "gelu_mul", ew::GeluTanhMul{});
+  if (a.gelu_erf)
+    elementwise_float<Second::tensor>(a, "gelu_mul", ew::GeluErfMul{});
+  else
+    elementwise_float<Second::tensor>(a, "gelu_mul", ew::GeluTanhMul{});
 }
 
 void sigmoid_mul_cpu(Session&, const ElementwiseArgs& a) {

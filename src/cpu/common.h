@@ -20,17 +20,25 @@ namespace mlxn::cpu {
 template <class F>
 decltype(auto) dispatch_float(DType t, const char* op, F&& f) {
   switch (t) {
-    case DType::f32: return f.template operator()<float>();
-    case DType::f16: return f.template operator()<Half>();
-    case DType::bf16: return f.template operator()<BFloat16>();
-    default: throw_error<Unsupported>(op, "cpu: dtype ", name(t), " is not a float type");
+    case DType::f32:
+      return f.template operator()<float>();
+    case DType::f16:
+      return f.template operator()<Half>();
+    case DType::bf16:
+      return f.template operator()<BFloat16>();
+    default:
+      throw_error<Unsupported>(op, "cpu: dtype ", name(t), " is not a float type");
   }
 }
 
 template <class T>
-inline float to_float(T v) { return float(v); }
+inline float to_float(T v) {
+  return float(v);
+}
 template <class T>
-inline T from_float(float v) { return T(v); }
+inline T from_float(float v) {
+  return T(v);
+}
 
 // Whole-row conversions between storage types and f32, written so the compiler vectorises
 // them (branch-free bit arithmetic for bf16, F16C instructions for f16 where present).

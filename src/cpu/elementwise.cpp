@@ -27,7 +27,8 @@ void cast_cpu(Session&, const ElementwiseArgs& a) {
   if (a.x.dtype == DType::i32) return elementwise_rows<Second::none, int32_t, int32_t, int32_t>(a, ew::Identity{});
   if (a.x.dtype == DType::u32) return elementwise_rows<Second::none, uint32_t, uint32_t, uint32_t>(a, ew::Identity{});
   dispatch_float(a.x.dtype, "cast", [&]<class TI>() {
-    dispatch_float(a.out.dtype, "cast", [&]<class TO>() { elementwise_rows<Second::none, TI, TI, TO>(a, ew::Identity{}); });
+    dispatch_float(a.out.dtype, "cast",
+                   [&]<class TO>() { elementwise_rows<Second::none, TI, TI, TO>(a, ew::Identity{}); });
   });
 }
 

@@ -15,14 +15,18 @@ namespace mlxn::cpu {
 
 template <class T>
 inline auto load_value(T v) {
-  if constexpr (std::is_integral_v<T>) return v;
-  else return float(v);
+  if constexpr (std::is_integral_v<T>)
+    return v;
+  else
+    return float(v);
 }
 
 template <class T, class V>
 inline T store_value(V v) {
-  if constexpr (std::is_integral_v<T>) return T(v);
-  else return T(float(v));
+  if constexpr (std::is_integral_v<T>)
+    return T(v);
+  else
+    return T(float(v));
 }
 
 // out = f(x), f(x, y) or f(x, row_scale[row]) over every element of the views.

@@ -36,8 +36,10 @@ void chunked(const GdnArgs& a) {
       const int64_t n = item / H, h = item % H, hk = h / group;
       const gdn::SeqSpan sp = gdn::seq_span(a.seq, 0, n);
       const size_t state_off = size_t((n * H + h) * K * V);
-      if (a.h0) std::memcpy(sc.h.data(), a.h0 + state_off, sizeof(float) * size_t(K * V));
-      else std::fill(sc.h.begin(), sc.h.end(), 0.f);
+      if (a.h0)
+        std::memcpy(sc.h.data(), a.h0 + state_off, sizeof(float) * size_t(K * V));
+      else
+        std::fill(sc.h.begin(), sc.h.end(), 0.f);
       for (int64_t c0 = 0; c0 < sp.len; c0 += kChunk) {
         const int64_t nt = std::min<int64_t>(kChunk, sp.len - c0), tok = sp.begin + c0;
         gdn::load_rows<T>(a.q, tok, nt, hk, K, sc.q.data());

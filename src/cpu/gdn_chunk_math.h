@@ -44,7 +44,7 @@ namespace mlxn::cpu::gdn {
 
 // w = Ai (beta exp(gc) k): [n, K];  u = Ai (beta v): [n, V]. kb, vb: scratch [n, K], [n, V].
 [[gnu::noinline]] inline void chunk_wu(int64_t n, int64_t K, int64_t V, const float* Ai, const float* k, const float* v,
-                     const float* beta, const float* gc, float* w, float* u, float* kb, float* vb) {
+                                       const float* beta, const float* gc, float* w, float* u, float* kb, float* vb) {
   for (int64_t i = 0; i < n; ++i) {
     const float sk = beta[i] * fast_exp(gc[i]);
     for (int64_t c = 0; c < K; ++c) kb[i * K + c] = k[i * K + c] * sk;
@@ -55,14 +55,15 @@ namespace mlxn::cpu::gdn {
 }
 
 // v_new = u - w h: [n, V].
-[[gnu::noinline]] inline void chunk_vnew(int64_t n, int64_t K, int64_t V, const float* w, const float* u, const float* h, float* v_new) {
+[[gnu::noinline]] inline void chunk_vnew(int64_t n, int64_t K, int64_t V, const float* w, const float* u,
+                                         const float* h, float* v_new) {
   gemm_nn(n, V, K, w, K, h, V, v_new, V, false);
   for (int64_t i = 0; i < n * V; ++i) v_new[i] = u[i] - v_new[i];
 }
 
 // h := exp(G) h + k^T (v_new * exp(G - gc)), G = gc[n - 1]. kt = k^T [K, 64]; vd: scratch [n, V].
-[[gnu::noinline]] inline void chunk_state_update(int64_t n, int64_t K, int64_t V, const float* kt,
-                                                 const float* v_new, const float* gc, float* h, float* vd) {
+[[gnu::noinline]] inline void chunk_state_update(int64_t n, int64_t K, int64_t V, const float* kt, const float* v_new,
+                                                 const float* gc, float* h, float* vd) {
   const float G = gc[n - 1], eG = std::exp(G);
   for (int64_t i = 0; i < n; ++i) {
     const float d = std::exp(G - gc[i]);

@@ -111,8 +111,10 @@ void wu(const GdnStageArgs& a) {
 
 void wu_cpu(Session&, const GdnStageArgs& a) {
   dispatch_float(a.k.dtype, "gdn_chunk_wu", [&]<class T>() {
-    if (a.w.dtype == DType::f32) wu<T, float>(a);
-    else wu<T, T>(a);
+    if (a.w.dtype == DType::f32)
+      wu<T, float>(a);
+    else
+      wu<T, T>(a);
   });
 }
 
@@ -128,8 +130,10 @@ void state(const GdnStageArgs& a) {
       const int64_t n = it / H, h = it % H;
       const gdn::SeqSpan sp = gdn::seq_span(a.seq, a.slots, n);
       const size_t state_off = size_t((n * H + h) * K * V);
-      if (a.h0) std::memcpy(hs.data(), a.h0 + state_off, sizeof(float) * size_t(K * V));
-      else std::fill(hs.begin(), hs.end(), 0.f);
+      if (a.h0)
+        std::memcpy(hs.data(), a.h0 + state_off, sizeof(float) * size_t(K * V));
+      else
+        std::fill(hs.begin(), hs.end(), 0.f);
       for (int64_t c = 0; c * kChunk < sp.len; ++c) {
         const int64_t tok = sp.begin + c * kChunk, nt = std::min<int64_t>(kChunk, sp.len - c * kChunk);
         std::memcpy(a.h + ((sp.slot + c) * H + h) * K * V, hs.data(), sizeof(float) * size_t(K * V));
@@ -151,8 +155,10 @@ void state(const GdnStageArgs& a) {
 
 void state_cpu(Session&, const GdnStageArgs& a) {
   dispatch_float(a.k.dtype, "gdn_chunk_state", [&]<class T>() {
-    if (a.w.dtype == DType::f32) state<T, float>(a);
-    else state<T, T>(a);
+    if (a.w.dtype == DType::f32)
+      state<T, float>(a);
+    else
+      state<T, T>(a);
   });
 }
 
@@ -179,8 +185,10 @@ void output(const GdnStageArgs& a) {
 
 void output_cpu(Session&, const GdnStageArgs& a) {
   dispatch_float(a.q.dtype, "gdn_chunk_output", [&]<class T>() {
-    if (a.v_new.dtype == DType::f32) output<T, float>(a);
-    else output<T, T>(a);
+    if (a.v_new.dtype == DType::f32)
+      output<T, float>(a);
+    else
+      output<T, T>(a);
   });
 }
 

@@ -17,9 +17,9 @@
 namespace mlxn::cpu::gdn {
 
 using detail::HeadView;
+using detail::kChunk;
 using detail::RowView;
 using detail::SeqLayout;
-using detail::kChunk;
 
 // Sequence n: its first token in the flattened [B * T] token axis, its length, and the
 // flattened index of its first chunk slot (slots per batch row = `slots`).
@@ -63,9 +63,12 @@ inline void l2_normalize(float* x, int64_t n, float eps) {
 inline float row_value(const RowView& r, int64_t token, int64_t head) {
   const int64_t i = token * r.row_stride + head;
   switch (r.dtype) {
-    case DType::f32: return static_cast<const float*>(r.data)[i];
-    case DType::f16: return float(static_cast<const Half*>(r.data)[i]);
-    default: return float(static_cast<const BFloat16*>(r.data)[i]);
+    case DType::f32:
+      return static_cast<const float*>(r.data)[i];
+    case DType::f16:
+      return float(static_cast<const Half*>(r.data)[i]);
+    default:
+      return float(static_cast<const BFloat16*>(r.data)[i]);
   }
 }
 
@@ -77,8 +80,7 @@ inline float fast_exp(float x) {
   const float y = x * 1.44269504f;
   const float n = std::floor(y + 0.5f);
   const float f = (y - n) * 0.69314718f;  // e^f, |f| <= ln2 / 2
-  const float p =
-      1.f + f * (1.f + f * (0.5f + f * (1.f / 6 + f * (1.f / 24 + f * (1.f / 120 + f * (1.f / 720))))));
+  const float p = 1.f + f * (1.f + f * (0.5f + f * (1.f / 6 + f * (1.f / 24 + f * (1.f / 120 + f * (1.f / 720))))));
   const int32_t bits = (int32_t(n) + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof scale);
@@ -163,8 +165,8 @@ inline void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, c
   }
 }
 
-inline void gemm_nn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
-                    float* C, int64_t ldc, bool accumulate) {
+inline void gemm_nn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+                    int64_t ldc, bool accumulate) {
   gemm(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }
 

@@ -19,9 +19,15 @@ std::vector<float> param_floats(const void* p, DType dt, int64_t n) {
   if (!p) return v;
   for (int64_t i = 0; i < n; ++i) {
     switch (dt) {
-      case DType::f32: v[size_t(i)] = static_cast<const float*>(p)[i]; break;
-      case DType::f16: v[size_t(i)] = float(static_cast<const Half*>(p)[i]); break;
-      default: v[size_t(i)] = float(static_cast<const BFloat16*>(p)[i]); break;
+      case DType::f32:
+        v[size_t(i)] = static_cast<const float*>(p)[i];
+        break;
+      case DType::f16:
+        v[size_t(i)] = float(static_cast<const Half*>(p)[i]);
+        break;
+      default:
+        v[size_t(i)] = float(static_cast<const BFloat16*>(p)[i]);
+        break;
     }
   }
   return v;
@@ -125,8 +131,10 @@ void gate(const GdnGateArgs& a) {
 
 void gdn_gate_cpu(Session&, const GdnGateArgs& a) {
   dispatch_float(a.a.dtype, "gdn_gate", [&]<class T>() {
-    if (a.beta.dtype == DType::f32) gate<T, float>(a);
-    else gate<T, T>(a);
+    if (a.beta.dtype == DType::f32)
+      gate<T, float>(a);
+    else
+      gate<T, T>(a);
   });
 }
 

@@ -25,8 +25,10 @@ void recurrent(const GdnArgs& a) {
       const int64_t n = item / H, h = item % H, hk = h / group;
       const gdn::SeqSpan sp = gdn::seq_span(a.seq, 0, n);
       const size_t state_off = size_t((n * H + h) * K * V);
-      if (a.h0) std::memcpy(S.data(), a.h0 + state_off, sizeof(float) * size_t(K * V));
-      else std::fill(S.begin(), S.end(), 0.f);
+      if (a.h0)
+        std::memcpy(S.data(), a.h0 + state_off, sizeof(float) * size_t(K * V));
+      else
+        std::fill(S.begin(), S.end(), 0.f);
       for (int64_t t = 0; t < sp.len; ++t) {
         const int64_t tok = sp.begin + t;
         gdn::load_row(gdn::head_ptr<T>(a.q, tok, hk), K, q.data());

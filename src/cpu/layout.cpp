@@ -21,11 +21,20 @@ namespace {
 template <class F>
 void dispatch_bytes(int bytes, const char* op, F&& f) {
   switch (bytes) {
-    case 1: f.template operator()<uint8_t>(); break;
-    case 2: f.template operator()<uint16_t>(); break;
-    case 4: f.template operator()<uint32_t>(); break;
-    case 8: f.template operator()<uint64_t>(); break;
-    default: throw_error<Unsupported>(op, "cpu: elements of ", bytes, " bytes");
+    case 1:
+      f.template operator()<uint8_t>();
+      break;
+    case 2:
+      f.template operator()<uint16_t>();
+      break;
+    case 4:
+      f.template operator()<uint32_t>();
+      break;
+    case 8:
+      f.template operator()<uint64_t>();
+      break;
+    default:
+      throw_error<Unsupported>(op, "cpu: elements of ", bytes, " bytes");
   }
 }
 
@@ -66,7 +75,7 @@ void copy_rows(const StridedCopyArgs& a) {
   auto* dst = static_cast<char*>(a.dst);
   const int64_t es = a.elem_bytes, inner = a.shape[a.ndim - 1];
   const int64_t rows = a.numel() / inner;
-  if (rows == 1) {  // one flat run: split it between threads
+  if (rows == 1) {                                // one flat run: split it between threads
     constexpr int64_t kChunk = int64_t(1) << 16;  // bytes
     const int64_t bytes = inner * es, chunks = (bytes + kChunk - 1) / kChunk;
     parallel_for(chunks, kChunk, [&](int64_t c0, int64_t c1) {
@@ -140,8 +149,10 @@ void copy_general(const StridedCopyArgs& a) {
 void copy_cpu(Session&, const StridedCopyArgs& a) {
   if (a.kind == CopyKind::rows) return copy_rows(a);
   dispatch_bytes(a.elem_bytes, "copy", [&]<class U>() {
-    if (a.kind == CopyKind::transpose) copy_transpose<U>(a);
-    else copy_general<U>(a);
+    if (a.kind == CopyKind::transpose)
+      copy_transpose<U>(a);
+    else
+      copy_general<U>(a);
   });
 }
 

@@ -18,8 +18,8 @@ using detail::MatmulIdArgs;
 
 namespace {
 
-constexpr int kMR = 6;    // micro-tile rows: 6 x 16 f32 accumulators = 12 AVX registers
-constexpr int kNR = 16;   // micro-tile columns
+constexpr int kMR = 6;        // micro-tile rows: 6 x 16 f32 accumulators = 12 AVX registers
+constexpr int kNR = 16;       // micro-tile columns
 constexpr int64_t kMC = 96;   // rows of A per tile (multiple of kMR)
 constexpr int64_t kNC = 256;  // columns of B per tile (multiple of kNR)
 constexpr int64_t kKC = 256;  // inner-dim slice packed at once
@@ -47,8 +47,7 @@ inline void micro_kernel(int64_t kc, const float* __restrict ap, const float* __
 // Packs rows [r0, r0 + rows) (zero rows past `total`) x inner [k0, k0 + kc) into panels of
 // P rows, each kc x P, k-major.
 template <int P, class T, class RowFn>
-void pack_panels(RowFn&& row, int64_t cs, int64_t r0, int64_t rows, int64_t total, int64_t k0, int64_t kc,
-                 float* dst) {
+void pack_panels(RowFn&& row, int64_t cs, int64_t r0, int64_t rows, int64_t total, int64_t k0, int64_t kc, float* dst) {
   std::vector<float> line(static_cast<size_t>(kc));
   for (int64_t ir = 0; ir < rows; ir += P) {
     float* panel = dst + ir * kc;

@@ -66,8 +66,10 @@ void norm_rows(const NormArgs& a) {
 
 void norm_cpu(Session&, const NormArgs& a) {
   dispatch_float(a.x.dtype, "norm", [&]<class T>() {
-    if (a.weight_dtype == DType::f32 || (!a.weight && !a.bias)) norm_rows<T, float>(a);
-    else norm_rows<T, T>(a);
+    if (a.weight_dtype == DType::f32 || (!a.weight && !a.bias))
+      norm_rows<T, float>(a);
+    else
+      norm_rows<T, T>(a);
   });
 }
 

@@ -31,15 +31,20 @@ void decode_floats(const uint8_t* row, int64_t k, float* out) {
 
 RowDecoder row_decoder(DType t, const char* op) {
   switch (t) {
-    case DType::f32: return &decode_floats<float>;
-    case DType::f16: return &decode_floats<Half>;
-    case DType::bf16: return &decode_floats<BFloat16>;
-    default: return detail::dispatch_gguf_block(t, op, []<class B>() -> RowDecoder { return &decode_blocks<B>; });
+    case DType::f32:
+      return &decode_floats<float>;
+    case DType::f16:
+      return &decode_floats<Half>;
+    case DType::bf16:
+      return &decode_floats<BFloat16>;
+    default:
+      return detail::dispatch_gguf_block(t, op, []<class B>() -> RowDecoder { return &decode_blocks<B>; });
   }
 }
 
 int64_t read_id(const void* ids, DType dt, int64_t i) {
-  return dt == DType::i32 ? int64_t(static_cast<const int32_t*>(ids)[i]) : int64_t(static_cast<const uint32_t*>(ids)[i]);
+  return dt == DType::i32 ? int64_t(static_cast<const int32_t*>(ids)[i])
+                          : int64_t(static_cast<const uint32_t*>(ids)[i]);
 }
 
 // Every id must address a row of [0, limit); the first one that does not is reported.

@@ -62,7 +62,8 @@ void dequant_row_mlx(const MlxQuantMatrix& m, int64_t e, int64_t n, float* dst) 
   const int64_t g0 = row * m.groups_per_row();
   for (int64_t g = 0; g < m.groups_per_row(); ++g) {
     const float s = load_scale<S>(m.scales, g0 + g), b = load_scale<S>(m.biases, g0 + g);
-    for (int64_t i = g * m.group_size; i < (g + 1) * m.group_size; ++i) dst[i] = mlx_value<S>(extract(words, i, m.bits), s, b);
+    for (int64_t i = g * m.group_size; i < (g + 1) * m.group_size; ++i)
+      dst[i] = mlx_value<S>(extract(words, i, m.bits), s, b);
   }
 }
 
@@ -137,9 +138,8 @@ void quantize_rows(const QuantMlxArgs& a) {
 }
 
 void quantize_cpu(Session&, const QuantMlxArgs& a) {
-  dispatch_float(a.x.dtype, "quantize", [&]<class T>() {
-    dispatch_scale(a.w.scale_dtype, [&]<class S>() { quantize_rows<T, S>(a); });
-  });
+  dispatch_float(a.x.dtype, "quantize",
+                 [&]<class T>() { dispatch_scale(a.w.scale_dtype, [&]<class S>() { quantize_rows<T, S>(a); }); });
 }
 
 // ---- dequantize ---------------------------------------------------------------------------
@@ -164,8 +164,7 @@ template <class T, class S>
 void matmul_rows(const QuantMlxArgs& a) {
   const int64_t M = a.x.rows, K = a.w.cols, N = a.w.rows;
   std::vector<float> xf(static_cast<size_t>(M * K));
-  for (int64_t r = 0; r < M; ++r)
-    load_row(static_cast<const T*>(a.x.data) + r * a.x.row_stride, xf.data() + r * K, K);
+  for (int64_t r = 0; r < M; ++r) load_row(static_cast<const T*>(a.x.data) + r * a.x.row_stride, xf.data() + r * K, K);
   // Row blocks of W, with each x row reused from cache for every W row of the block.
   parallel_for(N, 2 * K * (M + 2), [&](int64_t n0, int64_t n1) {
     std::vector<float> w(static_cast<size_t>(K)), acc(static_cast<size_t>(n1 - n0));
@@ -193,8 +192,10 @@ int64_t id_at(const QuantMlxArgs& a, int64_t i) {
 }
 
 void check_all_ids(const char* op, const QuantMlxArgs& a, int64_t count, int64_t limit) {
-  if (a.ids_dtype == DType::u32) check_ids<uint32_t>(op, a.ids, count, limit);
-  else check_ids<int32_t>(op, a.ids, count, limit);
+  if (a.ids_dtype == DType::u32)
+    check_ids<uint32_t>(op, a.ids, count, limit);
+  else
+    check_ids<int32_t>(op, a.ids, count, limit);
 }
 
 template <class T, class S>
@@ -223,16 +224,14 @@ void matmul_id_rows(const QuantMlxArgs& a) {
 }
 
 void matmul_cpu(Session&, const QuantMlxArgs& a) {
-  dispatch_float(a.x.dtype, "quantized_matmul", [&]<class T>() {
-    dispatch_scale(a.w.scale_dtype, [&]<class S>() { matmul_rows<T, S>(a); });
-  });
+  dispatch_float(a.x.dtype, "quantized_matmul",
+                 [&]<class T>() { dispatch_scale(a.w.scale_dtype, [&]<class S>() { matmul_rows<T, S>(a); }); });
 }
 
 void matmul_id_cpu(Session&, const QuantMlxArgs& a) {
   check_all_ids("quantized_matmul_id", a, a.tokens * a.top_k, a.w.experts);
-  dispatch_float(a.x.dtype, "quantized_matmul_id", [&]<class T>() {
-    dispatch_scale(a.w.scale_dtype, [&]<class S>() { matmul_id_rows<T, S>(a); });
-  });
+  dispatch_float(a.x.dtype, "quantized_matmul_id",
+                 [&]<class T>() { dispatch_scale(a.w.scale_dtype, [&]<class S>() { matmul_id_rows<T, S>(a); }); });
 }
 
 // ---- embedding ----------------------------------------------------------------------------

@@ -56,7 +56,10 @@ void argmax_rows(const ArgmaxArgs& a) {
       int64_t at = 0;
       for (int64_t i = 1; i < cols; ++i) {
         const uint32_t k = order_key(to_float(x[i]));
-        if (k > best) { best = k; at = i; }  // strict: the first of equal maxima stays
+        if (k > best) {
+          best = k;
+          at = i;
+        }  // strict: the first of equal maxima stays
       }
       a.out[r] = int32_t(at);
     }

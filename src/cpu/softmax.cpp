@@ -52,8 +52,10 @@ void softmax_rows(const SoftmaxArgs& a) {
 
 void softmax_cpu(Session&, const SoftmaxArgs& a) {
   dispatch_float(a.x.dtype, "softmax", [&]<class T>() {
-    if (a.mask.data && a.mask.dtype == DType::f32) softmax_rows<T, float>(a);
-    else softmax_rows<T, T>(a);
+    if (a.mask.data && a.mask.dtype == DType::f32)
+      softmax_rows<T, float>(a);
+    else
+      softmax_rows<T, T>(a);
   });
 }
 

@@ -10,8 +10,10 @@ using ew::Second;
 namespace {
 
 void gelu_cuda(Session& s, const ElementwiseArgs& a) {
-  if (a.gelu_erf) elementwise_float<Second::none>(s, "gelu", a, ew::GeluErf{});
-  else elementwise_float<Second::none>(s, "gelu", a, ew::GeluTanh{});
+  if (a.gelu_erf)
+    elementwise_float<Second::none>(s, "gelu", a, ew::GeluErf{});
+  else
+    elementwise_float<Second::none>(s, "gelu", a, ew::GeluTanh{});
 }
 
 void silu_cuda(Session& s, const ElementwiseArgs& a) { elementwise_float<Second::none>(s, "silu", a, ew::Silu{}); }
@@ -29,8 +31,10 @@ void silu_mul_cuda(Session& s, const ElementwiseArgs& a) {
 }
 
 void gelu_mul_cuda(Session& s, const ElementwiseArgs& a) {
-  if (a.gelu_erf) elementwise_float<Second::tensor>(s, "gelu_mul", a, ew::GeluErfMul{});
-  else elementwise_float<Second::tensor>(s, "gelu_mul", a, ew::GeluTanhMul{});
+  if (a.gelu_erf)
+    elementwise_float<Second::tensor>(s, "gelu_mul", a, ew::GeluErfMul{});
+  else
+    elementwise_float<Second::tensor>(s, "gelu_mul", a, ew::GeluTanhMul{});
 }
 
 void sigmoid_mul_cuda(Session& s, const ElementwiseArgs& a) {

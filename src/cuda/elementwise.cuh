@@ -62,8 +62,10 @@ void launch_elementwise(Session& s, const char* op, const detail::ElementwiseArg
     k::elementwise_kernel<S, NN, VPT><<<grid, block, 0, stream_of(s)>>>(f, p);
     check_launch(s, op);
   };
-  if (vec) launch.template operator()<N, 2>();
-  else launch.template operator()<1, 4>();
+  if (vec)
+    launch.template operator()<N, 2>();
+  else
+    launch.template operator()<1, 4>();
 }
 
 // Same-dtype float ops: x, y and out all of x's dtype.

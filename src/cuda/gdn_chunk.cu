@@ -14,16 +14,14 @@ using detail::HeadView;
 
 namespace {
 
-bool rows16(const HeadView& v) {
-  return aligned16(v.data) && v.token_stride % 8 == 0 && v.head_stride % 8 == 0;
-}
+bool rows16(const HeadView& v) { return aligned16(v.data) && v.token_stride % 8 == 0 && v.head_stride % 8 == 0; }
 
 // The tensor-core path: half-precision inputs, copies of whole 16-byte row pieces, and
 // stores of element pairs.
 bool fused_ok(const GdnArgs& a) {
   if (a.q.dtype != DType::bf16 && a.q.dtype != DType::f16) return false;
-  const bool out_pairs = (reinterpret_cast<uintptr_t>(a.out.data) & 3) == 0 && a.out.token_stride % 2 == 0 &&
-                         a.out.head_stride % 2 == 0;
+  const bool out_pairs =
+      (reinterpret_cast<uintptr_t>(a.out.data) & 3) == 0 && a.out.token_stride % 2 == 0 && a.out.head_stride % 2 == 0;
   return rows16(a.q) && rows16(a.k) && rows16(a.v) && out_pairs;
 }
 
@@ -34,8 +32,7 @@ void allow_smem(Kernel kernel, int bytes) {
 
 template <class CT, int K>
 void launch_fused(Session& s, const GdnArgs& a) {
-  const int64_t per_row = a.seq.T <= 0 ? 0
-                                        : (a.seq.T + k::kChunk - 1) / k::kChunk + (a.seq.cu ? a.seq.N - 1 : 0);
+  const int64_t per_row = a.seq.T <= 0 ? 0 : (a.seq.T + k::kChunk - 1) / k::kChunk + (a.seq.cu ? a.seq.N - 1 : 0);
   const int64_t slots = a.seq.B * per_row;
   const size_t mats = size_t(std::max<int64_t>(slots * a.H, 1)) * k::kChunk * k::kChunk;
   ScratchBuffer ai = s.pool().acquire(mats * sizeof(CT)), aqk = s.pool().acquire(mats * sizeof(CT));
@@ -70,8 +67,10 @@ void gdn_chunk_cuda(Session& s, const GdnArgs& a) {
     return;
   }
   auto by_k = [&]<class CT>() { dispatch_head_dim(a.K, [&]<int K>() { launch_fused<CT, K>(s, a); }); };
-  if (a.q.dtype == DType::bf16) by_k.template operator()<__nv_bfloat16>();
-  else by_k.template operator()<__half>();
+  if (a.q.dtype == DType::bf16)
+    by_k.template operator()<__nv_bfloat16>();
+  else
+    by_k.template operator()<__half>();
 }
 
 }  // namespace

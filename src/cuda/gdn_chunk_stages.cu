@@ -59,8 +59,10 @@ dim3 slot_grid(const char* op, const k::StageParams& p, const GdnStageArgs& a, u
 template <class F>
 void dispatch_tu(DType t, DType u, const char* op, F&& f) {
   dispatch_float(t, op, [&]<class T>() {
-    if (u == DType::f32) f.template operator()<T, float>();
-    else f.template operator()<T, T>();
+    if (u == DType::f32)
+      f.template operator()<T, float>();
+    else
+      f.template operator()<T, T>();
   });
 }
 
@@ -122,9 +124,7 @@ void wu_cuda(Session& s, const GdnStageArgs& a) {
   const k::StageParams p = stage_params(a);
   if (p.seq.slots) wu_launch(s, a, p);
 }
-void state_cuda(Session& s, const GdnStageArgs& a) {
-  state_launch(s, a, stage_params(a));
-}
+void state_cuda(Session& s, const GdnStageArgs& a) { state_launch(s, a, stage_params(a)); }
 void output_cuda(Session& s, const GdnStageArgs& a) {
   const k::StageParams p = stage_params(a);
   if (p.seq.slots) output_launch(s, a, p);

@@ -23,21 +23,37 @@ k::SeqLayout seq_of(const detail::SeqLayout& l) { return {l.cu, l.T, l.N, 0}; }
 template <class F>
 void dispatch_width(int W, F&& f) {
   switch (W) {
-    case 2: f.template operator()<2>(); break;
-    case 3: f.template operator()<3>(); break;
-    case 4: f.template operator()<4>(); break;
-    case 5: f.template operator()<5>(); break;
-    case 6: f.template operator()<6>(); break;
-    case 7: f.template operator()<7>(); break;
-    default: f.template operator()<8>(); break;
+    case 2:
+      f.template operator()<2>();
+      break;
+    case 3:
+      f.template operator()<3>();
+      break;
+    case 4:
+      f.template operator()<4>();
+      break;
+    case 5:
+      f.template operator()<5>();
+      break;
+    case 6:
+      f.template operator()<6>();
+      break;
+    case 7:
+      f.template operator()<7>();
+      break;
+    default:
+      f.template operator()<8>();
+      break;
   }
 }
 
 // Parameter vectors: f32, or the activations' dtype T.
 template <class T, class F>
 void dispatch_param(DType dt, F&& f) {
-  if (dt == DType::f32) f.template operator()<float>();
-  else f.template operator()<T>();
+  if (dt == DType::f32)
+    f.template operator()<float>();
+  else
+    f.template operator()<T>();
 }
 
 template <class T>
@@ -127,8 +143,10 @@ void gdn_gate_cuda(Session& s, const GdnGateArgs& a) {
         });
       });
     };
-    if (a.beta.dtype == DType::f32) go.template operator()<float>();
-    else go.template operator()<T>();
+    if (a.beta.dtype == DType::f32)
+      go.template operator()<float>();
+    else
+      go.template operator()<T>();
   });
 }
 

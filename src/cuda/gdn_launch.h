@@ -11,9 +11,7 @@ namespace mlxn::cuda {
 
 inline int gdn_scalar_kind(DType t) { return t == DType::f32 ? 0 : t == DType::f16 ? 1 : 2; }
 
-inline kernels::gdn::SeqLayout gdn_seq(const detail::SeqLayout& l, int64_t slots) {
-  return {l.cu, l.T, l.N, slots};
-}
+inline kernels::gdn::SeqLayout gdn_seq(const detail::SeqLayout& l, int64_t slots) { return {l.cu, l.T, l.N, slots}; }
 
 // Fills the fields every token-walking gdn kernel shares (q/k/v/out pointers and strides, g,
 // beta, states, sequence layout, head counts, scale, l2 option) from the op's arguments.
@@ -54,10 +52,17 @@ inline void check_state_alignment(const char* op, const float* h0, const float* 
 template <class F>
 void dispatch_head_dim(int64_t d, F&& f) {
   switch (d) {
-    case 64: f.template operator()<64>(); break;
-    case 128: f.template operator()<128>(); break;
-    case 256: f.template operator()<256>(); break;
-    default: throw_error<Unsupported>("gdn", "cuda: head dim ", d, " not built (64, 128, 256)");
+    case 64:
+      f.template operator()<64>();
+      break;
+    case 128:
+      f.template operator()<128>();
+      break;
+    case 256:
+      f.template operator()<256>();
+      break;
+    default:
+      throw_error<Unsupported>("gdn", "cuda: head dim ", d, " not built (64, 128, 256)");
   }
 }
 

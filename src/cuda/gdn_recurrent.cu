@@ -26,9 +26,8 @@ void launch(Session& s, const detail::GdnArgs& a) {
 
 void gdn_recurrent_launch(Session& s, const detail::GdnArgs& a) {
   check_state_alignment("gdn_recurrent", a.h0, a.ht);
-  dispatch_float(a.q.dtype, "gdn_recurrent", [&]<class T>() {
-    dispatch_head_dim(a.K, [&]<int K>() { launch<T, K>(s, a); });
-  });
+  dispatch_float(a.q.dtype, "gdn_recurrent",
+                 [&]<class T>() { dispatch_head_dim(a.K, [&]<int K>() { launch<T, K>(s, a); }); });
 }
 
 namespace {

@@ -38,12 +38,23 @@ int widest_unit(uint64_t any) {
 template <class F>
 void dispatch_unit(int u, const char* op, F&& f) {
   switch (u) {
-    case 1: f.template operator()<1>(); break;
-    case 2: f.template operator()<2>(); break;
-    case 4: f.template operator()<4>(); break;
-    case 8: f.template operator()<8>(); break;
-    case 16: f.template operator()<16>(); break;
-    default: throw_error<Unsupported>(op, "cuda: unit of ", u, " bytes");
+    case 1:
+      f.template operator()<1>();
+      break;
+    case 2:
+      f.template operator()<2>();
+      break;
+    case 4:
+      f.template operator()<4>();
+      break;
+    case 8:
+      f.template operator()<8>();
+      break;
+    case 16:
+      f.template operator()<16>();
+      break;
+    default:
+      throw_error<Unsupported>(op, "cuda: unit of ", u, " bytes");
   }
 }
 
@@ -138,11 +149,20 @@ void copy_transpose(Session& s, const char* op, const StridedCopyArgs& a) {
 template <class F>
 void dispatch_elem(int bytes, const char* op, F&& f) {
   switch (bytes) {
-    case 1: f.template operator()<1>(); break;
-    case 2: f.template operator()<2>(); break;
-    case 4: f.template operator()<4>(); break;
-    case 8: f.template operator()<8>(); break;
-    default: throw_error<Unsupported>(op, "cuda: elements of ", bytes, " bytes");
+    case 1:
+      f.template operator()<1>();
+      break;
+    case 2:
+      f.template operator()<2>();
+      break;
+    case 4:
+      f.template operator()<4>();
+      break;
+    case 8:
+      f.template operator()<8>();
+      break;
+    default:
+      throw_error<Unsupported>(op, "cuda: elements of ", bytes, " bytes");
   }
 }
 
@@ -186,8 +206,10 @@ void gather_cuda(Session& s, const GatherArgs& a) {
     p.segs = unsigned((p.cols + kThreads - 1) / kThreads);
     const unsigned grid = grid_dim(Op, a.rows * int64_t(p.segs));
     dispatch_unit(U, Op, [&]<int UB>() {
-      if (a.idx_signed) k::gather_rows_kernel<UB, true><<<grid, kThreads, 0, st>>>(p);
-      else k::gather_rows_kernel<UB, false><<<grid, kThreads, 0, st>>>(p);
+      if (a.idx_signed)
+        k::gather_rows_kernel<UB, true><<<grid, kThreads, 0, st>>>(p);
+      else
+        k::gather_rows_kernel<UB, false><<<grid, kThreads, 0, st>>>(p);
     });
   } else {
     p.src_row_stride = a.src_row_stride;
@@ -200,10 +222,14 @@ void gather_cuda(Session& s, const GatherArgs& a) {
       const int64_t per_row = vec ? a.cols / N : a.cols;
       p.segs = unsigned((per_row + kThreads - 1) / kThreads);
       const unsigned grid = grid_dim(Op, a.rows * int64_t(p.segs));
-      if (vec && a.idx_signed) k::gather_rows_scaled_kernel<T, N, true><<<grid, kThreads, 0, st>>>(p);
-      else if (vec) k::gather_rows_scaled_kernel<T, N, false><<<grid, kThreads, 0, st>>>(p);
-      else if (a.idx_signed) k::gather_rows_scaled_kernel<T, 1, true><<<grid, kThreads, 0, st>>>(p);
-      else k::gather_rows_scaled_kernel<T, 1, false><<<grid, kThreads, 0, st>>>(p);
+      if (vec && a.idx_signed)
+        k::gather_rows_scaled_kernel<T, N, true><<<grid, kThreads, 0, st>>>(p);
+      else if (vec)
+        k::gather_rows_scaled_kernel<T, N, false><<<grid, kThreads, 0, st>>>(p);
+      else if (a.idx_signed)
+        k::gather_rows_scaled_kernel<T, 1, true><<<grid, kThreads, 0, st>>>(p);
+      else
+        k::gather_rows_scaled_kernel<T, 1, false><<<grid, kThreads, 0, st>>>(p);
     });
   }
   check_launch(s, Op);
@@ -213,7 +239,8 @@ template <class S, class C, int N>
 void launch_kv(Session& s, const KvWriteArgs& a, k::KvWriteParams p) {
   p.chunks = int(a.dim / N);
   const int64_t total = (a.tokens - a.first_token) * a.heads * p.chunks;
-  k::kv_cache_write_kernel<S, C, N><<<grid_dim("kv_cache_write", (total + 255) / 256), 256, 0, stream_of(s)>>>(p, total);
+  k::kv_cache_write_kernel<S, C, N>
+      <<<grid_dim("kv_cache_write", (total + 255) / 256), 256, 0, stream_of(s)>>>(p, total);
   check_launch(s, "kv_cache_write");
 }
 
@@ -239,8 +266,10 @@ void kv_cache_write_cuda(Session& s, const KvWriteArgs& a) {
       const bool vec = addr_bits(a.src) % (N * sizeof(S)) == 0 && addr_bits(a.cache) % (N * sizeof(C)) == 0 &&
                        a.dim % N == 0 && a.src_token_stride % N == 0 && a.src_head_stride % N == 0 &&
                        a.cache_head_stride % N == 0 && a.cache_row_stride % N == 0;
-      if (vec) launch_kv<S, C, N>(s, a, p);
-      else launch_kv<S, C, 1>(s, a, p);
+      if (vec)
+        launch_kv<S, C, N>(s, a, p);
+      else
+        launch_kv<S, C, 1>(s, a, p);
     });
   });
 }

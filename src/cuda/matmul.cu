@@ -70,7 +70,8 @@ struct PlanKeyHash {
     auto mix = [&](uint64_t v) { h = (h ^ v) * 0x100000001b3ull; };
     mix(uint64_t(key.device));
     mix(uint64_t(key.dtype) | uint64_t(key.a_col) << 8 | uint64_t(key.b_col) << 9);
-    for (int64_t v : {key.m, key.n, key.k, key.lda, key.ldb, key.ldo, key.batch, key.sa, key.sb, key.so}) mix(uint64_t(v));
+    for (int64_t v : {key.m, key.n, key.k, key.lda, key.ldb, key.ldo, key.batch, key.sa, key.sb, key.so})
+      mix(uint64_t(v));
     mix(uint64_t(key.align_a) | uint64_t(key.align_b) << 16 | uint64_t(key.align_o) << 32);
     return size_t(h);
   }
@@ -106,9 +107,12 @@ DeviceLt& device_lt(int device) {
 
 cudaDataType_t cuda_type(DType t) {
   switch (t) {
-    case DType::f16: return CUDA_R_16F;
-    case DType::bf16: return CUDA_R_16BF;
-    default: return CUDA_R_32F;
+    case DType::f16:
+      return CUDA_R_16F;
+    case DType::bf16:
+      return CUDA_R_16BF;
+    default:
+      return CUDA_R_32F;
   }
 }
 
@@ -186,9 +190,22 @@ void run_lt(Session& s, DType dtype, int64_t m, int64_t n, int64_t k, const MatO
             void* out, int64_t ldo, int64_t out_stride, int64_t batch, float alpha, float beta) {
   if (batch > INT_MAX) throw_error<Unsupported>("matmul", "batch of ", batch, " exceeds cuBLASLt's limit");
   const size_t es = element_size(dtype);
-  PlanKey key{s.device().index, dtype, a.col_major, b.col_major, m, n, k, a.ld, b.ld, ldo, batch,
-              batch > 1 ? a.batch_stride : 0, batch > 1 ? b.batch_stride : 0, batch > 1 ? out_stride : 0,
-              alignment_of(a.data, a.batch_stride, batch, es), alignment_of(b.data, b.batch_stride, batch, es),
+  PlanKey key{s.device().index,
+              dtype,
+              a.col_major,
+              b.col_major,
+              m,
+              n,
+              k,
+              a.ld,
+              b.ld,
+              ldo,
+              batch,
+              batch > 1 ? a.batch_stride : 0,
+              batch > 1 ? b.batch_stride : 0,
+              batch > 1 ? out_stride : 0,
+              alignment_of(a.data, a.batch_stride, batch, es),
+              alignment_of(b.data, b.batch_stride, batch, es),
               alignment_of(out, out_stride, batch, es)};
   DeviceLt& lt = device_lt(key.device);
   Plan plan;
@@ -200,8 +217,8 @@ void run_lt(Session& s, DType dtype, int64_t m, int64_t n, int64_t k, const MatO
   }
   ScratchBuffer workspace;
   if (plan.workspace > 0) workspace = s.pool().acquire(plan.workspace);
-  check_lt(cublasLtMatmul(lt.handle, plan.desc, &alpha, b.data, plan.x, a.data, plan.y, &beta, out, plan.d, out,
-                          plan.d, &plan.algo, workspace.data(), plan.workspace, stream_of(s)),
+  check_lt(cublasLtMatmul(lt.handle, plan.desc, &alpha, b.data, plan.x, a.data, plan.y, &beta, out, plan.d, out, plan.d,
+                          &plan.algo, workspace.data(), plan.workspace, stream_of(s)),
            "matmul");
 }
 
@@ -250,7 +267,8 @@ void matvec(Session& s, const k::MatmulIdParams<T>& p, bool aligned) {
 template <class T, int BM>
 void launch_grouped_mma(Session& s, const k::GroupedParams<T>& gp, int64_t tile_bound) {
   constexpr int kSmem = k::mma_smem_bytes(BM);
-  MLXN_CUDA_CHECK(cudaFuncSetAttribute(k::grouped_mma_kernel<T, BM>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
+  MLXN_CUDA_CHECK(
+      cudaFuncSetAttribute(k::grouped_mma_kernel<T, BM>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
   const dim3 grid(unsigned((gp.mm.n + k::kMmaBN - 1) / k::kMmaBN), unsigned(tile_bound));
   launch_pdl(s, "matmul_id", k::grouped_mma_kernel<T, BM>, grid, k::kMmaThreads, kSmem, gp);
 }
@@ -261,7 +279,7 @@ void matmul_cuda(Session& s, const MatmulArgs& a) {
       const int64_t total = a.batch * a.m * a.n;
       const unsigned grid = unsigned(std::min<int64_t>((total + 255) / 256, 65536));
       launch_pdl(s, "matmul", k::scale_matrix_kernel<T>, grid, 256, 0, static_cast<T*>(a.out), a.batch, a.m, a.n, a.ldo,
-             a.out_batch_stride, a.beta);
+                 a.out_batch_stride, a.beta);
     });
     return;
   }
@@ -271,8 +289,18 @@ void matmul_cuda(Session& s, const MatmulArgs& a) {
       !a.b.col_major && a.b.ld == a.k && a.n * a.k <= kDenseMatvecMaxWeights && a.n <= INT_MAX) {
     dispatch_float(a.dtype, "matmul", [&]<class T>() {
       constexpr int N = k::Vec<T>::N;
-      k::MatmulIdParams<T> p{static_cast<const T*>(a.a.data), a.a.ld, 1, 1, static_cast<const T*>(a.b.data), nullptr,
-                             static_cast<T*>(a.out), 1, int(a.n), int(a.k), int(a.m), a.ldo};
+      k::MatmulIdParams<T> p{static_cast<const T*>(a.a.data),
+                             a.a.ld,
+                             1,
+                             1,
+                             static_cast<const T*>(a.b.data),
+                             nullptr,
+                             static_cast<T*>(a.out),
+                             1,
+                             int(a.n),
+                             int(a.k),
+                             int(a.m),
+                             a.ldo};
       matvec(s, p, aligned16(a.a.data) && aligned16(a.b.data) && a.k % N == 0 && a.a.ld % N == 0);
     });
     return;
@@ -303,9 +331,18 @@ void matmul_id_typed(Session& s, const MatmulIdArgs& a) {
   const int64_t pairs = a.tokens * a.top_k;
   if (a.n > INT_MAX || a.k > INT_MAX || a.experts > INT_MAX)
     throw_error<Unsupported>(op, "cuda: N = ", a.n, ", K = ", a.k, ", E = ", a.experts, " exceed 32-bit indexing");
-  k::MatmulIdParams<T> p{static_cast<const T*>(a.x), a.x_row_stride, a.x_per_slot ? 1 : 0, int(a.top_k),
-                         static_cast<const T*>(a.w), static_cast<const uint32_t*>(a.ids), static_cast<T*>(a.out),
-                         int(a.experts), int(a.n), int(a.k), int(pairs), a.n};
+  k::MatmulIdParams<T> p{static_cast<const T*>(a.x),
+                         a.x_row_stride,
+                         a.x_per_slot ? 1 : 0,
+                         int(a.top_k),
+                         static_cast<const T*>(a.w),
+                         static_cast<const uint32_t*>(a.ids),
+                         static_cast<T*>(a.out),
+                         int(a.experts),
+                         int(a.n),
+                         int(a.k),
+                         int(pairs),
+                         a.n};
   const bool aligned = aligned16(a.x) && aligned16(a.w) && a.k % N == 0 && a.x_row_stride % N == 0;
 
   if (pairs <= kMatvecMaxPairs) {
@@ -323,7 +360,7 @@ void matmul_id_typed(Session& s, const MatmulIdArgs& a) {
   k::GroupedParams<T> gp{p, static_cast<const uint32_t*>(rows_buf.data()), static_cast<const uint32_t*>(off_buf.data()),
                          static_cast<const int*>(tiles_buf.data())};
   launch_pdl(s, op, k::zero_unrouted_kernel<T>, unsigned((pairs * 32 + 255) / 256), 256, 0, gp.sorted_rows, gp.offsets,
-         int(e), int(pairs), p.out, p.n);
+             int(e), int(pairs), p.out, p.n);
 
   bool tensor_cores = false;
   if constexpr (!std::is_same_v<T, float>) tensor_cores = aligned && (reinterpret_cast<uintptr_t>(a.out) & 3) == 0;
@@ -334,13 +371,15 @@ void matmul_id_typed(Session& s, const MatmulIdArgs& a) {
   launch_pdl(s, op, k::group_tiles_kernel, 1, 1024, 0, gp.offsets, int(e), bm, static_cast<int*>(tiles_buf.data()));
   // Row tiles: at most one partial tile per expert beyond the full ones.
   const int64_t tile_bound = (pairs + bm - 1) / bm + std::min(e, pairs);
-  if (tile_bound > 65535)
-    throw_error<Unsupported>(op, "cuda: ", pairs, " routed rows need more than 65535 row tiles");
+  if (tile_bound > 65535) throw_error<Unsupported>(op, "cuda: ", pairs, " routed rows need more than 65535 row tiles");
   if constexpr (!std::is_same_v<T, float>) {
     if (tensor_cores) {
-      if (bm == 32) launch_grouped_mma<T, 32>(s, gp, tile_bound);
-      else if (bm == 64) launch_grouped_mma<T, 64>(s, gp, tile_bound);
-      else launch_grouped_mma<T, 128>(s, gp, tile_bound);
+      if (bm == 32)
+        launch_grouped_mma<T, 32>(s, gp, tile_bound);
+      else if (bm == 64)
+        launch_grouped_mma<T, 64>(s, gp, tile_bound);
+      else
+        launch_grouped_mma<T, 128>(s, gp, tile_bound);
       return;
     }
   }

@@ -33,18 +33,25 @@ void check_int(const char* op, const char* what, int64_t v) {
 void moe_route_cuda(Session& s, const MoeRouteArgs& a) {
   const char* op = "moe_route";
   check_int(op, "tokens", a.logits.rows);
-  k::RouteParams p{a.logits.data, a.logits.row_stride, int(a.logits.rows), int(a.logits.cols), int(a.top_k),
-                   a.sigmoid, a.renormalize, a.expert_scale, a.score_bias, static_cast<uint32_t*>(a.ids), a.weights};
+  k::RouteParams p{
+      a.logits.data, a.logits.row_stride, int(a.logits.rows), int(a.logits.cols), int(a.top_k),
+      a.sigmoid,     a.renormalize,       a.expert_scale,     a.score_bias,       static_cast<uint32_t*>(a.ids),
+      a.weights};
   dispatch_float(a.logits.dtype, op, [&]<class T>() {
     if (p.experts <= 256) {
       // one warp per token, four tokens per block
       const unsigned grid = grid_dim(op, (a.logits.rows + 3) / 4);
-      if (p.experts <= 32) launch_pdl(s, op, k::route_warp_kernel<T, 1>, grid, 128, 0, p);
-      else if (p.experts <= 64) launch_pdl(s, op, k::route_warp_kernel<T, 2>, grid, 128, 0, p);
-      else if (p.experts <= 128) launch_pdl(s, op, k::route_warp_kernel<T, 4>, grid, 128, 0, p);
-      else launch_pdl(s, op, k::route_warp_kernel<T, 8>, grid, 128, 0, p);
+      if (p.experts <= 32)
+        launch_pdl(s, op, k::route_warp_kernel<T, 1>, grid, 128, 0, p);
+      else if (p.experts <= 64)
+        launch_pdl(s, op, k::route_warp_kernel<T, 2>, grid, 128, 0, p);
+      else if (p.experts <= 128)
+        launch_pdl(s, op, k::route_warp_kernel<T, 4>, grid, 128, 0, p);
+      else
+        launch_pdl(s, op, k::route_warp_kernel<T, 8>, grid, 128, 0, p);
     } else {
-      launch_pdl(s, op, k::route_block_kernel<T>, grid_dim(op, a.logits.rows), 256, size_t(p.experts) * sizeof(float), p);
+      launch_pdl(s, op, k::route_block_kernel<T>, grid_dim(op, a.logits.rows), 256, size_t(p.experts) * sizeof(float),
+                 p);
     }
   });
 }
@@ -68,20 +75,24 @@ void launch_weighted_sum(Session& s, const MoeSumArgs& a) {
   p.tokens = int(a.tokens);
   p.top_k = int(a.top_k);
   p.dim = a.dim;
-  const bool vec = vectorizable(a.y, N) && vectorizable(a.out, N) && vectorizable(a.shared, N) &&
-                   vectorizable(a.residual, N);
+  const bool vec =
+      vectorizable(a.y, N) && vectorizable(a.out, N) && vectorizable(a.shared, N) && vectorizable(a.residual, N);
   const int per = vec ? N : 1;
   const dim3 grid(grid_dim("moe_weighted_sum", a.tokens), unsigned((a.dim + 256 * per - 1) / (256 * per)));
-  if (vec) launch_pdl(s, "moe_weighted_sum", k::weighted_sum_kernel<T, G, true>, grid, 256, 0, p);
-  else launch_pdl(s, "moe_weighted_sum", k::weighted_sum_kernel<T, G, false>, grid, 256, 0, p);
+  if (vec)
+    launch_pdl(s, "moe_weighted_sum", k::weighted_sum_kernel<T, G, true>, grid, 256, 0, p);
+  else
+    launch_pdl(s, "moe_weighted_sum", k::weighted_sum_kernel<T, G, false>, grid, 256, 0, p);
 }
 
 void moe_weighted_sum_cuda(Session& s, const MoeSumArgs& a) {
   check_int("moe_weighted_sum", "tokens", a.tokens);
   check_int("moe_weighted_sum", "top_k", a.top_k);
   dispatch_float(a.dtype, "moe_weighted_sum", [&]<class T>() {
-    if (a.gate && a.gate_dtype != DType::f32) launch_weighted_sum<T, T>(s, a);
-    else launch_weighted_sum<T, float>(s, a);
+    if (a.gate && a.gate_dtype != DType::f32)
+      launch_weighted_sum<T, T>(s, a);
+    else
+      launch_weighted_sum<T, float>(s, a);
   });
 }
 
@@ -94,11 +105,15 @@ void moe_glu_cuda(Session& s, const MoeGluArgs& a) {
     const int per = vec ? N : 1;
     const dim3 grid(grid_dim(op, a.out.rows), unsigned((a.out.cols + 256 * per - 1) / (256 * per)));
     auto run = [&]<bool kGelu>() {
-      if (vec) launch_pdl(s, op, k::glu_kernel<T, kGelu, true>, grid, 256, 0, p);
-      else launch_pdl(s, op, k::glu_kernel<T, kGelu, false>, grid, 256, 0, p);
+      if (vec)
+        launch_pdl(s, op, k::glu_kernel<T, kGelu, true>, grid, 256, 0, p);
+      else
+        launch_pdl(s, op, k::glu_kernel<T, kGelu, false>, grid, 256, 0, p);
     };
-    if (a.gelu) run.template operator()<true>();
-    else run.template operator()<false>();
+    if (a.gelu)
+      run.template operator()<true>();
+    else
+      run.template operator()<false>();
   });
 }
 
@@ -115,19 +130,22 @@ void moe_group_tokens_cuda(Session& s, const MoeGroupArgs& a) {
   check_int(op, "experts", a.experts);
   const int pairs = int(a.pairs), experts = int(a.experts);
   const size_t bytes = size_t(pairs) * sizeof(uint32_t);
-  ScratchBuffer keys_in = s.pool().acquire(bytes), keys_out = s.pool().acquire(bytes), vals_in = s.pool().acquire(bytes);
+  ScratchBuffer keys_in = s.pool().acquire(bytes), keys_out = s.pool().acquire(bytes),
+                vals_in = s.pool().acquire(bytes);
   auto* kin = static_cast<uint32_t*>(keys_in.data());
   auto* kout = static_cast<uint32_t*>(keys_out.data());
   auto* vin = static_cast<uint32_t*>(vals_in.data());
   auto* rows = static_cast<uint32_t*>(a.sorted_rows);
-  launch_pdl(s, op, k::group_keys_kernel, unsigned((pairs + 255) / 256), 256, 0, static_cast<const uint32_t*>(a.ids), pairs,
-         uint32_t(experts), kin, vin);
+  launch_pdl(s, op, k::group_keys_kernel, unsigned((pairs + 255) / 256), 256, 0, static_cast<const uint32_t*>(a.ids),
+             pairs, uint32_t(experts), kin, vin);
   const int end_bit = std::max(1, int(std::bit_width(uint32_t(experts))));  // keys lie in [0, E]
   size_t temp_bytes = 0;
   MLXN_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, kin, kout, vin, rows, pairs, 0, end_bit, st));
   ScratchBuffer temp = s.pool().acquire(std::max<size_t>(temp_bytes, 1));
-  MLXN_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.data(), temp_bytes, kin, kout, vin, rows, pairs, 0, end_bit, st));
-  launch_pdl(s, op, k::group_offsets_kernel, unsigned((experts + 1 + 255) / 256), 256, 0, kout, pairs, experts, offsets);
+  MLXN_CUDA_CHECK(
+      cub::DeviceRadixSort::SortPairs(temp.data(), temp_bytes, kin, kout, vin, rows, pairs, 0, end_bit, st));
+  launch_pdl(s, op, k::group_offsets_kernel, unsigned((experts + 1 + 255) / 256), 256, 0, kout, pairs, experts,
+             offsets);
 }
 
 }  // namespace

@@ -36,8 +36,7 @@ void launch_norm(Session& s, const NormArgs& a) {
   p.weight_offset = a.weight_offset;
   // The vector path needs every row and vector 16-byte aligned and whole vectors per row.
   const bool vec = vectorizable(a.x, N) && vectorizable(a.out, N) && vectorizable(a.residual, N) &&
-                   vectorizable(a.sum_out, N) && vectorizable(a.other, N) && aligned16(a.weight) &&
-                   aligned16(a.bias);
+                   vectorizable(a.sum_out, N) && vectorizable(a.other, N) && aligned16(a.weight) && aligned16(a.bias);
 
   const unsigned grid = grid_dim("norm", a.x.rows);
   const int chunks = int((a.x.cols + N - 1) / N);
@@ -52,20 +51,28 @@ void launch_norm(Session& s, const NormArgs& a) {
   const int threads = round_up((chunks + vpt - 1) / vpt, 32);
   cudaStream_t st = stream_of(s);
   auto launch = [&]<int V>() {
-    if (vec) k::norm_rows_kernel<T, W, V, true><<<grid, threads, 0, st>>>(p);
-    else k::norm_rows_kernel<T, W, V, false><<<grid, threads, 0, st>>>(p);
+    if (vec)
+      k::norm_rows_kernel<T, W, V, true><<<grid, threads, 0, st>>>(p);
+    else
+      k::norm_rows_kernel<T, W, V, false><<<grid, threads, 0, st>>>(p);
   };
-  if (threads > (vpt == 1 ? 1024 : 256)) k::norm_rows_wide_kernel<T, W><<<grid, 1024, 0, st>>>(p);
-  else if (vpt == 1) launch.template operator()<1>();
-  else if (vpt == 4) launch.template operator()<4>();
-  else launch.template operator()<8>();
+  if (threads > (vpt == 1 ? 1024 : 256))
+    k::norm_rows_wide_kernel<T, W><<<grid, 1024, 0, st>>>(p);
+  else if (vpt == 1)
+    launch.template operator()<1>();
+  else if (vpt == 4)
+    launch.template operator()<4>();
+  else
+    launch.template operator()<8>();
   check_launch(s, "norm");
 }
 
 void norm_cuda(Session& s, const NormArgs& a) {
   dispatch_float(a.x.dtype, "norm", [&]<class T>() {
-    if (a.weight_dtype == DType::f32 || (!a.weight && !a.bias)) launch_norm<T, float>(s, a);
-    else launch_norm<T, T>(s, a);
+    if (a.weight_dtype == DType::f32 || (!a.weight && !a.bias))
+      launch_norm<T, float>(s, a);
+    else
+      launch_norm<T, T>(s, a);
   });
 }
 

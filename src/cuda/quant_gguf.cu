@@ -56,8 +56,10 @@ void dequantize_into(Session& s, DType w_dtype, const void* w, int64_t w_row_byt
         return;
       }
     }
-    if (vec) k::gguf_dequant_kernel<B, T, true><<<grid, 256, 0, st>>>(wp, w_row_bytes, out, out_row_stride, rows, upr);
-    else k::gguf_dequant_kernel<B, T, false><<<grid, 256, 0, st>>>(wp, w_row_bytes, out, out_row_stride, rows, upr);
+    if (vec)
+      k::gguf_dequant_kernel<B, T, true><<<grid, 256, 0, st>>>(wp, w_row_bytes, out, out_row_stride, rows, upr);
+    else
+      k::gguf_dequant_kernel<B, T, false><<<grid, 256, 0, st>>>(wp, w_row_bytes, out, out_row_stride, rows, upr);
     check_launch(s, op);
   });
 }
@@ -88,8 +90,10 @@ void embedding_cuda(Session& s, const GgufEmbeddingArgs& a) {
           k::gguf_embedding_kernel<B, T, I, false><<<unit_grid(units), 256, 0, stream_of(s)>>>(
               tp, a.table_row_bytes, a.vocab, ids, out, a.out.row_stride, a.count, upr, a.scale);
       };
-      if (a.ids_dtype == DType::i32) go.template operator()<int32_t>();
-      else go.template operator()<uint32_t>();
+      if (a.ids_dtype == DType::i32)
+        go.template operator()<int32_t>();
+      else
+        go.template operator()<uint32_t>();
       check_launch(s, op);
     });
   });
@@ -119,9 +123,12 @@ cublasLtHandle_t lt_handle() {
 
 template <class T>
 constexpr cudaDataType_t cuda_type() {
-  if constexpr (std::is_same_v<T, float>) return CUDA_R_32F;
-  else if constexpr (std::is_same_v<T, __half>) return CUDA_R_16F;
-  else return CUDA_R_16BF;
+  if constexpr (std::is_same_v<T, float>)
+    return CUDA_R_32F;
+  else if constexpr (std::is_same_v<T, __half>)
+    return CUDA_R_16F;
+  else
+    return CUDA_R_16BF;
 }
 
 template <class T>
@@ -156,7 +163,9 @@ void gemm_xwt(Session& s, const T* x, int64_t ldx, const T* w, T* out, int64_t l
     int found = 0;
     cublasLtHandle_t h = lt_handle();
     lt_check(cublasLtMatmulAlgoGetHeuristic(h, desc, la, lb, lc, lc, pref, 1, &heur, &found), "heuristic");
-    if (found == 0) throw_error<Unsupported>("gguf_matmul", "cuBLASLt has no algorithm for [", m, ", ", kk, "] x [", n, ", ", kk, "]");
+    if (found == 0)
+      throw_error<Unsupported>("gguf_matmul", "cuBLASLt has no algorithm for [", m, ", ", kk, "] x [", n, ", ", kk,
+                               "]");
     const float alpha = 1.f, beta = 0.f;
     lt_check(cublasLtMatmul(h, desc, &alpha, w, la, x, lb, &beta, out, lc, out, lc, &heur.algo, ws.data(), wsz,
                             stream_of(s)),
@@ -181,8 +190,8 @@ void gemm_path(Session& s, const GgufMatmulArgs& a) {
     if (is_float(a.w_dtype)) {
       const int64_t count = a.n * a.k;
       dispatch_float(a.w_dtype, "gguf_matmul", [&]<class S>() {
-        k::convert_kernel<S, T><<<unit_grid(count / 32 + 1), 256, 0, stream_of(s)>>>(static_cast<const S*>(a.w), dst,
-                                                                                      count);
+        k::convert_kernel<S, T>
+            <<<unit_grid(count / 32 + 1), 256, 0, stream_of(s)>>>(static_cast<const S*>(a.w), dst, count);
       });
       check_launch(s, "gguf_matmul");
     } else {

@@ -70,8 +70,10 @@ void gguf_matvec(Session& s, const detail::GgufMatmulArgs& a, const GgufGroups& 
   dispatch_float(a.x.dtype, op, [&]<class T>() {
     const bool x_vec = aligned16(a.x.data) && (a.x.row_stride * int64_t(sizeof(T))) % 16 == 0;
     detail::dispatch_gguf_block(a.w_dtype, op, [&]<class B>() {
-      if (wide) launch<B, T, 4>(s, a, gr, copy_bytes, x_vec);
-      else launch<B, T, 1>(s, a, gr, copy_bytes, x_vec);
+      if (wide)
+        launch<B, T, 4>(s, a, gr, copy_bytes, x_vec);
+      else
+        launch<B, T, 1>(s, a, gr, copy_bytes, x_vec);
     });
   });
 }

@@ -14,7 +14,6 @@ namespace k = kernels::qmlx;
 
 namespace {
 
-
 constexpr int kThreads = 256;
 
 void quantize_cuda(Session& s, const QuantMlxArgs& a) {
@@ -22,11 +21,10 @@ void quantize_cuda(Session& s, const QuantMlxArgs& a) {
   dispatch_float(a.x.dtype, "quantize", [&]<class T>() {
     dispatch_float(a.w.scale_dtype, "quantize", [&]<class S>() {
       dispatch_bits(a.w.bits, [&]<int B>() {
-        k::quantize_kernel<T, S, B><<<grid_dim("quantize", (groups + kThreads - 1) / kThreads), kThreads, 0,
-                                      stream_of(s)>>>(static_cast<const T*>(a.x.data), a.x.row_stride,
-                                                      static_cast<uint32_t*>(a.w.packed), static_cast<S*>(a.w.scales),
-                                                      static_cast<S*>(a.w.biases), a.w.rows, a.w.cols,
-                                                      a.w.group_size);
+        k::quantize_kernel<T, S, B>
+            <<<grid_dim("quantize", (groups + kThreads - 1) / kThreads), kThreads, 0, stream_of(s)>>>(
+                static_cast<const T*>(a.x.data), a.x.row_stride, static_cast<uint32_t*>(a.w.packed),
+                static_cast<S*>(a.w.scales), static_cast<S*>(a.w.biases), a.w.rows, a.w.cols, a.w.group_size);
       });
     });
   });
@@ -39,8 +37,7 @@ void dequant_rows(Session& s, const QuantMlxArgs& a, int64_t out_rows, const cha
   dispatch_float(a.out.dtype, op, [&]<class T>() {
     dispatch_float(a.w.scale_dtype, op, [&]<class S>() {
       dispatch_bits(a.w.bits, [&]<int B>() {
-        k::dequantize_kernel<T, S, B><<<grid_dim(op, (chunks + kThreads - 1) / kThreads), kThreads, 0,
-                                        stream_of(s)>>>(
+        k::dequantize_kernel<T, S, B><<<grid_dim(op, (chunks + kThreads - 1) / kThreads), kThreads, 0, stream_of(s)>>>(
             static_cast<const uint32_t*>(a.w.packed), static_cast<const S*>(a.w.scales),
             static_cast<const S*>(a.w.biases), static_cast<T*>(a.out.data), a.out.row_stride, out_rows, a.w.cols,
             a.w.group_size, a.ids, a.ids_dtype == DType::u32, a.w.rows, a.scale);

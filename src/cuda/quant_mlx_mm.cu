@@ -18,7 +18,6 @@ namespace k = kernels::qmlx;
 
 namespace {
 
-
 constexpr int64_t kMaxGridY = 65535;
 
 // Raises a kernel's dynamic shared memory limit to `bytes` when above the default 48 KB
@@ -96,15 +95,18 @@ void run_matmul(Session& s, const QuantMlxArgs& a, bool routed, const char* op) 
           constexpr int smem = Tl::smem_bytes<B>();
           allow_smem(k::qmm_mma_kernel<CT, ST, B>, smem);
           const int64_t mt = (M + Tl::kBM - 1) / Tl::kBM;
-          if (mt > kMaxGridY) throw_error<InvalidArgument>(op, "x has ", M, " rows, more than this kernel's grid holds");
-          k::qmm_mma_kernel<CT, ST, B><<<dim3(grid_dim(op, (N + Tl::kBN - 1) / Tl::kBN), unsigned(mt)), Tl::kThreads,
-                                         smem, st>>>(p);
+          if (mt > kMaxGridY)
+            throw_error<InvalidArgument>(op, "x has ", M, " rows, more than this kernel's grid holds");
+          k::qmm_mma_kernel<CT, ST, B>
+              <<<dim3(grid_dim(op, (N + Tl::kBN - 1) / Tl::kBN), unsigned(mt)), Tl::kThreads, smem, st>>>(p);
         } else {
           simt.template operator()<CT>();
         }
       };
-      if (a.x.dtype == DType::bf16) tensor_core.template operator()<__nv_bfloat16>();
-      else tensor_core.template operator()<__half>();
+      if (a.x.dtype == DType::bf16)
+        tensor_core.template operator()<__nv_bfloat16>();
+      else
+        tensor_core.template operator()<__half>();
     });
   });
   check_launch(s, op);

@@ -123,10 +123,9 @@ void sort_rows_device(Session& s, const char* op, const RowView& x, int32_t* out
 
     size_t temp_bytes = 0;
     if (rc == 1) {
-      MLXN_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, static_cast<const uint32_t*>(nullptr),
-                                                      static_cast<uint32_t*>(nullptr),
-                                                      static_cast<const int32_t*>(nullptr),
-                                                      static_cast<int32_t*>(nullptr), n, 0, 32, st));
+      MLXN_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
+          nullptr, temp_bytes, static_cast<const uint32_t*>(nullptr), static_cast<uint32_t*>(nullptr),
+          static_cast<const int32_t*>(nullptr), static_cast<int32_t*>(nullptr), n, 0, 32, st));
     } else {
       MLXN_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortPairs(
           nullptr, temp_bytes, static_cast<const uint32_t*>(nullptr), static_cast<uint32_t*>(nullptr),
@@ -149,8 +148,8 @@ void sort_rows_device(Session& s, const char* op, const RowView& x, int32_t* out
     k::argsort_prepare_kernel<<<prep_grid, 256, 0, st>>>(xr, x.row_stride, rc, cols, cols, kin, vin, begin, end);
     check_launch(s, op);
     if (rc == 1) {
-      MLXN_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(at<void>(buf, o_temp), temp_bytes, kin, kout, vin, vout, n, 0, 32,
-                                                      st));
+      MLXN_CUDA_CHECK(
+          cub::DeviceRadixSort::SortPairs(at<void>(buf, o_temp), temp_bytes, kin, kout, vin, vout, n, 0, 32, st));
     } else {
       MLXN_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortPairs(at<void>(buf, o_temp), temp_bytes, kin, kout, vin, vout,
                                                                n, int(rc), begin, end, 0, 32, st));
@@ -202,8 +201,8 @@ void top_k_cuda(Session& s, const TopKArgs& a) {
     auto* ord = static_cast<int32_t*>(order.data());
     sort_rows(s, "top_k", a.x, ord, cols);
     const unsigned grid = unsigned(std::min<int64_t>(ceil_div(rows * kk, 256), 8192));
-    k::topk_from_order_kernel<<<grid, 256, 0, st>>>(ord, cols, x, a.x.row_stride, rows, kk, values,
-                                                    a.values.row_stride, indices, a.indices.row_stride);
+    k::topk_from_order_kernel<<<grid, 256, 0, st>>>(ord, cols, x, a.x.row_stride, rows, kk, values, a.values.row_stride,
+                                                    indices, a.indices.row_stride);
     check_launch(s, "top_k");
     return;
   }

@@ -11,16 +11,15 @@
 namespace mlxn::cuda {
 
 void throw_cuda_error(cudaError_t err, const char* what, const char* file, int line) {
-  const std::string msg = detail::concat("[cuda] ", cudaGetErrorName(err), ": ", cudaGetErrorString(err), " in ",
-                                         what, " (", file, ":", line, ")");
+  const std::string msg = detail::concat("[cuda] ", cudaGetErrorName(err), ": ", cudaGetErrorString(err), " in ", what,
+                                         " (", file, ":", line, ")");
   if (err == cudaErrorMemoryAllocation) throw OutOfMemory(msg);
   throw DeviceError(msg);
 }
 
 void check_launch(const Session& s, const char* op) {
   cudaError_t err = cudaGetLastError();
-  if (err == cudaSuccess && s.options().sync_after_launch && !s.capturing())
-    err = cudaStreamSynchronize(stream_of(s));
+  if (err == cudaSuccess && s.options().sync_after_launch && !s.capturing()) err = cudaStreamSynchronize(stream_of(s));
   if (err != cudaSuccess) throw_cuda_error(err, op, "kernel launch", 0);
 }
 
@@ -113,9 +112,7 @@ class CudaRuntime final : public detail::Runtime {
     cudaStreamDestroy(static_cast<cudaStream_t>(stream));
   }
 
-  void synchronize(void* stream) override {
-    MLXN_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)));
-  }
+  void synchronize(void* stream) override { MLXN_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream))); }
 
   void begin_capture(void* stream) override {
     MLXN_CUDA_CHECK(cudaStreamBeginCapture(static_cast<cudaStream_t>(stream), cudaStreamCaptureModeThreadLocal));

@@ -47,9 +47,12 @@ void launch_softmax(Session& s, k::SoftmaxKernelParams<T, M>& p) {
     // Narrow rows: a warp per row, up to 4 chunks per lane.
     const dim3 block(32, kWarpRowsPerBlock);
     const unsigned grid = grid_dim("softmax", (p.rows + kWarpRowsPerBlock - 1) / kWarpRowsPerBlock);
-    if (chunks <= 32) k::softmax_warp_kernel<T, M, MASKED, VEC, 1><<<grid, block, 0, st>>>(p);
-    else if (chunks <= 64) k::softmax_warp_kernel<T, M, MASKED, VEC, 2><<<grid, block, 0, st>>>(p);
-    else k::softmax_warp_kernel<T, M, MASKED, VEC, 4><<<grid, block, 0, st>>>(p);
+    if (chunks <= 32)
+      k::softmax_warp_kernel<T, M, MASKED, VEC, 1><<<grid, block, 0, st>>>(p);
+    else if (chunks <= 64)
+      k::softmax_warp_kernel<T, M, MASKED, VEC, 2><<<grid, block, 0, st>>>(p);
+    else
+      k::softmax_warp_kernel<T, M, MASKED, VEC, 4><<<grid, block, 0, st>>>(p);
     return;
   }
   if (chunks <= kClusterThreads * kMaxVpt) {
@@ -58,10 +61,14 @@ void launch_softmax(Session& s, k::SoftmaxKernelParams<T, M>& p) {
     int vpt = 1;
     while (vpt < kMaxVpt && chunks > 256 * vpt) vpt *= 2;
     const int threads = round_up((chunks + vpt - 1) / vpt, 32);
-    if (vpt == 1) k::softmax_block_kernel<T, M, MASKED, VEC, 1, 1><<<grid, threads, 0, st>>>(p);
-    else if (vpt == 2) k::softmax_block_kernel<T, M, MASKED, VEC, 2, 1><<<grid, threads, 0, st>>>(p);
-    else if (vpt == 4) k::softmax_block_kernel<T, M, MASKED, VEC, 4, 1><<<grid, threads, 0, st>>>(p);
-    else if constexpr (kMaxVpt >= 8) k::softmax_block_kernel<T, M, MASKED, VEC, 8, 1><<<grid, threads, 0, st>>>(p);
+    if (vpt == 1)
+      k::softmax_block_kernel<T, M, MASKED, VEC, 1, 1><<<grid, threads, 0, st>>>(p);
+    else if (vpt == 2)
+      k::softmax_block_kernel<T, M, MASKED, VEC, 2, 1><<<grid, threads, 0, st>>>(p);
+    else if (vpt == 4)
+      k::softmax_block_kernel<T, M, MASKED, VEC, 4, 1><<<grid, threads, 0, st>>>(p);
+    else if constexpr (kMaxVpt >= 8)
+      k::softmax_block_kernel<T, M, MASKED, VEC, 8, 1><<<grid, threads, 0, st>>>(p);
     return;
   }
   if (chunks <= 4 * kClusterThreads * kMaxVpt) {
@@ -70,8 +77,10 @@ void launch_softmax(Session& s, k::SoftmaxKernelParams<T, M>& p) {
     const int part_chunks = (chunks + cluster - 1) / cluster;
     p.part_cols = part_chunks * N;
     const int threads = round_up((part_chunks + kMaxVpt - 1) / kMaxVpt, 32);
-    if (cluster == 2) launch_cluster<T, M, MASKED, VEC, kMaxVpt, 2>(s, p, threads);
-    else launch_cluster<T, M, MASKED, VEC, kMaxVpt, 4>(s, p, threads);
+    if (cluster == 2)
+      launch_cluster<T, M, MASKED, VEC, kMaxVpt, 2>(s, p, threads);
+    else
+      launch_cluster<T, M, MASKED, VEC, kMaxVpt, 4>(s, p, threads);
     return;
   }
   k::softmax_wide_kernel<T, M, MASKED, VEC><<<grid_dim("softmax", p.rows), 1024, 0, st>>>(p);
@@ -93,17 +102,23 @@ void run_softmax(Session& s, const SoftmaxArgs& a) {
   p.scale = a.scale;
   p.softcap = a.softcap;
   const bool vec = vectorizable(a.x, N) && vectorizable(a.out, N) && vectorizable(a.mask, N);
-  if (vec) launch_softmax<T, M, MASKED, true>(s, p);
-  else launch_softmax<T, M, MASKED, false>(s, p);
+  if (vec)
+    launch_softmax<T, M, MASKED, true>(s, p);
+  else
+    launch_softmax<T, M, MASKED, false>(s, p);
   check_launch(s, "softmax");
 }
 
 void softmax_cuda(Session& s, const SoftmaxArgs& a) {
   dispatch_float(a.x.dtype, "softmax", [&]<class T>() {
-    if (!a.mask.data) run_softmax<T, T, false>(s, a);
-    else if (a.mask.dtype == DType::f32) run_softmax<T, float, true>(s, a);
-    else if constexpr (!std::is_same_v<T, float>) run_softmax<T, T, true>(s, a);
-    else run_softmax<T, float, true>(s, a);
+    if (!a.mask.data)
+      run_softmax<T, T, false>(s, a);
+    else if (a.mask.dtype == DType::f32)
+      run_softmax<T, float, true>(s, a);
+    else if constexpr (!std::is_same_v<T, float>)
+      run_softmax<T, T, true>(s, a);
+    else
+      run_softmax<T, float, true>(s, a);
   });
 }
 

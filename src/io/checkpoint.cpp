@@ -72,10 +72,10 @@ LinearWeights Checkpoint::linear(std::string_view module_arg) const {
       ckpt_error(m, "scales ", L.scales->str(), " are not a float type");
     const int64_t packed = ws[ws.size() - 1];
     if (packed > INT64_MAX / 32) ckpt_error(m, "weight width overflows");
-    if ((packed * 32) % bits) ckpt_error(m, "weight width ", packed, " words is not a whole number of ", bits, "-bit values");
+    if ((packed * 32) % bits)
+      ckpt_error(m, "weight width ", packed, " words is not a whole number of ", bits, "-bit values");
     L.in_features = packed * 32 / bits;
-    if (L.in_features % gs)
-      ckpt_error(m, "input width ", L.in_features, " is not a multiple of the group size ", gs);
+    if (L.in_features % gs) ckpt_error(m, "input width ", L.in_features, " is not a multiple of the group size ", gs);
     Dims want = ws;
     want[want.size() - 1] = L.in_features / gs;
     if (!(L.scales->shape() == want))
@@ -103,9 +103,18 @@ LinearArrays upload(Session& s, const LinearWeights& host) {
   a.weight = io::upload(s, host.weight);
   a.view = host;
   a.view.weight = a.weight.tensor();
-  if (host.scales) { a.scales = io::upload(s, *host.scales); a.view.scales = a.scales->tensor(); }
-  if (host.biases) { a.biases = io::upload(s, *host.biases); a.view.biases = a.biases->tensor(); }
-  if (host.bias) { a.bias = io::upload(s, *host.bias); a.view.bias = a.bias->tensor(); }
+  if (host.scales) {
+    a.scales = io::upload(s, *host.scales);
+    a.view.scales = a.scales->tensor();
+  }
+  if (host.biases) {
+    a.biases = io::upload(s, *host.biases);
+    a.view.biases = a.biases->tensor();
+  }
+  if (host.bias) {
+    a.bias = io::upload(s, *host.bias);
+    a.view.bias = a.bias->tensor();
+  }
   return a;
 }
 

@@ -48,7 +48,8 @@ double to_double(const std::string& src, std::string_view key, const json& v) {
 
 Config Config::parse(std::string_view text, std::string source) {
   auto root = std::make_shared<const nlohmann::json>(detail::parse_json(text, kOp, source, kMaxJsonDepth));
-  if (!root->is_object()) config_error(source, ": top level is a JSON ", detail::json_kind(*root), ", expected an object");
+  if (!root->is_object())
+    config_error(source, ": top level is a JSON ", detail::json_kind(*root), ", expected an object");
   const nlohmann::json* node = root.get();
   return Config(std::move(root), node, std::move(source));
 }
@@ -125,9 +126,7 @@ std::vector<std::string> Config::get_strings(std::string_view key) const {
 }
 
 int64_t Config::get_int(std::string_view key, int64_t fallback) const { return has(key) ? get_int(key) : fallback; }
-double Config::get_double(std::string_view key, double fallback) const {
-  return has(key) ? get_double(key) : fallback;
-}
+double Config::get_double(std::string_view key, double fallback) const { return has(key) ? get_double(key) : fallback; }
 bool Config::get_bool(std::string_view key, bool fallback) const { return has(key) ? get_bool(key) : fallback; }
 std::string Config::get_string(std::string_view key, std::string_view fallback) const {
   return has(key) ? get_string(key) : std::string(fallback);
@@ -149,10 +148,19 @@ std::optional<Config> Config::find_section(std::string_view key) const {
 QuantParams QuantParams::defaults(std::string_view mode) {
   QuantParams p;
   p.mode = std::string(mode);
-  if (mode == "mxfp4") { p.group_size = 32; p.bits = 4; }
-  else if (mode == "nvfp4") { p.group_size = 16; p.bits = 4; }
-  else if (mode == "mxfp8") { p.group_size = 32; p.bits = 8; }
-  else { p.group_size = 64; p.bits = 4; }
+  if (mode == "mxfp4") {
+    p.group_size = 32;
+    p.bits = 4;
+  } else if (mode == "nvfp4") {
+    p.group_size = 16;
+    p.bits = 4;
+  } else if (mode == "mxfp8") {
+    p.group_size = 32;
+    p.bits = 8;
+  } else {
+    p.group_size = 64;
+    p.bits = 4;
+  }
   return p;
 }
 
@@ -200,8 +208,7 @@ QuantConfig QuantConfig::from_json(const nlohmann::json& block, const std::strin
 
 std::optional<QuantConfig> QuantConfig::from_config(const Config& config) {
   const auto& j = config.json();
-  if (auto it = j.find("quantization"); it != j.end() && !it->is_null())
-    return from_json(*it, config.source());
+  if (auto it = j.find("quantization"); it != j.end() && !it->is_null()) return from_json(*it, config.source());
   if (auto it = j.find("quantization_config"); it != j.end() && it->is_object()) {
     const bool mlx_style = it->contains("bits") && it->contains("group_size") && !it->contains("quant_method");
     if (mlx_style) return from_json(*it, config.source());

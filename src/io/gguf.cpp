@@ -71,11 +71,24 @@ const std::array<GgmlTypeInfo, 42> kGgmlTypes = {{
 // Bytes of one scalar of a value type; 0 for string and array.
 constexpr uint32_t scalar_bytes(GgufType t) {
   switch (t) {
-    case GgufType::u8: case GgufType::i8: case GgufType::boolean: return 1;
-    case GgufType::u16: case GgufType::i16: return 2;
-    case GgufType::u32: case GgufType::i32: case GgufType::f32: return 4;
-    case GgufType::u64: case GgufType::i64: case GgufType::f64: return 8;
-    case GgufType::string: case GgufType::array: return 0;
+    case GgufType::u8:
+    case GgufType::i8:
+    case GgufType::boolean:
+      return 1;
+    case GgufType::u16:
+    case GgufType::i16:
+      return 2;
+    case GgufType::u32:
+    case GgufType::i32:
+    case GgufType::f32:
+      return 4;
+    case GgufType::u64:
+    case GgufType::i64:
+    case GgufType::f64:
+      return 8;
+    case GgufType::string:
+    case GgufType::array:
+      return 0;
   }
   return 0;
 }
@@ -114,19 +127,32 @@ std::string ggml_type_name(uint32_t id) {
 
 std::string_view name(GgufType t) {
   switch (t) {
-    case GgufType::u8: return "u8";
-    case GgufType::i8: return "i8";
-    case GgufType::u16: return "u16";
-    case GgufType::i16: return "i16";
-    case GgufType::u32: return "u32";
-    case GgufType::i32: return "i32";
-    case GgufType::f32: return "f32";
-    case GgufType::boolean: return "bool";
-    case GgufType::string: return "string";
-    case GgufType::array: return "array";
-    case GgufType::u64: return "u64";
-    case GgufType::i64: return "i64";
-    case GgufType::f64: return "f64";
+    case GgufType::u8:
+      return "u8";
+    case GgufType::i8:
+      return "i8";
+    case GgufType::u16:
+      return "u16";
+    case GgufType::i16:
+      return "i16";
+    case GgufType::u32:
+      return "u32";
+    case GgufType::i32:
+      return "i32";
+    case GgufType::f32:
+      return "f32";
+    case GgufType::boolean:
+      return "bool";
+    case GgufType::string:
+      return "string";
+    case GgufType::array:
+      return "array";
+    case GgufType::u64:
+      return "u64";
+    case GgufType::i64:
+      return "i64";
+    case GgufType::f64:
+      return "f64";
   }
   return "invalid";
 }
@@ -137,16 +163,53 @@ GgufValue GgufValue::scalar_at(GgufType t, const uint8_t* p) {
   GgufValue v;
   v.type_ = t;
   switch (t) {
-    case GgufType::u8: case GgufType::boolean: v.bits_ = p[0]; break;
-    case GgufType::i8: v.bits_ = uint64_t(int64_t(int8_t(p[0]))); break;
-    case GgufType::u16: { uint16_t x; std::memcpy(&x, p, 2); v.bits_ = x; break; }
-    case GgufType::i16: { int16_t x; std::memcpy(&x, p, 2); v.bits_ = uint64_t(int64_t(x)); break; }
-    case GgufType::u32: { uint32_t x; std::memcpy(&x, p, 4); v.bits_ = x; break; }
-    case GgufType::i32: { int32_t x; std::memcpy(&x, p, 4); v.bits_ = uint64_t(int64_t(x)); break; }
-    case GgufType::u64: case GgufType::i64: std::memcpy(&v.bits_, p, 8); break;
-    case GgufType::f32: { float x; std::memcpy(&x, p, 4); v.bits_ = std::bit_cast<uint64_t>(double(x)); break; }
-    case GgufType::f64: std::memcpy(&v.bits_, p, 8); break;
-    case GgufType::string: case GgufType::array: break;
+    case GgufType::u8:
+    case GgufType::boolean:
+      v.bits_ = p[0];
+      break;
+    case GgufType::i8:
+      v.bits_ = uint64_t(int64_t(int8_t(p[0])));
+      break;
+    case GgufType::u16: {
+      uint16_t x;
+      std::memcpy(&x, p, 2);
+      v.bits_ = x;
+      break;
+    }
+    case GgufType::i16: {
+      int16_t x;
+      std::memcpy(&x, p, 2);
+      v.bits_ = uint64_t(int64_t(x));
+      break;
+    }
+    case GgufType::u32: {
+      uint32_t x;
+      std::memcpy(&x, p, 4);
+      v.bits_ = x;
+      break;
+    }
+    case GgufType::i32: {
+      int32_t x;
+      std::memcpy(&x, p, 4);
+      v.bits_ = uint64_t(int64_t(x));
+      break;
+    }
+    case GgufType::u64:
+    case GgufType::i64:
+      std::memcpy(&v.bits_, p, 8);
+      break;
+    case GgufType::f32: {
+      float x;
+      std::memcpy(&x, p, 4);
+      v.bits_ = std::bit_cast<uint64_t>(double(x));
+      break;
+    }
+    case GgufType::f64:
+      std::memcpy(&v.bits_, p, 8);
+      break;
+    case GgufType::string:
+    case GgufType::array:
+      break;
   }
   return v;
 }
@@ -248,9 +311,16 @@ double GgufValue::double_element(size_t i) const {
 std::string GgufValue::str() const {
   std::ostringstream os;
   switch (type_) {
-    case GgufType::string: os << '"' << string_ << '"'; break;
-    case GgufType::boolean: os << (bits_ ? "true" : "false"); break;
-    case GgufType::f32: case GgufType::f64: os << as_double(); break;
+    case GgufType::string:
+      os << '"' << string_ << '"';
+      break;
+    case GgufType::boolean:
+      os << (bits_ ? "true" : "false");
+      break;
+    case GgufType::f32:
+    case GgufType::f64:
+      os << as_double();
+      break;
     case GgufType::array: {
       os << '[' << name(elem_) << " x " << count_;
       const size_t shown = std::min<uint64_t>(count_, 8);
@@ -260,8 +330,10 @@ std::string GgufValue::str() const {
       break;
     }
     default:
-      if (is_signed_int(type_)) os << int64_t(bits_);
-      else os << bits_;
+      if (is_signed_int(type_))
+        os << int64_t(bits_);
+      else
+        os << bits_;
   }
   return os.str();
 }
@@ -355,7 +427,8 @@ struct GgufParser {
     if (version == 1)
       throw_error<Unsupported>(kOp, src, ": GGUF version 1 (32-bit counts) is not supported; convert to v3");
     if (version != 2 && version != 3) {
-      const uint32_t swapped = (version >> 24) | ((version >> 8) & 0xff00u) | ((version << 8) & 0xff0000u) | (version << 24);
+      const uint32_t swapped =
+          (version >> 24) | ((version >> 8) & 0xff00u) | ((version << 8) & 0xff0000u) | (version << 24);
       if (swapped >= 1 && swapped <= 3)
         throw_error<Unsupported>(kOp, src, ": big-endian GGUF (version ", swapped, ") is not supported");
       format_error(src, ": unknown GGUF version ", version);
@@ -381,8 +454,7 @@ struct GgufParser {
     }
 
     if (const GgufValue* a = f.find("general.alignment")) {
-      if (a->type() != GgufType::u32)
-        format_error(src, ": general.alignment is ", name(a->type()), ", expected u32");
+      if (a->type() != GgufType::u32) format_error(src, ": general.alignment is ", name(a->type()), ", expected u32");
       const uint64_t al = a->as_uint();
       if (al == 0 || !std::has_single_bit(al)) format_error(src, ": general.alignment ", al, " is not a power of two");
       f.alignment_ = al;
@@ -427,10 +499,12 @@ struct GgufParser {
     for (uint32_t d = 0; d < n_dims; ++d) {
       const uint64_t ne = get<uint64_t>("tensor dims");
       if (ne > uint64_t(INT64_MAX)) format_error(src, ": tensor '", t.name, "' has a negative extent");
-      if (ne == 0) zero = true;
+      if (ne == 0)
+        zero = true;
       else if (span > INT64_MAX / int64_t(ne))
         format_error(src, ": tensor '", t.name, "' element count overflows int64");
-      else span *= int64_t(ne);
+      else
+        span *= int64_t(ne);
       t.ne.push_back(int64_t(ne));
     }
     const int64_t numel = zero ? 0 : span;
@@ -444,8 +518,8 @@ struct GgufParser {
                                "), which ggml has retired; its layout is unknown");
     const int64_t inner = t.ne.empty() ? 1 : t.ne[0];
     if (inner % t.type->block_elems)
-      format_error(src, ": tensor '", t.name, "' row of ", inner, " elements is not a whole number of ",
-                   t.type->name, " blocks (", t.type->block_elems, ")");
+      format_error(src, ": tensor '", t.name, "' row of ", inner, " elements is not a whole number of ", t.type->name,
+                   " blocks (", t.type->block_elems, ")");
     const uint64_t blocks = uint64_t(numel) / t.type->block_elems;
     if (blocks > uint64_t(INT64_MAX) / t.type->block_bytes)
       format_error(src, ": tensor '", t.name, "' byte size overflows int64");
@@ -514,9 +588,7 @@ double GgufFile::get_double(std::string_view key) const {
 bool GgufFile::get_bool(std::string_view key) const {
   return with_key(src_.name, key, [&] { return get(key).as_bool(); });
 }
-int64_t GgufFile::get_int(std::string_view key, int64_t fallback) const {
-  return has(key) ? get_int(key) : fallback;
-}
+int64_t GgufFile::get_int(std::string_view key, int64_t fallback) const { return has(key) ? get_int(key) : fallback; }
 double GgufFile::get_double(std::string_view key, double fallback) const {
   return has(key) ? get_double(key) : fallback;
 }

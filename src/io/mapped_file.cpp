@@ -79,8 +79,7 @@ ByteSource ByteSource::map(const std::string& path) {
 }
 
 ByteSource ByteSource::borrow(const uint8_t* data, size_t size, std::string name) {
-  if (!data && size)
-    throw_error<InvalidArgument>("io", "null buffer of ", size, " bytes for '", name, "'");
+  if (!data && size) throw_error<InvalidArgument>("io", "null buffer of ", size, " bytes for '", name, "'");
   ByteSource s;
   s.data = data;
   s.size = size;

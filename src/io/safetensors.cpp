@@ -21,27 +21,13 @@ constexpr uint64_t kMaxHeaderBytes = 100'000'000;
 constexpr int kMaxJsonDepth = 8;
 
 const std::array<SafetensorsDType, 22> kDTypes = {{
-    {"BOOL", 8, std::nullopt},
-    {"U8", 8, DType::u8},
-    {"I8", 8, DType::i8},
-    {"U16", 16, std::nullopt},
-    {"I16", 16, std::nullopt},
-    {"F16", 16, DType::f16},
-    {"BF16", 16, DType::bf16},
-    {"U32", 32, DType::u32},
-    {"I32", 32, DType::i32},
-    {"F32", 32, DType::f32},
-    {"U64", 64, std::nullopt},
-    {"I64", 64, DType::i64},
-    {"F64", 64, std::nullopt},
-    {"C64", 64, std::nullopt},
-    {"F8_E4M3", 8, std::nullopt},
-    {"F8_E5M2", 8, std::nullopt},
-    {"F8_E8M0", 8, std::nullopt},
-    {"F8_E4M3FNUZ", 8, std::nullopt},
-    {"F8_E5M2FNUZ", 8, std::nullopt},
-    {"F6_E2M3", 6, std::nullopt},
-    {"F6_E3M2", 6, std::nullopt},
+    {"BOOL", 8, std::nullopt},        {"U8", 8, DType::u8},         {"I8", 8, DType::i8},
+    {"U16", 16, std::nullopt},        {"I16", 16, std::nullopt},    {"F16", 16, DType::f16},
+    {"BF16", 16, DType::bf16},        {"U32", 32, DType::u32},      {"I32", 32, DType::i32},
+    {"F32", 32, DType::f32},          {"U64", 64, std::nullopt},    {"I64", 64, DType::i64},
+    {"F64", 64, std::nullopt},        {"C64", 64, std::nullopt},    {"F8_E4M3", 8, std::nullopt},
+    {"F8_E5M2", 8, std::nullopt},     {"F8_E8M0", 8, std::nullopt}, {"F8_E4M3FNUZ", 8, std::nullopt},
+    {"F8_E5M2FNUZ", 8, std::nullopt}, {"F6_E2M3", 6, std::nullopt}, {"F6_E3M2", 6, std::nullopt},
     {"F4", 4, std::nullopt},
 }};
 
@@ -96,9 +82,12 @@ SafetensorsTensorInfo parse_entry(const std::string& src, const std::string& nam
     const auto v = as_nonneg_int(d);
     if (!v) bad("shape has an entry that is not a non-negative integer");
     info.shape.push_back(*v);
-    if (*v == 0) zero = true;
-    else if (span > std::numeric_limits<int64_t>::max() / *v) bad("shape overflows int64 elements");
-    else span *= *v;
+    if (*v == 0)
+      zero = true;
+    else if (span > std::numeric_limits<int64_t>::max() / *v)
+      bad("shape overflows int64 elements");
+    else
+      span *= *v;
   }
   const int64_t numel = zero ? 0 : span;
   info.numel = numel;
@@ -165,8 +154,8 @@ SafetensorsFile SafetensorsFile::parse(ByteSource source) {
   f.header_bytes_ = n;
   const uint64_t data_bytes = size - 8 - n;
 
-  const auto j = detail::parse_json(std::string_view(reinterpret_cast<const char*>(p + 8), size_t(n)), kOp, src,
-                                    kMaxJsonDepth);
+  const auto j =
+      detail::parse_json(std::string_view(reinterpret_cast<const char*>(p + 8), size_t(n)), kOp, src, kMaxJsonDepth);
   if (!j.is_object()) throw_error<FormatError>(kOp, src, ": header is a JSON ", detail::json_kind(j));
 
   for (const auto& [key, value] : j.items()) {
@@ -256,8 +245,8 @@ bool safe_relative(const std::string& name) {
 SafetensorsSet open_index(const fs::path& index_path) {
   const std::string src = index_path.string();
   const MappedFile m = MappedFile::open(src);
-  const auto j = detail::parse_json(std::string_view(reinterpret_cast<const char*>(m.data()), m.size()), kOp, src,
-                                    kMaxJsonDepth);
+  const auto j =
+      detail::parse_json(std::string_view(reinterpret_cast<const char*>(m.data()), m.size()), kOp, src, kMaxJsonDepth);
   if (!j.is_object()) throw_error<FormatError>(kOp, src, ": index is a JSON ", detail::json_kind(j));
   const auto wm = j.find("weight_map");
   if (wm == j.end() || !wm->is_object()) throw_error<FormatError>(kOp, src, ": index has no weight_map object");
@@ -304,8 +293,8 @@ void SafetensorsSet::build_index() {
     for (size_t t = 0; t < ts.size(); ++t) {
       auto [it, inserted] = index_.emplace(ts[t].name, Entry{f, t});
       if (!inserted)
-        throw_error<FormatError>(kOp, "tensor '", ts[t].name, "' is in both ", files_[it->second.file].path(),
-                                 " and ", files_[f].path());
+        throw_error<FormatError>(kOp, "tensor '", ts[t].name, "' is in both ", files_[it->second.file].path(), " and ",
+                                 files_[f].path());
     }
   }
 }

@@ -55,14 +55,17 @@ void gelu(Session& s, const Tensor& x, const Tensor& out, GeluApprox approx) {
   run_elementwise("gelu", s, a);
 }
 
-void silu(Session& s, const Tensor& x, const Tensor& out) { run_elementwise("silu", s, unary_args("silu", s, "x", x, out)); }
+void silu(Session& s, const Tensor& x, const Tensor& out) {
+  run_elementwise("silu", s, unary_args("silu", s, "x", x, out));
+}
 
 void sigmoid(Session& s, const Tensor& x, const Tensor& out) {
   run_elementwise("sigmoid", s, unary_args("sigmoid", s, "x", x, out));
 }
 
 void softcap(Session& s, const Tensor& x, const Tensor& out, float cap) {
-  if (!(cap > 0.f) || !std::isfinite(cap)) throw_error<InvalidArgument>("softcap", "cap must be finite and > 0, got ", cap);
+  if (!(cap > 0.f) || !std::isfinite(cap))
+    throw_error<InvalidArgument>("softcap", "cap must be finite and > 0, got ", cap);
   ElementwiseArgs a = unary_args("softcap", s, "x", x, out);
   a.param = cap;
   run_elementwise("softcap", s, a);

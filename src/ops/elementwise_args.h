@@ -7,10 +7,10 @@
 namespace mlxn::detail {
 
 struct ElementwiseArgs {
-  RowView x;    // first input (gate, x, a)
-  RowView y;    // second input of binary ops (up, g, b); row_stride 0: one row broadcast
-                // over every row of x
-  RowView out;  // rows and cols are the extent of the op
+  RowView x;                         // first input (gate, x, a)
+  RowView y;                         // second input of binary ops (up, g, b); row_stride 0: one row broadcast
+                                     // over every row of x
+  RowView out;                       // rows and cols are the extent of the op
   const float* row_scale = nullptr;  // scale_rows: one factor per row, f32 [rows]
   float param = 0.f;                 // softcap: cap; scale: factor
   bool gelu_erf = false;             // gelu, gelu_mul: the erf form, not the tanh approximation

@@ -133,7 +133,9 @@ struct Scale {
 // cast: the conversion is the engine's load and store; integers pass through untouched.
 struct Identity {
   template <class V>
-  MLXN_HD V operator()(V v) const { return v; }
+  MLXN_HD V operator()(V v) const {
+    return v;
+  }
 };
 
 }  // namespace mlxn::ew

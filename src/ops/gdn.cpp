@@ -40,7 +40,8 @@ GdnArgs make_args(const char* op, Session& s, const Inputs& in, const GdnOptions
     throw_error<InvalidArgument>(op, "g has dtype ", name(in.g.dtype()), ", expected f32");
   a.beta = as_token_rows(op, s, "beta", in.beta, B, T, H);
   if (in.beta.dtype() != DType::f32 && in.beta.dtype() != in.q.dtype())
-    throw_error<InvalidArgument>(op, "beta has dtype ", name(in.beta.dtype()), ", expected f32 or ", name(in.q.dtype()));
+    throw_error<InvalidArgument>(op, "beta has dtype ", name(in.beta.dtype()), ", expected f32 or ",
+                                 name(in.q.dtype()));
   a.seq = seq_layout(op, s, B, T, o.cu_seqlens);
   a.Hk = Hk;
   a.H = H;
@@ -57,12 +58,19 @@ GdnArgs make_args(const char* op, Session& s, const Inputs& in, const GdnOptions
   if (o.final_state) {
     a.ht = const_cast<float*>(state_ptr(op, s, "final_state", *o.final_state, a.seq.N, H, K, V));
     if (o.initial_state) check_no_overlap(op, "final_state", *o.final_state, "initial_state", *o.initial_state, true);
-    for (auto [name, t] : {std::pair<const char*, const Tensor*>{"q", &in.q}, {"k", &in.k}, {"v", &in.v},
-                           {"g", &in.g}, {"beta", &in.beta}, {"out", &in.out}})
+    for (auto [name, t] : {std::pair<const char*, const Tensor*>{"q", &in.q},
+                           {"k", &in.k},
+                           {"v", &in.v},
+                           {"g", &in.g},
+                           {"beta", &in.beta},
+                           {"out", &in.out}})
       check_no_overlap(op, "final_state", *o.final_state, name, *t, false);
   }
-  for (auto [name, t] : {std::pair<const char*, const Tensor*>{"q", &in.q}, {"k", &in.k}, {"v", &in.v},
-                         {"g", &in.g}, {"beta", &in.beta}})
+  for (auto [name, t] : {std::pair<const char*, const Tensor*>{"q", &in.q},
+                         {"k", &in.k},
+                         {"v", &in.v},
+                         {"g", &in.g},
+                         {"beta", &in.beta}})
     check_no_overlap(op, "out", in.out, name, *t, false);
   if (o.initial_state) check_no_overlap(op, "out", in.out, "initial_state", *o.initial_state, false);
   return a;
@@ -102,7 +110,8 @@ GdnResult gdn_forward(Session& s, const Tensor& q, const Tensor& k, const Tensor
   check_device(op, s, "v", v);
   check_device(op, s, "q", q);
   if (v.ndim() != 4 || q.ndim() != 4)
-    throw_error<InvalidArgument>(op, "q and v must be [B, T, heads, dim], got ", q.shape().str(), " and ", v.shape().str());
+    throw_error<InvalidArgument>(op, "q and v must be [B, T, heads, dim], got ", q.shape().str(), " and ",
+                                 v.shape().str());
   GdnResult r;
   r.out = s.empty(v.shape(), v.dtype());
   GdnOptions opts = o;

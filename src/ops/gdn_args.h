@@ -20,18 +20,18 @@ struct HeadView {
 // cu) N sequences back to back in one row of T tokens. Offsets given on a device the host
 // cannot read are clamped into [0, T] by the kernels.
 struct SeqLayout {
-  int64_t B = 0, T = 0, N = 0;      // N = B without cu
-  const int32_t* cu = nullptr;      // [N + 1] or null
+  int64_t B = 0, T = 0, N = 0;  // N = B without cu
+  const int32_t* cu = nullptr;  // [N + 1] or null
 };
 
 struct SsmConvArgs {
-  RowView x, out;                   // [B * T, C]
-  const void* weight = nullptr;     // [C, W]
+  RowView x, out;                // [B * T, C]
+  const void* weight = nullptr;  // [C, W]
   DType weight_dtype = DType::f32;
-  const void* bias = nullptr;       // [C] or null
+  const void* bias = nullptr;  // [C] or null
   DType bias_dtype = DType::f32;
-  const void* state_in = nullptr;   // [N, W - 1, C] x's dtype, or null (zeros)
-  void* state_out = nullptr;        // [N, W - 1, C] or null; may equal state_in
+  const void* state_in = nullptr;  // [N, W - 1, C] x's dtype, or null (zeros)
+  void* state_out = nullptr;       // [N, W - 1, C] or null; may equal state_in
   SeqLayout seq;
   int64_t C = 0;
   int W = 0;
@@ -39,8 +39,8 @@ struct SsmConvArgs {
 };
 
 struct SsmConvStepArgs {
-  RowView x, out;                   // [B, C]
-  void* state = nullptr;            // [B, W - 1, C], in place
+  RowView x, out;         // [B, C]
+  void* state = nullptr;  // [B, W - 1, C], in place
   const void* weight = nullptr;
   DType weight_dtype = DType::f32;
   const void* bias = nullptr;
@@ -51,19 +51,19 @@ struct SsmConvStepArgs {
 };
 
 struct GdnGateArgs {
-  RowView a, b, g, beta;            // [rows, H]
-  const void* A_log = nullptr;      // [H]
+  RowView a, b, g, beta;        // [rows, H]
+  const void* A_log = nullptr;  // [H]
   DType A_log_dtype = DType::f32;
-  const void* dt_bias = nullptr;    // [H]
+  const void* dt_bias = nullptr;  // [H]
   DType dt_bias_dtype = DType::f32;
 };
 
 // The delta rule, token-sequential or chunked.
 struct GdnArgs {
-  HeadView q, k, v, out;            // q, k: [B*T, Hk, K]; v, out: [B*T, H, V]
-  RowView g, beta;                  // [B*T, H]; g f32
-  const float* h0 = nullptr;        // [N, H, K, V] or null
-  float* ht = nullptr;              // [N, H, K, V] or null; may equal h0
+  HeadView q, k, v, out;      // q, k: [B*T, Hk, K]; v, out: [B*T, H, V]
+  RowView g, beta;            // [B*T, H]; g f32
+  const float* h0 = nullptr;  // [N, H, K, V] or null
+  float* ht = nullptr;        // [N, H, K, V] or null; may equal h0
   SeqLayout seq;
   int64_t Hk = 0, H = 0, K = 0, V = 0;
   float scale = 1.f;
@@ -81,7 +81,7 @@ struct GdnStageArgs {
   const float* h0 = nullptr;
   float* ht = nullptr;
   SeqLayout seq;
-  int64_t slots = 0;                   // chunk slots per batch row
+  int64_t slots = 0;  // chunk slots per batch row
   int64_t Hk = 0, H = 0, K = 0, V = 0;
   float scale = 1.f;
 };

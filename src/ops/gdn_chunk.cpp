@@ -21,7 +21,8 @@ namespace {
 // [B, T, H] f32 (g, g_cum) of the stage.
 RowView f32_rows(const char* op, Session& s, const char* name, const Tensor& t, int64_t B, int64_t T, int64_t H) {
   RowView r = as_token_rows(op, s, name, t, B, T, H);
-  if (t.dtype() != DType::f32) throw_error<InvalidArgument>(op, name, " has dtype ", mlxn::name(t.dtype()), ", expected f32");
+  if (t.dtype() != DType::f32)
+    throw_error<InvalidArgument>(op, name, " has dtype ", mlxn::name(t.dtype()), ", expected f32");
   return r;
 }
 
@@ -33,9 +34,11 @@ RowView beta_rows(const char* op, Session& s, const Tensor& beta, int64_t B, int
 }
 
 // A / Ai: contiguous [B, T, H, 64] f32.
-void check_chunk_matrix(const char* op, Session& s, const char* name, const Tensor& t, int64_t B, int64_t T, int64_t H) {
+void check_chunk_matrix(const char* op, Session& s, const char* name, const Tensor& t, int64_t B, int64_t T,
+                        int64_t H) {
   check_device(op, s, name, t);
-  if (t.dtype() != DType::f32) throw_error<InvalidArgument>(op, name, " has dtype ", mlxn::name(t.dtype()), ", expected f32");
+  if (t.dtype() != DType::f32)
+    throw_error<InvalidArgument>(op, name, " has dtype ", mlxn::name(t.dtype()), ", expected f32");
   check_shape(op, name, t, {B, T, H, kChunk});
   check_contiguous(op, name, t);
 }
@@ -138,8 +141,8 @@ void gdn_chunk_wu(Session& s, const Tensor& k, const Tensor& v, const Tensor& be
   check_same_dtype(op, "w", w, "u", u);
   check_cuda_head_dims(op, s, a.K, a.V);
   for (auto [oname, ot] : {std::pair<const char*, const Tensor*>{"w", &w}, {"u", &u}})
-    for (auto [name, t] : {std::pair<const char*, const Tensor*>{"k", &k}, {"v", &v}, {"beta", &beta},
-                           {"g_cum", &g_cum}, {"Ai", &Ai}})
+    for (auto [name, t] :
+         {std::pair<const char*, const Tensor*>{"k", &k}, {"v", &v}, {"beta", &beta}, {"g_cum", &g_cum}, {"Ai", &Ai}})
       check_no_overlap(op, oname, *ot, name, *t, false);
   check_no_overlap(op, "u", u, "w", w, false);
   a.seq = seq_layout(op, s, B, T, cu);
@@ -190,7 +193,8 @@ void gdn_chunk_output(Session& s, const Tensor& q, const Tensor& k, const Tensor
                       const std::optional<Tensor>& cu) {
   const char* op = "gdn_chunk_output";
   GdnStageArgs a;
-  if (v_new.ndim() != 4) throw_error<InvalidArgument>(op, "v_new has shape ", v_new.shape().str(), ", expected [B, T, H, V]");
+  if (v_new.ndim() != 4)
+    throw_error<InvalidArgument>(op, "v_new has shape ", v_new.shape().str(), ", expected [B, T, H, V]");
   key_dims(op, k, v_new.dim(2), a);
   const int64_t B = k.dim(0), T = k.dim(1), H = a.H;
   a.V = v_new.dim(3);
@@ -212,8 +216,8 @@ void gdn_chunk_output(Session& s, const Tensor& q, const Tensor& k, const Tensor
   check_cuda_head_dims(op, s, a.K, a.V);
   a.scale = scale ? *scale : float(1.0 / std::sqrt(double(a.K)));
   if (!std::isfinite(a.scale)) throw_error<InvalidArgument>(op, "scale must be finite, got ", a.scale);
-  for (auto [name, t] : {std::pair<const char*, const Tensor*>{"q", &q}, {"k", &k}, {"v_new", &v_new}, {"h", &h},
-                         {"g_cum", &g_cum}})
+  for (auto [name, t] :
+       {std::pair<const char*, const Tensor*>{"q", &q}, {"k", &k}, {"v_new", &v_new}, {"h", &h}, {"g_cum", &g_cum}})
     check_no_overlap(op, "out", out, name, *t, false);
   run(op, s, q.dtype(), a);
 }

@@ -34,8 +34,8 @@ int check_conv_params(const char* op, Session& s, const Tensor& weight, const st
   return int(W);
 }
 
-void check_conv_state(const char* op, Session& s, const char* name, const Tensor& st, const Tensor& x, int64_t N,
-                      int W, int64_t C) {
+void check_conv_state(const char* op, Session& s, const char* name, const Tensor& st, const Tensor& x, int64_t N, int W,
+                      int64_t C) {
   check_device(op, s, name, st);
   check_same_dtype(op, "x", x, name, st);
   check_shape(op, name, st, {N, W - 1, C});
@@ -127,8 +127,8 @@ void ssm_conv_step(Session& s, const Tensor& x, const Tensor& weight, const Tens
   dispatch(op, s, x.dtype(), a);
 }
 
-void gdn_gate(Session& s, const Tensor& a, const Tensor& b, const Tensor& A_log, const Tensor& dt_bias,
-              const Tensor& g, const Tensor& beta) {
+void gdn_gate(Session& s, const Tensor& a, const Tensor& b, const Tensor& A_log, const Tensor& dt_bias, const Tensor& g,
+              const Tensor& beta) {
   const char* op = "gdn_gate";
   check_device(op, s, "a", a);
   check_dtype(op, "a", a, kFloatTypes);
@@ -152,7 +152,8 @@ void gdn_gate(Session& s, const Tensor& a, const Tensor& b, const Tensor& A_log,
   for (auto [name, t] : {std::pair<const char*, const Tensor*>{"A_log", &A_log}, {"dt_bias", &dt_bias}}) {
     check_device(op, s, name, *t);
     if (t->dtype() != DType::f32 && t->dtype() != a.dtype())
-      throw_error<InvalidArgument>(op, name, " has dtype ", mlxn::name(t->dtype()), ", expected f32 or ", mlxn::name(a.dtype()));
+      throw_error<InvalidArgument>(op, name, " has dtype ", mlxn::name(t->dtype()), ", expected f32 or ",
+                                   mlxn::name(a.dtype()));
     check_shape(op, name, *t, {H});
     check_contiguous(op, name, *t);
   }
@@ -161,8 +162,8 @@ void gdn_gate(Session& s, const Tensor& a, const Tensor& b, const Tensor& A_log,
   args.dt_bias = dt_bias.data();
   args.dt_bias_dtype = dt_bias.dtype();
   for (auto [oname, ot] : {std::pair<const char*, const Tensor*>{"g", &g}, {"beta", &beta}})
-    for (auto [name, t] : {std::pair<const char*, const Tensor*>{"a", &a}, {"b", &b}, {"A_log", &A_log},
-                           {"dt_bias", &dt_bias}})
+    for (auto [name, t] :
+         {std::pair<const char*, const Tensor*>{"a", &a}, {"b", &b}, {"A_log", &A_log}, {"dt_bias", &dt_bias}})
       check_no_overlap(op, oname, *ot, name, *t, false);
   check_no_overlap(op, "beta", beta, "g", g, false);
   if (args.a.rows == 0 || H == 0) return;

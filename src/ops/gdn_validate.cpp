@@ -8,7 +8,8 @@ HeadView as_heads(const char* op, const Session& s, const char* name, const Tens
                   int64_t heads, int64_t dim, bool output) {
   check_device(op, s, name, t);
   check_dtype(op, name, t, kFloatTypes);
-  if (t.ndim() != 4) throw_error<InvalidArgument>(op, name, " has shape ", t.shape().str(), ", expected [B, T, heads, dim]");
+  if (t.ndim() != 4)
+    throw_error<InvalidArgument>(op, name, " has shape ", t.shape().str(), ", expected [B, T, heads, dim]");
   if (t.dim(0) != B || t.dim(1) != T || (heads >= 0 && t.dim(2) != heads) || (dim >= 0 && t.dim(3) != dim)) {
     throw_error<InvalidArgument>(op, name, " has shape ", t.shape().str(), ", expected [", B, ", ", T, ", ",
                                  heads >= 0 ? std::to_string(heads) : std::string("heads"), ", ",

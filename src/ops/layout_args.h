@@ -42,15 +42,15 @@ struct GatherArgs {
   int64_t src_rows = 0;        // valid indices are [0, src_rows)
   int64_t src_row_stride = 0;  // elements
   const void* idx = nullptr;
-  bool idx_signed = true;      // i32 (true) or u32 (false)
-  int64_t idx_stride = 1;      // elements
+  bool idx_signed = true;  // i32 (true) or u32 (false)
+  int64_t idx_stride = 1;  // elements
   void* out = nullptr;
   int64_t out_row_stride = 0;  // elements
   int64_t rows = 0;            // M (or T): number of indices
   int64_t cols = 0;            // D
   DType dtype = DType::f32;
   int elem_bytes = 4;
-  float scale = 1.f;           // applied only when != 1 (float dtypes)
+  float scale = 1.f;  // applied only when != 1 (float dtypes)
 };
 
 // kv_cache_write: cache[h, row(t), :] = convert(src[t, h, :]) for t in [first_token, tokens).
@@ -62,9 +62,9 @@ struct KvWriteArgs {
   const void* src = nullptr;
   DType src_dtype = DType::f32;
   int64_t src_token_stride = 0, src_head_stride = 0;  // elements
-  int64_t tokens = 0;       // T
-  int64_t first_token = 0;  // ring mode with T > capacity writes only the last capacity tokens
-  int64_t start = 0;        // row of token 0 when positions is null
+  int64_t tokens = 0;                                 // T
+  int64_t first_token = 0;             // ring mode with T > capacity writes only the last capacity tokens
+  int64_t start = 0;                   // row of token 0 when positions is null
   const int32_t* positions = nullptr;  // [T], stride positions_stride
   int64_t positions_stride = 1;
   bool ring = false;

@@ -32,7 +32,8 @@ Batch collapse_batch(const char* op, const char* name, const Tensor& t) {
     const int64_t n = t.dim(i);
     b.count *= n;
     if (n == 1) continue;
-    if (t.stride(i) < 0) throw_error<InvalidArgument>(op, name, " has a negative batch stride (strides ", t.strides().str(), ")");
+    if (t.stride(i) < 0)
+      throw_error<InvalidArgument>(op, name, " has a negative batch stride (strides ", t.strides().str(), ")");
     if (first) {
       b.stride = t.stride(i);
       expect = b.stride * n;
@@ -120,8 +121,8 @@ void matmul(Session& s, const Tensor& a, const Tensor& b, const Tensor& out, con
                                  ", inner dim ", kb, " does not match a's K = ", k, " (a ", a.shape().str(), ")");
   const Batch ba = collapse_batch(op, "a", a), bb = collapse_batch(op, "b", b);
   if (bb.count == 0 ? ba.count != 0 : ba.count % bb.count != 0)
-    throw_error<InvalidArgument>(op, "b's batch of ", bb.count, " (shape ", b.shape().str(), ") does not divide a's batch of ",
-                                 ba.count, " (shape ", a.shape().str(), ")");
+    throw_error<InvalidArgument>(op, "b's batch of ", bb.count, " (shape ", b.shape().str(),
+                                 ") does not divide a's batch of ", ba.count, " (shape ", a.shape().str(), ")");
   Dims expect;
   for (int i = 0; i < a.ndim() - 2; ++i) expect.push_back(a.dim(i));
   expect.push_back(m);
@@ -186,8 +187,10 @@ void matmul_id(Session& s, const Tensor& x, const Tensor& w, const Tensor& ids, 
   const int64_t t = ids.dim(0), top_k = ids.dim(1);
   if (e < 1) throw_error<InvalidArgument>(op, "w has shape ", w.shape().str(), ": no experts");
   const bool per_slot = x.ndim() == 3;
-  if (per_slot) check_shape(op, "x", x, Dims{t, top_k, k});
-  else check_shape(op, "x", x, Dims{t, k});
+  if (per_slot)
+    check_shape(op, "x", x, Dims{t, top_k, k});
+  else
+    check_shape(op, "x", x, Dims{t, k});
   check_shape(op, "out", out, Dims{t, top_k, n});
   check_contiguous(op, "out", out);
   check_no_overlap(op, "out", out, "x", x, false);

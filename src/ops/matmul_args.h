@@ -36,11 +36,11 @@ struct MatmulIdArgs {
   int64_t tokens = 0, top_k = 0, experts = 0;
   int64_t n = 0, k = 0;
   const void* x = nullptr;
-  int64_t x_row_stride = 0;  // elements between consecutive x rows
-  bool x_per_slot = false;   // x is [T, top_k, K] (row p) rather than [T, K] (row p / top_k)
-  const void* w = nullptr;   // [E, N, K] contiguous
-  const void* ids = nullptr; // [T * top_k] i32 / u32 (same bits for valid ids)
-  void* out = nullptr;       // [T * top_k, N] contiguous
+  int64_t x_row_stride = 0;   // elements between consecutive x rows
+  bool x_per_slot = false;    // x is [T, top_k, K] (row p) rather than [T, K] (row p / top_k)
+  const void* w = nullptr;    // [E, N, K] contiguous
+  const void* ids = nullptr;  // [T * top_k] i32 / u32 (same bits for valid ids)
+  void* out = nullptr;        // [T * top_k, N] contiguous
 };
 
 }  // namespace mlxn::detail

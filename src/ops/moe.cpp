@@ -100,9 +100,11 @@ void moe_weighted_sum(Session& s, const Tensor& y, const Tensor& weights, const 
     check_device(op, s, "shared_gate", g);
     check_dtype(op, "shared_gate", g, kFloatTypes);
     if (g.dtype() != DType::f32 && g.dtype() != y.dtype())
-      throw_error<InvalidArgument>(op, "shared_gate has dtype ", name(g.dtype()), ", expected f32 or ", name(y.dtype()));
+      throw_error<InvalidArgument>(op, "shared_gate has dtype ", name(g.dtype()), ", expected f32 or ",
+                                   name(y.dtype()));
     if (!(g.shape() == Dims{t}) && !(g.shape() == Dims{t, 1}))
-      throw_error<InvalidArgument>(op, "shared_gate has shape ", g.shape().str(), ", expected [", t, "] or [", t, ", 1]");
+      throw_error<InvalidArgument>(op, "shared_gate has shape ", g.shape().str(), ", expected [", t, "] or [", t,
+                                   ", 1]");
     check_no_overlap(op, "out", out, "shared_gate", g, false);
     a.gate = g.data();
     a.gate_stride = t > 1 ? g.stride(0) : 1;
@@ -151,7 +153,8 @@ void moe_group_tokens(Session& s, const Tensor& ids, const Tensor& sorted_rows, 
                                  " (one per id)");
   check_ndim(op, "expert_offsets", expert_offsets, 1, 1);
   if (expert_offsets.dim(0) < 2)
-    throw_error<InvalidArgument>(op, "expert_offsets has shape ", expert_offsets.shape().str(), ", expected [E + 1] with E >= 1");
+    throw_error<InvalidArgument>(op, "expert_offsets has shape ", expert_offsets.shape().str(),
+                                 ", expected [E + 1] with E >= 1");
   check_no_overlap(op, "sorted_rows", sorted_rows, "ids", ids, false);
   check_no_overlap(op, "expert_offsets", expert_offsets, "ids", ids, false);
   check_no_overlap(op, "expert_offsets", expert_offsets, "sorted_rows", sorted_rows, false);

@@ -11,8 +11,8 @@ using namespace detail;
 namespace {
 
 // Checks a per-row operand against x and returns its row view.
-RowView row_operand(const char* op, Session& s, const char* name, const Tensor& t, const Tensor& x,
-                    const Tensor& out, bool may_alias_out) {
+RowView row_operand(const char* op, Session& s, const char* name, const Tensor& t, const Tensor& x, const Tensor& out,
+                    bool may_alias_out) {
   check_device(op, s, name, t);
   check_same_dtype(op, "x", x, name, t);
   check_same_shape(op, "x", x, name, t);
@@ -24,7 +24,8 @@ void check_vector(const char* op, Session& s, const char* name, const Tensor& v,
   check_device(op, s, name, v);
   check_dtype(op, name, v, kFloatTypes);
   if (v.dtype() != DType::f32 && v.dtype() != dtype_hint)
-    throw_error<InvalidArgument>(op, name, " has dtype ", mlxn::name(v.dtype()), ", expected f32 or ", mlxn::name(dtype_hint));
+    throw_error<InvalidArgument>(op, name, " has dtype ", mlxn::name(v.dtype()), ", expected f32 or ",
+                                 mlxn::name(dtype_hint));
   if (v.ndim() != 1 || v.dim(0) != x.dim(-1))
     throw_error<InvalidArgument>(op, name, " has shape ", v.shape().str(), ", expected [", x.dim(-1), "]");
   check_contiguous(op, name, v);

@@ -32,8 +32,8 @@ void check_weight(const char* op, Session& s, const char* name, const Tensor& w,
   check_contiguous(op, name, w);
   const int64_t k = w.dim(-1), be = traits(w.dtype()).block_elems;
   if (k % be != 0)
-    throw_error<InvalidArgument>(op, name, " rows of ", k, " elements are not a whole number of ", mlxn::name(w.dtype()),
-                                 " blocks (", be, " elements each)");
+    throw_error<InvalidArgument>(op, name, " rows of ", k, " elements are not a whole number of ",
+                                 mlxn::name(w.dtype()), " blocks (", be, " elements each)");
   if (k > kMaxRowWidth) throw_error<InvalidArgument>(op, name, " rows of ", k, " elements are too wide");
 }
 
@@ -78,7 +78,8 @@ void gguf_matmul(Session& s, const Tensor& x, const Tensor& w, const Tensor& out
   check_ndim(op, "x", x, 2, 2);
   check_weight(op, s, "w", w, kGgufWeightTypes, 2);
   const int64_t m = x.dim(0), k = x.dim(1), n = w.dim(0);
-  if (w.dim(1) != k) throw_error<InvalidArgument>(op, "w has shape ", w.shape().str(), ", expected [N, ", k, "] like x");
+  if (w.dim(1) != k)
+    throw_error<InvalidArgument>(op, "w has shape ", w.shape().str(), ", expected [N, ", k, "] like x");
   check_shape(op, "out", out, Dims{m, n});
   GgufMatmulArgs a;
   a.x = as_rows(op, "x", x);

@@ -15,20 +15,34 @@ inline constexpr DTypeSet kGgufWeightTypes = kGgufBlockTypes | kFloatTypes;
 template <class F>
 decltype(auto) dispatch_gguf_block(DType t, const char* op, F&& f) {
   switch (t) {
-    case DType::q4_0: return f.template operator()<gguf::BlockQ4_0>();
-    case DType::q4_1: return f.template operator()<gguf::BlockQ4_1>();
-    case DType::q5_0: return f.template operator()<gguf::BlockQ5_0>();
-    case DType::q5_1: return f.template operator()<gguf::BlockQ5_1>();
-    case DType::q8_0: return f.template operator()<gguf::BlockQ8_0>();
-    case DType::q2_k: return f.template operator()<gguf::BlockQ2_K>();
-    case DType::q3_k: return f.template operator()<gguf::BlockQ3_K>();
-    case DType::q4_k: return f.template operator()<gguf::BlockQ4_K>();
-    case DType::q5_k: return f.template operator()<gguf::BlockQ5_K>();
-    case DType::q6_k: return f.template operator()<gguf::BlockQ6_K>();
-    case DType::f32: return f.template operator()<gguf::BlockF32>();
-    case DType::f16: return f.template operator()<gguf::BlockF16>();
-    case DType::bf16: return f.template operator()<gguf::BlockBF16>();
-    default: throw_error<Unsupported>(op, "dtype ", name(t), " is not a GGUF weight type");
+    case DType::q4_0:
+      return f.template operator()<gguf::BlockQ4_0>();
+    case DType::q4_1:
+      return f.template operator()<gguf::BlockQ4_1>();
+    case DType::q5_0:
+      return f.template operator()<gguf::BlockQ5_0>();
+    case DType::q5_1:
+      return f.template operator()<gguf::BlockQ5_1>();
+    case DType::q8_0:
+      return f.template operator()<gguf::BlockQ8_0>();
+    case DType::q2_k:
+      return f.template operator()<gguf::BlockQ2_K>();
+    case DType::q3_k:
+      return f.template operator()<gguf::BlockQ3_K>();
+    case DType::q4_k:
+      return f.template operator()<gguf::BlockQ4_K>();
+    case DType::q5_k:
+      return f.template operator()<gguf::BlockQ5_K>();
+    case DType::q6_k:
+      return f.template operator()<gguf::BlockQ6_K>();
+    case DType::f32:
+      return f.template operator()<gguf::BlockF32>();
+    case DType::f16:
+      return f.template operator()<gguf::BlockF16>();
+    case DType::bf16:
+      return f.template operator()<gguf::BlockBF16>();
+    default:
+      throw_error<Unsupported>(op, "dtype ", name(t), " is not a GGUF weight type");
   }
 }
 
@@ -50,16 +64,16 @@ struct GgufDequantArgs {
 // One routed product per (token, slot) pair: out row p = x row (x_per_slot ? p : p / top_k)
 // times W[e]^T, e = ids[p] (e = 0 and ids null for a plain matmul, where top_k = 1).
 struct GgufMatmulArgs {
-  RowView x;               // [T or T * top_k, K]
-  RowView out;             // [T * top_k, N]
-  const void* w = nullptr; // [E, N, K] contiguous
+  RowView x;                // [T or T * top_k, K]
+  RowView out;              // [T * top_k, N]
+  const void* w = nullptr;  // [E, N, K] contiguous
   DType w_dtype = DType::q4_0;
   int64_t n = 0, k = 0;
   int64_t experts = 1;
-  int64_t w_row_bytes = 0;  // bytes of one weight row of K elements
+  int64_t w_row_bytes = 0;    // bytes of one weight row of K elements
   const void* ids = nullptr;  // [T, top_k] contiguous, null for a plain matmul
   DType ids_dtype = DType::i32;
-  int64_t tokens = 0;       // T (M for a plain matmul)
+  int64_t tokens = 0;  // T (M for a plain matmul)
   int64_t top_k = 1;
   bool x_per_slot = false;
 };

@@ -55,8 +55,10 @@ MLXN_GGUF_HD uint32_t ld_u16(const uint8_t* p) {
 template <bool kAligned4>
 MLXN_GGUF_HD uint32_t ld_u32(const uint8_t* p) {
 #if defined(__CUDA_ARCH__)
-  if constexpr (kAligned4) return *reinterpret_cast<const uint32_t*>(p);
-  else return ld_u16(p) | ld_u16(p + 2) << 16;
+  if constexpr (kAligned4)
+    return *reinterpret_cast<const uint32_t*>(p);
+  else
+    return ld_u16(p) | ld_u16(p + 2) << 16;
 #else
   return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
 #endif
@@ -114,10 +116,10 @@ struct BlockQ4_0 {
   static constexpr bool kAligned4 = false;
   MLXN_GGUF_HD static void decode32(const uint8_t* b, int /*u*/, float* v) {
     const float d = f16_to_f32(ld_u16(b));
-MLXN_GGUF_UNROLL
+    MLXN_GGUF_UNROLL
     for (int j = 0; j < 4; ++j) {
       const uint32_t w = ld_u32<false>(b + 2 + 4 * j);
-MLXN_GGUF_UNROLL
+      MLXN_GGUF_UNROLL
       for (int t = 0; t < 4; ++t) {
         v[4 * j + t] = d * (u2f((w >> (8 * t)) & 15u) - 8.f);
         v[16 + 4 * j + t] = d * (u2f((w >> (8 * t + 4)) & 15u) - 8.f);
@@ -132,10 +134,10 @@ struct BlockQ4_1 {
   MLXN_GGUF_HD static void decode32(const uint8_t* b, int /*u*/, float* v) {
     const uint32_t dm = ld_u32<true>(b);
     const float d = f16_to_f32(dm & 0xffffu), m = f16_to_f32(dm >> 16);
-MLXN_GGUF_UNROLL
+    MLXN_GGUF_UNROLL
     for (int j = 0; j < 4; ++j) {
       const uint32_t w = ld_u32<true>(b + 4 + 4 * j);
-MLXN_GGUF_UNROLL
+      MLXN_GGUF_UNROLL
       for (int t = 0; t < 4; ++t) {
         v[4 * j + t] = d * u2f((w >> (8 * t)) & 15u) + m;
         v[16 + 4 * j + t] = d * u2f((w >> (8 * t + 4)) & 15u) + m;
@@ -150,10 +152,10 @@ struct BlockQ5_0 {
   MLXN_GGUF_HD static void decode32(const uint8_t* b, int /*u*/, float* v) {
     const float d = f16_to_f32(ld_u16(b));
     const uint32_t qh = ld_u32<false>(b + 2);
-MLXN_GGUF_UNROLL
+    MLXN_GGUF_UNROLL
     for (int j = 0; j < 4; ++j) {
       const uint32_t w = ld_u32<false>(b + 6 + 4 * j);
-MLXN_GGUF_UNROLL
+      MLXN_GGUF_UNROLL
       for (int t = 0; t < 4; ++t) {
         const int i = 4 * j + t;
         const uint32_t lo = ((w >> (8 * t)) & 15u) | ((qh >> i) & 1u) << 4;
@@ -172,10 +174,10 @@ struct BlockQ5_1 {
     const uint32_t dm = ld_u32<true>(b);
     const float d = f16_to_f32(dm & 0xffffu), m = f16_to_f32(dm >> 16);
     const uint32_t qh = ld_u32<true>(b + 4);
-MLXN_GGUF_UNROLL
+    MLXN_GGUF_UNROLL
     for (int j = 0; j < 4; ++j) {
       const uint32_t w = ld_u32<true>(b + 8 + 4 * j);
-MLXN_GGUF_UNROLL
+      MLXN_GGUF_UNROLL
       for (int t = 0; t < 4; ++t) {
         const int i = 4 * j + t;
         const uint32_t lo = ((w >> (8 * t)) & 15u) | ((qh >> i) & 1u) << 4;
@@ -192,11 +194,11 @@ struct BlockQ8_0 {
   static constexpr bool kAligned4 = false;
   MLXN_GGUF_HD static void decode32(const uint8_t* b, int /*u*/, float* v) {
     const float d = f16_to_f32(ld_u16(b));
-MLXN_GGUF_UNROLL
+    MLXN_GGUF_UNROLL
     for (int j = 0; j < 8; ++j) {
       // int8 q as (q + 128) unsigned: flip the sign bit of every byte.
       const uint32_t w = ld_u32<false>(b + 2 + 4 * j) ^ 0x80808080u;
-MLXN_GGUF_UNROLL
+      MLXN_GGUF_UNROLL
       for (int t = 0; t < 4; ++t) v[4 * j + t] = (u2f((w >> (8 * t)) & 255u) - 128.f) * d;
     }
   }
@@ -210,14 +212,14 @@ struct BlockQ2_K {
     const float d = f16_to_f32(dd & 0xffffu), dmin = f16_to_f32(dd >> 16);
     const uint8_t* qs = b + 16 + 32 * (u >> 2);
     const int shift = 2 * (u & 3);
-MLXN_GGUF_UNROLL
+    MLXN_GGUF_UNROLL
     for (int g = 0; g < 2; ++g) {
       const uint32_t sc = ld_u8(b + 2 * u + g);
       const float dl = d * u2f(sc & 15u), ml = dmin * u2f(sc >> 4);
-MLXN_GGUF_UNROLL
+      MLXN_GGUF_UNROLL
       for (int j = 0; j < 4; ++j) {
         const uint32_t w = ld_u32<true>(qs + 16 * g + 4 * j) >> shift;
-MLXN_GGUF_UNROLL
+        MLXN_GGUF_UNROLL
         for (int t = 0; t < 4; ++t) v[16 * g + 4 * j + t] = dl * u2f((w >> (8 * t)) & 3u) - ml;
       }
     }
@@ -237,14 +239,14 @@ struct BlockQ3_K {
     const float d = f16_to_f32(ld_u16(b + 108));
     const uint8_t* qs = b + 32 + 32 * (u >> 2);
     const int shift = 2 * (u & 3);
-MLXN_GGUF_UNROLL
+    MLXN_GGUF_UNROLL
     for (int g = 0; g < 2; ++g) {
       const float dl = d * float(scale(b + 96, 2 * u + g));
-MLXN_GGUF_UNROLL
+      MLXN_GGUF_UNROLL
       for (int j = 0; j < 4; ++j) {
         const uint32_t w = ld_u32<false>(qs + 16 * g + 4 * j) >> shift;
         const uint32_t h = ld_u32<false>(b + 16 * g + 4 * j) >> u;
-MLXN_GGUF_UNROLL
+        MLXN_GGUF_UNROLL
         for (int t = 0; t < 4; ++t) {
           // q + 4 = low bits + 4 * hbit, in 0..7
           const uint32_t q4 = ((w >> (8 * t)) & 3u) | ((h >> (8 * t)) & 1u) << 2;
@@ -276,10 +278,10 @@ struct BlockQ4_K {
     const float dl = f16_to_f32(dd & 0xffffu) * u2f(sc), ml = f16_to_f32(dd >> 16) * u2f(mn);
     const uint8_t* qs = b + 16 + 32 * (u >> 1);
     const int shift = 4 * (u & 1);
-MLXN_GGUF_UNROLL
+    MLXN_GGUF_UNROLL
     for (int j = 0; j < 8; ++j) {
       const uint32_t w = ld_u32<true>(qs + 4 * j) >> shift;
-MLXN_GGUF_UNROLL
+      MLXN_GGUF_UNROLL
       for (int t = 0; t < 4; ++t) v[4 * j + t] = dl * u2f((w >> (8 * t)) & 15u) - ml;
     }
   }
@@ -295,11 +297,11 @@ struct BlockQ5_K {
     const float dl = f16_to_f32(dd & 0xffffu) * u2f(sc), ml = f16_to_f32(dd >> 16) * u2f(mn);
     const uint8_t* qs = b + 48 + 32 * (u >> 1);
     const int shift = 4 * (u & 1);
-MLXN_GGUF_UNROLL
+    MLXN_GGUF_UNROLL
     for (int j = 0; j < 8; ++j) {
       const uint32_t w = ld_u32<true>(qs + 4 * j) >> shift;
       const uint32_t h = ld_u32<true>(b + 16 + 4 * j) >> u;
-MLXN_GGUF_UNROLL
+      MLXN_GGUF_UNROLL
       for (int t = 0; t < 4; ++t) {
         const uint32_t q = ((w >> (8 * t)) & 15u) | ((h >> (8 * t)) & 1u) << 4;
         v[4 * j + t] = dl * u2f(q) - ml;
@@ -317,15 +319,15 @@ struct BlockQ6_K {
     const uint8_t* ql = b + 64 * h + 32 * (s & 1);
     const uint8_t* qh = b + 128 + 32 * h;
     const int lshift = 4 * (s >> 1), hshift = 2 * s;
-MLXN_GGUF_UNROLL
+    MLXN_GGUF_UNROLL
     for (int g = 0; g < 2; ++g) {
       const int sc = int(ld_u8(b + 192 + 2 * u + g) ^ 0x80u) - 128;  // int8
       const float dl = d * float(sc);
-MLXN_GGUF_UNROLL
+      MLXN_GGUF_UNROLL
       for (int j = 0; j < 4; ++j) {
         const uint32_t w = ld_u32<false>(ql + 16 * g + 4 * j) >> lshift;
         const uint32_t x = ld_u32<false>(qh + 16 * g + 4 * j) >> hshift;
-MLXN_GGUF_UNROLL
+        MLXN_GGUF_UNROLL
         for (int t = 0; t < 4; ++t) {
           const uint32_t q = ((w >> (8 * t)) & 15u) | ((x >> (8 * t)) & 3u) << 4;
           v[16 * g + 4 * j + t] = dl * (u2f(q) - 32.f);
@@ -340,7 +342,7 @@ struct BlockF32 {
   static constexpr int kElems = 32, kBytes = 128;
   static constexpr bool kAligned4 = true;
   MLXN_GGUF_HD static void decode32(const uint8_t* b, int /*u*/, float* v) {
-MLXN_GGUF_UNROLL
+    MLXN_GGUF_UNROLL
     for (int i = 0; i < 32; ++i) {
       const uint32_t bits = ld_u32<true>(b + 4 * i);
 #if defined(__CUDA_ARCH__)
@@ -356,7 +358,7 @@ struct BlockF16 {
   static constexpr int kElems = 32, kBytes = 64;
   static constexpr bool kAligned4 = true;
   MLXN_GGUF_HD static void decode32(const uint8_t* b, int /*u*/, float* v) {
-MLXN_GGUF_UNROLL
+    MLXN_GGUF_UNROLL
     for (int i = 0; i < 32; ++i) v[i] = f16_to_f32(ld_u16(b + 2 * i));
   }
 };
@@ -365,7 +367,7 @@ struct BlockBF16 {
   static constexpr int kElems = 32, kBytes = 64;
   static constexpr bool kAligned4 = true;
   MLXN_GGUF_HD static void decode32(const uint8_t* b, int /*u*/, float* v) {
-MLXN_GGUF_UNROLL
+    MLXN_GGUF_UNROLL
     for (int i = 0; i < 32; ++i) v[i] = bf16_to_f32(ld_u16(b + 2 * i));
   }
 };
@@ -376,7 +378,6 @@ MLXN_GGUF_HD void decode_unit(const uint8_t* row, int64_t unit, float* v) {
   constexpr int kUnits = B::kElems / 32;
   B::decode32(row + (unit / kUnits) * B::kBytes, int(unit % kUnits), v);
 }
-
 
 // ---- packed decoding for tensor-core operands (device only) --------------------------------
 // decode_pairs<B, kF16>(block, u, pr) writes the 32 values of unit u as 16 packed pairs
@@ -398,12 +399,16 @@ struct Half2 {
   static __device__ __forceinline__ uint32_t bits(T v) { return *reinterpret_cast<const uint32_t*>(&v); }
   static __device__ __forceinline__ T of(uint32_t b) { return *reinterpret_cast<const T*>(&b); }
   static __device__ __forceinline__ uint32_t splat(float f) {
-    if constexpr (kF16) return bits(__float2half2_rn(f));
-    else return bits(__float2bfloat162_rn(f));
+    if constexpr (kF16)
+      return bits(__float2half2_rn(f));
+    else
+      return bits(__float2bfloat162_rn(f));
   }
   static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
-    if constexpr (kF16) return bits(__floats2half2_rn(lo, hi));
-    else return bits(__floats2bfloat162_rn(lo, hi));
+    if constexpr (kF16)
+      return bits(__floats2half2_rn(lo, hi));
+    else
+      return bits(__floats2bfloat162_rn(lo, hi));
   }
   static constexpr float kMagic = kF16 ? 1024.f : 128.f;
   static constexpr uint32_t kMagicWord = kF16 ? 0x6400u : 0x4300u;  // M's high byte in byte 1
@@ -462,7 +467,8 @@ struct PairDecoder<BlockQ4_0, kF16> {
   static constexpr bool kPacked = true;
   static __device__ __forceinline__ void decode(const uint8_t* b, int, uint32_t* pr) {
     const PairScale sc = pair_scale<kF16>(8.f, f16_to_f32(ld_u16(b)), 0.f);
-    nibble_block_pairs<kF16, false>(b + 2, sc, [](int) { return 0u; }, pr);
+    nibble_block_pairs<kF16, false>(
+        b + 2, sc, [](int) { return 0u; }, pr);
   }
 };
 
@@ -472,7 +478,8 @@ struct PairDecoder<BlockQ4_1, kF16> {
   static __device__ __forceinline__ void decode(const uint8_t* b, int, uint32_t* pr) {
     const uint32_t dm = ld_u32<true>(b);
     const PairScale sc = pair_scale<kF16>(0.f, f16_to_f32(dm & 0xffffu), f16_to_f32(dm >> 16));
-    nibble_block_pairs<kF16, true>(b + 4, sc, [](int) { return 0u; }, pr);
+    nibble_block_pairs<kF16, true>(
+        b + 4, sc, [](int) { return 0u; }, pr);
   }
 };
 
@@ -482,7 +489,8 @@ struct PairDecoder<BlockQ5_0, kF16> {
   static __device__ __forceinline__ void decode(const uint8_t* b, int, uint32_t* pr) {
     const PairScale sc = pair_scale<kF16>(16.f, f16_to_f32(ld_u16(b)), 0.f);
     const uint32_t qh = ld_u32<false>(b + 2);
-    nibble_block_pairs<kF16, false>(b + 6, sc, [qh](int i) { return spread_bits4(qh, i); }, pr);
+    nibble_block_pairs<kF16, false>(
+        b + 6, sc, [qh](int i) { return spread_bits4(qh, i); }, pr);
   }
 };
 
@@ -493,7 +501,8 @@ struct PairDecoder<BlockQ5_1, kF16> {
     const uint32_t dm = ld_u32<true>(b);
     const PairScale sc = pair_scale<kF16>(0.f, f16_to_f32(dm & 0xffffu), f16_to_f32(dm >> 16));
     const uint32_t qh = ld_u32<true>(b + 4);
-    nibble_block_pairs<kF16, true>(b + 8, sc, [qh](int i) { return spread_bits4(qh, i); }, pr);
+    nibble_block_pairs<kF16, true>(
+        b + 8, sc, [qh](int i) { return spread_bits4(qh, i); }, pr);
   }
 };
 
@@ -504,7 +513,8 @@ struct PairDecoder<BlockQ8_0, true> {
   static __device__ __forceinline__ void decode(const uint8_t* b, int, uint32_t* pr) {
     const PairScale sc = pair_scale<true>(128.f, f16_to_f32(ld_u16(b)), 0.f);
     MLXN_GGUF_UNROLL
-    for (int j = 0; j < 8; ++j) quad_pairs<true>(ld_u32<false>(b + 2 + 4 * j) ^ 0x80808080u, sc, pr[2 * j], pr[2 * j + 1]);
+    for (int j = 0; j < 8; ++j)
+      quad_pairs<true>(ld_u32<false>(b + 2 + 4 * j) ^ 0x80808080u, sc, pr[2 * j], pr[2 * j + 1]);
   }
 };
 
@@ -555,8 +565,7 @@ struct PairDecoder<BlockQ4_K, kF16> {
     const uint32_t dd = ld_u32<true>(b);
     uint32_t s, m;
     k_scale_min(b + 4, u, s, m);
-    const PairScale sc =
-        pair_scale<kF16>(0.f, f16_to_f32(dd & 0xffffu) * u2f(s), -(f16_to_f32(dd >> 16) * u2f(m)));
+    const PairScale sc = pair_scale<kF16>(0.f, f16_to_f32(dd & 0xffffu) * u2f(s), -(f16_to_f32(dd >> 16) * u2f(m)));
     const uint8_t* qs = b + 16 + 32 * (u >> 1);
     const int shift = 4 * (u & 1);
     MLXN_GGUF_UNROLL
@@ -572,8 +581,7 @@ struct PairDecoder<BlockQ5_K, kF16> {
     const uint32_t dd = ld_u32<true>(b);
     uint32_t s, m;
     k_scale_min(b + 4, u, s, m);
-    const PairScale sc =
-        pair_scale<kF16>(0.f, f16_to_f32(dd & 0xffffu) * u2f(s), -(f16_to_f32(dd >> 16) * u2f(m)));
+    const PairScale sc = pair_scale<kF16>(0.f, f16_to_f32(dd & 0xffffu) * u2f(s), -(f16_to_f32(dd >> 16) * u2f(m)));
     const uint8_t* qs = b + 48 + 32 * (u >> 1);
     const int shift = 4 * (u & 1);
     MLXN_GGUF_UNROLL

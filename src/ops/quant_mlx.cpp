@@ -24,8 +24,8 @@ void check_params(const char* op, MlxQuant q) {
 
 void check_cols(const char* op, const char* what, int64_t k, MlxQuant q) {
   if (k % q.group_size != 0 || (k * q.bits) % 32 != 0)
-    throw_error<InvalidArgument>(op, what, " ", k, " is not a multiple of group_size ", q.group_size,
-                                 " (with bits ", q.bits, " it must fill whole 32-bit words)");
+    throw_error<InvalidArgument>(op, what, " ", k, " is not a multiple of group_size ", q.group_size, " (with bits ",
+                                 q.bits, " it must fill whole 32-bit words)");
   if (k > kMaxRowWidth) throw_error<InvalidArgument>(op, what, " ", k, " is too large");
 }
 
@@ -53,8 +53,8 @@ MlxQuantMatrix check_matrix(const char* op, Session& s, const Tensor& packed, co
   if (k < 0) {
     k = packed.dim(-1) * 32;
     if (k % q.bits != 0)
-      throw_error<InvalidArgument>(op, "packed has ", packed.dim(-1), " words per row, not a whole number of ",
-                                   q.bits, "-bit values");
+      throw_error<InvalidArgument>(op, "packed has ", packed.dim(-1), " words per row, not a whole number of ", q.bits,
+                                   "-bit values");
     k /= q.bits;
   }
   check_cols(op, "K", k, q);
@@ -156,8 +156,8 @@ void quantized_matmul(Session& s, const Tensor& x, const Tensor& packed, const T
   dispatch(op, s, x.dtype(), a);
 }
 
-void quantized_matmul_id(Session& s, const Tensor& x, const Tensor& packed, const Tensor& scales,
-                         const Tensor& biases, const Tensor& ids, MlxQuant q, const Tensor& out) {
+void quantized_matmul_id(Session& s, const Tensor& x, const Tensor& packed, const Tensor& scales, const Tensor& biases,
+                         const Tensor& ids, MlxQuant q, const Tensor& out) {
   const char* op = "quantized_matmul_id";
   check_params(op, q);
   check_device(op, s, "x", x);

@@ -34,13 +34,26 @@ struct QuantMlxArgs {
 template <class F>
 void dispatch_bits(int bits, F&& f) {
   switch (bits) {
-    case 2: f.template operator()<2>(); break;
-    case 3: f.template operator()<3>(); break;
-    case 4: f.template operator()<4>(); break;
-    case 5: f.template operator()<5>(); break;
-    case 6: f.template operator()<6>(); break;
-    case 8: f.template operator()<8>(); break;
-    default: throw_error<InvalidArgument>("quant_mlx", "bits ", bits, " is not supported");
+    case 2:
+      f.template operator()<2>();
+      break;
+    case 3:
+      f.template operator()<3>();
+      break;
+    case 4:
+      f.template operator()<4>();
+      break;
+    case 5:
+      f.template operator()<5>();
+      break;
+    case 6:
+      f.template operator()<6>();
+      break;
+    case 8:
+      f.template operator()<8>();
+      break;
+    default:
+      throw_error<InvalidArgument>("quant_mlx", "bits ", bits, " is not supported");
   }
 }
 

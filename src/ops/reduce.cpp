@@ -80,8 +80,8 @@ void top_k(Session& s, const Tensor& x, int64_t k, const Tensor& values, const T
   check_dtype(op, "indices", indices, kI32);
   check_ndim(op, "x", x, 1);
   if (k < 1 || k > x.dim(-1))
-    throw_error<InvalidArgument>(op, "k = ", k, " is out of range: rows have ", x.dim(-1), " elements, need 1 <= k <= ",
-                                 x.dim(-1));
+    throw_error<InvalidArgument>(op, "k = ", k, " is out of range: rows have ", x.dim(-1),
+                                 " elements, need 1 <= k <= ", x.dim(-1));
   const Dims expected = with_last(x, k);
   check_shape(op, "values", values, expected);
   check_shape(op, "indices", indices, expected);

@@ -9,8 +9,8 @@ struct CumsumArgs {
 };
 
 struct ArgmaxArgs {
-  RowView x;                 // cols >= 1
-  int32_t* out = nullptr;    // [x.rows], contiguous
+  RowView x;               // cols >= 1
+  int32_t* out = nullptr;  // [x.rows], contiguous
 };
 
 struct ArgsortArgs {

@@ -28,8 +28,7 @@ using Kernel = void (*)(Session&, const Args&);
 
 template <class Args>
 bool register_kernel(const char* op, const char* family, DeviceType backend, DTypeSet dtypes, Kernel<Args> fn) {
-  register_kernel_erased(op, family, backend,
-                         KernelRecord{dtypes, reinterpret_cast<ErasedKernel>(fn), &typeid(Args)});
+  register_kernel_erased(op, family, backend, KernelRecord{dtypes, reinterpret_cast<ErasedKernel>(fn), &typeid(Args)});
   return true;
 }
 
@@ -45,6 +44,6 @@ void dispatch(const char* op, Session& s, DType dtype, const Args& args) {
 
 // One line per backend kernel, at namespace scope in the backend's file:
 //   MLXN_REGISTER_KERNEL(rms_norm, norm, cpu, kFloatTypes, RmsNormArgs, rms_norm_cpu);
-#define MLXN_REGISTER_KERNEL(op, family, backend, dtypes, Args, fn)                                   \
-  [[maybe_unused]] static const bool mlxn_registered_##op##_##backend = ::mlxn::detail::register_kernel<Args>( \
-      #op, #family, ::mlxn::DeviceType::backend, dtypes, &fn)
+#define MLXN_REGISTER_KERNEL(op, family, backend, dtypes, Args, fn)     \
+  [[maybe_unused]] static const bool mlxn_registered_##op##_##backend = \
+      ::mlxn::detail::register_kernel<Args>(#op, #family, ::mlxn::DeviceType::backend, dtypes, &fn)

@@ -12,8 +12,8 @@ namespace mlxn {
 
 inline float simd_exp(float x) {
   constexpr float kLog2e = 1.44269504088896341f;
-  constexpr float kLn2Hi = 0.693359375f;        // ln 2 rounded to few bits: n * kLn2Hi is exact
-  constexpr float kLn2Lo = -2.12194440e-4f;     // ln 2 - kLn2Hi
+  constexpr float kLn2Hi = 0.693359375f;     // ln 2 rounded to few bits: n * kLn2Hi is exact
+  constexpr float kLn2Lo = -2.12194440e-4f;  // ln 2 - kLn2Hi
   constexpr float kMax = 88.7228391f, kMin = -87.3365479f;
   // Only selects and arithmetic below: g++ vectorises neither fminf nor floorf calls.
   // Out-of-range and NaN inputs are patched at the end with selects (blends).

@@ -95,7 +95,8 @@ RowView as_rows(const char* op, const char* name, const Tensor& t) {
       first = false;
     } else {
       if (t.strides()[i] != expect)
-        throw_error<InvalidArgument>(op, name, " leading dims do not collapse into rows (strides ", t.strides().str(), ")");
+        throw_error<InvalidArgument>(op, name, " leading dims do not collapse into rows (strides ", t.strides().str(),
+                                     ")");
       expect *= t.shape()[i];
     }
   }

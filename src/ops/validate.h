@@ -30,8 +30,8 @@ struct ByteSpan {
 ByteSpan byte_span(const Tensor& t);
 // An output may be the same view as an input (in place) only where the op allows it; any
 // other overlap between an output and an input is rejected.
-void check_no_overlap(const char* op, const char* out_name, const Tensor& out, const char* in_name,
-                      const Tensor& in, bool same_view_ok);
+void check_no_overlap(const char* op, const char* out_name, const Tensor& out, const char* in_name, const Tensor& in,
+                      bool same_view_ok);
 
 // A tensor seen as a matrix [rows, cols]: the last dim contiguous and every row a fixed
 // stride apart (a contiguous tensor, or a row slice of one). The layout every row-wise op

@@ -74,7 +74,8 @@ inline Bytes safetensors_bytes(const std::string& header, const Bytes& data) {
 class SafetensorsBuilder {
  public:
   // `shape` as JSON text, e.g. "[2, 3]".
-  SafetensorsBuilder& add(const std::string& name, const std::string& dtype, const std::string& shape, const Bytes& data) {
+  SafetensorsBuilder& add(const std::string& name, const std::string& dtype, const std::string& shape,
+                          const Bytes& data) {
     entries_.push_back("\"" + name + "\": {\"dtype\": \"" + dtype + "\", \"shape\": " + shape +
                        ", \"data_offsets\": [" + std::to_string(data_.size()) + ", " +
                        std::to_string(data_.size() + data.size()) + "]}");
@@ -103,8 +104,19 @@ class SafetensorsBuilder {
 // ---- GGUF --------------------------------------------------------------------------------
 // Value type ids, as in the format.
 enum : uint32_t {
-  kGU8 = 0, kGI8 = 1, kGU16 = 2, kGI16 = 3, kGU32 = 4, kGI32 = 5, kGF32 = 6, kGBool = 7,
-  kGString = 8, kGArray = 9, kGU64 = 10, kGI64 = 11, kGF64 = 12,
+  kGU8 = 0,
+  kGI8 = 1,
+  kGU16 = 2,
+  kGI16 = 3,
+  kGU32 = 4,
+  kGI32 = 5,
+  kGF32 = 6,
+  kGBool = 7,
+  kGString = 8,
+  kGArray = 9,
+  kGU64 = 10,
+  kGI64 = 11,
+  kGF64 = 12,
 };
 
 inline void put_gstr(Bytes& b, std::string_view s) {

@@ -32,29 +32,55 @@ std::string device_param_name(const ::testing::TestParamInfo<Device>& info) {
 
 double read_element(const void* p, DType dtype, int64_t i) {
   switch (dtype) {
-    case DType::f32: return static_cast<const float*>(p)[i];
-    case DType::f16: return float(static_cast<const Half*>(p)[i]);
-    case DType::bf16: return float(static_cast<const BFloat16*>(p)[i]);
-    case DType::i8: return static_cast<const int8_t*>(p)[i];
-    case DType::u8: return static_cast<const uint8_t*>(p)[i];
-    case DType::i32: return static_cast<const int32_t*>(p)[i];
-    case DType::u32: return static_cast<const uint32_t*>(p)[i];
-    case DType::i64: return double(static_cast<const int64_t*>(p)[i]);
-    default: throw Unsupported("[test] read_element of a block type");
+    case DType::f32:
+      return static_cast<const float*>(p)[i];
+    case DType::f16:
+      return float(static_cast<const Half*>(p)[i]);
+    case DType::bf16:
+      return float(static_cast<const BFloat16*>(p)[i]);
+    case DType::i8:
+      return static_cast<const int8_t*>(p)[i];
+    case DType::u8:
+      return static_cast<const uint8_t*>(p)[i];
+    case DType::i32:
+      return static_cast<const int32_t*>(p)[i];
+    case DType::u32:
+      return static_cast<const uint32_t*>(p)[i];
+    case DType::i64:
+      return double(static_cast<const int64_t*>(p)[i]);
+    default:
+      throw Unsupported("[test] read_element of a block type");
   }
 }
 
 void write_element(void* p, DType dtype, int64_t i, double v) {
   switch (dtype) {
-    case DType::f32: static_cast<float*>(p)[i] = float(v); break;
-    case DType::f16: static_cast<Half*>(p)[i] = Half(float(v)); break;
-    case DType::bf16: static_cast<BFloat16*>(p)[i] = BFloat16(float(v)); break;
-    case DType::i8: static_cast<int8_t*>(p)[i] = int8_t(v); break;
-    case DType::u8: static_cast<uint8_t*>(p)[i] = uint8_t(v); break;
-    case DType::i32: static_cast<int32_t*>(p)[i] = int32_t(v); break;
-    case DType::u32: static_cast<uint32_t*>(p)[i] = uint32_t(v); break;
-    case DType::i64: static_cast<int64_t*>(p)[i] = int64_t(v); break;
-    default: throw Unsupported("[test] write_element of a block type");
+    case DType::f32:
+      static_cast<float*>(p)[i] = float(v);
+      break;
+    case DType::f16:
+      static_cast<Half*>(p)[i] = Half(float(v));
+      break;
+    case DType::bf16:
+      static_cast<BFloat16*>(p)[i] = BFloat16(float(v));
+      break;
+    case DType::i8:
+      static_cast<int8_t*>(p)[i] = int8_t(v);
+      break;
+    case DType::u8:
+      static_cast<uint8_t*>(p)[i] = uint8_t(v);
+      break;
+    case DType::i32:
+      static_cast<int32_t*>(p)[i] = int32_t(v);
+      break;
+    case DType::u32:
+      static_cast<uint32_t*>(p)[i] = uint32_t(v);
+      break;
+    case DType::i64:
+      static_cast<int64_t*>(p)[i] = int64_t(v);
+      break;
+    default:
+      throw Unsupported("[test] write_element of a block type");
   }
 }
 
@@ -117,17 +143,22 @@ Array poisoned(Session& s, Dims shape, DType dtype) {
   Array a = Array::empty(shape, dtype, s.device());
   std::vector<unsigned char> host(a->nbytes(), 0x7f);
   if (is_float(dtype))
-    for (int64_t i = 0; i < a->numel(); ++i) write_element(host.data(), dtype, i, std::numeric_limits<double>::quiet_NaN());
+    for (int64_t i = 0; i < a->numel(); ++i)
+      write_element(host.data(), dtype, i, std::numeric_limits<double>::quiet_NaN());
   s.upload(a, host.data(), host.size());
   return a;
 }
 
 double tolerance(DType dtype) {
   switch (dtype) {
-    case DType::f32: return 1e-5;
-    case DType::f16: return 2e-3;
-    case DType::bf16: return 1e-2;
-    default: return 0.0;
+    case DType::f32:
+      return 1e-5;
+    case DType::f16:
+      return 2e-3;
+    case DType::bf16:
+      return 1e-2;
+    default:
+      return 0.0;
   }
 }
 
@@ -144,7 +175,10 @@ double tolerance(DType dtype) {
     const double d = a - r;
     num += d * d;
     den += r * r;
-    if (std::abs(d) > worst) { worst = std::abs(d); worst_i = i; }
+    if (std::abs(d) > worst) {
+      worst = std::abs(d);
+      worst_i = i;
+    }
   }
   const double err = den > 0 ? std::sqrt(num / den) : std::sqrt(num / double(ref.empty() ? 1 : ref.size()));
   if (err <= tol) return ::testing::AssertionSuccess();

@@ -33,7 +33,7 @@ class BackendTest : public ::testing::TestWithParam<Device> {
 
 std::string device_param_name(const ::testing::TestParamInfo<Device>& info);
 
-#define MLXN_BACKEND_TESTS(Suite)                                                                 \
+#define MLXN_BACKEND_TESTS(Suite)                                                                              \
   INSTANTIATE_TEST_SUITE_P(Backends, Suite, ::testing::Values(::mlxn::Device::cpu(), ::mlxn::Device::cuda(0)), \
                            ::mlxn::test::device_param_name)
 

@@ -24,14 +24,14 @@ namespace mlxn::io {
 
 // One linear (or embedding) layer's tensors, as CPU views or, after upload(), device views.
 struct LinearWeights {
-  std::string module;             // module path, e.g. "model.layers.0.mlp.down_proj"
+  std::string module;                // module path, e.g. "model.layers.0.mlp.down_proj"
   std::optional<QuantParams> quant;  // nullopt: dense
-  Tensor weight;                  // dense [..., N, K] float, or packed u32 [..., N, K*bits/32]
-  std::optional<Tensor> scales;   // quantized: [..., N, K/group_size]
-  std::optional<Tensor> biases;   // quantized affine: like scales
-  std::optional<Tensor> bias;     // the layer's additive bias [..., N], when present
-  int64_t out_features = 0;       // N
-  int64_t in_features = 0;        // K (unpacked)
+  Tensor weight;                     // dense [..., N, K] float, or packed u32 [..., N, K*bits/32]
+  std::optional<Tensor> scales;      // quantized: [..., N, K/group_size]
+  std::optional<Tensor> biases;      // quantized affine: like scales
+  std::optional<Tensor> bias;        // the layer's additive bias [..., N], when present
+  int64_t out_features = 0;          // N
+  int64_t in_features = 0;           // K (unpacked)
 
   bool quantized() const { return quant.has_value(); }
   int bits() const { return quant ? quant->bits : 0; }

@@ -37,8 +37,8 @@ class Config {
   bool has(std::string_view key) const;  // present and not null
   std::vector<std::string> keys() const;
 
-  int64_t get_int(std::string_view key) const;     // a JSON integer
-  double get_double(std::string_view key) const;   // any JSON number
+  int64_t get_int(std::string_view key) const;    // a JSON integer
+  double get_double(std::string_view key) const;  // any JSON number
   bool get_bool(std::string_view key) const;
   std::string get_string(std::string_view key) const;
   std::vector<int64_t> get_ints(std::string_view key) const;

@@ -47,8 +47,19 @@ std::string ggml_type_name(uint32_t id);
 
 // ---- metadata values -------------------------------------------------------------------
 enum class GgufType : uint32_t {
-  u8 = 0, i8 = 1, u16 = 2, i16 = 3, u32 = 4, i32 = 5, f32 = 6, boolean = 7,
-  string = 8, array = 9, u64 = 10, i64 = 11, f64 = 12,
+  u8 = 0,
+  i8 = 1,
+  u16 = 2,
+  i16 = 3,
+  u32 = 4,
+  i32 = 5,
+  f32 = 6,
+  boolean = 7,
+  string = 8,
+  array = 9,
+  u64 = 10,
+  i64 = 11,
+  f64 = 12,
 };
 std::string_view name(GgufType t);  // "u32", "string", "array", ...
 
@@ -94,11 +105,11 @@ class GgufValue {
   friend class GgufFile;
   friend struct GgufParser;
   GgufType type_ = GgufType::u8;
-  uint64_t bits_ = 0;            // scalar value: integers sign- or zero-extended, f32/f64 as double bits
-  std::string_view string_;      // string value
-  GgufType elem_ = GgufType::u8; // arrays: element type
-  uint64_t count_ = 0;           // arrays: element count
-  const uint8_t* raw_ = nullptr; // arrays of numbers/bools: the elements in the file
+  uint64_t bits_ = 0;             // scalar value: integers sign- or zero-extended, f32/f64 as double bits
+  std::string_view string_;       // string value
+  GgufType elem_ = GgufType::u8;  // arrays: element type
+  uint64_t count_ = 0;            // arrays: element count
+  const uint8_t* raw_ = nullptr;  // arrays of numbers/bools: the elements in the file
   std::vector<std::string_view> strings_;
   std::vector<GgufValue> arrays_;
 
@@ -117,7 +128,7 @@ struct GgufTensorInfo {
   std::vector<int64_t> ne;             // ggml order: ne[0] is the innermost (contiguous) extent
   Dims shape;                          // row-major: ne reversed ([rows, ne[0]] for a matrix)
   int64_t numel = 0;
-  uint64_t offset = 0;                 // bytes, relative to the data section
+  uint64_t offset = 0;  // bytes, relative to the data section
   uint64_t nbytes = 0;
   std::optional<DType> dtype() const { return type->dtype; }
   std::string_view type_name() const { return type->name; }
@@ -193,8 +204,7 @@ std::vector<T> GgufValue::to_vector() const {
       out.push_back(static_cast<T>(double_element(i)));
     } else if constexpr (std::is_signed_v<T>) {
       const int64_t v = int_element(i);
-      if (v < int64_t(std::numeric_limits<T>::min()) || v > int64_t(std::numeric_limits<T>::max()))
-        throw_range(i);
+      if (v < int64_t(std::numeric_limits<T>::min()) || v > int64_t(std::numeric_limits<T>::max())) throw_range(i);
       out.push_back(static_cast<T>(v));
     } else {
       const uint64_t v = uint_element(i);

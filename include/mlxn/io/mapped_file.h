@@ -46,8 +46,8 @@ class MappedFile {
 struct ByteSource {
   const uint8_t* data = nullptr;
   size_t size = 0;
-  std::string name;                  // path, or a label for memory buffers (error messages)
-  std::shared_ptr<const void> owner; // keeps the bytes alive; null for borrowed buffers
+  std::string name;                   // path, or a label for memory buffers (error messages)
+  std::shared_ptr<const void> owner;  // keeps the bytes alive; null for borrowed buffers
 
   static ByteSource map(const std::string& path);
   // Borrowed: nothing is copied. Throws InvalidArgument for a null pointer with size > 0.

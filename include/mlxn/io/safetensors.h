@@ -45,7 +45,7 @@ struct SafetensorsTensorInfo {
   SafetensorsDType dtype;
   std::vector<int64_t> shape;  // row-major
   int64_t numel = 0;
-  uint64_t begin = 0, end = 0; // bytes, relative to the start of the data section
+  uint64_t begin = 0, end = 0;  // bytes, relative to the start of the data section
   uint64_t nbytes() const { return end - begin; }
   // Row-major Dims of the shape; throws Unsupported beyond kMaxDims dimensions.
   Dims dims() const;
@@ -87,8 +87,8 @@ class SafetensorsFile {
 
   // The "__metadata__" strings (empty when absent).
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
-  uint64_t header_bytes() const { return header_bytes_; }   // N
-  uint64_t data_offset() const { return 8 + header_bytes_; } // file offset of the data section
+  uint64_t header_bytes() const { return header_bytes_; }     // N
+  uint64_t data_offset() const { return 8 + header_bytes_; }  // file offset of the data section
 
  private:
   ByteSource src_;

@@ -51,13 +51,13 @@ void ssm_conv_step(Session& s, const Tensor& x, const Tensor& weight, const Tens
 // a, b: [..., H] of one float dtype (last dim contiguous, rows uniformly strided: slices of a
 // projection are fine); A_log, dt_bias: [H], f32 or a's dtype; g: like a, f32; beta: like a,
 // f32 or a's dtype. softplus(x) = x for x > 20, as in PyTorch.
-void gdn_gate(Session& s, const Tensor& a, const Tensor& b, const Tensor& A_log, const Tensor& dt_bias,
-              const Tensor& g, const Tensor& beta);
+void gdn_gate(Session& s, const Tensor& a, const Tensor& b, const Tensor& A_log, const Tensor& dt_bias, const Tensor& g,
+              const Tensor& beta);
 
 // ---- the delta rule -----------------------------------------------------------------------
 struct GdnOptions {
-  std::optional<float> scale;           // multiplies q; default 1/sqrt(K)
-  bool l2_norm_qk = false;              // q, k := x / sqrt(sum(x^2) + l2_eps) per head vector
+  std::optional<float> scale;  // multiplies q; default 1/sqrt(K)
+  bool l2_norm_qk = false;     // q, k := x / sqrt(sum(x^2) + l2_eps) per head vector
   float l2_eps = 1e-6f;
   std::optional<Tensor> initial_state;  // [N, H, K, V] f32; zeros when absent
   std::optional<Tensor> final_state;    // [N, H, K, V] f32, written when given; may be initial_state
@@ -65,8 +65,8 @@ struct GdnOptions {
 };
 
 // Token-sequential form: decode steps and short prompts.
-void gdn_recurrent(Session& s, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
-                   const Tensor& beta, const Tensor& out, const GdnOptions& o = {});
+void gdn_recurrent(Session& s, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& beta,
+                   const Tensor& out, const GdnOptions& o = {});
 // Chunked form (64 tokens per chunk): prefill.
 void gdn_chunk(Session& s, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& beta,
                const Tensor& out, const GdnOptions& o = {});

@@ -14,12 +14,12 @@ namespace mlxn {
 enum class MoeScoring { softmax, sigmoid };
 
 struct MoeRouteParams {
-  int top_k = 1;                        // 1 <= top_k <= E
+  int top_k = 1;  // 1 <= top_k <= E
   MoeScoring scoring = MoeScoring::softmax;
-  bool renormalize = false;             // weights divided by their sum over the top_k
-  std::optional<Tensor> expert_scale;   // [E] f32: weight *= expert_scale[id], after renormalising
-  std::optional<Tensor> score_bias;     // [E] f32: selection by score + bias, weights from the
-                                        // unbiased score (DeepSeek-style load balancing)
+  bool renormalize = false;            // weights divided by their sum over the top_k
+  std::optional<Tensor> expert_scale;  // [E] f32: weight *= expert_scale[id], after renormalising
+  std::optional<Tensor> score_bias;    // [E] f32: selection by score + bias, weights from the
+                                       // unbiased score (DeepSeek-style load balancing)
 };
 
 // logits: [T, E] (f32, f16 or bf16; rows may be strided); E <= 8192.

@@ -21,8 +21,8 @@ void rms_norm(Session& s, const Tensor& x, const Tensor& out, const NormWeight& 
 // y = rms_norm(x) * w * scale            scale: [rows, dim] like x
 void rms_norm_mul(Session& s, const Tensor& x, const Tensor& scale, const Tensor& out, const NormWeight& p = {});
 // sum = residual + x; y = rms_norm(sum) * w; sum is written to sum_out when given.
-void rms_norm_residual(Session& s, const Tensor& x, const Tensor& residual, const Tensor& out,
-                       const NormWeight& p = {}, const std::optional<Tensor>& sum_out = std::nullopt);
+void rms_norm_residual(Session& s, const Tensor& x, const Tensor& residual, const Tensor& out, const NormWeight& p = {},
+                       const std::optional<Tensor>& sum_out = std::nullopt);
 // y = residual + rms_norm(x) * w         (post-norm residual)
 void rms_norm_add(Session& s, const Tensor& x, const Tensor& residual, const Tensor& out, const NormWeight& p = {});
 // x: [rows, heads, head_dim]; every head vector normalised on its own; weight [head_dim].

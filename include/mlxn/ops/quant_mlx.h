@@ -44,14 +44,14 @@ void dequantize(Session& s, const Tensor& packed, const Tensor& scales, const Te
                 const Tensor& out);
 
 // out [..., N] = x [..., K] · dequantize(W)^T; out has x's dtype (f32/f16/bf16).
-void quantized_matmul(Session& s, const Tensor& x, const Tensor& packed, const Tensor& scales,
-                      const Tensor& biases, MlxQuant q, const Tensor& out);
+void quantized_matmul(Session& s, const Tensor& x, const Tensor& packed, const Tensor& scales, const Tensor& biases,
+                      MlxQuant q, const Tensor& out);
 
 // Expert-routed (MoE): experts stacked as packed [E, N, K*bits/32], scales/biases [E, N, K/gs];
 // ids [T, top_k] i32/u32; x [T, K] (every slot of token t reads x[t]) or [T, top_k, K];
 // out [T, top_k, N] with out[t, j] = x[t] (or x[t, j]) · dequantize(W[ids[t, j]])^T.
-void quantized_matmul_id(Session& s, const Tensor& x, const Tensor& packed, const Tensor& scales,
-                         const Tensor& biases, const Tensor& ids, MlxQuant q, const Tensor& out);
+void quantized_matmul_id(Session& s, const Tensor& x, const Tensor& packed, const Tensor& scales, const Tensor& biases,
+                         const Tensor& ids, MlxQuant q, const Tensor& out);
 
 // Embedding lookup from a quantized table packed [V, D*bits/32]: out[t] = dequantize(row
 // ids[t]) * scale, the product taken in f32; ids [T] i32/u32, out [T, D] f32/f16/bf16.

@@ -12,10 +12,14 @@ namespace mlxn::cuda {
 template <class F>
 decltype(auto) dispatch_float(DType t, const char* op, F&& f) {
   switch (t) {
-    case DType::f32: return f.template operator()<float>();
-    case DType::f16: return f.template operator()<__half>();
-    case DType::bf16: return f.template operator()<__nv_bfloat16>();
-    default: throw_error<Unsupported>(op, "cuda: dtype ", name(t), " is not a float type");
+    case DType::f32:
+      return f.template operator()<float>();
+    case DType::f16:
+      return f.template operator()<__half>();
+    case DType::bf16:
+      return f.template operator()<__nv_bfloat16>();
+    default:
+      throw_error<Unsupported>(op, "cuda: dtype ", name(t), " is not a float type");
   }
 }
 

@@ -33,7 +33,8 @@ inline int round_up(int x, int m) { return (x + m - 1) / m * m; }
 // decode-sized kernels (also inside captured graphs). The kernel must call pdl_wait()
 // (kernels/math.cuh) before it reads or writes global memory. Returns the launch status.
 template <class... KArgs, class... Args>
-cudaError_t launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
+cudaError_t launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                       Args&&... args) {
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attr[0].val.programmaticStreamSerializationAllowed = 1;

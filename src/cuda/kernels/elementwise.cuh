@@ -55,14 +55,18 @@ __device__ __forceinline__ Pack<T, N> load_pack(const T* p) {
 // Element -> the functor's value type (float, or the integer itself for copies) and back.
 template <class T>
 __device__ __forceinline__ auto ew_in(T v) {
-  if constexpr (std::is_integral_v<T>) return v;
-  else return to_f32(v);
+  if constexpr (std::is_integral_v<T>)
+    return v;
+  else
+    return to_f32(v);
 }
 
 template <class T, class V>
 __device__ __forceinline__ T ew_out(V v) {
-  if constexpr (std::is_integral_v<T>) return T(v);
-  else return from_f32<T>(v);
+  if constexpr (std::is_integral_v<T>)
+    return T(v);
+  else
+    return from_f32<T>(v);
 }
 
 // Rounds N results to TO and stores them with 16-byte accesses (N > 1; the row is 16-byte
@@ -92,15 +96,19 @@ __device__ __forceinline__ void store_values(TO* p, const V (&v)[N]) {
     }
     uint4* dst = reinterpret_cast<uint4*>(p);
 #pragma unroll
-    for (int i = 0; i < kWords / 4; ++i) __stwb(dst + i, make_uint4(w[4 * i], w[4 * i + 1], w[4 * i + 2], w[4 * i + 3]));
+    for (int i = 0; i < kWords / 4; ++i)
+      __stwb(dst + i, make_uint4(w[4 * i], w[4 * i + 1], w[4 * i + 2], w[4 * i + 3]));
   }
 }
 
 template <ew::Second S, class F, class TA, class TB>
 __device__ __forceinline__ auto ew_apply(const F& f, TA a, [[maybe_unused]] TB b, [[maybe_unused]] float s) {
-  if constexpr (S == ew::Second::none) return f(ew_in(a));
-  else if constexpr (S == ew::Second::tensor) return f(ew_in(a), ew_in(b));
-  else return f(ew_in(a), s);
+  if constexpr (S == ew::Second::none)
+    return f(ew_in(a));
+  else if constexpr (S == ew::Second::tensor)
+    return f(ew_in(a), ew_in(b));
+  else
+    return f(ew_in(a), s);
 }
 
 template <ew::Second S, int N, int VPT, class F, class TA, class TB, class TO>
@@ -138,8 +146,10 @@ __global__ void __launch_bounds__(256) elementwise_kernel(const F f, const EwPar
           Value res[N];
 #pragma unroll
           for (int j = 0; j < N; ++j) {
-            if constexpr (kTwo) res[j] = ew_apply<S>(f, va[k].v[j], vb[k].v[j], s);
-            else res[j] = ew_apply<S>(f, va[k].v[j], TB{}, s);
+            if constexpr (kTwo)
+              res[j] = ew_apply<S>(f, va[k].v[j], vb[k].v[j], s);
+            else
+              res[j] = ew_apply<S>(f, va[k].v[j], TB{}, s);
           }
           store_values<TO, N>(out + q * N, res);
         }
@@ -147,8 +157,10 @@ __global__ void __launch_bounds__(256) elementwise_kernel(const F f, const EwPar
     }
     if (tail > 0 && blockIdx.x == 0 && int(threadIdx.x) < tail) {
       const int64_t c = packs * N + threadIdx.x;
-      if constexpr (kTwo) out[c] = ew_out<TO>(ew_apply<S>(f, a[c], b[c], s));
-      else out[c] = ew_out<TO>(ew_apply<S>(f, a[c], TB{}, s));
+      if constexpr (kTwo)
+        out[c] = ew_out<TO>(ew_apply<S>(f, a[c], b[c], s));
+      else
+        out[c] = ew_out<TO>(ew_apply<S>(f, a[c], TB{}, s));
     }
   }
 }

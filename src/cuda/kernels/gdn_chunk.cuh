@@ -42,7 +42,7 @@ struct ChunkParams {
 
 enum RowScalar { kGc = 0, kBeta = 1, kRq = 2, kRk = 3 };
 
-constexpr int kThreads = 128;  // four warps, each 16 rows of a 64-token chunk
+constexpr int kThreads = 128;     // four warps, each 16 rows of a 64-token chunk
 constexpr int kLdC = kChunk + 8;  // row stride of [64][64] CT tiles (padded for ldmatrix)
 
 template <int K>
@@ -116,9 +116,9 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT>
   constexpr int LDK = K + 8;
   CT* qs = reinterpret_cast<CT*>(smem);
   CT* ks = qs + kChunk * LDK;
-  auto A = reinterpret_cast<float (*)[kChunk + 1]>(ks + kChunk * LDK);
+  auto A = reinterpret_cast<float(*)[kChunk + 1]>(ks + kChunk * LDK);
   auto N = A + kChunk;
-  auto S = reinterpret_cast<float (*)[16][17]>(N + kChunk);
+  auto S = reinterpret_cast<float(*)[16][17]>(N + kChunk);
   float* rows = reinterpret_cast<float*>(S + 3);  // [4][64]: gc, beta, rq, rk
 
   int64_t n, tok0;
@@ -222,17 +222,17 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT>
 template <int K>
 struct ScanLayout {
   static constexpr int BV = 32, LDK = K + 8, LDV = BV + 8;
-  static constexpr int q = 0;                                   // [64][LDK] CT
-  static constexpr int k = q + kChunk * LDK * 2;                // [64][LDK] CT
-  static constexpr int v = k + kChunk * LDK * 2;                // [64][LDV] CT
-  static constexpr int ai = v + kChunk * LDV * 2;               // [64][kLdC] CT
-  static constexpr int aqk = ai + kChunk * kLdC * 2;            // [64][kLdC] CT
-  static constexpr int rows = aqk + kChunk * kLdC * 2;          // [4][64] f32
-  static constexpr int stage = rows + 4 * kChunk * 4;           // bytes of one stage
-  static constexpr int hT = 2 * stage;                          // [BV][LDK] CT
-  static constexpr int x = hT + BV * LDK * 2;                   // [64][LDV] CT
-  static constexpr int vn = x + kChunk * LDV * 2;               // [64][LDV] CT
-  static constexpr int vd = vn + kChunk * LDV * 2;              // [64][LDV] CT
+  static constexpr int q = 0;                           // [64][LDK] CT
+  static constexpr int k = q + kChunk * LDK * 2;        // [64][LDK] CT
+  static constexpr int v = k + kChunk * LDK * 2;        // [64][LDV] CT
+  static constexpr int ai = v + kChunk * LDV * 2;       // [64][kLdC] CT
+  static constexpr int aqk = ai + kChunk * kLdC * 2;    // [64][kLdC] CT
+  static constexpr int rows = aqk + kChunk * kLdC * 2;  // [4][64] f32
+  static constexpr int stage = rows + 4 * kChunk * 4;   // bytes of one stage
+  static constexpr int hT = 2 * stage;                  // [BV][LDK] CT
+  static constexpr int x = hT + BV * LDK * 2;           // [64][LDV] CT
+  static constexpr int vn = x + kChunk * LDV * 2;       // [64][LDV] CT
+  static constexpr int vd = vn + kChunk * LDV * 2;      // [64][LDV] CT
   static constexpr int bytes = vd + kChunk * LDV * 2;
 };
 
@@ -248,8 +248,7 @@ __device__ __forceinline__ void scan_load(const ChunkParams<CT>& p, unsigned cha
   load_tile<CT, kChunk>(reinterpret_cast<CT*>(st + L::ai), kLdC, p.Ai + mat, kChunk, kChunk);
   load_tile<CT, kChunk>(reinterpret_cast<CT*>(st + L::aqk), kLdC, p.Aqk + mat, kChunk, kChunk);
   const float* rows = p.rows + (slot * p.H + h) * 4 * kChunk;
-  for (int e = threadIdx.x; e < kChunk; e += kThreads)
-    cp_async16(st + L::rows + e * 16, rows + e * 4, true);
+  for (int e = threadIdx.x; e < kChunk; e += kThreads) cp_async16(st + L::rows + e * 16, rows + e * 4, true);
 }
 
 template <class CT, int K>
@@ -267,8 +266,8 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_kernel(ChunkParams<CT> p)
   int64_t begin, len_seq, slot0;
   seq_span(p.seq, nseq, begin, len_seq, slot0);
   const int64_t nchunks = (len_seq + kChunk - 1) / kChunk;
-  const int m0 = warp * 16;      // token rows of this warp
-  const int s0 = warp * K / 4;   // state rows of this warp
+  const int m0 = warp * 16;     // token rows of this warp
+  const int s0 = warp * K / 4;  // state rows of this warp
 
   // state slice: rows s0 + 16 mt + (g, g + 8), columns col0 + 8 nt + 2t (+1)
   float hacc[MT][4][4];

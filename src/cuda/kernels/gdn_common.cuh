@@ -17,7 +17,9 @@ struct SeqLayout {
   int64_t slots;      // chunk slots per batch row
 };
 
-__device__ __forceinline__ int64_t clamp_tok(int64_t x, int64_t lo, int64_t hi) { return x < lo ? lo : x > hi ? hi : x; }
+__device__ __forceinline__ int64_t clamp_tok(int64_t x, int64_t lo, int64_t hi) {
+  return x < lo ? lo : x > hi ? hi : x;
+}
 
 // First token (flattened over the batch), length and first chunk slot of sequence n.
 __device__ __forceinline__ void seq_span(const SeqLayout& s, int64_t n, int64_t& begin, int64_t& len, int64_t& slot) {
@@ -44,8 +46,10 @@ __device__ __forceinline__ int64_t seq_of(const SeqLayout& s, int64_t tok, int64
   int64_t lo = 0, hi = s.N - 1;  // last n with cu[n] <= tok
   while (lo < hi) {
     const int64_t mid = (lo + hi + 1) >> 1;
-    if (s.cu[mid] <= tok) lo = mid;
-    else hi = mid - 1;
+    if (s.cu[mid] <= tok)
+      lo = mid;
+    else
+      hi = mid - 1;
   }
   begin = clamp_tok(s.cu[lo], 0, tok);
   return lo;
@@ -67,8 +71,10 @@ __device__ __forceinline__ bool chunk_of_slot(const SeqLayout& s, int64_t slot, 
   int64_t lo = 0, hi = s.N - 1;  // last sequence whose first slot is <= slot
   while (lo < hi) {
     const int64_t mid = (lo + hi + 1) >> 1;
-    if (mid + clamp_tok(s.cu[mid], 0, s.T) / kChunk <= slot) lo = mid;
-    else hi = mid - 1;
+    if (mid + clamp_tok(s.cu[mid], 0, s.T) / kChunk <= slot)
+      lo = mid;
+    else
+      hi = mid - 1;
   }
   n = lo;
   seq_span(s, n, begin, slen, base);

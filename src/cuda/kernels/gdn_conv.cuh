@@ -10,15 +10,15 @@ struct ConvParams {
   const T* x;
   T* out;
   int64_t x_stride, out_stride;
-  const void* weight;    // [C, W] of dtype weight_kind
-  const void* bias;      // [C] or null, of dtype bias_kind
+  const void* weight;  // [C, W] of dtype weight_kind
+  const void* bias;    // [C] or null, of dtype bias_kind
   int weight_kind, bias_kind;
-  const T* state_in;     // [N, W - 1, C] or null
-  T* state_out;          // [N, W - 1, C] or null
+  const T* state_in;  // [N, W - 1, C] or null
+  T* state_out;       // [N, W - 1, C] or null
   SeqLayout seq;
-  int64_t tokens;        // B * T
+  int64_t tokens;  // B * T
   int C;
-  bool vec;              // rows and channel groups 16-byte aligned
+  bool vec;  // rows and channel groups 16-byte aligned
   bool silu;
 };
 
@@ -130,8 +130,10 @@ __global__ void conv_state_kernel(ConvParams<T> p) {
 #pragma unroll
   for (int k = 0; k < S; ++k) {
     const int64_t src = len - S + k;
-    if (src >= 0) v[k] = p.x[(begin + src) * p.x_stride + c];
-    else v[k] = p.state_in ? p.state_in[(n * S + S + src) * p.C + c] : from_f32<T>(0.f);
+    if (src >= 0)
+      v[k] = p.x[(begin + src) * p.x_stride + c];
+    else
+      v[k] = p.state_in ? p.state_in[(n * S + S + src) * p.C + c] : from_f32<T>(0.f);
   }
 #pragma unroll
   for (int k = 0; k < S; ++k) p.state_out[(n * S + k) * p.C + c] = v[k];

@@ -16,20 +16,20 @@ struct HeadPtr {
 struct StageParams {
   SeqLayout seq;
   int H, group, K, V;
-  const float* g;        // [tokens, H] rows g_stride apart
+  const float* g;  // [tokens, H] rows g_stride apart
   int64_t g_stride;
   float* g_cum;
   int64_t gc_stride;
   const void* beta;
   int64_t beta_stride;
   int beta_kind;
-  float* A;              // [tokens, H, 64]
+  float* A;  // [tokens, H, 64]
   const float* A_in;
-  float* h;              // [B * slots, H, K, V]
+  float* h;  // [B * slots, H, K, V]
   const float* h0;
   float* ht;
   float scale, l2_eps;
-  bool l2;               // normalise q and k rows on load
+  bool l2;  // normalise q and k rows on load
 };
 
 constexpr int kPad = kChunk + 1;
@@ -105,8 +105,7 @@ __global__ void __launch_bounds__(256) kkt_kernel(StageParams p, HeadPtr<const T
     const float b = beta_at(p, tok0 + i, h) * rn[i];
     float* dst = p.A + ((tok0 + i) * p.H + h) * kChunk + j0;
 #pragma unroll
-    for (int j = 0; j < 16; ++j)
-      dst[j] = j0 + j < i ? b * acc[j] * rn[j0 + j] * __expf(gc[i] - gc[j0 + j]) : 0.f;
+    for (int j = 0; j < 16; ++j) dst[j] = j0 + j < i ? b * acc[j] * rn[j0 + j] * __expf(gc[i] - gc[j0 + j]) : 0.f;
   }
 }
 
@@ -131,8 +130,8 @@ __global__ void __launch_bounds__(64) solve_kernel(StageParams p) {
 // w = Ai (beta exp(gc) k), u = Ai (beta v). 256 threads: thread (row i, 16 columns) of a
 // 64-column tile; columns of K then of V in tiles of 64.
 template <class T, class U>
-__global__ void __launch_bounds__(256) wu_kernel(StageParams p, HeadPtr<const T> k, HeadPtr<const T> v,
-                                                 HeadPtr<U> w, HeadPtr<U> u) {
+__global__ void __launch_bounds__(256)
+    wu_kernel(StageParams p, HeadPtr<const T> k, HeadPtr<const T> v, HeadPtr<U> w, HeadPtr<U> u) {
   __shared__ float Ai[kChunk][kPad], tile[kChunk][kPad];
   __shared__ float rn[kChunk], sk[kChunk], sv[kChunk];
   int64_t n, tok0;
@@ -158,7 +157,8 @@ __global__ void __launch_bounds__(256) wu_kernel(StageParams p, HeadPtr<const T>
       for (int e = tid; e < kChunk * kChunk; e += blockDim.x) {
         const int r = e / kChunk, c = e % kChunk;
         float val = 0.f;
-        if (r < len) val = part == 0 ? to_f32(k.at(tok0 + r, hk)[x0 + c]) * sk[r] : to_f32(v.at(tok0 + r, h)[x0 + c]) * sv[r];
+        if (r < len)
+          val = part == 0 ? to_f32(k.at(tok0 + r, hk)[x0 + c]) * sk[r] : to_f32(v.at(tok0 + r, h)[x0 + c]) * sv[r];
         tile[r][c] = val;
       }
       __syncthreads();
@@ -182,8 +182,8 @@ __global__ void __launch_bounds__(256) wu_kernel(StageParams p, HeadPtr<const T>
 // 4cg.., rows rg + 16m). Per chunk: snapshot h; v_new = u - w h (8 tokens per reduction
 // round); h = e^G h + sum_i k_i (v_new_i e^(G - gc_i)).
 template <class T, class U, int K>
-__global__ void __launch_bounds__(128) state_kernel(StageParams p, HeadPtr<const T> k, HeadPtr<const U> w,
-                                                    HeadPtr<const U> u, HeadPtr<U> v_new) {
+__global__ void __launch_bounds__(128)
+    state_kernel(StageParams p, HeadPtr<const T> k, HeadPtr<const U> w, HeadPtr<const U> u, HeadPtr<U> v_new) {
   constexpr int RG = 16, R = K / RG, TB = 8;
   __shared__ float red[4][TB][32];
   __shared__ float vn[kChunk][32];
@@ -283,8 +283,8 @@ __global__ void __launch_bounds__(128) state_kernel(StageParams p, HeadPtr<const
 // 32-column slice of V), 256 threads: thread (row i, 16 of the 64 P columns) for P = q k^T,
 // and (row i, 8 of the 32 output columns).
 template <class T, class U>
-__global__ void __launch_bounds__(256) output_kernel(StageParams p, HeadPtr<const T> q, HeadPtr<const T> k,
-                                                     HeadPtr<const U> v_new, HeadPtr<T> out) {
+__global__ void __launch_bounds__(256)
+    output_kernel(StageParams p, HeadPtr<const T> q, HeadPtr<const T> k, HeadPtr<const U> v_new, HeadPtr<T> out) {
   __shared__ float qt[kChunk][kPad], kt[kChunk][kPad];
   __shared__ float ht[kChunk][33];
   __shared__ float rq[kChunk], rk[kChunk], gc[kChunk];

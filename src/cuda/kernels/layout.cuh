@@ -10,13 +10,30 @@
 
 namespace mlxn::kernels {
 
-template <int U> struct UnitOf;
-template <> struct UnitOf<1> { using type = uint8_t; };
-template <> struct UnitOf<2> { using type = uint16_t; };
-template <> struct UnitOf<4> { using type = uint32_t; };
-template <> struct UnitOf<8> { using type = unsigned long long; };
-template <> struct UnitOf<16> { using type = uint4; };
-template <int U> using Unit = typename UnitOf<U>::type;
+template <int U>
+struct UnitOf;
+template <>
+struct UnitOf<1> {
+  using type = uint8_t;
+};
+template <>
+struct UnitOf<2> {
+  using type = uint16_t;
+};
+template <>
+struct UnitOf<4> {
+  using type = uint32_t;
+};
+template <>
+struct UnitOf<8> {
+  using type = unsigned long long;
+};
+template <>
+struct UnitOf<16> {
+  using type = uint4;
+};
+template <int U>
+using Unit = typename UnitOf<U>::type;
 
 inline constexpr int kLayoutMaxDims = 8;
 
@@ -48,8 +65,8 @@ __device__ __forceinline__ void offsets_of(I i, int n, const CopyDims& d, int64_
 // ---- general copy: one unit per thread, full index arithmetic ------------------------------
 // I is uint32_t when every linear index fits, which makes the divisions cheap.
 template <int U, class I>
-__global__ void __launch_bounds__(256) copy_general_kernel(const Unit<U>* __restrict__ src, Unit<U>* __restrict__ dst,
-                                                           CopyDims d, I total) {
+__global__ void __launch_bounds__(256)
+    copy_general_kernel(const Unit<U>* __restrict__ src, Unit<U>* __restrict__ dst, CopyDims d, I total) {
   const I stride = I(gridDim.x) * blockDim.x;
   for (I i = I(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride) {
     int64_t so, dof;
@@ -64,9 +81,9 @@ __global__ void __launch_bounds__(256) copy_general_kernel(const Unit<U>* __rest
 inline constexpr int kCopyRowThreads = 256;
 
 template <int U, int PER>
-__global__ void __launch_bounds__(kCopyRowThreads) copy_rows_kernel(const Unit<U>* __restrict__ src,
-                                                                    Unit<U>* __restrict__ dst, CopyDims d,
-                                                                    int64_t inner, unsigned segs) {
+__global__ void __launch_bounds__(kCopyRowThreads)
+    copy_rows_kernel(const Unit<U>* __restrict__ src, Unit<U>* __restrict__ dst, CopyDims d, int64_t inner,
+                     unsigned segs) {
   const unsigned seg = blockIdx.x % segs;
   const int64_t row = blockIdx.x / segs;
   int64_t so, dof;
@@ -117,8 +134,8 @@ template <int E>
 struct TransposeTile {
   static constexpr int V = 16 / E;
   static constexpr int R = 32 * V < 256 ? 32 * V : 256;  // rows (B extent of the tile)
-  static constexpr int kThreads = 8 * R / V;              // one V x V sub-block per thread
-  static constexpr int kTileA = 8 * V;                     // A extent of the tile
+  static constexpr int kThreads = 8 * R / V;             // one V x V sub-block per thread
+  static constexpr int kTileA = 8 * V;                   // A extent of the tile
 };
 
 // Transposes a V x V block of E-byte elements held as V rows of four 32-bit words:
@@ -208,7 +225,8 @@ __global__ void __launch_bounds__(TransposeTile<E>::kThreads) transpose_tile_vec
 #pragma unroll
   for (int j = 0; j < V; ++j) {
     if (a + j >= p.ext_a) break;
-    *reinterpret_cast<uint4*>(dst + ((a + j) * p.ds_a + b) * E) = make_uint4(out[j][0], out[j][1], out[j][2], out[j][3]);
+    *reinterpret_cast<uint4*>(dst + ((a + j) * p.ds_a + b) * E) =
+        make_uint4(out[j][0], out[j][1], out[j][2], out[j][3]);
   }
 }
 
@@ -255,8 +273,10 @@ struct GatherParams {
 
 template <bool Signed>
 __device__ __forceinline__ int64_t load_index(const void* idx, int64_t i) {
-  if constexpr (Signed) return int64_t(static_cast<const int32_t*>(idx)[i]);
-  else return int64_t(static_cast<const uint32_t*>(idx)[i]);
+  if constexpr (Signed)
+    return int64_t(static_cast<const int32_t*>(idx)[i]);
+  else
+    return int64_t(static_cast<const uint32_t*>(idx)[i]);
 }
 
 template <int U, bool Signed>
@@ -322,8 +342,10 @@ __global__ void __launch_bounds__(256) kv_cache_write_kernel(KvWriteParams p, in
   if (p.positions) {
     row = p.positions[t * p.positions_stride];
     if (row < 0) return;
-    if (p.ring) row %= p.capacity;
-    else if (row >= p.capacity) return;
+    if (p.ring)
+      row %= p.capacity;
+    else if (row >= p.capacity)
+      return;
   } else {
     row = p.start + t;
     if (p.ring) row %= p.capacity;

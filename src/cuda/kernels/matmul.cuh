@@ -18,8 +18,8 @@ namespace mlxn::kernels {
 
 // out[b] = beta * out[b] (0 when beta == 0: out is not read), over batch x rows x cols.
 template <class T>
-__global__ void scale_matrix_kernel(T* out, int64_t batch, int64_t rows, int64_t cols, int64_t ld,
-                                    int64_t batch_stride, float beta) {
+__global__ void scale_matrix_kernel(T* out, int64_t batch, int64_t rows, int64_t cols, int64_t ld, int64_t batch_stride,
+                                    float beta) {
   pdl_wait();
   const int64_t total = batch * rows * cols;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
@@ -31,13 +31,13 @@ __global__ void scale_matrix_kernel(T* out, int64_t batch, int64_t rows, int64_t
 
 template <class T>
 struct MatmulIdParams {
-  const T* x;             // rows of K; row of pair p: (x_per_slot ? p : p / top_k)
+  const T* x;  // rows of K; row of pair p: (x_per_slot ? p : p / top_k)
   int64_t x_row_stride;
   int x_per_slot;
   int top_k;
-  const T* w;             // [E, N, K] (rows of K contiguous)
-  const uint32_t* ids;    // [P]; null: every pair uses expert 0 (a dense mat-vec)
-  T* out;                 // [P, N], rows out_row_stride apart
+  const T* w;           // [E, N, K] (rows of K contiguous)
+  const uint32_t* ids;  // [P]; null: every pair uses expert 0 (a dense mat-vec)
+  T* out;               // [P, N], rows out_row_stride apart
   int experts, n, k, pairs;
   int64_t out_row_stride;
 };
@@ -117,8 +117,8 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) matvec_id_kernel(MatmulIdPar
 
 // tile_start[e] = sum over e' < e of ceil(rows(e') / bm), tile_start[E] = the total; rows(e)
 // from the expert offsets. One block of 1024 threads, experts in chunks with a carry.
-__global__ void __launch_bounds__(1024) group_tiles_kernel(const uint32_t* offsets, int experts, int bm,
-                                                           int* tile_start) {
+__global__ void __launch_bounds__(1024)
+    group_tiles_kernel(const uint32_t* offsets, int experts, int bm, int* tile_start) {
   pdl_wait();
   pdl_launch_dependents();
   __shared__ int warp_totals[32];
@@ -187,8 +187,10 @@ __device__ __forceinline__ bool find_tile(const int* tile_start, const uint32_t*
   int lo = 0, hi = experts;  // answer in [lo, hi)
   while (hi - lo > 1) {
     const int mid = (lo + hi) >> 1;
-    if (tile_start[mid] <= g) lo = mid;
-    else hi = mid;
+    if (tile_start[mid] <= g)
+      lo = mid;
+    else
+      hi = mid;
   }
   e = lo;
   row_begin = int(offsets[e]) + (g - tile_start[e]) * bm;
@@ -213,7 +215,9 @@ __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool va
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
 
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem) {
   const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(smem));

@@ -241,8 +241,8 @@ struct RowsPtr {
 
 template <class T, class G>
 struct WeightedSumParams {
-  RowsPtr<const T> y;         // row t * top_k + j
-  const float* weights;       // [T, top_k]
+  RowsPtr<const T> y;    // row t * top_k + j
+  const float* weights;  // [T, top_k]
   RowsPtr<T> out;
   RowsPtr<const T> shared;    // data may be null
   RowsPtr<const T> residual;  // data may be null
@@ -342,8 +342,10 @@ __global__ void group_offsets_kernel(const uint32_t* sorted_keys, int pairs, int
   int lo = 0, hi = pairs;
   while (lo < hi) {
     const int mid = (lo + hi) >> 1;
-    if (sorted_keys[mid] < uint32_t(e)) lo = mid + 1;
-    else hi = mid;
+    if (sorted_keys[mid] < uint32_t(e))
+      lo = mid + 1;
+    else
+      hi = mid;
   }
   offsets[e] = uint32_t(lo);
 }

@@ -66,7 +66,8 @@ __global__ void __launch_bounds__(VPT == 1 ? 1024 : 256) norm_rows_kernel(NormKe
 #pragma unroll
       for (int j = 0; j < N; ++j) v[k][j] += r[k][j];
       if (p.sum_out.data)
-        store_chunk<kVec>(p.sum_out.data + row * p.sum_out.row_stride, (k * blockDim.x + threadIdx.x) * N, p.cols, v[k]);
+        store_chunk<kVec>(p.sum_out.data + row * p.sum_out.row_stride, (k * blockDim.x + threadIdx.x) * N, p.cols,
+                          v[k]);
     }
   }
   float mean = 0.f;
@@ -99,7 +100,11 @@ __global__ void __launch_bounds__(VPT == 1 ? 1024 : 256) norm_rows_kernel(NormKe
     const int kk = kPreload ? k : 0;
     if constexpr (kPreload) {
 #pragma unroll
-      for (int j = 0; j < N; ++j) { wk[j] = w[kk][j]; bk[j] = b[kk][j]; ok[j] = ov[kk][j]; }
+      for (int j = 0; j < N; ++j) {
+        wk[j] = w[kk][j];
+        bk[j] = b[kk][j];
+        ok[j] = ov[kk][j];
+      }
     } else {
       if (p.weight) load_chunk<kVec>(p.weight, c, p.cols, wk);
       if (p.bias) load_chunk<kVec>(p.bias, c, p.cols, bk);
@@ -110,9 +115,12 @@ __global__ void __launch_bounds__(VPT == 1 ? 1024 : 256) norm_rows_kernel(NormKe
       float val = (v[k][j] - mean) * inv;
       if (p.weight) val *= p.weight_offset ? 1.f + wk[j] : wk[j];
       if (p.bias) val += bk[j];
-      if (p.epi == NormEpiK::mul) val *= ok[j];
-      else if (p.epi == NormEpiK::gate) val *= ok[j] * sigmoidf_(ok[j]);
-      else if (p.epi == NormEpiK::add) val += ok[j];
+      if (p.epi == NormEpiK::mul)
+        val *= ok[j];
+      else if (p.epi == NormEpiK::gate)
+        val *= ok[j] * sigmoidf_(ok[j]);
+      else if (p.epi == NormEpiK::add)
+        val += ok[j];
       t[j] = val;
     }
     store_chunk<kVec>(y, c, p.cols, t);
@@ -153,9 +161,12 @@ __global__ void __launch_bounds__(1024) norm_rows_wide_kernel(NormKernelParams<T
     if (p.bias) val += to_f32(p.bias[c]);
     if (o) {
       const float ov = to_f32(o[c]);
-      if (p.epi == NormEpiK::mul) val *= ov;
-      else if (p.epi == NormEpiK::gate) val *= ov * sigmoidf_(ov);
-      else if (p.epi == NormEpiK::add) val += ov;
+      if (p.epi == NormEpiK::mul)
+        val *= ov;
+      else if (p.epi == NormEpiK::gate)
+        val *= ov * sigmoidf_(ov);
+      else if (p.epi == NormEpiK::add)
+        val += ov;
     }
     if (so) so[c] = from_f32<T>(xv);
     y[c] = from_f32<T>(val);

@@ -32,9 +32,9 @@ __device__ __forceinline__ void store32(T* dst, const float (&v)[32]) {
 // kPacked (half outputs only, 16-byte aligned rows): the packed half decoder, whose scales
 // are rounded to the half type first; otherwise exact f32 values rounded once.
 template <class B, class T, bool kVec, bool kPacked = false>
-__global__ void __launch_bounds__(256) gguf_dequant_kernel(const uint8_t* __restrict__ w, int64_t w_row_bytes,
-                                                           T* __restrict__ out, int64_t out_row_stride, int64_t rows,
-                                                           int64_t units_per_row) {
+__global__ void __launch_bounds__(256)
+    gguf_dequant_kernel(const uint8_t* __restrict__ w, int64_t w_row_bytes, T* __restrict__ out, int64_t out_row_stride,
+                        int64_t rows, int64_t units_per_row) {
   const int64_t total = rows * units_per_row;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = i / units_per_row, u = i - r * units_per_row;
@@ -44,7 +44,7 @@ __global__ void __launch_bounds__(256) gguf_dequant_kernel(const uint8_t* __rest
       constexpr int kUnits = B::kElems / 32;
       uint32_t pr[16];
       gguf::decode_pairs<B, std::is_same_v<T, __half>>(w + r * w_row_bytes + (u / kUnits) * B::kBytes, int(u % kUnits),
-                                                         pr);
+                                                       pr);
 #pragma unroll
       for (int q = 0; q < 4; ++q)
         reinterpret_cast<uint4*>(dst)[q] = make_uint4(pr[4 * q], pr[4 * q + 1], pr[4 * q + 2], pr[4 * q + 3]);
@@ -63,10 +63,10 @@ __device__ __forceinline__ int64_t load_id(const I* ids, int64_t i) {
 
 // out row i = decode(table row ids[i]) * scale; rows whose id is outside [0, vocab) are zero.
 template <class B, class T, class I, bool kVec>
-__global__ void __launch_bounds__(256) gguf_embedding_kernel(const uint8_t* __restrict__ table, int64_t row_bytes,
-                                                             int64_t vocab, const I* __restrict__ ids,
-                                                             T* __restrict__ out, int64_t out_row_stride,
-                                                             int64_t count, int64_t units_per_row, float scale) {
+__global__ void __launch_bounds__(256)
+    gguf_embedding_kernel(const uint8_t* __restrict__ table, int64_t row_bytes, int64_t vocab,
+                          const I* __restrict__ ids, T* __restrict__ out, int64_t out_row_stride, int64_t count,
+                          int64_t units_per_row, float scale) {
   const int64_t total = count * units_per_row;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = i / units_per_row, u = i - r * units_per_row;
@@ -97,9 +97,9 @@ __global__ void __launch_bounds__(256) convert_kernel(const S* __restrict__ src,
 // whose id is out of range), and active[0 .. n_active) lists the non-empty buckets.
 // Shared memory: 2 * (experts + 1) ints.
 template <class I>
-__global__ void __launch_bounds__(1024) gguf_group_by_expert_kernel(const I* __restrict__ ids, int pairs, int experts,
-                                                                    int* __restrict__ offsets, int* __restrict__ order,
-                                                                    int* __restrict__ active, int* __restrict__ n_active) {
+__global__ void __launch_bounds__(1024)
+    gguf_group_by_expert_kernel(const I* __restrict__ ids, int pairs, int experts, int* __restrict__ offsets,
+                                int* __restrict__ order, int* __restrict__ active, int* __restrict__ n_active) {
   extern __shared__ int sh[];
   const int buckets = experts + 1;
   int* cnt = sh;
@@ -179,24 +179,24 @@ struct MatvecStage {
 };
 
 struct MatvecParams {
-  const uint8_t* w;         // expert 0, row 0
+  const uint8_t* w;  // expert 0, row 0
   int64_t w_row_bytes;
   int64_t w_expert_bytes;
   const void* x;
-  int64_t x_row_stride;     // elements
+  int64_t x_row_stride;  // elements
   void* out;
-  int64_t out_row_stride;   // elements
+  int64_t out_row_stride;  // elements
   int n, k;
-  int pairs;                // plain matmul: rows of x and out
+  int pairs;  // plain matmul: rows of x and out
   int top_k;
   bool x_per_slot;
   int experts;
-  const int* offsets;       // null for a plain matmul
+  const int* offsets;  // null for a plain matmul
   const int* order;
   const int* active;
   const int* n_active;
-  bool copy16;              // weight rows are 16-byte aligned: 16-byte cp.async
-  bool x_vec;               // input rows are 16-byte aligned: vector loads
+  bool copy16;  // weight rows are 16-byte aligned: 16-byte cp.async
+  bool x_vec;   // input rows are 16-byte aligned: vector loads
 };
 
 template <int G>
@@ -209,7 +209,9 @@ __device__ __forceinline__ void cp_async(void* smem, const void* gmem) {
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
 
 // Copies `rows` rows of `bytes` (even) bytes, source rows row_bytes apart, to shared rows
 // `pitch` apart: whole G-byte chunks as asynchronous copies (G = 16 or 4: the caller checked
@@ -348,8 +350,10 @@ __global__ void __launch_bounds__(128) gguf_matvec_kernel(MatvecParams p) {
       uint8_t* dst = smem + (j & 1) * S::kRows * S::kPitch;
       const uint8_t* src = wexp + int64_t(n0) * p.w_row_bytes + int64_t(st) * S::kBytes;
       const int rows = min(16, p.n - n0);
-      if (p.copy16) stage_copy<16>(dst, S::kPitch, src, p.w_row_bytes, rows, nb * B::kBytes);
-      else stage_copy<2>(dst, S::kPitch, src, p.w_row_bytes, rows, nb * B::kBytes);
+      if (p.copy16)
+        stage_copy<16>(dst, S::kPitch, src, p.w_row_bytes, rows, nb * B::kBytes);
+      else
+        stage_copy<2>(dst, S::kPitch, src, p.w_row_bytes, rows, nb * B::kBytes);
     }
     cp_async_commit();  // possibly empty: keeps one group per stage
   };
@@ -399,8 +403,10 @@ __global__ void __launch_bounds__(128) gguf_matvec_kernel(MatvecParams p) {
       for (int jj = 0; jj < NT; ++jj) {
         uint32_t b[16];
         if (valid && xrow[jj]) {
-          if (p.x_vec) load_x32<T, kF16, true>(xrow[jj] + kx, b);
-          else load_x32<T, kF16, false>(xrow[jj] + kx, b);
+          if (p.x_vec)
+            load_x32<T, kF16, true>(xrow[jj] + kx, b);
+          else
+            load_x32<T, kF16, false>(xrow[jj] + kx, b);
         } else {
 #pragma unroll
           for (int i = 0; i < 16; ++i) b[i] = 0u;

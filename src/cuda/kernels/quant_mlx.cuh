@@ -43,16 +43,27 @@ template <int BITS>
 __device__ __forceinline__ void load_chunk(const uint32_t* __restrict__ p, uint32_t (&w)[BITS]) {
   if constexpr (BITS == 4) {
     const uint4 a = __ldcs(reinterpret_cast<const uint4*>(p));
-    w[0] = a.x; w[1] = a.y; w[2] = a.z; w[3] = a.w;
+    w[0] = a.x;
+    w[1] = a.y;
+    w[2] = a.z;
+    w[3] = a.w;
   } else if constexpr (BITS == 8) {
     const uint4 a = __ldcs(reinterpret_cast<const uint4*>(p));
     const uint4 b = __ldcs(reinterpret_cast<const uint4*>(p) + 1);
-    w[0] = a.x; w[1] = a.y; w[2] = a.z; w[3] = a.w; w[4] = b.x; w[5] = b.y; w[6] = b.z; w[7] = b.w;
+    w[0] = a.x;
+    w[1] = a.y;
+    w[2] = a.z;
+    w[3] = a.w;
+    w[4] = b.x;
+    w[5] = b.y;
+    w[6] = b.z;
+    w[7] = b.w;
   } else if constexpr (BITS == 2 || BITS == 6) {
 #pragma unroll
     for (int i = 0; i < BITS / 2; ++i) {
       const uint2 a = __ldcs(reinterpret_cast<const uint2*>(p) + i);
-      w[2 * i] = a.x; w[2 * i + 1] = a.y;
+      w[2 * i] = a.x;
+      w[2 * i + 1] = a.y;
     }
   } else {
 #pragma unroll
@@ -83,8 +94,10 @@ __device__ __forceinline__ float value_f32(const uint32_t (&w)[BITS], int v) {
 
 template <class S>
 __device__ __forceinline__ float round_to(float v) {
-  if constexpr (std::is_same_v<S, float>) return v;
-  else return to_f32(from_f32<S>(v));
+  if constexpr (std::is_same_v<S, float>)
+    return v;
+  else
+    return to_f32(from_f32<S>(v));
 }
 
 // round_S(round_S(q * s) + b): MLX multiplies, then adds, each rounded to the scales' dtype.
@@ -97,22 +110,29 @@ __device__ __forceinline__ float mlx_value(float q, float s, float b) {
 
 // ---- 16-bit pairs for the tensor cores ---------------------------------------------------
 
-template <class CT> struct Pair;
-template <> struct Pair<__nv_bfloat16> {
+template <class CT>
+struct Pair;
+template <>
+struct Pair<__nv_bfloat16> {
   using T2 = __nv_bfloat162;
   static constexpr uint32_t kMagic = 0x43004300u;  // 128.0 in each half: q < 128 lands in the mantissa
   static constexpr int kMagicBits = 7;
 };
-template <> struct Pair<__half> {
+template <>
+struct Pair<__half> {
   using T2 = __half2;
   static constexpr uint32_t kMagic = 0x64006400u;  // 1024.0 in each half
   static constexpr int kMagicBits = 10;
 };
 
 template <class T2>
-__device__ __forceinline__ uint32_t as_u32(T2 v) { return *reinterpret_cast<uint32_t*>(&v); }
+__device__ __forceinline__ uint32_t as_u32(T2 v) {
+  return *reinterpret_cast<uint32_t*>(&v);
+}
 template <class T2>
-__device__ __forceinline__ T2 from_u32(uint32_t u) { return *reinterpret_cast<T2*>(&u); }
+__device__ __forceinline__ T2 from_u32(uint32_t u) {
+  return *reinterpret_cast<T2*>(&u);
+}
 
 __device__ __forceinline__ uint32_t pack_f32(float lo, float hi, __nv_bfloat16*) {
   return as_u32(__floats2bfloat162_rn(lo, hi));
@@ -192,12 +212,13 @@ __device__ __forceinline__ void cp_async(void* dst, const void* src, bool valid)
   if constexpr (BYTES == 16)
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(n));
   else
-    asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(smem_addr(dst)), "l"(src), "n"(BYTES),
-                 "r"(n));
+    asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(smem_addr(dst)), "l"(src), "n"(BYTES), "r"(n));
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
 
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"

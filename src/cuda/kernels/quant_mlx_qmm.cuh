@@ -21,9 +21,13 @@ struct QmmTile {
   }
   // 4 stages where two blocks still fit in an SM's 227 KB, else 3.
   template <int BITS>
-  static constexpr int stages() { return 2 * bytes<BITS>(4) <= 227 * 1024 ? 4 : 3; }
+  static constexpr int stages() {
+    return 2 * bytes<BITS>(4) <= 227 * 1024 ? 4 : 3;
+  }
   template <int BITS>
-  static constexpr int smem_bytes() { return bytes<BITS>(stages<BITS>()); }
+  static constexpr int smem_bytes() {
+    return bytes<BITS>(stages<BITS>());
+  }
 };
 
 // Plain matmul only (units are not used): out [M, N] = x [M, K] · W^T. Requires x rows and
@@ -34,9 +38,9 @@ __global__ void __launch_bounds__(256, 2) qmm_mma_kernel(QmmParams p) {
   constexpr int BM = Tl::kBM, BN = Tl::kBN, BK = Tl::kBK, S = Tl::stages<BITS>(), NT = Tl::kThreads;
   constexpr bool kFast = std::is_same_v<ST, CT> && BITS <= Pair<CT>::kMagicBits;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  CT* xs = reinterpret_cast<CT*>(smem_raw);                                          // [S][BM * BK]
-  uint32_t* wraw = reinterpret_cast<uint32_t*>(smem_raw + S * BM * BK * 2);          // [S][NT * BITS]
-  CT* wbf = reinterpret_cast<CT*>(smem_raw + S * BM * BK * 2 + S * NT * BITS * 4);   // [2][BN * BK]
+  CT* xs = reinterpret_cast<CT*>(smem_raw);                                         // [S][BM * BK]
+  uint32_t* wraw = reinterpret_cast<uint32_t*>(smem_raw + S * BM * BK * 2);         // [S][NT * BITS]
+  CT* wbf = reinterpret_cast<CT*>(smem_raw + S * BM * BK * 2 + S * NT * BITS * 4);  // [2][BN * BK]
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int64_t m0 = int64_t(blockIdx.y) * BM, n0 = int64_t(blockIdx.x) * BN;

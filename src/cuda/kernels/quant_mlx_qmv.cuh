@@ -58,8 +58,8 @@ __device__ __forceinline__ Unit unit_of(const QmmParams& p, int64_t u, int per_u
 }
 
 template <class CT>
-__device__ __forceinline__ void mma16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                                         uint32_t b0, uint32_t b1) {
+__device__ __forceinline__ void mma16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                         uint32_t b1) {
   if constexpr (std::is_same_v<CT, __nv_bfloat16>) {
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
@@ -83,7 +83,10 @@ __device__ __forceinline__ void smem_x_pairs(const CT* xr, uint32_t (&out)[16]) 
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     const uint4 v = reinterpret_cast<const uint4*>(xr)[i];
-    xw[4 * i] = v.x; xw[4 * i + 1] = v.y; xw[4 * i + 2] = v.z; xw[4 * i + 3] = v.w;
+    xw[4 * i] = v.x;
+    xw[4 * i + 1] = v.y;
+    xw[4 * i + 2] = v.z;
+    xw[4 * i + 3] = v.w;
   }
 #pragma unroll
   for (int p = 0; p < 16; ++p) {
@@ -149,7 +152,8 @@ __global__ void __launch_bounds__(128) qmv_mma_kernel(QmmParams p) {
   for (int64_t u = blockIdx.y; u < units; u += gridDim.y) {
     const Unit un = unit_of(p, u, 8 * NT);
     if (un.rows == 0) {  // out-of-range expert: zeros
-      if (threadIdx.x < 16 && n0 + threadIdx.x < N) out[un.out_row * p.out_stride + n0 + threadIdx.x] = from_f32<CT>(0.f);
+      if (threadIdx.x < 16 && n0 + threadIdx.x < N)
+        out[un.out_row * p.out_stride + n0 + threadIdx.x] = from_f32<CT>(0.f);
       continue;
     }
     const int64_t wrow0 = un.expert * N;

@@ -94,8 +94,8 @@ __device__ __forceinline__ uint64_t warp_max_u64(uint64_t v) {
 // partial[r * segments + s] for argmax_finish_kernel. With vec, seg_len and cols are
 // multiples of N and rows are 16-byte aligned.
 template <class T, int THREADS>
-__global__ void __launch_bounds__(THREADS) argmax_kernel(const T* x, int64_t x_stride, int cols, int seg_len, bool vec,
-                                                         int32_t* out, uint64_t* partial) {
+__global__ void __launch_bounds__(THREADS)
+    argmax_kernel(const T* x, int64_t x_stride, int cols, int seg_len, bool vec, int32_t* out, uint64_t* partial) {
   constexpr int N = Vec<T>::N;
   __shared__ uint64_t scratch[32];
   const T* xr = x + int64_t(blockIdx.x) * x_stride;
@@ -125,8 +125,10 @@ __global__ void __launch_bounds__(THREADS) argmax_kernel(const T* x, int64_t x_s
     best = lane < THREADS / 32 ? scratch[lane] : 0;
     best = warp_max_u64(best);
     if (lane == 0) {
-      if (partial) partial[int64_t(blockIdx.x) * gridDim.y + blockIdx.y] = best;
-      else out[blockIdx.x] = argmax_index(best);
+      if (partial)
+        partial[int64_t(blockIdx.x) * gridDim.y + blockIdx.y] = best;
+      else
+        out[blockIdx.x] = argmax_index(best);
     }
   }
 }
@@ -195,11 +197,11 @@ __global__ void argsort_prepare_kernel(const float* x, int64_t x_stride, int64_t
 // ---- top_k ---------------------------------------------------------------------------------
 
 constexpr int kTopKThreads = 512;
-constexpr int kTopKMaxK = 1024;         // survivors held in shared memory
-constexpr int kTopKCandidates = 4096;   // a candidate set this small is finished in shared memory
-constexpr int kTopKItems = 8;           // elements per thread per pass tile
-constexpr int kTopKSegment = 4096;      // columns per block in the segmented first stage
-constexpr int kTopKFew = 32;            // undecided keys this few are ranked by one warp
+constexpr int kTopKMaxK = 1024;        // survivors held in shared memory
+constexpr int kTopKCandidates = 4096;  // a candidate set this small is finished in shared memory
+constexpr int kTopKItems = 8;          // elements per thread per pass tile
+constexpr int kTopKSegment = 4096;     // columns per block in the segmented first stage
+constexpr int kTopKFew = 32;           // undecided keys this few are ranked by one warp
 
 struct TopKShared {
   // Candidates (key, index); after the final selection the same bytes hold the sort buffer.
@@ -216,7 +218,7 @@ struct TopKShared {
     uint32_t hist[256];
     typename cub::BlockScan<uint32_t, kTopKThreads>::TempStorage scan;
   };
-  uint32_t pick[3];  // chosen digit, elements above it, elements in it
+  uint32_t pick[3];            // chosen digit, elements above it, elements in it
   uint32_t few_key[kTopKFew];  // the last undecided keys, when they are this few
   int32_t few_idx[kTopKFew];
 };
@@ -313,9 +315,8 @@ __device__ void topk_level(const Src& src, int n, int shift, TopKState& st, TopK
 // with rank < eq_limit to eq_*[eq_base + rank]; ranks count in index order, so equal keys
 // keep index order.
 template <class Src>
-__device__ void topk_gather(const Src& src, int n, const TopKState& st, uint32_t* gt_key, int32_t* gt_idx,
-                            int gt_base, uint32_t* eq_key, int32_t* eq_idx, int eq_base, int eq_limit,
-                            TopKShared& sh) {
+__device__ void topk_gather(const Src& src, int n, const TopKState& st, uint32_t* gt_key, int32_t* gt_idx, int gt_base,
+                            uint32_t* eq_key, int32_t* eq_idx, int eq_base, int eq_limit, TopKShared& sh) {
   using Scan = cub::BlockScan<uint32_t, kTopKThreads>;
   const int tid = threadIdx.x;
   uint32_t run_gt = 0, run_eq = 0;
@@ -550,8 +551,8 @@ __global__ void __launch_bounds__(kTopKThreads) topk_merge_kernel(TopKParams p) 
   const TopKPairSource src{p.cand_key + row * p.cand_stride, p.cand_idx + row * p.cand_stride};
   topk_select(src, p.cand_count, p.k, sh);
   __syncthreads();
-  topk_sort_and_write(p.k, p.x + row * p.x_stride, p.values + row * p.values_stride,
-                      p.indices + row * p.indices_stride, sh);
+  topk_sort_and_write(p.k, p.x + row * p.x_stride, p.values + row * p.values_stride, p.indices + row * p.indices_stride,
+                      sh);
 }
 
 // Large k: the first k entries of each row's full descending order.

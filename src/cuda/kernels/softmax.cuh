@@ -26,7 +26,7 @@ template <class T, class M>
 struct SoftmaxKernelParams {
   const T* x;
   T* out;
-  const M* mask;  // may be null
+  const M* mask;                              // may be null
   int64_t x_stride, out_stride, mask_stride;  // elements between rows
   int64_t rows;
   int64_t mask_rows;  // row r reads mask row r % mask_rows
