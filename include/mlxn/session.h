@@ -83,6 +83,9 @@ class Session {
   void copy(const Tensor& dst, const Tensor& src);
 
   // CUDA only (Unsupported elsewhere): ops issued between the two calls are recorded, not run.
+  // A graph replays on this session's stream and keeps using the scratch buffers its ops
+  // took from pool(): it must not outlive the session, and pool().trim() must wait until
+  // no graph that used the pool will be replayed again.
   void begin_capture();
   Graph end_capture();
   bool capturing() const { return capturing_; }
