@@ -1,6 +1,6 @@
 // CPU MLX affine quantization: quantize and dequantize follow MLX's arithmetic step by step
-// (bit-exact); matmuls dequantize one weight row at a time into f32 and take dot products
-// with every x row, rows of W spread over the cores.
+// (bit-exact); matmuls take, per group of a weight row, s * dot(q, x) + b * sum(x), the
+// group unpacked once for every x row, rows of W spread over the cores.
 #include <cmath>
 #include <limits>
 #include <type_traits>
@@ -67,24 +67,55 @@ void dequant_row_mlx(const MlxQuantMatrix& m, int64_t e, int64_t n, float* dst) 
   }
 }
 
-// One row of W as s * q + b in f32 (the matmul's weights).
-template <class S>
-void dequant_row_fma(const MlxQuantMatrix& m, int64_t e, int64_t n, float* dst) {
-  const int64_t row = e * m.rows + n;
-  const auto* words = static_cast<const uint32_t*>(m.packed) + row * m.words_per_row();
-  const int64_t g0 = row * m.groups_per_row();
-  for (int64_t g = 0; g < m.groups_per_row(); ++g) {
-    const float s = load_scale<S>(m.scales, g0 + g), b = load_scale<S>(m.biases, g0 + g);
-    for (int64_t i = g * m.group_size; i < (g + 1) * m.group_size; ++i)
-      dst[i] = std::fma(float(extract(words, i, m.bits)), s, b);
+// The q values of group g of a row, as floats. Widths that divide 32 unpack whole words
+// (a loop the compiler vectorises); 3, 5 and 6 bits walk the bit stream.
+template <int BITS>
+void unpack_group(const uint32_t* words, int64_t g, int gs, float* q) {
+  constexpr uint32_t kMask = (1u << BITS) - 1u;
+  if constexpr (32 % BITS == 0) {
+    constexpr int kPer = 32 / BITS;
+    const uint32_t* w = words + g * gs / kPer;
+    // One flat loop over values (kPer a power of two: the divide and modulo are shifts):
+    // the form g++ vectorises.
+    for (int i = 0; i < gs; ++i) q[i] = float((w[i / kPer] >> (BITS * (i % kPer))) & kMask);
+  } else {
+    for (int j = 0; j < gs; ++j) q[j] = float(extract(words, g * gs + j, BITS));
   }
 }
 
-inline float dot(const float* a, const float* b, int64_t n) {
-  float acc = 0.f;
-#pragma omp simd reduction(+ : acc)
-  for (int64_t i = 0; i < n; ++i) acc += a[i] * b[i];
-  return acc;
+// Sum of x over each group of every row: the bias term of a group is b * sum(x).
+std::vector<float> group_sums(const std::vector<float>& xf, int64_t rows, int64_t K, int gs) {
+  const int64_t groups = K / gs;
+  std::vector<float> out(static_cast<size_t>(rows * groups));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t g = 0; g < groups; ++g) out[size_t(r * groups + g)] = float(row_sum(xf.data() + r * K + g * gs, gs));
+  return out;
+}
+
+// dot(x_row, W_row) for one weight row against `count` x rows (x row i at xs[i]), as
+// sum over groups of s * dot(q, x) + b * sum(x): the row is unpacked one group at a time
+// (it stays in L1) and never expanded to s * q + b.
+template <class S, int BITS>
+void quant_row_dots(const MlxQuantMatrix& m, int64_t e, int64_t n, const float* const* xs, const float* const* xsums,
+                    int64_t count, float* out) {
+  const int64_t row = e * m.rows + n;
+  const auto* words = static_cast<const uint32_t*>(m.packed) + row * m.words_per_row();
+  const int64_t g0 = row * m.groups_per_row(), gs = m.group_size;
+  float q[128];
+  for (int64_t i = 0; i < count; ++i) out[i] = 0.f;
+  for (int64_t g = 0; g < m.groups_per_row(); ++g) {
+    unpack_group<BITS>(words, g, int(gs), q);
+    const float s = load_scale<S>(m.scales, g0 + g), b = load_scale<S>(m.biases, g0 + g);
+    for (int64_t i = 0; i < count; ++i) {
+      const float* x = xs[i] + g * gs;
+      float acc[8] = {};
+      for (int64_t j = 0; j < gs; j += 8)
+        for (int l = 0; l < 8; ++l) acc[l] += q[j + l] * x[j + l];
+      float d = 0.f;
+      for (float v : acc) d += v;
+      out[i] += s * d + b * xsums[i][g];
+    }
+  }
 }
 
 // ---- quantize -----------------------------------------------------------------------------
@@ -160,20 +191,23 @@ void dequantize_cpu(Session&, const QuantMlxArgs& a) {
 
 // ---- matmuls ------------------------------------------------------------------------------
 
-template <class T, class S>
+template <class T, class S, int BITS>
 void matmul_rows(const QuantMlxArgs& a) {
   const int64_t M = a.x.rows, K = a.w.cols, N = a.w.rows;
   std::vector<float> xf(static_cast<size_t>(M * K));
   for (int64_t r = 0; r < M; ++r) load_row(static_cast<const T*>(a.x.data) + r * a.x.row_stride, xf.data() + r * K, K);
-  // Row blocks of W, with each x row reused from cache for every W row of the block.
+  const std::vector<float> sums = group_sums(xf, M, K, a.w.group_size);
+  std::vector<const float*> xs(static_cast<size_t>(M)), xsums(static_cast<size_t>(M));
+  for (int64_t r = 0; r < M; ++r) {
+    xs[size_t(r)] = xf.data() + r * K;
+    xsums[size_t(r)] = sums.data() + r * (K / a.w.group_size);
+  }
+  // Rows of W spread over the cores; every x row reuses the unpacked group from L1.
   parallel_for(N, 2 * K * (M + 2), [&](int64_t n0, int64_t n1) {
-    std::vector<float> w(static_cast<size_t>(K)), acc(static_cast<size_t>(n1 - n0));
+    std::vector<float> dots(static_cast<size_t>(M));
     for (int64_t n = n0; n < n1; ++n) {
-      dequant_row_fma<S>(a.w, 0, n, w.data());
-      for (int64_t r = 0; r < M; ++r) {
-        T* out = static_cast<T*>(a.out.data) + r * a.out.row_stride;
-        out[n] = T(dot(xf.data() + r * K, w.data(), K));
-      }
+      quant_row_dots<S, BITS>(a.w, 0, n, xs.data(), xsums.data(), M, dots.data());
+      for (int64_t r = 0; r < M; ++r) static_cast<T*>(a.out.data)[r * a.out.row_stride + n] = T(dots[size_t(r)]);
     }
   });
 }
@@ -198,40 +232,45 @@ void check_all_ids(const char* op, const QuantMlxArgs& a, int64_t count, int64_t
     check_ids<int32_t>(op, a.ids, count, limit);
 }
 
-template <class T, class S>
+template <class T, class S, int BITS>
 void matmul_id_rows(const QuantMlxArgs& a) {
-  const int64_t K = a.w.cols, N = a.w.rows, slots = a.tokens * a.top_k;
+  const int64_t K = a.w.cols, N = a.w.rows, slots = a.tokens * a.top_k, groups = K / a.w.group_size;
   std::vector<float> xf(static_cast<size_t>(a.x.rows * K));
   for (int64_t r = 0; r < a.x.rows; ++r)
     load_row(static_cast<const T*>(a.x.data) + r * a.x.row_stride, xf.data() + r * K, K);
+  const std::vector<float> sums = group_sums(xf, a.x.rows, K, a.w.group_size);
   std::vector<int64_t> expert(static_cast<size_t>(slots));
   for (int64_t u = 0; u < slots; ++u) expert[size_t(u)] = id_at(a, u);
   parallel_for(N, 2 * K * (slots + 2), [&](int64_t n0, int64_t n1) {
-    std::vector<float> w(static_cast<size_t>(K));
-    for (int64_t n = n0; n < n1; ++n) {
-      int64_t loaded = -1;
+    for (int64_t n = n0; n < n1; ++n)
       for (int64_t u = 0; u < slots; ++u) {
-        const int64_t e = expert[size_t(u)];
-        if (e != loaded) {
-          dequant_row_fma<S>(a.w, e, n, w.data());
-          loaded = e;
-        }
         const int64_t xr = a.x_per_slot ? u : u / a.top_k;
-        static_cast<T*>(a.out.data)[u * a.out.row_stride + n] = T(dot(xf.data() + xr * K, w.data(), K));
+        const float* x = xf.data() + xr * K;
+        const float* xsum = sums.data() + xr * groups;
+        float d = 0.f;
+        quant_row_dots<S, BITS>(a.w, expert[size_t(u)], n, &x, &xsum, 1, &d);
+        static_cast<T*>(a.out.data)[u * a.out.row_stride + n] = T(d);
       }
-    }
   });
 }
 
 void matmul_cpu(Session&, const QuantMlxArgs& a) {
   dispatch_float(a.x.dtype, "quantized_matmul",
-                 [&]<class T>() { dispatch_scale(a.w.scale_dtype, [&]<class S>() { matmul_rows<T, S>(a); }); });
+                 [&]<class T>() {
+    dispatch_scale(a.w.scale_dtype, [&]<class S>() {
+      detail::dispatch_bits(a.w.bits, [&]<int B>() { matmul_rows<T, S, B>(a); });
+    });
+  });
 }
 
 void matmul_id_cpu(Session&, const QuantMlxArgs& a) {
   check_all_ids("quantized_matmul_id", a, a.tokens * a.top_k, a.w.experts);
   dispatch_float(a.x.dtype, "quantized_matmul_id",
-                 [&]<class T>() { dispatch_scale(a.w.scale_dtype, [&]<class S>() { matmul_id_rows<T, S>(a); }); });
+                 [&]<class T>() {
+    dispatch_scale(a.w.scale_dtype, [&]<class S>() {
+      detail::dispatch_bits(a.w.bits, [&]<int B>() { matmul_id_rows<T, S, B>(a); });
+    });
+  });
 }
 
 // ---- embedding ----------------------------------------------------------------------------
