@@ -1,39 +1,16 @@
 // GGUF quant benchmarks: the decode mat-vec bars (x [M, 4096] by W [14336, 4096], M = 1 and
-// 8) and the prefill matmul (M = 512..4096) of issue "weights and quantized compute".
+// 8) and the prefill matmul (M = 512..4096).
 #include <cstring>
 #include <vector>
 
 #include "harness.h"
+#include "ops/quant_gguf_args.h"
 #include "mlxn/ops/quant_gguf.h"
 
 namespace mlxn::bench {
 namespace {
 
 constexpr int64_t kN = 14336, kK = 4096;
-
-// Offsets of the f16 scale fields in one block: random bytes everywhere else, finite small
-// scales here, so the weights are valid (no NaN/Inf) like a real checkpoint's.
-std::vector<int> scale_fields(DType t) {
-  switch (t) {
-    case DType::q4_0:
-    case DType::q5_0:
-    case DType::q8_0:
-      return {0};
-    case DType::q4_1:
-    case DType::q5_1:
-    case DType::q4_k:
-    case DType::q5_k:
-      return {0, 2};
-    case DType::q2_k:
-      return {80, 82};
-    case DType::q3_k:
-      return {108};
-    case DType::q6_k:
-      return {208};
-    default:
-      return {};
-  }
-}
 
 Array random_blocks(Session& s, Dims shape, DType t, uint64_t seed) {
   Array a = Array::empty(shape, t, s.device());
@@ -46,7 +23,7 @@ Array random_blocks(Session& s, Dims shape, DType t, uint64_t seed) {
   const auto& tr = traits(t);
   const size_t nblocks = host.size() / tr.block_bytes;
   for (size_t i = 0; i < nblocks; ++i)
-    for (int off : scale_fields(t)) {
+    for (int off : detail::gguf_f16_scale_offsets(t)) {
       const uint16_t h = Half(0.01f + 0.001f * float(i % 7)).bits;
       std::memcpy(host.data() + i * tr.block_bytes + size_t(off), &h, 2);
     }

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mlxn/ops/quant_gguf.h"
+#include "ops/quant_gguf_args.h"
 #include "support/support.h"
 
 namespace mlxn::test {
@@ -17,30 +18,6 @@ const std::vector<DType>& block_types() {
   static const std::vector<DType> v{DType::q4_0, DType::q4_1, DType::q5_0, DType::q5_1, DType::q8_0,
                                     DType::q2_k, DType::q3_k, DType::q4_k, DType::q5_k, DType::q6_k};
   return v;
-}
-
-// Byte offsets of the f16 scale fields inside one block (test-side knowledge of the layouts,
-// used only to make random blocks whose scales are finite and of a sane size).
-std::vector<int> f16_fields(DType t) {
-  switch (t) {
-    case DType::q4_0:
-    case DType::q5_0:
-    case DType::q8_0:
-      return {0};
-    case DType::q4_1:
-    case DType::q5_1:
-    case DType::q4_k:
-    case DType::q5_k:
-      return {0, 2};
-    case DType::q2_k:
-      return {80, 82};
-    case DType::q3_k:
-      return {108};
-    case DType::q6_k:
-      return {208};
-    default:
-      return {};
-  }
 }
 
 // Random valid blocks: random bytes, scale fields set to finite values of either sign sized so
@@ -53,7 +30,7 @@ std::vector<uint8_t> random_blocks(std::mt19937_64& rng, DType t, int64_t rows, 
   const bool kquant = tr.block_elems == 256;
   std::uniform_real_distribution<double> mag(kquant ? 1e-3 : 0.02, kquant ? 2e-2 : 0.15);
   for (int64_t b = 0; b < nblocks; ++b)
-    for (int off : f16_fields(t)) {
+    for (int off : detail::gguf_f16_scale_offsets(t)) {
       const double v = mag(rng) * ((rng() & 3) == 0 ? -1.0 : 1.0);
       const uint16_t h = Half(float(v)).bits;
       std::memcpy(bytes.data() + b * tr.block_bytes + off, &h, 2);

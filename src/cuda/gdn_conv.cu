@@ -3,6 +3,7 @@
 #include "cuda/common/dispatch.cuh"
 #include "cuda/common/launch.h"
 #include "cuda/kernels/gdn_conv.cuh"
+#include "ops/dispatch_int.h"
 #include "ops/gdn_args.h"
 #include "ops/registry.h"
 
@@ -22,29 +23,8 @@ k::SeqLayout seq_of(const detail::SeqLayout& l) { return {l.cu, l.T, l.N, 0}; }
 // Calls f.template operator()<W>() for the runtime width 2..8.
 template <class F>
 void dispatch_width(int W, F&& f) {
-  switch (W) {
-    case 2:
-      f.template operator()<2>();
-      break;
-    case 3:
-      f.template operator()<3>();
-      break;
-    case 4:
-      f.template operator()<4>();
-      break;
-    case 5:
-      f.template operator()<5>();
-      break;
-    case 6:
-      f.template operator()<6>();
-      break;
-    case 7:
-      f.template operator()<7>();
-      break;
-    default:
-      f.template operator()<8>();
-      break;
-  }
+  if (!detail::dispatch_int<2, 3, 4, 5, 6, 7, 8>(W, f))
+    throw_error<Unsupported>("ssm_conv", "cuda: conv width ", W, " not built (2..8)");
 }
 
 // Parameter vectors: f32, or the activations' dtype T.

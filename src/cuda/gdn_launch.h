@@ -5,6 +5,7 @@
 #include "cuda/kernels/gdn_common.cuh"
 #include "mlxn/error.h"
 #include "mlxn/session.h"
+#include "ops/dispatch_int.h"
 #include "ops/gdn_args.h"
 
 namespace mlxn::cuda {
@@ -51,19 +52,8 @@ inline void check_state_alignment(const char* op, const float* h0, const float* 
 // Calls f.template operator()<D>() for D in {64, 128, 256} (validated by the frontend).
 template <class F>
 void dispatch_head_dim(int64_t d, F&& f) {
-  switch (d) {
-    case 64:
-      f.template operator()<64>();
-      break;
-    case 128:
-      f.template operator()<128>();
-      break;
-    case 256:
-      f.template operator()<256>();
-      break;
-    default:
-      throw_error<Unsupported>("gdn", "cuda: head dim ", d, " not built (64, 128, 256)");
-  }
+  if (!detail::dispatch_int<64, 128, 256>(int(d), f))
+    throw_error<Unsupported>("gdn", "cuda: head dim ", d, " not built (64, 128, 256)");
 }
 
 // The token-sequential kernel.

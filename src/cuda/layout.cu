@@ -6,6 +6,7 @@
 
 #include "cuda/common/check.h"
 #include "cuda/common/dispatch.cuh"
+#include "ops/dispatch_int.h"
 #include "cuda/common/launch.h"
 #include "cuda/kernels/layout.cuh"
 #include "ops/layout_args.h"
@@ -37,25 +38,7 @@ int widest_unit(uint64_t any) {
 // Calls f.template operator()<U>() for U in {1, 2, 4, 8, 16}.
 template <class F>
 void dispatch_unit(int u, const char* op, F&& f) {
-  switch (u) {
-    case 1:
-      f.template operator()<1>();
-      break;
-    case 2:
-      f.template operator()<2>();
-      break;
-    case 4:
-      f.template operator()<4>();
-      break;
-    case 8:
-      f.template operator()<8>();
-      break;
-    case 16:
-      f.template operator()<16>();
-      break;
-    default:
-      throw_error<Unsupported>(op, "cuda: unit of ", u, " bytes");
-  }
+  if (!detail::dispatch_int<1, 2, 4, 8, 16>(u, f)) throw_error<Unsupported>(op, "cuda: unit of ", u, " bytes");
 }
 
 template <int U>
@@ -148,22 +131,7 @@ void copy_transpose(Session& s, const char* op, const StridedCopyArgs& a) {
 
 template <class F>
 void dispatch_elem(int bytes, const char* op, F&& f) {
-  switch (bytes) {
-    case 1:
-      f.template operator()<1>();
-      break;
-    case 2:
-      f.template operator()<2>();
-      break;
-    case 4:
-      f.template operator()<4>();
-      break;
-    case 8:
-      f.template operator()<8>();
-      break;
-    default:
-      throw_error<Unsupported>(op, "cuda: elements of ", bytes, " bytes");
-  }
+  if (!detail::dispatch_int<1, 2, 4, 8>(bytes, f)) throw_error<Unsupported>(op, "cuda: elements of ", bytes, " bytes");
 }
 
 template <const char* Op>

@@ -1,6 +1,8 @@
 #pragma once
 // Argument structs of the GGUF quant family, and the dtype -> block-traits dispatch that the
 // CPU and CUDA backends share.
+#include <vector>
+
 #include "ops/quant_gguf_blocks.h"
 #include "ops/validate.h"
 
@@ -10,6 +12,31 @@ inline constexpr DTypeSet kGgufBlockTypes{DType::q4_0, DType::q4_1, DType::q5_0,
                                           DType::q2_k, DType::q3_k, DType::q4_k, DType::q5_k, DType::q6_k};
 // Weights a matmul or embedding accepts: the block types and plain float tensors.
 inline constexpr DTypeSet kGgufWeightTypes = kGgufBlockTypes | kFloatTypes;
+
+// Byte offsets of the f16 scale (d, dmin) fields inside one block of a GGUF type: what a
+// writer of synthetic blocks (tests, benchmarks) must set to finite values so that random
+// bytes elsewhere still make a valid weight.
+inline std::vector<int> gguf_f16_scale_offsets(DType t) {
+  switch (t) {
+    case DType::q4_0:
+    case DType::q5_0:
+    case DType::q8_0:
+      return {0};
+    case DType::q4_1:
+    case DType::q5_1:
+    case DType::q4_k:
+    case DType::q5_k:
+      return {0, 2};
+    case DType::q2_k:
+      return {80, 82};
+    case DType::q3_k:
+      return {108};
+    case DType::q6_k:
+      return {208};
+    default:
+      return {};
+  }
+}
 
 // Calls f.template operator()<B>() with B the quant-traits entry of a weight dtype.
 template <class F>

@@ -1,5 +1,6 @@
 #pragma once
 // The one argument struct behind every MLX affine quantization op.
+#include "ops/dispatch_int.h"
 #include "ops/validate.h"
 
 namespace mlxn::detail {
@@ -33,28 +34,8 @@ struct QuantMlxArgs {
 // a run-time width becomes a compile-time one, for every backend.
 template <class F>
 void dispatch_bits(int bits, F&& f) {
-  switch (bits) {
-    case 2:
-      f.template operator()<2>();
-      break;
-    case 3:
-      f.template operator()<3>();
-      break;
-    case 4:
-      f.template operator()<4>();
-      break;
-    case 5:
-      f.template operator()<5>();
-      break;
-    case 6:
-      f.template operator()<6>();
-      break;
-    case 8:
-      f.template operator()<8>();
-      break;
-    default:
-      throw_error<InvalidArgument>("quant_mlx", "bits ", bits, " is not supported");
-  }
+  if (!dispatch_int<2, 3, 4, 5, 6, 8>(bits, f))
+    throw_error<InvalidArgument>("quant_mlx", "bits ", bits, " is not supported");
 }
 
 }  // namespace mlxn::detail
