@@ -50,11 +50,17 @@ void launch_norm(Session& s, const NormArgs& a) {
   if (wide && a.x.rows < 64) vpt = 8;
   const int threads = round_up((chunks + vpt - 1) / vpt, 32);
   cudaStream_t st = stream_of(s);
+  // Plain 16-bit norms (x and a weight, nothing else) keep x as loaded: half the registers,
+  // so more rows in flight per SM (see RowChunks).
+  const bool packed = vec && vpt > 1 && sizeof(T) == 2 && !a.residual.data && !a.bias && !a.other.data;
   auto launch = [&]<int V>() {
-    if (vec)
-      k::norm_rows_kernel<T, W, V, true><<<grid, threads, 0, st>>>(p);
-    else
-      k::norm_rows_kernel<T, W, V, false><<<grid, threads, 0, st>>>(p);
+    if (packed) {
+      if constexpr (V > 1 && sizeof(T) == 2) k::norm_rows_kernel<T, W, V, true, true><<<grid, threads, 0, st>>>(p);
+    } else if (vec) {
+      k::norm_rows_kernel<T, W, V, true, false><<<grid, threads, 0, st>>>(p);
+    } else {
+      k::norm_rows_kernel<T, W, V, false, false><<<grid, threads, 0, st>>>(p);
+    }
   };
   if (threads > (vpt == 1 ? 1024 : 256))
     k::norm_rows_wide_kernel<T, W><<<grid, 1024, 0, st>>>(p);

@@ -30,62 +30,125 @@ struct NormKernelParams {
   bool weight_offset;
 };
 
+// What follows the scaled, weighted value: bias (layer_norm), then the epilogue operand o.
+template <class T, class W>
+__device__ __forceinline__ float bias_and_epilogue(const NormKernelParams<T, W>& p, float val, float b, float o) {
+  if (p.bias) val += b;
+  switch (p.epi) {
+    case NormEpiK::mul:
+      return val * o;
+    case NormEpiK::gate:
+      return val * o * sigmoidf_(o);
+    case NormEpiK::add:
+      return val + o;
+    default:
+      return val;
+  }
+}
+
+// The row's x between the statistic and the output pass, chunk k as N = 16/sizeof(T) columns.
+// 16-bit rows on the vector path stay as loaded (one 16-byte vector per chunk, streamed past
+// L1 so the reused weight stays there): half the registers of floats, so more rows resident
+// per SM, which is what keeps enough bytes in flight. Otherwise the chunks are floats.
+template <class T, int VPT, bool kPacked>
+struct RowChunks {
+  static constexpr int N = Vec<T>::N;
+  float f[VPT][N];
+  template <bool kVec>
+  __device__ __forceinline__ void load(const T* row, int k, int c, int cols) {
+    load_chunk<kVec>(row, c, cols, f[k]);
+  }
+  __device__ __forceinline__ void get(int k, float (&d)[N]) const {
+#pragma unroll
+    for (int j = 0; j < N; ++j) d[j] = f[k][j];
+  }
+};
+template <class T, int VPT>
+struct RowChunks<T, VPT, true> {
+  static constexpr int N = Vec<T>::N;
+  Vec<T> v[VPT];
+  template <bool kVec>
+  __device__ __forceinline__ void load(const T* row, int k, int c, int cols) {
+    static_assert(kVec, "packed chunks are 16-byte vectors");
+    if (c < cols)
+      v[k] = load_vec_stream(row + c);
+    else
+      *reinterpret_cast<uint4*>(v[k].v) = make_uint4(0, 0, 0, 0);
+  }
+  __device__ __forceinline__ void get(int k, float (&d)[N]) const {
+#pragma unroll
+    for (int j = 0; j < N; ++j) d[j] = to_f32(v[k].v[j]);
+  }
+};
+
 // One block per row; each thread owns VPT chunks of N = 16/sizeof(T) consecutive columns:
 // chunk k of thread t starts at column (k * blockDim.x + t) * N, and blockDim * VPT * N >= cols.
 // With one chunk per thread (the decode configuration) every load the row needs (x,
 // residual, weight, bias, epilogue operand) is issued before the reduction, so their
 // latencies overlap: that decides the time of a decode-sized call. With several chunks per
 // thread (many rows) the operands are loaded after the reduction instead, keeping register
-// use, and so the number of resident rows, where bandwidth needs it.
-template <class T, class W, int VPT, bool kVec>
-__global__ void __launch_bounds__(VPT == 1 ? 1024 : 256) norm_rows_kernel(NormKernelParams<T, W> p) {
+// use, and so the number of resident rows, where bandwidth needs it. kPacked (the host's
+// choice for plain 16-bit norms: vector path, several chunks, only a weight: no residual, bias
+// or epilogue operand) keeps x as loaded, see RowChunks.
+template <class T, class W, int VPT, bool kVec, bool kPacked>
+__global__ void __launch_bounds__(VPT == 1 ? 1024 : 256, kPacked ? 20 / VPT : 1)
+    norm_rows_kernel(NormKernelParams<T, W> p) {
   constexpr int N = Vec<T>::N;
   constexpr bool kPreload = VPT == 1;
+  static_assert(!(kPacked && kPreload), "the decode configuration preloads floats");
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x;
   const T* x = p.x.data + row * p.x.row_stride;
   const T* o = p.other.data ? p.other.data + row * p.other.row_stride : nullptr;
-  float v[VPT][N], w[kPreload ? VPT : 1][N], b[kPreload ? VPT : 1][N], ov[kPreload ? VPT : 1][N];
+  RowChunks<T, VPT, kPacked> xs;
+  float w[kPreload ? VPT : 1][N], b[kPreload ? VPT : 1][N], ov[kPreload ? VPT : 1][N];
 #pragma unroll
   for (int k = 0; k < VPT; ++k) {
     const int c = (k * blockDim.x + threadIdx.x) * N;
-    load_chunk<kVec>(x, c, p.cols, v[k]);
+    xs.template load<kVec>(x, k, c, p.cols);
     if constexpr (kPreload) {
       if (p.weight) load_chunk<kVec>(p.weight, c, p.cols, w[k]);
       if (p.bias) load_chunk<kVec>(p.bias, c, p.cols, b[k]);
       if (o) load_chunk<kVec>(o, c, p.cols, ov[k]);
     }
   }
-  if (p.residual.data) {
-    const T* res = p.residual.data + row * p.residual.row_stride;
-    float r[VPT][N];
+  if constexpr (!kPacked) {
+    if (p.residual.data) {
+      const T* res = p.residual.data + row * p.residual.row_stride;
+      float r[VPT][N];
 #pragma unroll
-    for (int k = 0; k < VPT; ++k) load_chunk<kVec>(res, (k * blockDim.x + threadIdx.x) * N, p.cols, r[k]);
+      for (int k = 0; k < VPT; ++k) load_chunk<kVec>(res, (k * blockDim.x + threadIdx.x) * N, p.cols, r[k]);
 #pragma unroll
-    for (int k = 0; k < VPT; ++k) {
+      for (int k = 0; k < VPT; ++k) {
 #pragma unroll
-      for (int j = 0; j < N; ++j) v[k][j] += r[k][j];
-      if (p.sum_out.data)
-        store_chunk<kVec>(p.sum_out.data + row * p.sum_out.row_stride, (k * blockDim.x + threadIdx.x) * N, p.cols,
-                          v[k]);
+        for (int j = 0; j < N; ++j) xs.f[k][j] += r[k][j];
+        if (p.sum_out.data)
+          store_chunk<kVec>(p.sum_out.data + row * p.sum_out.row_stride, (k * blockDim.x + threadIdx.x) * N, p.cols,
+                            xs.f[k]);
+      }
     }
   }
   float mean = 0.f;
   if (p.stat == NormStatK::layer) {
     float s = 0.f;
 #pragma unroll
-    for (int k = 0; k < VPT; ++k)
+    for (int k = 0; k < VPT; ++k) {
+      float v[N];
+      xs.get(k, v);
 #pragma unroll
-      for (int j = 0; j < N; ++j) s += v[k][j];
+      for (int j = 0; j < N; ++j) s += v[j];
+    }
     mean = block_sum(s, scratch) / float(p.cols);
   }
   float ss = 0.f;
 #pragma unroll
   for (int k = 0; k < VPT; ++k) {
     const int c = (k * blockDim.x + threadIdx.x) * N;
+    float v[N];
+    xs.get(k, v);
 #pragma unroll
     for (int j = 0; j < N; ++j) {
-      const float d = c + j < p.cols ? v[k][j] - mean : 0.f;  // padding lanes hold 0, not -mean
+      const float d = c + j < p.cols ? v[j] - mean : 0.f;  // padding lanes hold 0, not -mean
       ss += d * d;
     }
   }
@@ -96,7 +159,8 @@ __global__ void __launch_bounds__(VPT == 1 ? 1024 : 256) norm_rows_kernel(NormKe
   for (int k = 0; k < VPT; ++k) {
     const int c = (k * blockDim.x + threadIdx.x) * N;
     if (c >= p.cols) break;
-    float wk[N], bk[N], ok[N], t[N];
+    float v[N], wk[N], bk[N], ok[N], t[N];
+    xs.get(k, v);
     const int kk = kPreload ? k : 0;
     if constexpr (kPreload) {
 #pragma unroll
@@ -107,20 +171,16 @@ __global__ void __launch_bounds__(VPT == 1 ? 1024 : 256) norm_rows_kernel(NormKe
       }
     } else {
       if (p.weight) load_chunk<kVec>(p.weight, c, p.cols, wk);
-      if (p.bias) load_chunk<kVec>(p.bias, c, p.cols, bk);
-      if (o) load_chunk<kVec>(o, c, p.cols, ok);
+      if constexpr (!kPacked) {
+        if (p.bias) load_chunk<kVec>(p.bias, c, p.cols, bk);
+        if (o) load_chunk<kVec>(o, c, p.cols, ok);
+      }
     }
 #pragma unroll
     for (int j = 0; j < N; ++j) {
-      float val = (v[k][j] - mean) * inv;
+      float val = (v[j] - mean) * inv;
       if (p.weight) val *= p.weight_offset ? 1.f + wk[j] : wk[j];
-      if (p.bias) val += bk[j];
-      if (p.epi == NormEpiK::mul)
-        val *= ok[j];
-      else if (p.epi == NormEpiK::gate)
-        val *= ok[j] * sigmoidf_(ok[j]);
-      else if (p.epi == NormEpiK::add)
-        val += ok[j];
+      if constexpr (!kPacked) val = bias_and_epilogue(p, val, bk[j], ok[j]);
       t[j] = val;
     }
     store_chunk<kVec>(y, c, p.cols, t);
@@ -158,16 +218,7 @@ __global__ void __launch_bounds__(1024) norm_rows_wide_kernel(NormKernelParams<T
       const float w = to_f32(p.weight[c]);
       val *= p.weight_offset ? 1.f + w : w;
     }
-    if (p.bias) val += to_f32(p.bias[c]);
-    if (o) {
-      const float ov = to_f32(o[c]);
-      if (p.epi == NormEpiK::mul)
-        val *= ov;
-      else if (p.epi == NormEpiK::gate)
-        val *= ov * sigmoidf_(ov);
-      else if (p.epi == NormEpiK::add)
-        val += ov;
-    }
+    val = bias_and_epilogue(p, val, p.bias ? to_f32(p.bias[c]) : 0.f, o ? to_f32(o[c]) : 0.f);
     if (so) so[c] = from_f32<T>(xv);
     y[c] = from_f32<T>(val);
   }
