@@ -33,7 +33,7 @@ int copies_for(double bytes) { return int(std::max(1.0, std::ceil(192e6 / bytes)
 
 Workload qmm_case(Session& s, int64_t m, int64_t n, int64_t k, MlxQuant q) {
   const double wb = weight_bytes(n, k, q);
-  const int copies = s.device().is_cuda() && m <= 64 ? copies_for(wb) : 1;
+  const int copies = s.device().is_cuda() && m <= 128 ? copies_for(wb) : 1;
   auto ws = std::make_shared<std::vector<QWeights>>();
   for (int i = 0; i < copies; ++i) ws->push_back(make_weights(s, 0, n, k, q, 10 + 3 * uint64_t(i)));
   Array x = random_device_array(s, {m, k}, DType::bf16, 1);
@@ -95,6 +95,17 @@ MLXN_BENCH(Case{"qmm 4-bit g64 [4,4096]x[14336,4096]", "quant_mlx",
 MLXN_BENCH(Case{"qmm 4-bit g64 [8,4096]x[14336,4096]", "quant_mlx",
                 [](Session& s) {
                   return qmm_case(s, 8, kN, kK, {4, 64});
+                },
+                0});
+// Either side of the CUDA mat-vec limit (64 rows): 8 mat-vec passes against dequantize + GEMM.
+MLXN_BENCH(Case{"qmm 4-bit g64 [64,4096]x[14336,4096]", "quant_mlx",
+                [](Session& s) {
+                  return qmm_case(s, 64, kN, kK, {4, 64});
+                },
+                0});
+MLXN_BENCH(Case{"qmm 4-bit g64 [65,4096]x[14336,4096]", "quant_mlx",
+                [](Session& s) {
+                  return qmm_case(s, 65, kN, kK, {4, 64});
                 },
                 0});
 MLXN_BENCH(Case{"qmm 3-bit g64 [1,4096]x[14336,4096]", "quant_mlx",

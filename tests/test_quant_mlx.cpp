@@ -346,18 +346,21 @@ TEST_P(QuantMlxTest, QuantizeRoundTrip) {
     }
 }
 
-// Matmul shapes: decode (1..8 rows), the batched mat-vec limit, prefill tiles with tails.
+// Rows of x: decode (1, 2, 8 = one mat-vec unit, 9 = two), the CUDA mat-vec limit (64) and
+// one past it (65, the dequantize + GEMM path), and a prefill size.
+const int64_t kMatmulRows[] = {1, 2, 8, 9, 64, 65, 130};
+
 TEST_P(QuantMlxTest, MatmulEveryFormat) {
   Session& s = session();
   int combo = 0;
   for (int bits : kBits)
     for (int gs : kGroups) {
       const MlxQuant q{bits, gs};
-      for (int64_t m_rows : {int64_t(1), int64_t(3), int64_t(8), int64_t(40)}) {
+      for (int64_t m_rows : kMatmulRows) {
         ++combo;
         const DType xdt = float_dtypes()[size_t(combo) % 3];
         const DType sdt = float_dtypes()[size_t(combo / 3) % 3];
-        const int64_t n = m_rows == 40 ? 130 : 33, k = gs * (m_rows == 1 ? 1 : 3);
+        const int64_t n = m_rows >= 64 ? 130 : 33, k = gs * (m_rows == 1 ? 1 : 3);
         SCOPED_TRACE(::testing::Message() << "bits=" << bits << " gs=" << gs << " M=" << m_rows << " x " << name(xdt)
                                           << " scales " << name(sdt) << " K=" << k);
         QMatrix w = random_qmatrix(s, rng(), 1, n, k, q, sdt);
@@ -371,6 +374,32 @@ TEST_P(QuantMlxTest, MatmulEveryFormat) {
     }
 }
 
+// The CUDA mat-vec's register ring and K segments: x and scales of one 16-bit type (the
+// packed fma route; f16 takes it at 8 bits too), every width, K long enough for several
+// steps per warp with a partial last round, and K beyond one shared-memory segment of x
+// (10240 values for one row, 1280 for eight).
+TEST_P(QuantMlxTest, MatvecRingAndSegments) {
+  Session& s = session();
+  int combo = 0;
+  for (int bits : kBits)
+    for (DType dt : {DType::bf16, DType::f16})
+      for (auto [m_rows, n, extra_k] :
+           {std::tuple<int64_t, int64_t, int64_t>{1, 40, 1024}, {8, 24, 2560}, {3, 17, 1280}, {1, 16, 10240}}) {
+        const int gs = kGroups[size_t(combo++) % 3];
+        const MlxQuant q{bits, gs};
+        const int64_t k = extra_k + 2 * gs;
+        SCOPED_TRACE(::testing::Message() << "bits=" << bits << " gs=" << gs << " " << name(dt) << " M=" << m_rows
+                                          << " N=" << n << " K=" << k);
+        QMatrix w = random_qmatrix(s, rng(), 1, n, k, q, dt);
+        auto x = random_array(s, rng(), {m_rows, k}, dt);
+        Array out = poisoned(s, {m_rows, n}, dt);
+        quantized_matmul(s, x, w.packed, w.scales, w.biases, q, out);
+        std::vector<int64_t> e(static_cast<size_t>(m_rows), 0), xr(static_cast<size_t>(m_rows));
+        for (int64_t r = 0; r < m_rows; ++r) xr[size_t(r)] = r;
+        MLXN_EXPECT_CLOSE(host_values(s, out), ref_matmul(x.values, m_rows, w, e, xr), mm_tol(dt));
+      }
+}
+
 TEST_P(QuantMlxTest, MatmulEveryDtypePairAndShape) {
   Session& s = session();
   const MlxQuant q{4, 64};
@@ -381,6 +410,8 @@ TEST_P(QuantMlxTest, MatmulEveryDtypePairAndShape) {
                                   {5, 17, 320},
                                   {16, 40, 192},
                                   {17, 33, 128},
+                                  {64, 40, 256},
+                                  {65, 40, 256},
                                   {150, 72, 576}}) {
         SCOPED_TRACE(::testing::Message()
                      << "x " << name(xdt) << " scales " << name(sdt) << " M=" << m_rows << " N=" << n << " K=" << k);
@@ -402,7 +433,7 @@ TEST_P(QuantMlxTest, MatmulStridedRowsAndBatchDims) {
     QMatrix w = random_qmatrix(s, rng(), 1, 48, 256, q, DType::bf16);
     // x rows 264 and 261 apart (16-byte aligned, then not), out rows 56 apart.
     for (int64_t pitch : {int64_t(264), int64_t(261)})
-      for (int64_t m_rows : {int64_t(4), int64_t(33)}) {
+      for (int64_t m_rows : {int64_t(4), int64_t(33), int64_t(70)}) {
         auto parent = random_array(s, rng(), {m_rows, pitch}, dt);
         Tensor x = parent.tensor().slice(1, 0, 256);
         Array out_parent = poisoned(s, {m_rows, 56}, dt);
@@ -427,16 +458,18 @@ TEST_P(QuantMlxTest, MatmulStridedRowsAndBatchDims) {
 
 TEST_P(QuantMlxTest, MatmulIdMatchesEachExpertAlone) {
   Session& s = session();
-  for (int bits : {4, 3, 8})
+  for (int bits : kBits)
     for (DType dt : float_dtypes())
       for (bool per_slot : {false, true})
         for (int64_t tokens : {int64_t(1), int64_t(6), int64_t(40)}) {
-          const MlxQuant q{bits, bits == 3 ? 32 : 64};
+          const MlxQuant q{bits, kGroups[size_t(bits + tokens) % 3]};
           const int64_t E = 5, top_k = 3, n = 40, k = 4 * q.group_size;
           const DType idt = per_slot ? DType::u32 : DType::i32;
           SCOPED_TRACE(::testing::Message()
                        << "bits=" << bits << " " << name(dt) << " per_slot=" << per_slot << " T=" << tokens);
-          QMatrix w = random_qmatrix(s, rng(), E, n, k, q, DType::bf16);
+          // Scales in x's 16-bit type take the packed fma route; bf16 ones with f16 x do not.
+          const DType sdt = dt == DType::f32 || tokens == 6 ? DType::bf16 : dt;
+          QMatrix w = random_qmatrix(s, rng(), E, n, k, q, sdt);
           auto x = per_slot ? random_array(s, rng(), {tokens, top_k, k}, dt) : random_array(s, rng(), {tokens, k}, dt);
           std::vector<double> idv;
           for (int64_t i = 0; i < tokens * top_k; ++i) idv.push_back(double((i * 7 + i / top_k) % E));

@@ -34,13 +34,17 @@ void quantize_cuda(Session& s, const QuantMlxArgs& a) {
 // dequantize (ids == nullptr: output row r is table row r) and embedding.
 void dequant_rows(Session& s, const QuantMlxArgs& a, int64_t out_rows, const char* op) {
   const int64_t chunks = out_rows * (a.w.cols / 32);
+  // 16-byte loads of the codes and stores of the values where both allow them.
+  const bool vec = aligned16(a.w.packed) && aligned16(a.out.data) &&
+                   (a.out.row_stride * int64_t(element_size(a.out.dtype))) % 16 == 0;
   dispatch_float(a.out.dtype, op, [&]<class T>() {
     dispatch_float(a.w.scale_dtype, op, [&]<class S>() {
       dispatch_bits(a.w.bits, [&]<int B>() {
-        k::dequantize_kernel<T, S, B><<<grid_dim(op, (chunks + kThreads - 1) / kThreads), kThreads, 0, stream_of(s)>>>(
-            static_cast<const uint32_t*>(a.w.packed), static_cast<const S*>(a.w.scales),
-            static_cast<const S*>(a.w.biases), static_cast<T*>(a.out.data), a.out.row_stride, out_rows, a.w.cols,
-            a.w.group_size, a.ids, a.ids_dtype == DType::u32, a.w.rows, a.scale);
+        k::dequantize_kernel<T, S, B, true>
+            <<<grid_dim(op, (chunks + kThreads - 1) / kThreads), kThreads, 0, stream_of(s)>>>(
+                static_cast<const uint32_t*>(a.w.packed), static_cast<const S*>(a.w.scales),
+                static_cast<const S*>(a.w.biases), static_cast<T*>(a.out.data), a.out.row_stride, out_rows, a.w.cols,
+                a.w.group_size, a.ids, a.ids_dtype == DType::u32, a.w.rows, a.scale, vec);
       });
     });
   });

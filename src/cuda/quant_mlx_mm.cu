@@ -1,12 +1,16 @@
-// CUDA entry for MLX affine quantized matmuls: picks the tensor-core mat-vec (x bf16/f16,
-// up to 16 rows, and every expert-routed call), the tensor-core tiled kernel (x bf16/f16,
-// more rows), or the plain f32 kernel (x f32, or data the vector paths cannot read).
+// CUDA entry for MLX affine quantized matmuls:
+//   up to kMatvecMaxRows rows of x, and every expert-routed call: the tensor-core mat-vec
+//     (x bf16/f16, packed matrix 16-byte aligned), else the plain f32 kernel;
+//   more rows (prefill): the weight dequantized once into a pooled scratch buffer in x's
+//     dtype (s * q + b rounded once), then the dense matmul (cuBLASLt).
 #include <algorithm>
+#include <climits>
 
 #include "cuda/common/check.h"
 #include "cuda/common/dispatch.cuh"
 #include "cuda/common/launch.h"
-#include "cuda/kernels/quant_mlx_qmm.cuh"
+#include "cuda/kernels/quant_mlx_qmv.cuh"
+#include "mlxn/ops/matmul.h"
 #include "ops/quant_mlx_args.h"
 #include "ops/registry.h"
 
@@ -18,15 +22,13 @@ namespace k = kernels::qmlx;
 
 namespace {
 
+// Rows of x above which a plain matmul dequantizes W and runs a GEMM. The mat-vec handles
+// 8 rows per pass and its passes over one row tile run side by side (W comes from DRAM
+// once), but each pass dequantizes W again: at 4 bits, N = 14336, K = 4096 a pass issues
+// about 4.5 us of instructions on an H200, so 64 rows (8 passes) cost ~36 us against ~70 us
+// for the GEMM path (dequantize: 117 MB written + 33 MB read; the GEMM reads 117 MB again).
+constexpr int64_t kMatvecMaxRows = 64;
 constexpr int64_t kMaxGridY = 65535;
-
-// Raises a kernel's dynamic shared memory limit to `bytes` when above the default 48 KB
-// (a host-side attribute call, valid during graph capture too).
-template <class Kernel>
-void allow_smem(Kernel kernel, int bytes) {
-  if (bytes > 48 * 1024)
-    MLXN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
-}
 
 k::QmmParams params(const QuantMlxArgs& a, bool routed) {
   k::QmmParams p{};
@@ -55,59 +57,76 @@ k::QmmParams params(const QuantMlxArgs& a, bool routed) {
   return p;
 }
 
-void run_matmul(Session& s, const QuantMlxArgs& a, bool routed, const char* op) {
-  const k::QmmParams p = params(a, routed);
+// Mat-vec launches: units of up to 8 rows (or one routed slot) along x, so that the units
+// of one row tile are scheduled together and share its W lines in L2; row tiles along y.
+template <class ST, int B>
+void run_matvec(Session& s, const QuantMlxArgs& a, k::QmmParams p, bool routed, const char* op) {
+  using C = k::QmvConfig;
   const int64_t N = a.w.rows, M = a.x.rows;
-  const bool packed_vec = aligned16(a.w.packed);
+  const int64_t units = routed ? p.slots : (M + C::kTokens - 1) / C::kTokens;
+  const int64_t tiles = (N + 15) / 16;
   cudaStream_t st = stream_of(s);
-  dispatch_float(a.w.scale_dtype, op, [&]<class ST>() {
-    dispatch_bits(a.w.bits, [&]<int B>() {
-      auto simt = [&]<class XT>() {
-        constexpr int MT = 4;
-        const int64_t units = routed ? p.slots : (M + MT - 1) / MT;
-        const dim3 grid(grid_dim(op, (N + 3) / 4), unsigned(std::min(units, kMaxGridY)));
-        k::qmm_simt_kernel<XT, ST, B, MT><<<grid, 128, 0, st>>>(p);
-      };
-      if (a.x.dtype == DType::f32 || !packed_vec) {
-        dispatch_float(a.x.dtype, op, [&]<class XT>() { simt.template operator()<XT>(); });
-        return;
-      }
-      auto tensor_core = [&]<class CT>() {
-        if (routed || M <= 16) {
-          // Mat-vec: x rows of a unit staged in shared memory, K in segments if needed.
-          using C = k::QmvConfig<B>;
-          k::QmmParams q = p;
-          q.xs_rows = routed ? 1 : std::min<int64_t>(M, 16);
-          const int64_t k_pad = (a.w.cols + 127) / 128 * 128;
-          q.kseg = std::min(k_pad, std::max<int64_t>(128, (C::kXsBudget / (2 * q.xs_rows) - 8) / 128 * 128));
-          const int smem = int(C::kRingBytes + q.xs_rows * (q.kseg + 8) * 2);
-          const int64_t units = routed ? p.slots : 1;
-          const dim3 grid(grid_dim(op, (N + 15) / 16), unsigned(std::min(units, kMaxGridY)));
-          if (routed || M <= 8) {
-            allow_smem(k::qmv_mma_kernel<CT, ST, B, 1>, smem);
-            k::qmv_mma_kernel<CT, ST, B, 1><<<grid, 128, smem, st>>>(q);
-          } else {
-            allow_smem(k::qmv_mma_kernel<CT, ST, B, 2>, smem);
-            k::qmv_mma_kernel<CT, ST, B, 2><<<grid, 128, smem, st>>>(q);
-          }
-        } else if (p.x_vec) {
-          using Tl = k::QmmTile;
-          constexpr int smem = Tl::smem_bytes<B>();
-          allow_smem(k::qmm_mma_kernel<CT, ST, B>, smem);
-          const int64_t mt = (M + Tl::kBM - 1) / Tl::kBM;
-          if (mt > kMaxGridY)
-            throw_error<InvalidArgument>(op, "x has ", M, " rows, more than this kernel's grid holds");
-          k::qmm_mma_kernel<CT, ST, B>
-              <<<dim3(grid_dim(op, (N + Tl::kBN - 1) / Tl::kBN), unsigned(mt)), Tl::kThreads, smem, st>>>(p);
-        } else {
-          simt.template operator()<CT>();
-        }
-      };
-      if (a.x.dtype == DType::bf16)
-        tensor_core.template operator()<__nv_bfloat16>();
-      else
-        tensor_core.template operator()<__half>();
+  if (a.x.dtype == DType::f32 || !aligned16(a.w.packed)) {
+    dispatch_float(a.x.dtype, op, [&]<class XT>() {
+      constexpr int MT = 4;
+      const int64_t simt_units = routed ? p.slots : (M + MT - 1) / MT;
+      const dim3 grid(grid_dim(op, (N + 3) / 4), unsigned(std::min(simt_units, kMaxGridY)));
+      k::qmm_simt_kernel<XT, ST, B, MT><<<grid, 128, 0, st>>>(p);
     });
+    return;
+  }
+  // The kernel indexes rows and K in 32 bits, and row tiles along the grid's y.
+  if (tiles > kMaxGridY || a.w.cols > INT_MAX - 128)
+    throw_error<Unsupported>(op, "cuda: W of [", N, ", ", a.w.cols, "] exceeds the mat-vec's limits (", kMaxGridY * 16,
+                             " rows, 2^31 columns)");
+  p.xs_rows = std::min<int64_t>(routed ? 1 : M, C::kTokens);
+  auto launch = [&]<class CT>() {
+    p.kseg = C::seg_values<CT, ST, B>(a.w.cols, p.xs_rows);
+    // At most kXsMaxBytes: with the static partial sums under the 48 KB a launch may use
+    // without the opt-in attribute (static_assert in QmvConfig).
+    const int smem = int(p.xs_rows * (p.kseg + C::kPadValues) * 2);
+    k::qmv_mma_kernel<CT, ST, B><<<dim3(grid_dim(op, units), unsigned(tiles)), C::kThreads, smem, st>>>(p);
+  };
+  if (a.x.dtype == DType::bf16)
+    launch.template operator()<__nv_bfloat16>();
+  else
+    launch.template operator()<__half>();
+}
+
+// out = x . dequantize(W)^T: W as x's dtype in pooled scratch, then the dense matmul.
+void run_prefill(Session& s, const QuantMlxArgs& a, const char* op) {
+  const int64_t N = a.w.rows, K = a.w.cols, M = a.x.rows;
+  const DType dt = a.x.dtype;
+  ScratchBuffer wd = s.pool().acquire(size_t(N * K) * element_size(dt));
+  dispatch_float(dt, op, [&]<class T>() {
+    dispatch_float(a.w.scale_dtype, op, [&]<class S>() {
+      dispatch_bits(a.w.bits, [&]<int B>() {
+        constexpr int kThreads = 256;
+        const int64_t chunks = N * (K / 32);
+        k::dequantize_kernel<T, S, B, false>
+            <<<grid_dim(op, (chunks + kThreads - 1) / kThreads), kThreads, 0, stream_of(s)>>>(
+                static_cast<const uint32_t*>(a.w.packed), static_cast<const S*>(a.w.scales),
+                static_cast<const S*>(a.w.biases), static_cast<T*>(wd.data()), K, N, K, a.w.group_size, nullptr, false,
+                N, 1.f, aligned16(a.w.packed) && aligned16(wd.data()));
+      });
+    });
+  });
+  check_launch(s, op);
+  const Device dev = s.device();
+  const Tensor x(a.x.data, dt, {M, K}, dev, {a.x.row_stride, 1});
+  const Tensor w(wd.data(), dt, {N, K}, dev);
+  const Tensor out(a.out.data, dt, {M, N}, dev, {a.out.row_stride, 1});
+  matmul(s, x, w, out);
+}
+
+void run_matmul(Session& s, const QuantMlxArgs& a, bool routed, const char* op) {
+  if (!routed && a.x.rows > kMatvecMaxRows) {
+    run_prefill(s, a, op);
+    return;
+  }
+  const k::QmmParams p = params(a, routed);
+  dispatch_float(a.w.scale_dtype, op, [&]<class ST>() {
+    dispatch_bits(a.w.bits, [&]<int B>() { run_matvec<ST, B>(s, a, p, routed, op); });
   });
   check_launch(s, op);
 }

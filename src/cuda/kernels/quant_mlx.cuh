@@ -139,106 +139,54 @@ __device__ __forceinline__ uint32_t pack_f32(float lo, float hi, __nv_bfloat16*)
 }
 __device__ __forceinline__ uint32_t pack_f32(float lo, float hi, __half*) { return as_u32(__floats2half2_rn(lo, hi)); }
 
-// The 16 pairs of a chunk as CT values s * q + b, each rounded once to CT.
+// The affine map of one group for dequant_pair: kFast holds s and b as packed CT pairs
+// (s, s) and (b, b); otherwise their f32 bit patterns.
+struct Affine {
+  uint32_t s, b;
+};
+
+template <class CT, class ST, bool kFast>
+__device__ __forceinline__ Affine make_affine(ST s, ST b) {
+  if constexpr (kFast) {
+    static_assert(std::is_same_v<CT, ST>, "the packed route needs the scales in x's type");
+    const uint32_t su = *reinterpret_cast<const uint16_t*>(&s), bu = *reinterpret_cast<const uint16_t*>(&b);
+    return {su | (su << 16), bu | (bu << 16)};
+  } else {
+    return {__float_as_uint(to_f32(s)), __float_as_uint(to_f32(b))};
+  }
+}
+
+// Pair p of a chunk as two CT values s * q + b, each rounded once to CT.
 // kFast: s and b are exactly representable in CT (the scales' dtype is CT) and q fits the
-// magic number's mantissa: q is formed exactly in CT and one packed fma gives s * q + b.
-// Otherwise: s * q + b in f32, rounded to CT.
+// magic number's mantissa: q is formed exactly in CT and one packed fma gives s * q + b
+// (about 2 instructions per pair for 2 and 4 bits). Otherwise: s * q + b in f32, rounded to CT.
 template <class CT, int BITS, bool kFast>
-__device__ __forceinline__ void dequant_pairs(const uint32_t (&w)[BITS], float s, float b, uint32_t (&out)[16]) {
+__device__ __forceinline__ uint32_t dequant_pair(const uint32_t (&w)[BITS], int p, Affine f) {
   using L = ChunkLayout<BITS>;
   using P = Pair<CT>;
   using T2 = typename P::T2;
   if constexpr (kFast) {
     static_assert(BITS <= P::kMagicBits, "q must fit the magic number's mantissa");
-    const T2 s2 = from_u32<T2>(pack_f32(s, s, static_cast<CT*>(nullptr)));
-    const T2 b2 = from_u32<T2>(pack_f32(b, b, static_cast<CT*>(nullptr)));
-    const T2 m2 = from_u32<T2>(P::kMagic);
-#pragma unroll
-    for (int p = 0; p < 16; ++p) {
-      uint32_t r;
-      if constexpr (BITS == 2 || BITS == 4) {
-        // values lo and lo + kHalf sit 16 bits apart in one word
-        constexpr uint32_t m = L::kMask | (L::kMask << 16);
-        const int word = p / L::kHalf, sh = (p % L::kHalf) * BITS;
-        r = ((w[word] >> sh) & m) | P::kMagic;
-      } else if constexpr (BITS == 8) {
-        // f16 only (8 bits fit its 10-bit mantissa): bytes [q_lo, 0x64, q_hi, 0x64]
-        const int word = p / 2, i = p % 2;
-        r = __byte_perm(w[word], 0x64646464u, uint32_t(i) | (4u << 4) | (uint32_t(i + 2) << 8) | (4u << 12));
-      } else {
-        r = chunk_value<BITS>(w, L::pair_lo(p)) | (chunk_value<BITS>(w, L::pair_hi(p)) << 16) | P::kMagic;
-      }
-      const T2 q2 = __hsub2(from_u32<T2>(r), m2);  // exact
-      out[p] = as_u32(__hfma2(q2, s2, b2));
+    uint32_t r;
+    if constexpr (BITS == 2 || BITS == 4) {
+      // values lo and lo + kHalf sit 16 bits apart in one word
+      constexpr uint32_t m = L::kMask | (L::kMask << 16);
+      const int word = p / L::kHalf, sh = (p % L::kHalf) * BITS;
+      r = ((w[word] >> sh) & m) | P::kMagic;
+    } else if constexpr (BITS == 8) {
+      // f16 only (8 bits fit its 10-bit mantissa): bytes [q_lo, 0x64, q_hi, 0x64]
+      const int word = p / 2, i = p % 2;
+      r = __byte_perm(w[word], 0x64646464u, uint32_t(i) | (4u << 4) | (uint32_t(i + 2) << 8) | (4u << 12));
+    } else {
+      r = chunk_value<BITS>(w, L::pair_lo(p)) | (chunk_value<BITS>(w, L::pair_hi(p)) << 16) | P::kMagic;
     }
+    const T2 q2 = __hsub2(from_u32<T2>(r), from_u32<T2>(P::kMagic));  // exact
+    return as_u32(__hfma2(q2, from_u32<T2>(f.s), from_u32<T2>(f.b)));
   } else {
-#pragma unroll
-    for (int p = 0; p < 16; ++p) {
-      const float lo = fmaf(value_f32<BITS>(w, L::pair_lo(p)), s, b);
-      const float hi = fmaf(value_f32<BITS>(w, L::pair_hi(p)), s, b);
-      out[p] = pack_f32(lo, hi, static_cast<CT*>(nullptr));
-    }
-  }
-}
-
-// Pairs p and p + 1 (same half) re-paired in natural order: values (v, v + 1).
-__device__ __forceinline__ uint32_t natural_pair(uint32_t rp, uint32_t rp1, bool high) {
-  return __byte_perm(rp, rp1, high ? 0x7632u : 0x5410u);
-}
-
-// Natural-order pair np (values 2np, 2np + 1) of a chunk's 16 layout pairs.
-template <int BITS>
-__device__ __forceinline__ uint32_t natural(const uint32_t (&r)[16], int np) {
-  using L = ChunkLayout<BITS>;
-  const int v = 2 * np, word = v / L::kVpw, rem = v % L::kVpw;
-  const bool high = rem >= L::kHalf;
-  const int p = word * L::kHalf + (high ? rem - L::kHalf : rem);
-  return natural_pair(r[p], r[p + 1], high);
-}
-
-// ---- shared memory: cp.async, ldmatrix, swizzle ---------------------------------------------
-
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16-byte chunk c (0..7) of a 64-element row r, XOR-swizzled so that ldmatrix and the
-// stores of 8 consecutive rows hit distinct banks.
-__device__ __forceinline__ int swz(int r, int c) { return r * 64 + ((c ^ (r & 7)) << 3); }
-
-template <int BYTES>
-__device__ __forceinline__ void cp_async(void* dst, const void* src, bool valid) {
-  const int n = valid ? BYTES : 0;  // 0: the destination is zero-filled, nothing is read
-  if constexpr (BYTES == 16)
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(n));
-  else
-    asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(smem_addr(dst)), "l"(src), "n"(BYTES), "r"(n));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p)));
-}
-
-// Copies one thread's chunk of BITS words (4 * BITS bytes, aligned to that size's largest
-// power-of-two factor up to 16).
-template <int BITS>
-__device__ __forceinline__ void cp_async_chunk(uint32_t* dst, const uint32_t* src, bool valid) {
-  if constexpr (BITS == 4 || BITS == 8) {
-#pragma unroll
-    for (int i = 0; i < BITS / 4; ++i) cp_async<16>(dst + 4 * i, src + 4 * i, valid);
-  } else if constexpr (BITS == 2 || BITS == 6) {
-#pragma unroll
-    for (int i = 0; i < BITS / 2; ++i) cp_async<8>(dst + 2 * i, src + 2 * i, valid);
-  } else {
-#pragma unroll
-    for (int i = 0; i < BITS; ++i) cp_async<4>(dst + i, src + i, valid);
+    const float s = __uint_as_float(f.s), b = __uint_as_float(f.b);
+    const float lo = fmaf(value_f32<BITS>(w, L::pair_lo(p)), s, b);
+    const float hi = fmaf(value_f32<BITS>(w, L::pair_hi(p)), s, b);
+    return pack_f32(lo, hi, static_cast<CT*>(nullptr));
   }
 }
 
@@ -297,12 +245,17 @@ __global__ void quantize_kernel(const T* __restrict__ w, int64_t w_stride, uint3
   biases[gi] = from_f32<S>(bias);
 }
 
-// One thread per 32-value chunk of a row: MLX's dequantized values, times `mul`, converted to
-// T. `ids` (embedding) selects the source row of output row r; an id out of range gives zeros.
-template <class T, class S, int BITS>
+// One thread per 32-value chunk of a row, converted to T. kMlx: MLX's dequantized value
+// (two roundings in the scales' dtype, bit-exact with mx.dequantize), times `mul`; otherwise
+// s * q + b rounded once to T (the weights the matmuls multiply, for the prefill GEMM).
+// `ids` (embedding) selects the source row of output row r; an id out of range gives zeros.
+// vec: the packed matrix and the output rows are 16-byte aligned (vector loads and stores).
+template <class T, class S, int BITS, bool kMlx>
 __global__ void dequantize_kernel(const uint32_t* __restrict__ packed, const S* __restrict__ scales,
                                   const S* __restrict__ biases, T* __restrict__ out, int64_t out_stride, int64_t rows,
-                                  int64_t cols, int gs, const void* ids, bool ids_u32, int64_t table_rows, float mul) {
+                                  int64_t cols, int gs, const void* ids, bool ids_u32, int64_t table_rows, float mul,
+                                  bool vec) {
+  constexpr int VN = Vec<T>::N;
   const int64_t chunks = cols / 32;
   const int64_t ci = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (ci >= rows * chunks) return;
@@ -318,13 +271,32 @@ __global__ void dequantize_kernel(const uint32_t* __restrict__ packed, const S* 
     }
   }
   uint32_t w[BITS];
-  load_chunk_scalar<BITS>(packed + (src * cols + c * 32) * BITS / 32, w);
+  const uint32_t* wp = packed + (src * cols + c * 32) * BITS / 32;
+  if (vec)
+    load_chunk<BITS>(wp, w);
+  else
+    load_chunk_scalar<BITS>(wp, w);
   const int64_t gi = src * (cols / gs) + c * 32 / gs;
   const float s = to_f32(scales[gi]), b = to_f32(biases[gi]);
 #pragma unroll
-  for (int i = 0; i < 32; ++i) {
-    const float v = mlx_value<S>(value_f32<BITS>(w, i), s, b);
-    o[i] = from_f32<T>(mul == 1.f ? v : __fmul_rn(v, mul));
+  for (int j = 0; j < 32; j += VN) {
+    float v[VN];
+#pragma unroll
+    for (int i = 0; i < VN; ++i) {
+      const float q = value_f32<BITS>(w, j + i);
+      if constexpr (kMlx) {
+        const float m = mlx_value<S>(q, s, b);
+        v[i] = mul == 1.f ? m : __fmul_rn(m, mul);
+      } else {
+        v[i] = fmaf(q, s, b);
+      }
+    }
+    if (vec) {
+      store_chunk<true, T, VN>(o, j, 32, v);
+    } else {
+#pragma unroll
+      for (int i = 0; i < VN; ++i) o[j + i] = from_f32<T>(v[i]);
+    }
   }
 }
 

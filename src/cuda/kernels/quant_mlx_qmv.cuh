@@ -1,21 +1,27 @@
 #pragma once
-// MLX affine quantized mat-vec (decode: 1..16 rows of x) on the tensor cores, and a plain f32
-// kernel for everything else the tensor-core paths do not take (x in f32, unaligned data).
+// MLX affine quantized mat-vec (decode: up to 8 rows of x per unit, and every expert-routed
+// slot) on the tensor cores, and a plain f32 kernel for what the tensor-core path does not
+// take (x in f32, a packed matrix that is not 16-byte aligned).
 //
 // Tensor-core mat-vec: out^T = W x^T as mma.m16n8k16 with the 16 rows of a W tile as the
-// A operand and up to 8 tokens of x as the B operand (unused token columns are zeros). A
-// lane (g, t) (g = lane / 4, t = lane % 4) loads W rows g and g + 8 of its tile, 32 values
-// (one chunk) each, at k = 128 s + 32 t for step s: 16-byte loads, every byte of a 128-value
-// stretch of 16 rows read by one warp instruction. The chunk is dequantized in registers
-// straight into A fragments (the pair order of quant_mlx.cuh); x is read in that same order.
-// The 4 warps of a block split K; partial sums meet in shared memory. Every row of x is
-// multiplied in the same pass over W, so 8 rows cost little more than 1.
+// A operand and the 8 tokens of a unit as the B operand. A lane (g, t) (g = lane / 4,
+// t = lane % 4) owns rows g and g + 8 of the tile and, in each 128-value step, the chunk at
+// k = 128 s + 32 t: one 16-byte load per row at 4 bits, so a warp instruction reads 64
+// contiguous bytes of each of 8 rows. The chunk is dequantized in registers straight into
+// A fragments (the pair order of quant_mlx.cuh); x is read from shared memory in that same
+// order, so W needs no shuffles.
+//
+// The kernel is built for memory-level parallelism: W is the only DRAM stream and is read
+// into a register ring kStages steps deep (the loads of the next steps are issued before the
+// current one is consumed), registers are capped at 64 so that 8 blocks of 4 warps fit an SM,
+// x is staged once per block, and the 4 warps of a block split K and meet in shared memory
+// only once, after the K loop.
 #include "cuda/kernels/quant_mlx.cuh"
 
 namespace mlxn::kernels::qmlx {
 
 // One quantized matmul launch. Rows of out are grouped in "units" that share one expert:
-// plain matmul: unit u = rows [u * per_unit, ...) of x and out, expert 0;
+// plain matmul: unit u = rows [u * 8, ...) of x and out, expert 0;
 // routed (ids set): unit u = slot u = (t, j) of ids [T, top_k]: expert ids[u], x row
 // x_per_slot ? u : u / top_k, out row u.
 struct QmmParams {
@@ -75,201 +81,221 @@ __device__ __forceinline__ void mma16816(float (&c)[4], uint32_t a0, uint32_t a1
   }
 }
 
-// 16 x pairs for a lane from shared memory (32 consecutive values, 16-byte aligned).
-template <class CT, int BITS>
-__device__ __forceinline__ void smem_x_pairs(const CT* xr, uint32_t (&out)[16]) {
-  using L = ChunkLayout<BITS>;
-  uint32_t xw[16];
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const uint4 v = reinterpret_cast<const uint4*>(xr)[i];
-    xw[4 * i] = v.x;
-    xw[4 * i + 1] = v.y;
-    xw[4 * i + 2] = v.z;
-    xw[4 * i + 3] = v.w;
-  }
-#pragma unroll
-  for (int p = 0; p < 16; ++p) {
-    const int lo = L::pair_lo(p), hi = L::pair_hi(p);
-    const uint32_t sel = (lo & 1 ? 0x32u : 0x10u) | ((hi & 1 ? 0x76u : 0x54u) << 8);
-    out[p] = __byte_perm(xw[lo / 2], xw[hi / 2], sel);
-  }
-}
-
-template <int BITS>
 struct QmvConfig {
-  static constexpr int kWarps = 4;
-  // Steps of 128 values in flight per warp (cp.async ring): 4 to 8 KB per warp.
-  static constexpr int kStages = BITS <= 3 ? 8 : BITS <= 5 ? 6 : 4;
-  // One stage of one warp: W [2 rows][32 lanes][BITS words], then [scale a, bias a,
-  // scale b, bias b][32 lanes] as the 4-byte words that hold them.
-  static constexpr int kStageWords = 2 * 32 * BITS + 4 * 32;
-  static constexpr int kRingBytes = kWarps * kStages * kStageWords * 4;
+  static constexpr int kWarps = 4, kThreads = 32 * kWarps;
+  static constexpr int kTokens = 8;  // rows of x per unit: the mma's n
+  // 64 registers per thread: 8 blocks of 128 threads per SM.
+  static constexpr int kMinBlocks = 8;
   // x in shared memory: rows x (kseg + 8) values, kseg a multiple of 128 chosen so that
-  // this many bytes hold it (K is walked in segments of kseg when it does not fit).
-  static constexpr int kXsBudget = 36 * 1024;
+  // the rows fit this many bytes (K is walked in segments of kseg when they do not).
+  // 8 blocks x (20 KB + 2 KB of partial sums + 1 KB reserved) stay inside an SM's 228 KB, and the total is
+  // under the 48 KB a launch may use without the opt-in attribute.
+  static constexpr int kXsBytes = 20 * 1024;
+  static constexpr int kXsMaxBytes = kTokens * (128 * kWarps * 3 + 8) * 2;  // the largest seg_values can give
+  static constexpr int kPadValues = 8;  // 16 bytes between rows: rows start in different banks
+  static constexpr int kReduceBytes = kWarps * 32 * 4 * 4;
+  static_assert(kXsMaxBytes + kReduceBytes <= 48 * 1024, "dynamic + static shared memory within 48 KB");
+  // Steps of 128 values held in the register ring per lane: the deepest ring that fits 64
+  // registers without spills (checked with ptxas -v for every instantiation), 2 rows x
+  // 4 * BITS bytes per step. While one step is computed the other S - 1 are in flight, and
+  // the load of step i + S is issued right after it. At 6 and 8 bits one step is already
+  // 48-64 bytes per lane (six or four loads); 16-bit scales of the other 16-bit type (a rare
+  // pairing) convert through f32 and leave room for one step only.
+  // Values of K per shared-memory segment of x for `rows` rows: all of K (rounded up to a
+  // step) when it fits kXsBytes, else a multiple of 128 * kWarps * stages, so that every
+  // warp has a whole number of ring rounds per segment and the ring runs on across them.
+  template <class CT, class ST, int BITS>
+  static constexpr int64_t seg_values(int64_t k, int64_t rows) {
+    const int64_t k_pad = (k + 127) / 128 * 128, round = 128 * kWarps * stages<CT, ST, BITS>();
+    if (rows * k_pad * 2 <= kXsBytes) return k_pad;
+    const int64_t fit = kXsBytes / (2 * rows) / round * round;
+    return fit < round ? round : fit;  // < k_pad: k_pad did not fit
+  }
+  template <class CT, class ST, int BITS>
+  static constexpr int stages() {
+    if constexpr (sizeof(ST) == 2 && !std::is_same_v<CT, ST>) return 1;
+    return BITS >= 6 ? 1 : BITS <= 3 ? 3 : 2;
+  }
 };
 
-// The word holding element gi of a 16- or 32-bit array (16-bit elements: the aligned word
-// around it, and which half).
-template <class ST>
-__device__ __forceinline__ const uint32_t* word_of(const ST* e) {
-  return reinterpret_cast<const uint32_t*>(reinterpret_cast<uintptr_t>(e) & ~uintptr_t(3));
-}
-template <class ST>
-__device__ __forceinline__ float value_of(uint32_t word, const ST* e) {
-  if constexpr (sizeof(ST) == 4) {
-    return __uint_as_float(word);
-  } else {
-    const bool high = (reinterpret_cast<uintptr_t>(e) & 2) != 0;
-    const uint16_t h = uint16_t(high ? word >> 16 : word & 0xffffu);
-    return to_f32(*reinterpret_cast<const ST*>(&h));
+// x is read from shared memory kXBlockWords<BITS> words (2 per value pair) at a time, each
+// block feeding the kMmasPerBlock mmas whose pairs lie in it: 16 bytes per 2 mmas, except at
+// 2 bits, where pair (lo, lo + 8) spans 32 bytes.
+template <int BITS>
+constexpr int kXBlockWords = ChunkLayout<BITS>::kHalf > 4 ? 8 : 4;
+template <int BITS>
+constexpr int kXMmasPerBlock = kXBlockWords<BITS> / 2;
+
+// Every mma m's pairs 2m and 2m + 1 are (lo, lo + kHalf) and (lo + 1, lo + 1 + kHalf) with lo
+// even, inside x block m / kXMmasPerBlock.
+template <int BITS>
+constexpr bool x_blocks_cover_mmas() {
+  using L = ChunkLayout<BITS>;
+  constexpr int bw = kXBlockWords<BITS>, per = kXMmasPerBlock<BITS>;
+  for (int m = 0; m < 8; ++m) {
+    const int lo = L::pair_lo(2 * m), base = bw * (m / per);
+    if (lo % 2 != 0 || L::kHalf % 2 != 0 || L::pair_lo(2 * m + 1) != lo + 1) return false;
+    if (lo / 2 < base || (lo + L::kHalf) / 2 >= base + bw) return false;
   }
+  return true;
 }
 
-// CT: x's dtype (bf16/f16); ST: the scales' dtype; NT: token tiles of 8 (1 or 2).
-// Dynamic shared memory: QmvConfig<BITS>::kRingBytes + p.xs_rows * (p.kseg + 8) * 2.
-template <class CT, class ST, int BITS, int NT>
-__global__ void __launch_bounds__(128) qmv_mma_kernel(QmmParams p) {
-  using C = QmvConfig<BITS>;
-  constexpr int NW = C::kWarps, S = C::kStages, SW = C::kStageWords;
+// CT: x's dtype (bf16/f16); ST: the scales' dtype. Grid: (units, row tiles of 16).
+// Dynamic shared memory: p.xs_rows * (p.kseg + kPadValues) * 2 bytes; p.kseg is K rounded up
+// to 128, or a multiple of 128 * kWarps * stages() (see seg_values).
+template <class CT, class ST, int BITS>
+__global__ void __launch_bounds__(QmvConfig::kThreads, QmvConfig::kMinBlocks) qmv_mma_kernel(QmmParams p) {
+  using C = QmvConfig;
+  using L = ChunkLayout<BITS>;
+  constexpr int NW = C::kWarps, S = C::stages<CT, ST, BITS>();
   constexpr bool kFast = std::is_same_v<ST, CT> && BITS <= Pair<CT>::kMagicBits;
+  static_assert(x_blocks_cover_mmas<BITS>(), "x pairs must come from one block per mma");
+  constexpr int kBlockWords = kXBlockWords<BITS>, kMmasPerBlock = kXMmasPerBlock<BITS>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  __shared__ float red[NW][NT][32][4];
+  __shared__ float red[NW][32][4];
+  CT* xs = reinterpret_cast<CT*>(smem_raw);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-  uint32_t* ring = reinterpret_cast<uint32_t*>(smem_raw) + warp * S * SW;
-  CT* xs = reinterpret_cast<CT*>(smem_raw + C::kRingBytes);
-  const int64_t xpitch = p.kseg + 8;
-  const int64_t n0 = int64_t(blockIdx.x) * 16;
-  const int64_t K = p.k, N = p.n, row_words = K * BITS / 32, groups = K / p.gs;
-  const int64_t ra = n0 + g, rb = n0 + g + 8;
-  const bool va = ra < N, vb = rb < N;
-  const auto* scales = static_cast<const ST*>(p.scales);
-  const auto* biases = static_cast<const ST*>(p.biases);
+  // 32-bit sizes (the launcher checks N, K < 2^31); 64-bit only for global offsets.
+  const int xpitch = int(p.kseg) + C::kPadValues, kseg = int(p.kseg);
+  const int n0 = int(blockIdx.y) * 16, N = int(p.n), K = int(p.k);
+  const int row_words = K / 32 * BITS, groups = K >> p.gs_shift;
   const CT* x = static_cast<const CT*>(p.x);
   CT* out = static_cast<CT*>(p.out);
-  const int64_t units = num_units(p, 8 * NT);
-  for (int64_t u = blockIdx.y; u < units; u += gridDim.y) {
-    const Unit un = unit_of(p, u, 8 * NT);
-    if (un.rows == 0) {  // out-of-range expert: zeros
-      if (threadIdx.x < 16 && n0 + threadIdx.x < N)
-        out[un.out_row * p.out_stride + n0 + threadIdx.x] = from_f32<CT>(0.f);
-      continue;
-    }
-    const int64_t wrow0 = un.expert * N;
-    const uint32_t* wa_base = p.packed + (wrow0 + (va ? ra : 0)) * row_words;
-    const uint32_t* wb_base = p.packed + (wrow0 + (vb ? rb : 0)) * row_words;
-    const ST* sa_row = scales + (wrow0 + (va ? ra : 0)) * groups;
-    const ST* ba_row = biases + (wrow0 + (va ? ra : 0)) * groups;
-    const ST* sb_row = scales + (wrow0 + (vb ? rb : 0)) * groups;
-    const ST* bb_row = biases + (wrow0 + (vb ? rb : 0)) * groups;
-    float acc[NT][4] = {};
-    for (int64_t seg0 = 0; seg0 < K; seg0 += p.kseg) {
-      const int64_t seg_len = min(p.kseg, K - seg0);
-      // x rows of this unit, values [seg0, seg0 + seg_len), into shared memory.
-      __syncthreads();
-      if (p.x_vec) {
-        const int per_row = int(seg_len / 8);
-        for (int r = 0; r < un.rows; ++r) {
-          const uint4* src = reinterpret_cast<const uint4*>(x + (un.x_row + r) * p.x_stride + seg0);
-          for (int c = threadIdx.x; c < per_row; c += blockDim.x)
-            *reinterpret_cast<uint4*>(xs + r * xpitch + c * 8) = __ldg(src + c);
-        }
-      } else {
-        for (int r = 0; r < un.rows; ++r) {
-          const CT* src = x + (un.x_row + r) * p.x_stride + seg0;
-          for (int c = threadIdx.x; c < int(seg_len); c += blockDim.x) xs[r * xpitch + c] = src[c];
-        }
-      }
-      __syncthreads();
 
-      // This warp's steps: js = warp, warp + NW, ... of the segment's 128-value steps.
-      const int64_t nsteps = (seg_len + 127) / 128;
-      const int count = nsteps > warp ? int((nsteps - warp + NW - 1) / NW) : 0;
-      // k of this lane's chunk in step i of the warp (int: K < 2^30).
-      auto k_of = [&](int i) { return int(seg0) + (warp + i * NW) * 128 + 32 * t; };
-      auto issue = [&](int i) {
-        uint32_t* st = ring + (i % S) * SW;
-        if (i < count) {
-          const int k = k_of(i);
-          const bool kin = k < K, oka = kin && va, okb = kin && vb;
-          const int grp = kin ? k >> p.gs_shift : 0;
-          const int64_t word = (int64_t(k) * BITS) >> 5;
-          cp_async_chunk<BITS>(st + lane * BITS, oka ? wa_base + word : p.packed, oka);
-          cp_async_chunk<BITS>(st + (32 + lane) * BITS, okb ? wb_base + word : p.packed, okb);
-          uint32_t* ss = st + 2 * 32 * BITS;
-          cp_async<4>(ss + lane, word_of(sa_row + grp), oka);
-          cp_async<4>(ss + 32 + lane, word_of(ba_row + grp), oka);
-          cp_async<4>(ss + 64 + lane, word_of(sb_row + grp), okb);
-          cp_async<4>(ss + 96 + lane, word_of(bb_row + grp), okb);
-        }
-        cp_async_commit();  // possibly empty: keeps the group count uniform
-      };
+  const Unit un = unit_of(p, blockIdx.x, C::kTokens);
+  if (un.rows == 0) {  // out-of-range expert: zeros
+    if (threadIdx.x < 16 && n0 + int(threadIdx.x) < N)
+      out[un.out_row * p.out_stride + n0 + threadIdx.x] = from_f32<CT>(0.f);
+    return;
+  }
+  // Rows past N read a valid row instead: A's row r only feeds output row r, which is not
+  // stored. Row b is row a + 8 (or row a again in a partial last tile).
+  const int64_t ra = un.expert * N + min(n0 + g, N - 1);
+  const int rb = n0 + g + 8 < N ? 8 : 0;
+  const uint32_t* wpa = p.packed + ra * row_words;
+  const int64_t sg_a = ra * groups;  // scales and biases are indexed alike
+  const int w_b = rb * row_words, s_b = rb * groups;
+  // Token g of the unit is column g of B; columns past the unit's rows read row 0 and their
+  // outputs (column g of the product only) are never stored.
+  const int rows = un.rows, xrow = g < rows ? g : 0;
+  const int64_t x_row0 = un.x_row;
+
+  // The register ring: codes and the group's scale and bias of both rows, per step.
+  uint32_t wa[S][BITS], wb[S][BITS];
+  ST sc[S][4];
+  float acc[4] = {};
+
+  // This warp's steps are the 128-value steps warp, warp + NW, ... of K: step i is at
+  // k = 128 (warp + NW i). steps_below(s) counts those before step index s.
+  auto steps_below = [&](int s) { return s > warp ? (s - warp + NW - 1) / NW : 0; };
+  const int count = steps_below((K + 127) / 128);
+  // Step i of this warp into one slot of the ring. Chunks past K read the row's first
+  // chunk: x is zero there, and the codes only have to be finite numbers.
+  auto load_step = [&](int i, uint32_t(&ca)[BITS], uint32_t(&cb)[BITS], ST(&s4)[4]) {
+    const int k = (warp + i * NW) * 128 + 32 * t;
+    const int kc = k < K ? k : 0;
+    const uint32_t* wp = wpa + (kc / 32) * BITS;
+    const int grp = kc >> p.gs_shift;
+    load_chunk<BITS>(wp, ca);
+    load_chunk<BITS>(wp + w_b, cb);
+    const ST* sp = static_cast<const ST*>(p.scales) + sg_a + grp;
+    const ST* bp = static_cast<const ST*>(p.biases) + sg_a + grp;
+    s4[0] = __ldg(sp);
+    s4[1] = __ldg(bp);
+    s4[2] = __ldg(sp + s_b);
+    s4[3] = __ldg(bp + s_b);
+  };
+  // The first steps' W loads go out before x is staged, so the two latencies overlap. The
+  // ring then runs across segment boundaries: a segment of several (kseg a multiple of
+  // 128 NW S, see the launcher) starts at a step index that is a multiple of S, slot 0.
 #pragma unroll
-      for (int i = 0; i < S; ++i) issue(i);
-      for (int i = 0; i < count; ++i) {
-        cp_async_wait<S - 1>();  // step i has landed (this lane's own copies)
-        const uint32_t* st = ring + (i % S) * SW;
-        const int k = k_of(i), kl = k - int(seg0);  // kl: within the segment
-        const bool kin = k < K;
-        uint32_t wa[BITS], wb[BITS];
-#pragma unroll
-        for (int j = 0; j < BITS; ++j) {
-          wa[j] = st[lane * BITS + j];
-          wb[j] = st[(32 + lane) * BITS + j];
-        }
-        const uint32_t* ss = st + 2 * 32 * BITS;
-        const int grp = kin ? k >> p.gs_shift : 0;
-        const float sa = value_of(ss[lane], sa_row + grp), ba = value_of(ss[32 + lane], ba_row + grp);
-        const float sb = value_of(ss[64 + lane], sb_row + grp), bb = value_of(ss[96 + lane], bb_row + grp);
-        uint32_t xb[NT][16];
-#pragma unroll
-        for (int nt = 0; nt < NT; ++nt) {
-          const int tok = nt * 8 + g;
-          if (tok < un.rows && kin) {
-            smem_x_pairs<CT, BITS>(xs + tok * xpitch + kl, xb[nt]);
-          } else {
-#pragma unroll
-            for (int j = 0; j < 16; ++j) xb[nt][j] = 0;
-          }
-        }
-        uint32_t al[16], ah[16];
-        dequant_pairs<CT, BITS, kFast>(wa, sa, ba, al);
-        dequant_pairs<CT, BITS, kFast>(wb, sb, bb, ah);
-#pragma unroll
-        for (int j = 0; j < 8; ++j)
-#pragma unroll
-          for (int nt = 0; nt < NT; ++nt)
-            mma16816<CT>(acc[nt], al[2 * j], ah[2 * j], al[2 * j + 1], ah[2 * j + 1], xb[nt][2 * j], xb[nt][2 * j + 1]);
-        issue(i + S);
+  for (int j = 0; j < S; ++j)
+    if (j < count) load_step(j, wa[j], wb[j], sc[j]);
+
+  for (int seg0 = 0; seg0 < K; seg0 += kseg) {
+    const int seg_len = min(kseg, K - seg0);
+    if (seg0 > 0) __syncthreads();  // every warp is done with the previous segment's x
+    // x rows of this unit, values [seg0, seg0 + seg_len), then zeros to the step boundary
+    // (the codes there are finite, but 0 * NaN from stale shared memory would not be).
+    const int padded = (seg_len + 127) / 128 * 128;
+    if (p.x_vec) {
+      for (int r = 0; r < rows; ++r) {
+        const uint4* src = reinterpret_cast<const uint4*>(x + (x_row0 + r) * p.x_stride + seg0);
+        for (int c = threadIdx.x; c < padded / 8; c += blockDim.x)
+          *reinterpret_cast<uint4*>(xs + r * xpitch + c * 8) =
+              c < seg_len / 8 ? __ldg(src + c) : make_uint4(0, 0, 0, 0);
       }
-      cp_async_wait<0>();
+    } else {
+      for (int r = 0; r < rows; ++r) {
+        const CT* src = x + (x_row0 + r) * p.x_stride + seg0;
+        for (int c = threadIdx.x; c < padded; c += blockDim.x)
+          xs[r * xpitch + c] = c < seg_len ? src[c] : from_f32<CT>(0.f);
+      }
     }
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-      for (int c = 0; c < 4; ++c) red[warp][nt][lane][c] = acc[nt][c];
     __syncthreads();
-    if (warp == 0) {
+
+    const int i_begin = steps_below(seg0 / 128), i_end = steps_below((seg0 + padded) / 128);
+    const CT* xr = xs + xrow * xpitch + 32 * t;
+    for (int i0 = i_begin; i0 < i_end; i0 += S) {
 #pragma unroll
-      for (int nt = 0; nt < NT; ++nt)
+      for (int j = 0; j < S; ++j) {
+        const int i = i0 + j;
+        if (i < i_end) {
+          const Affine fa = make_affine<CT, ST, kFast>(sc[j][0], sc[j][1]);
+          const Affine fb = make_affine<CT, ST, kFast>(sc[j][2], sc[j][3]);
+          const CT* xk = xr + ((warp + i * NW) * 128 - seg0);
 #pragma unroll
-        for (int c = 0; c < 4; ++c) {
-          float v = 0.f;
+          for (int q = 0; q < 8 / kMmasPerBlock; ++q) {
+            // x words [kBlockWords q, kBlockWords (q + 1)) of the lane's chunk
+            uint32_t xw[kBlockWords];
 #pragma unroll
-          for (int w = 0; w < NW; ++w) v += red[w][nt][lane][c];
-          // c0, c1: W row g, tokens 2t, 2t + 1; c2, c3: W row g + 8
-          const int64_t n = n0 + g + (c >= 2 ? 8 : 0);
-          const int tok = nt * 8 + 2 * t + (c & 1);
-          if (n < N && tok < un.rows) out[(un.out_row + tok) * p.out_stride + n] = from_f32<CT>(v);
+            for (int v = 0; v < kBlockWords / 4; ++v) {
+              const uint4 u = reinterpret_cast<const uint4*>(xk + 2 * kBlockWords * q)[v];
+              xw[4 * v] = u.x;
+              xw[4 * v + 1] = u.y;
+              xw[4 * v + 2] = u.z;
+              xw[4 * v + 3] = u.w;
+            }
+#pragma unroll
+            for (int mm = 0; mm < kMmasPerBlock; ++mm) {
+              const int m = kMmasPerBlock * q + mm, lo = L::pair_lo(2 * m), base = kBlockWords * q;
+              // pairs 2m and 2m + 1: values (lo, lo + kHalf) and (lo + 1, lo + 1 + kHalf)
+              const uint32_t xa = xw[lo / 2 - base], xb = xw[(lo + L::kHalf) / 2 - base];
+              mma16816<CT>(acc, dequant_pair<CT, BITS, kFast>(wa[j], 2 * m, fa),
+                           dequant_pair<CT, BITS, kFast>(wb[j], 2 * m, fb),
+                           dequant_pair<CT, BITS, kFast>(wa[j], 2 * m + 1, fa),
+                           dequant_pair<CT, BITS, kFast>(wb[j], 2 * m + 1, fb), __byte_perm(xa, xb, 0x5410),
+                           __byte_perm(xa, xb, 0x7632));
+            }
+          }
+          if (i + S < count) load_step(i + S, wa[j], wb[j], sc[j]);
         }
+      }
     }
-    __syncthreads();
+  }
+
+  // The 4 warps' partial sums of the same 16 x 8 outputs.
+#pragma unroll
+  for (int c = 0; c < 4; ++c) red[warp][lane][c] = acc[c];
+  __syncthreads();
+  if (warp == 0) {
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      float v = 0.f;
+#pragma unroll
+      for (int w = 0; w < NW; ++w) v += red[w][lane][c];
+      // c0, c1: W row g, tokens 2t, 2t + 1; c2, c3: W row g + 8
+      const int n = n0 + g + (c >= 2 ? 8 : 0);
+      const int tok = 2 * t + (c & 1);
+      // The unit's first output row, recomputed rather than kept live through the K loop.
+      const int64_t out_row = p.ids ? int64_t(blockIdx.x) : int64_t(blockIdx.x) * C::kTokens;
+      if (n < N && tok < rows) out[(out_row + tok) * p.out_stride + n] = from_f32<CT>(v);
+    }
   }
 }
 
 // Plain f32 kernel: one warp per W row, lanes over 32-value chunks of K, up to MT rows of x
-// per unit. Any dtype, any alignment; the fallback of the tensor-core paths.
+// per unit. Any dtype, any alignment; the fallback of the tensor-core path.
 template <class XT, class ST, int BITS, int MT>
 __global__ void __launch_bounds__(128) qmm_simt_kernel(QmmParams p) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
