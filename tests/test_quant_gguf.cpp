@@ -169,6 +169,51 @@ TEST_P(QuantGgufTest, MatmulEveryTypeAgainstFloat64) {
   }
 }
 
+// Decode-sized matmuls over 16-byte aligned weight rows (CUDA: the split-K kernel at M <= 8,
+// the persistent kernel at M = 9): N odd (a partial 16-row tile); K spread unevenly over the
+// 4 warps of a tile, with idle warps (K = 512 of a K-quant), a partial last stage (q4_1,
+// q5_1) and misaligned input rows (the scalar input path).
+TEST_P(QuantGgufTest, MatmulDecodeAlignedRows) {
+  struct Shape {
+    DType t;
+    int64_t k;
+  };
+  std::vector<Shape> shapes;
+  for (DType t : block_types()) shapes.push_back({t, 2048});
+  shapes.insert(shapes.end(), {{DType::q4_k, 512},
+                               {DType::q4_k, 1280},
+                               {DType::q4_1, 2176},
+                               {DType::q5_1, 2112},
+                               {DType::q8_0, 2304},
+                               {DType::q6_k, 4096}});
+  for (const Shape& sh : shapes) {
+    const int64_t n = 37, k = sh.k;
+    ASSERT_EQ(detail::gguf_row_bytes(sh.t, k) % 16, 0);
+    const auto bytes = random_blocks(rng(), sh.t, n, k);
+    const auto wref = dequantized(bytes, {n, k}, sh.t);
+    Array w = upload_blocks(session(), bytes, {n, k}, sh.t);
+    for (int64_t m : {1, 2, 8, 9})
+      for (DType dt : float_dtypes()) {
+        if ((m == 2 || m == 9) && dt != DType::bf16) continue;
+        SCOPED_TRACE(::testing::Message() << name(sh.t) << " K=" << k << " M=" << m << " " << name(dt));
+        auto x = random_array(session(), rng(), {m, k}, dt);
+        Array out = poisoned(session(), {m, n}, dt);
+        gguf_matmul(session(), x, w, out);
+        MLXN_EXPECT_CLOSE(host_values(session(), out), ref_matmul(x.values, wref, m, n, k), mm_tol(dt));
+      }
+    // Input rows one element apart from 16-byte alignment.
+    for (DType dt : float_dtypes()) {
+      SCOPED_TRACE(::testing::Message() << name(sh.t) << " K=" << k << " misaligned x " << name(dt));
+      const int64_t m = 3;
+      auto xp = random_array(session(), rng(), {m, k + 1}, dt);
+      Tensor x = xp.tensor().slice(1, 1, k + 1);
+      Array out = poisoned(session(), {m, n}, dt);
+      gguf_matmul(session(), x, w, out);
+      MLXN_EXPECT_CLOSE(host_values(session(), out), ref_matmul(host_values(session(), x), wref, m, n, k), mm_tol(dt));
+    }
+  }
+}
+
 TEST_P(QuantGgufTest, MatmulLargeBatchAndWideRows) {
   // More rows than the mat-vec path takes (the prefill path on CUDA), and N not a multiple of
   // any tile.

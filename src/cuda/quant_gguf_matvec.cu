@@ -1,11 +1,14 @@
-// CUDA launcher of the routed GGUF mat-vec (tensor cores), one instantiation per weight
-// type and input dtype. The entry points are in quant_gguf.cu.
+// CUDA launchers of the GGUF mat-vecs (tensor cores), one instantiation per weight type and
+// input dtype: the split-K kernel for plain matmuls of at most 8 rows over 16-byte aligned
+// weight rows, the persistent routed kernel for everything else. The entry points are in
+// quant_gguf.cu.
 #include <algorithm>
 
 #include "cuda/common/check.h"
 #include "cuda/common/dispatch.cuh"
 #include "cuda/common/launch.h"
 #include "cuda/kernels/quant_gguf.cuh"
+#include "cuda/kernels/quant_gguf_splitk.cuh"
 #include "cuda/quant_gguf.h"
 #include "ops/quant_gguf_args.h"
 
@@ -57,6 +60,30 @@ void launch(Session& s, const detail::GgufMatmulArgs& a, const GgufGroups& gr, i
   check_launch(s, "gguf_matvec");
 }
 
+// Plain matmul, M <= 8, 16-byte aligned weight rows: one block per 16-row tile.
+template <class B, class T>
+void launch_splitk(Session& s, const detail::GgufMatmulArgs& a, bool x_vec) {
+  k::MatvecParams p{};
+  p.w = static_cast<const uint8_t*>(a.w);
+  p.w_row_bytes = a.w_row_bytes;
+  p.x = a.x.data;
+  p.x_row_stride = a.x.row_stride;
+  p.out = a.out.data;
+  p.out_row_stride = a.out.row_stride;
+  p.n = int(a.n);
+  p.k = int(a.k);
+  p.pairs = int(a.tokens);
+  p.top_k = 1;
+  p.experts = 1;
+  p.copy16 = true;
+  p.x_vec = x_vec;
+  auto kern = x_vec ? &k::gguf_matvec_splitk_kernel<B, T, true> : &k::gguf_matvec_splitk_kernel<B, T, false>;
+  constexpr int smem = k::SplitkStage<B>::kSmem;
+  static_assert(smem <= 48 * 1024, "the split-K rings fit the default shared-memory limit");
+  kern<<<grid_dim("gguf_matvec", (a.n + 15) / 16), k::kSplitkWarps * 32, smem, stream_of(s)>>>(p);
+  check_launch(s, "gguf_matvec");
+}
+
 }  // namespace
 
 // Input rows per pass: 8 for decode-sized calls, 32 otherwise.
@@ -70,6 +97,13 @@ void gguf_matvec(Session& s, const detail::GgufMatmulArgs& a, const GgufGroups& 
   dispatch_float(a.x.dtype, op, [&]<class T>() {
     const bool x_vec = aligned16(a.x.data) && (a.x.row_stride * int64_t(sizeof(T))) % 16 == 0;
     detail::dispatch_gguf_block(a.w_dtype, op, [&]<class B>() {
+      constexpr bool kPacked = gguf::PairDecoder<B, std::is_same_v<T, __half>>::kPacked;  // a block type
+      if constexpr (kPacked) {
+        if (!a.ids && a.tokens <= 8 && copy_bytes == 16 && a.w_row_bytes < (int64_t(1) << 27)) {
+          launch_splitk<B, T>(s, a, x_vec);
+          return;
+        }
+      }
       if (wide)
         launch<B, T, 4>(s, a, gr, copy_bytes, x_vec);
       else

@@ -386,8 +386,8 @@ MLXN_GGUF_HD void decode_unit(const uint8_t* row, int64_t unit, float* v) {
 // a quant byte q (< 128) is placed under the exponent of M = 1024 (f16) or 128 (bf16), which
 // gives M + q exactly; subtracting M + offset is exact, and one fused multiply-add applies
 // the scale (and min), rounding once to the half type (the scales themselves rounded to it
-// first). Other types (and q8_0 to bf16, whose quants span 256 values) decode to floats and
-// round each value once.
+// first). q8_0 to bf16 splits off the sign bit (its quants span 256 values); the float types
+// decode to floats and round each value once.
 #if defined(__CUDACC__)
 }  // namespace mlxn::gguf
 #include <cuda_bf16.h>
@@ -438,22 +438,22 @@ __device__ __forceinline__ void quad_pairs(uint32_t q4, const PairScale& sc, uin
   p23 = H::bits(__hfma2(__hsub2(H::of(b23), sub), mul, add));
 }
 
+// Each packed decoder works one quad at a time (values 4j .. 4j + 3 of a unit), so that a
+// caller can consume every quad as it is made instead of holding the whole unit:
+//   Scales setup(block, u)                       the unit's scales (and high bits), packed
+//   quad(scales, block, u, j, p01, p23)          (v[4j], v[4j + 1]) and (v[4j + 2], v[4j + 3])
+// with j a compile-time constant once unrolled.
 template <class B, bool kF16>
 struct PairDecoder {
   static constexpr bool kPacked = false;
 };
 
-// 32-value types whose quants are nibbles (+ one high bit): elements 0..15 come from the
-// low nibbles of 16 bytes, 16..31 from the high nibbles; hb(i) is the fifth bit of element i.
-template <bool kF16, bool kAligned4, class HighBits>
-__device__ __forceinline__ void nibble_block_pairs(const uint8_t* qs, const PairScale& sc, HighBits hb, uint32_t* pr) {
-  MLXN_GGUF_UNROLL
-  for (int j = 0; j < 4; ++j) {
-    const uint32_t w = ld_u32<kAligned4>(qs + 4 * j);
-    const uint32_t lo = (w & 0x0F0F0F0Fu) | hb(4 * j), hi = ((w >> 4) & 0x0F0F0F0Fu) | hb(16 + 4 * j);
-    quad_pairs<kF16>(lo, sc, pr[2 * j], pr[2 * j + 1]);
-    quad_pairs<kF16>(hi, sc, pr[8 + 2 * j], pr[8 + 2 * j + 1]);
-  }
+// Quad j of a 32-value nibble block: elements 0..15 are the low nibbles of its 16 bytes,
+// 16..31 the high nibbles.
+template <bool kAligned4>
+__device__ __forceinline__ uint32_t nibble_quad(const uint8_t* qs, int j) {
+  const uint32_t w = ld_u32<kAligned4>(qs + 4 * (j & 3));
+  return (j < 4 ? w : w >> 4) & 0x0F0F0F0Fu;
 }
 
 // Bit i + t of qh moved to bit 4 of byte t, for t = 0..3.
@@ -462,165 +462,215 @@ __device__ __forceinline__ uint32_t spread_bits4(uint32_t qh, int i) {
   return ((b & 1u) | (b & 2u) << 7 | (b & 4u) << 14 | (b & 8u) << 21) << 4;
 }
 
+// The scales of a 32-value type with a fifth quant bit per element in a 32-bit field.
+struct ScaleHigh {
+  PairScale sc;
+  uint32_t qh;
+};
+
 template <bool kF16>
 struct PairDecoder<BlockQ4_0, kF16> {
   static constexpr bool kPacked = true;
-  static __device__ __forceinline__ void decode(const uint8_t* b, int, uint32_t* pr) {
-    const PairScale sc = pair_scale<kF16>(8.f, f16_to_f32(ld_u16(b)), 0.f);
-    nibble_block_pairs<kF16, false>(
-        b + 2, sc, [](int) { return 0u; }, pr);
+  using Scales = PairScale;
+  static __device__ __forceinline__ Scales setup(const uint8_t* b, int) {
+    return pair_scale<kF16>(8.f, f16_to_f32(ld_u16(b)), 0.f);
+  }
+  static __device__ __forceinline__ void quad(const Scales& sc, const uint8_t* b, int, int j, uint32_t& p01,
+                                              uint32_t& p23) {
+    quad_pairs<kF16>(nibble_quad<false>(b + 2, j), sc, p01, p23);
   }
 };
 
 template <bool kF16>
 struct PairDecoder<BlockQ4_1, kF16> {
   static constexpr bool kPacked = true;
-  static __device__ __forceinline__ void decode(const uint8_t* b, int, uint32_t* pr) {
+  using Scales = PairScale;
+  static __device__ __forceinline__ Scales setup(const uint8_t* b, int) {
     const uint32_t dm = ld_u32<true>(b);
-    const PairScale sc = pair_scale<kF16>(0.f, f16_to_f32(dm & 0xffffu), f16_to_f32(dm >> 16));
-    nibble_block_pairs<kF16, true>(
-        b + 4, sc, [](int) { return 0u; }, pr);
+    return pair_scale<kF16>(0.f, f16_to_f32(dm & 0xffffu), f16_to_f32(dm >> 16));
+  }
+  static __device__ __forceinline__ void quad(const Scales& sc, const uint8_t* b, int, int j, uint32_t& p01,
+                                              uint32_t& p23) {
+    quad_pairs<kF16>(nibble_quad<true>(b + 4, j), sc, p01, p23);
   }
 };
 
 template <bool kF16>
 struct PairDecoder<BlockQ5_0, kF16> {
   static constexpr bool kPacked = true;
-  static __device__ __forceinline__ void decode(const uint8_t* b, int, uint32_t* pr) {
-    const PairScale sc = pair_scale<kF16>(16.f, f16_to_f32(ld_u16(b)), 0.f);
-    const uint32_t qh = ld_u32<false>(b + 2);
-    nibble_block_pairs<kF16, false>(
-        b + 6, sc, [qh](int i) { return spread_bits4(qh, i); }, pr);
+  using Scales = ScaleHigh;
+  static __device__ __forceinline__ Scales setup(const uint8_t* b, int) {
+    return {pair_scale<kF16>(16.f, f16_to_f32(ld_u16(b)), 0.f), ld_u32<false>(b + 2)};
+  }
+  static __device__ __forceinline__ void quad(const Scales& s, const uint8_t* b, int, int j, uint32_t& p01,
+                                              uint32_t& p23) {
+    quad_pairs<kF16>(nibble_quad<false>(b + 6, j) | spread_bits4(s.qh, 4 * j), s.sc, p01, p23);
   }
 };
 
 template <bool kF16>
 struct PairDecoder<BlockQ5_1, kF16> {
   static constexpr bool kPacked = true;
-  static __device__ __forceinline__ void decode(const uint8_t* b, int, uint32_t* pr) {
+  using Scales = ScaleHigh;
+  static __device__ __forceinline__ Scales setup(const uint8_t* b, int) {
     const uint32_t dm = ld_u32<true>(b);
-    const PairScale sc = pair_scale<kF16>(0.f, f16_to_f32(dm & 0xffffu), f16_to_f32(dm >> 16));
-    const uint32_t qh = ld_u32<true>(b + 4);
-    nibble_block_pairs<kF16, true>(
-        b + 8, sc, [qh](int i) { return spread_bits4(qh, i); }, pr);
+    return {pair_scale<kF16>(0.f, f16_to_f32(dm & 0xffffu), f16_to_f32(dm >> 16)), ld_u32<true>(b + 4)};
+  }
+  static __device__ __forceinline__ void quad(const Scales& s, const uint8_t* b, int, int j, uint32_t& p01,
+                                              uint32_t& p23) {
+    quad_pairs<kF16>(nibble_quad<true>(b + 8, j) | spread_bits4(s.qh, 4 * j), s.sc, p01, p23);
   }
 };
 
-// q8_0 to f16 only: q + 128 spans 0..255, which f16's 1024 + q holds exactly.
+// q8_0 to f16: q + 128 spans 0..255, which f16's 1024 + q holds exactly.
 template <>
 struct PairDecoder<BlockQ8_0, true> {
   static constexpr bool kPacked = true;
-  static __device__ __forceinline__ void decode(const uint8_t* b, int, uint32_t* pr) {
-    const PairScale sc = pair_scale<true>(128.f, f16_to_f32(ld_u16(b)), 0.f);
-    MLXN_GGUF_UNROLL
-    for (int j = 0; j < 8; ++j)
-      quad_pairs<true>(ld_u32<false>(b + 2 + 4 * j) ^ 0x80808080u, sc, pr[2 * j], pr[2 * j + 1]);
+  using Scales = PairScale;
+  static __device__ __forceinline__ Scales setup(const uint8_t* b, int) {
+    return pair_scale<true>(128.f, f16_to_f32(ld_u16(b)), 0.f);
   }
+  static __device__ __forceinline__ void quad(const Scales& sc, const uint8_t* b, int, int j, uint32_t& p01,
+                                              uint32_t& p23) {
+    quad_pairs<true>(ld_u32<false>(b + 2 + 4 * j) ^ 0x80808080u, sc, p01, p23);
+  }
+};
+
+// q8_0 to bf16: q + 128 needs 8 mantissa bits, which bf16 lacks, so the sign bit is split
+// off instead: (128 + (q & 127)) - (128 + 128 * sign) = q, both terms exact under the bf16
+// magic 128, and so is their difference (an int8). One multiply by d rounds once.
+template <>
+struct PairDecoder<BlockQ8_0, false> {
+  static constexpr bool kPacked = true;
+  using H = Half2<false>;
+  using Scales = uint32_t;  // (d, d)
+  static __device__ __forceinline__ Scales setup(const uint8_t* b, int) { return H::splat(f16_to_f32(ld_u16(b))); }
+  static __device__ __forceinline__ void quad(const Scales& d, const uint8_t* b, int, int j, uint32_t& p01,
+                                              uint32_t& p23) {
+    const uint32_t w = ld_u32<false>(b + 2 + 4 * j);
+    const uint32_t mag = w & 0x7F7F7F7Fu, sgn = w & 0x80808080u;
+    auto pair = [&](uint32_t sel) {
+      const auto q = __hsub2(H::of(__byte_perm(mag, H::kMagicWord, sel)), H::of(__byte_perm(sgn, H::kMagicWord, sel)));
+      return H::bits(__hmul2(q, H::of(d)));
+    };
+    p01 = pair(0x5150u);
+    p23 = pair(0x5352u);
+  }
+};
+
+// K-quants whose units hold two 16-value scale groups: quads 0..3 use the first, 4..7 the
+// second.
+struct GroupScales {
+  PairScale g[2];
 };
 
 template <bool kF16>
 struct PairDecoder<BlockQ2_K, kF16> {
   static constexpr bool kPacked = true;
-  static __device__ __forceinline__ void decode(const uint8_t* b, int u, uint32_t* pr) {
+  using Scales = GroupScales;
+  static __device__ __forceinline__ Scales setup(const uint8_t* b, int u) {
     const uint32_t dd = ld_u32<true>(b + 80);
     const float d = f16_to_f32(dd & 0xffffu), dmin = f16_to_f32(dd >> 16);
-    const uint8_t* qs = b + 16 + 32 * (u >> 2);
-    const int shift = 2 * (u & 3);
+    Scales s;
     MLXN_GGUF_UNROLL
     for (int g = 0; g < 2; ++g) {
-      const uint32_t s = ld_u8(b + 2 * u + g);
-      const PairScale sc = pair_scale<kF16>(0.f, d * u2f(s & 15u), -(dmin * u2f(s >> 4)));
-      MLXN_GGUF_UNROLL
-      for (int j = 0; j < 4; ++j)
-        quad_pairs<kF16>((ld_u32<true>(qs + 16 * g + 4 * j) >> shift) & 0x03030303u, sc, pr[8 * g + 2 * j],
-                         pr[8 * g + 2 * j + 1]);
+      const uint32_t sc = ld_u8(b + 2 * u + g);
+      s.g[g] = pair_scale<kF16>(0.f, d * u2f(sc & 15u), -(dmin * u2f(sc >> 4)));
     }
+    return s;
+  }
+  static __device__ __forceinline__ void quad(const Scales& s, const uint8_t* b, int u, int j, uint32_t& p01,
+                                              uint32_t& p23) {
+    const uint8_t* qs = b + 16 + 32 * (u >> 2) + 16 * (j >> 2) + 4 * (j & 3);
+    quad_pairs<kF16>((ld_u32<true>(qs) >> (2 * (u & 3))) & 0x03030303u, s.g[j >> 2], p01, p23);
   }
 };
 
 template <bool kF16>
 struct PairDecoder<BlockQ3_K, kF16> {
   static constexpr bool kPacked = true;
-  static __device__ __forceinline__ void decode(const uint8_t* b, int u, uint32_t* pr) {
+  using Scales = GroupScales;
+  static __device__ __forceinline__ Scales setup(const uint8_t* b, int u) {
     const float d = f16_to_f32(ld_u16(b + 108));
-    const uint8_t* qs = b + 32 + 32 * (u >> 2);
-    const int shift = 2 * (u & 3);
+    Scales s;
     MLXN_GGUF_UNROLL
-    for (int g = 0; g < 2; ++g) {
-      const PairScale sc = pair_scale<kF16>(4.f, d * float(BlockQ3_K::scale(b + 96, 2 * u + g)), 0.f);
-      MLXN_GGUF_UNROLL
-      for (int j = 0; j < 4; ++j) {
-        const uint32_t lo = (ld_u32<false>(qs + 16 * g + 4 * j) >> shift) & 0x03030303u;
-        const uint32_t hi = ((ld_u32<false>(b + 16 * g + 4 * j) >> u) & 0x01010101u) << 2;
-        quad_pairs<kF16>(lo | hi, sc, pr[8 * g + 2 * j], pr[8 * g + 2 * j + 1]);
-      }
-    }
+    for (int g = 0; g < 2; ++g) s.g[g] = pair_scale<kF16>(4.f, d * float(BlockQ3_K::scale(b + 96, 2 * u + g)), 0.f);
+    return s;
+  }
+  static __device__ __forceinline__ void quad(const Scales& s, const uint8_t* b, int u, int j, uint32_t& p01,
+                                              uint32_t& p23) {
+    const int o = 16 * (j >> 2) + 4 * (j & 3);
+    const uint32_t lo = (ld_u32<false>(b + 32 + 32 * (u >> 2) + o) >> (2 * (u & 3))) & 0x03030303u;
+    const uint32_t hi = ((ld_u32<false>(b + o) >> u) & 0x01010101u) << 2;
+    quad_pairs<kF16>(lo | hi, s.g[j >> 2], p01, p23);
   }
 };
+
+// The packed scale and min of unit u of a q4_k / q5_k block: value = d * sc * q - dmin * m.
+template <bool kF16>
+__device__ __forceinline__ PairScale k_pair_scale(const uint8_t* b, int u) {
+  const uint32_t dd = ld_u32<true>(b);
+  uint32_t s, m;
+  k_scale_min(b + 4, u, s, m);
+  return pair_scale<kF16>(0.f, f16_to_f32(dd & 0xffffu) * u2f(s), -(f16_to_f32(dd >> 16) * u2f(m)));
+}
 
 template <bool kF16>
 struct PairDecoder<BlockQ4_K, kF16> {
   static constexpr bool kPacked = true;
-  static __device__ __forceinline__ void decode(const uint8_t* b, int u, uint32_t* pr) {
-    const uint32_t dd = ld_u32<true>(b);
-    uint32_t s, m;
-    k_scale_min(b + 4, u, s, m);
-    const PairScale sc = pair_scale<kF16>(0.f, f16_to_f32(dd & 0xffffu) * u2f(s), -(f16_to_f32(dd >> 16) * u2f(m)));
-    const uint8_t* qs = b + 16 + 32 * (u >> 1);
-    const int shift = 4 * (u & 1);
-    MLXN_GGUF_UNROLL
-    for (int j = 0; j < 8; ++j)
-      quad_pairs<kF16>((ld_u32<true>(qs + 4 * j) >> shift) & 0x0F0F0F0Fu, sc, pr[2 * j], pr[2 * j + 1]);
+  using Scales = PairScale;
+  static __device__ __forceinline__ Scales setup(const uint8_t* b, int u) { return k_pair_scale<kF16>(b, u); }
+  static __device__ __forceinline__ void quad(const Scales& sc, const uint8_t* b, int u, int j, uint32_t& p01,
+                                              uint32_t& p23) {
+    const uint32_t w = ld_u32<true>(b + 16 + 32 * (u >> 1) + 4 * j) >> (4 * (u & 1));
+    quad_pairs<kF16>(w & 0x0F0F0F0Fu, sc, p01, p23);
   }
 };
 
 template <bool kF16>
 struct PairDecoder<BlockQ5_K, kF16> {
   static constexpr bool kPacked = true;
-  static __device__ __forceinline__ void decode(const uint8_t* b, int u, uint32_t* pr) {
-    const uint32_t dd = ld_u32<true>(b);
-    uint32_t s, m;
-    k_scale_min(b + 4, u, s, m);
-    const PairScale sc = pair_scale<kF16>(0.f, f16_to_f32(dd & 0xffffu) * u2f(s), -(f16_to_f32(dd >> 16) * u2f(m)));
-    const uint8_t* qs = b + 48 + 32 * (u >> 1);
-    const int shift = 4 * (u & 1);
-    MLXN_GGUF_UNROLL
-    for (int j = 0; j < 8; ++j) {
-      const uint32_t lo = (ld_u32<true>(qs + 4 * j) >> shift) & 0x0F0F0F0Fu;
-      const uint32_t hi = ((ld_u32<true>(b + 16 + 4 * j) >> u) & 0x01010101u) << 4;
-      quad_pairs<kF16>(lo | hi, sc, pr[2 * j], pr[2 * j + 1]);
-    }
+  using Scales = PairScale;
+  static __device__ __forceinline__ Scales setup(const uint8_t* b, int u) { return k_pair_scale<kF16>(b, u); }
+  static __device__ __forceinline__ void quad(const Scales& sc, const uint8_t* b, int u, int j, uint32_t& p01,
+                                              uint32_t& p23) {
+    const uint32_t lo = (ld_u32<true>(b + 48 + 32 * (u >> 1) + 4 * j) >> (4 * (u & 1))) & 0x0F0F0F0Fu;
+    const uint32_t hi = ((ld_u32<true>(b + 16 + 4 * j) >> u) & 0x01010101u) << 4;
+    quad_pairs<kF16>(lo | hi, sc, p01, p23);
   }
 };
 
 template <bool kF16>
 struct PairDecoder<BlockQ6_K, kF16> {
   static constexpr bool kPacked = true;
-  static __device__ __forceinline__ void decode(const uint8_t* b, int u, uint32_t* pr) {
+  using Scales = GroupScales;
+  static __device__ __forceinline__ Scales setup(const uint8_t* b, int u) {
     const float d = f16_to_f32(ld_u16(b + 208));
-    const int h = u >> 2, s = u & 3;
-    const uint8_t* ql = b + 64 * h + 32 * (s & 1);
-    const uint8_t* qh = b + 128 + 32 * h;
-    const int lshift = 4 * (s >> 1), hshift = 2 * s;
+    Scales s;
     MLXN_GGUF_UNROLL
     for (int g = 0; g < 2; ++g) {
-      const int scl = int(ld_u8(b + 192 + 2 * u + g) ^ 0x80u) - 128;
-      const PairScale sc = pair_scale<kF16>(32.f, d * float(scl), 0.f);
-      MLXN_GGUF_UNROLL
-      for (int j = 0; j < 4; ++j) {
-        const uint32_t lo = (ld_u32<false>(ql + 16 * g + 4 * j) >> lshift) & 0x0F0F0F0Fu;
-        const uint32_t hi = ((ld_u32<false>(qh + 16 * g + 4 * j) >> hshift) & 0x03030303u) << 4;
-        quad_pairs<kF16>(lo | hi, sc, pr[8 * g + 2 * j], pr[8 * g + 2 * j + 1]);
-      }
+      const int scl = int(ld_u8(b + 192 + 2 * u + g) ^ 0x80u) - 128;  // int8
+      s.g[g] = pair_scale<kF16>(32.f, d * float(scl), 0.f);
     }
+    return s;
+  }
+  static __device__ __forceinline__ void quad(const Scales& s, const uint8_t* b, int u, int j, uint32_t& p01,
+                                              uint32_t& p23) {
+    const int h = u >> 2, sub = u & 3, o = 16 * (j >> 2) + 4 * (j & 3);
+    const uint32_t lo = (ld_u32<false>(b + 64 * h + 32 * (sub & 1) + o) >> (4 * (sub >> 1))) & 0x0F0F0F0Fu;
+    const uint32_t hi = ((ld_u32<false>(b + 128 + 32 * h + o) >> (2 * sub)) & 0x03030303u) << 4;
+    quad_pairs<kF16>(lo | hi, s.g[j >> 2], p01, p23);
   }
 };
 
 // The 32 values of unit u of a block as 16 packed pairs.
 template <class B, bool kF16>
 __device__ __forceinline__ void decode_pairs(const uint8_t* b, int u, uint32_t* pr) {
-  if constexpr (PairDecoder<B, kF16>::kPacked) {
-    PairDecoder<B, kF16>::decode(b, u, pr);
+  using D = PairDecoder<B, kF16>;
+  if constexpr (D::kPacked) {
+    const auto sc = D::setup(b, u);
+    MLXN_GGUF_UNROLL
+    for (int j = 0; j < 8; ++j) D::quad(sc, b, u, j, pr[2 * j], pr[2 * j + 1]);
   } else {
     float v[32];
     B::decode32(b, u, v);
