@@ -76,8 +76,10 @@ __device__ __forceinline__ void store_group(T* dst, bool vec, int n, const float
 // filled: no barrier. Taps before the token's sequence read the initial state (or zero); a
 // run that lies inside one sequence, window included, skips those checks. Rows that do not
 // allow 8/16-byte accesses (odd strides, a channel tail) are read directly, token by token.
+// The bounds: 6 blocks per SM up to W = 4 (<= 85 registers); wider windows get up to 128, as
+// without a bound ptxas keeps W = 6 under 96 registers and spills.
 template <class T, int W>
-__global__ void __launch_bounds__(kConvThreads) conv_prefill_kernel(ConvParams<T> p) {
+__global__ void __launch_bounds__(kConvThreads, W <= 4 ? 6 : 4) conv_prefill_kernel(ConvParams<T> p) {
   constexpr int NC = kConvGroup, S = W - 1, TT = kConvRun;
   __shared__ ConvGroup<T> rows[S + TT][kConvThreads];  // rows[r][thread]: input row t0 - S + r
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
