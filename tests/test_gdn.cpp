@@ -114,6 +114,35 @@ TEST_P(GdnTest, ChunkEqualsRecurrent) {
   }
 }
 
+// Decode steps with the state updated in place (as a serving loop runs them), several
+// sequences and heads: each step == the reference's one-token step from the previous state.
+TEST_P(GdnTest, DecodeStepsInPlaceMatchReference) {
+  Session& s = session();
+  const Dims d{6, 1, 2, 4, 128, 128};
+  TestArray h0 = random_state(s, rng(), d.B, d);
+  Array st = from_values(s, h0.values, {d.B, d.H, d.K, d.V}, DType::f32);
+  std::vector<double> ref_state = h0.values;
+  for (int step = 0; step < 3; ++step) {
+    SCOPED_TRACE(::testing::Message() << "step " << step);
+    InputSpec spec;
+    spec.unit_keys = false;
+    spec.beta_dtype = DType::bf16;
+    Inputs in = make_inputs(s, rng(), d, DType::bf16, spec);
+    Array out = poisoned(s, {d.B, 1, d.H, d.V}, DType::bf16);
+    GdnOptions o;
+    o.l2_norm_qk = true;
+    o.scale = 0.5f;
+    o.initial_state = st.tensor();
+    o.final_state = st.tensor();
+    gdn_recurrent(s, in.q, in.k, in.v, in.g, in.beta, out, o);
+    const auto ref = gdn_ref::delta_rule(d, {}, in.q.values, in.k.values, in.v.values, in.g.values, in.beta.values, 0.5,
+                                         true, 1e-6, &ref_state);
+    MLXN_EXPECT_CLOSE(host_values(s, out), ref.o, out_tol(DType::bf16));
+    MLXN_EXPECT_CLOSE(host_values(s, st), ref.ht, state_tol(DType::f32));
+    ref_state = ref.ht;
+  }
+}
+
 // Prefill of T1 tokens, then T2 more from the returned state == one prefill of T1 + T2.
 TEST_P(GdnTest, SplitPrefillEqualsWhole) {
   Session& s = session();

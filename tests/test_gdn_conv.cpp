@@ -75,6 +75,31 @@ TEST_P(GdnConvTest, SplitPrefillAndStepsEqualWhole) {
   }
 }
 
+// Several runs of tokens per block row and several blocks along the channels (the last one
+// partly past C), with bias and the state in and out: the streaming path at scale.
+TEST_P(GdnConvTest, LongRowsMatchReference) {
+  Session& s = session();
+  for (DType dt : {DType::bf16, DType::f32})
+    for (int64_t W : {3, 4}) {
+      const int64_t B = 2, T = 150, C = 1032;
+      SCOPED_TRACE(::testing::Message() << name(dt) << " W" << W);
+      auto x = random_array(s, rng(), {B, T, C}, dt, -2, 2);
+      auto w = random_array(s, rng(), {C, W}, dt, -1, 1);
+      auto bias = random_array(s, rng(), {C}, DType::f32, -1, 1);
+      auto st = random_array(s, rng(), {B, W - 1, C}, dt, -2, 2);
+      Array out = poisoned(s, {B, T, C}, dt);
+      Array st_out = poisoned(s, {B, W - 1, C}, dt);
+      SsmConvOptions o;
+      o.bias = bias.tensor();
+      o.state_in = st.tensor();
+      o.state_out = st_out.tensor();
+      ssm_conv(s, x, w, out, o);
+      const auto ref = gdn_ref::conv(x.values, B, T, C, w.values, W, &bias.values, &st.values, {}, true);
+      MLXN_EXPECT_CLOSE(host_values(s, out), ref.out, tolerance(dt));
+      MLXN_EXPECT_CLOSE(host_values(s, st_out), ref.state, 0);
+    }
+}
+
 TEST_P(GdnConvTest, VarlenEqualsOneByOne) {
   Session& s = session();
   const std::vector<int32_t> cu{0, 1, 20, 20, 45};

@@ -38,7 +38,8 @@ void dispatch_param(DType dt, F&& f) {
 
 template <class T>
 void launch_conv(Session& s, const SsmConvArgs& a) {
-  constexpr int NC = kernels::Vec<T>::N, TT = 16, kWarps = 4;
+  // a block: 32 lanes x kConvGroup channels, kConvThreads / 32 runs of kConvRun tokens
+  constexpr int NC = k::kConvGroup, kBlockTokens = k::kConvRun * (k::kConvThreads / 32);
   k::ConvParams<T> p{};
   p.x = static_cast<const T*>(a.x.data);
   p.out = static_cast<T*>(a.out.data);
@@ -58,8 +59,8 @@ void launch_conv(Session& s, const SsmConvArgs& a) {
   cudaStream_t st = stream_of(s);
   if (p.tokens > 0) {
     const dim3 grid(grid_dim("ssm_conv", (a.C + 32 * NC - 1) / (32 * NC)),
-                    grid_dim("ssm_conv", (p.tokens + TT * kWarps - 1) / (TT * kWarps)));
-    dispatch_width(a.W, [&]<int W>() { k::conv_prefill_kernel<T, W, TT><<<grid, 32 * kWarps, 0, st>>>(p); });
+                    grid_dim("ssm_conv", (p.tokens + kBlockTokens - 1) / kBlockTokens));
+    dispatch_width(a.W, [&]<int W>() { k::conv_prefill_kernel<T, W><<<grid, k::kConvThreads, 0, st>>>(p); });
     check_launch(s, "ssm_conv");
   }
   if (a.state_out) {

@@ -1,7 +1,7 @@
 #pragma once
 // Warp-level tensor-core building blocks for the chunked delta rule (sm_80+ instructions,
 // run on Hopper): ldmatrix fragment loads, m16n8k16 mma with f32 accumulation in bf16 or
-// f16, and cp.async copies into shared memory.
+// f16 (cp.async copies: gdn_common.cuh).
 //
 // Fragment layout of mma.m16n8k16 (g = lane / 4, t = lane % 4):
 //   A (16 x 16, row-major): a0 (g, 2t..2t+1), a1 (g+8, 2t..), a2 (g, 2t+8..), a3 (g+8, 2t+8..)
@@ -12,11 +12,9 @@
 
 #include <cstdint>
 
-namespace mlxn::kernels::gdn {
+#include "cuda/kernels/gdn_common.cuh"
 
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
+namespace mlxn::kernels::gdn {
 
 __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void* p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
@@ -61,17 +59,6 @@ template <>
 __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
   const __half2 v = __floats2half2_rn(lo, hi);
   return *reinterpret_cast<const uint32_t*>(&v);
-}
-
-// 16 bytes global -> shared, asynchronously; with valid == false the destination is zeroed
-// (nothing is read from src, which must still be a mapped address).
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
 // ldmatrix addresses (per lane) for the operand shapes used here; `ld` is the row stride of
