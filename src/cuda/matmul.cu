@@ -231,15 +231,12 @@ constexpr int64_t kMatvecMaxPairs = 64;
 // Blocks of `kernel` resident on the session's device at once (occupancy x SMs); `cache`
 // holds one entry per device, filled on first use.
 template <class Kernel>
-int64_t resident_blocks(Session& s, Kernel kernel, int threads, std::atomic<int> (&cache)[64]) {
+int64_t cached_resident_blocks(Session& s, Kernel kernel, int threads, std::atomic<int> (&cache)[64]) {
   const int dev = s.device().index;
   if (dev < 64) {
     if (const int v = cache[dev].load(std::memory_order_relaxed)) return v;
   }
-  int per_sm = 0, sms = 0;
-  MLXN_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0));
-  MLXN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  const int v = std::max(1, per_sm * sms);
+  const int v = int(resident_blocks(kernel, threads));
   if (dev < 64) cache[dev].store(v, std::memory_order_relaxed);
   return v;
 }
@@ -250,7 +247,8 @@ void launch_matvec(Session& s, const k::MatmulIdParams<T>& p, bool aligned) {
   static std::atomic<int> cache[2][64];
   auto kernel = aligned ? k::matvec_id_kernel<T, R, U, W, MINB, true> : k::matvec_id_kernel<T, R, U, W, MINB, false>;
   const int64_t row_blocks = (p.n + kRowsPerBlock - 1) / kRowsPerBlock;
-  const int64_t slots = std::max<int64_t>(1, resident_blocks(s, kernel, W * 32, cache[aligned ? 1 : 0]) / p.pairs);
+  const int64_t slots =
+      std::max<int64_t>(1, cached_resident_blocks(s, kernel, W * 32, cache[aligned ? 1 : 0]) / p.pairs);
   const dim3 grid(unsigned(p.pairs), unsigned(std::min<int64_t>({row_blocks, slots, 65535})));
   launch_pdl(s, "matmul_id", kernel, grid, W * 32, 0, p);
 }

@@ -47,14 +47,10 @@ void launch(Session& s, const detail::GgufMatmulArgs& a, const GgufGroups& gr, i
     MLXN_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   // Persistent blocks: as many as fit on the device at once (shared among the buckets of a
   // routed call), never more than there are work items.
-  int dev = 0, sms = 0, per_sm = 0;
-  MLXN_CUDA_CHECK(cudaGetDevice(&dev));
-  MLXN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  MLXN_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kern, 128, smem));
   const int64_t tiles = (a.n + 15) / 16;
   const int64_t rows_per_bucket = a.ids ? (a.tokens * a.top_k + gr.grid_buckets - 1) / gr.grid_buckets : a.tokens;
   const int64_t items = tiles * ((rows_per_bucket + 8 * NT - 1) / (8 * NT));
-  const int64_t resident = std::max<int64_t>(1, int64_t(std::max(per_sm, 1)) * sms / gr.grid_buckets);
+  const int64_t resident = std::max<int64_t>(1, resident_blocks(kern, 128, smem) / gr.grid_buckets);
   const dim3 grid(grid_dim("gguf_matvec", std::min(items, resident)), unsigned(gr.grid_buckets));
   kern<<<grid, 128, smem, stream_of(s)>>>(p);
   check_launch(s, "gguf_matvec");

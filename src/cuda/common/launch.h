@@ -2,6 +2,7 @@
 // Small helpers shared by CUDA entry points.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdint>
 #include <utility>
@@ -27,6 +28,17 @@ inline unsigned grid_dim(const char* op, int64_t blocks) {
 }
 
 inline int round_up(int x, int m) { return (x + m - 1) / m * m; }
+
+// Blocks of `kernel` that fit on the current device at once (occupancy x SMs): the grid of a
+// persistent kernel, which splits its work evenly instead of running a partial last wave.
+template <class Kernel>
+int64_t resident_blocks(Kernel kernel, int threads, size_t smem = 0) {
+  int dev = 0, sms = 0, per_sm = 0;
+  MLXN_CUDA_CHECK(cudaGetDevice(&dev));
+  MLXN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  MLXN_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem));
+  return std::max<int64_t>(1, int64_t(per_sm) * sms);
+}
 
 // Launches a kernel with programmatic stream serialization: its blocks may be scheduled
 // while the previous kernel on the stream finishes, hiding the launch gap between dependent

@@ -1,13 +1,9 @@
 #pragma once
-// Token-sequential delta rule (decode steps, short prompts). A warp owns 8 columns of one
-// (sequence, value head): lane (cl, rl) holds columns 4cl..4cl+3 of rows rl, rl + 16, ...
-// of the f32 state, K/16 rows. Per token: S^T k and S^T q in one pass, a reduction over K
-// by shuffles within the warp, then
+// Token-sequential delta rule (decode steps, short prompts). One block per
+// (sequence, value head, 32-column slice of V); its [K, 32] slice of the f32 state lives in
+// registers for the whole sequence: thread (cg, rg) owns columns 4cg..4cg+3 of rows
+// rg, rg + 16, ... Per token: S^T k and S^T q in one pass, a reduction over K, then
 //   delta = beta (v - e S^T k),  o = e S^T q + (k.q) delta,  S = e S + k delta^T.
-// The state is brought in with cp.async into the lane's own shared-memory slots: all of a
-// lane's 16-byte state loads are in flight at once without holding registers (the shared
-// slab, not the register file, bounds the state bytes in flight per SM), and as each lane
-// reads back only what it copied there is no barrier anywhere in the kernel.
 #include "cuda/kernels/gdn_common.cuh"
 
 namespace mlxn::kernels::gdn {
@@ -36,120 +32,114 @@ __device__ __forceinline__ float scalar_f32(const void* p, int kind, int64_t i) 
   return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
 }
 
-inline constexpr int kRecThreads = 128, kRecCols = 32;  // a block: 4 warps x 8 columns
-inline constexpr int kRecWarpCols = 8;
+inline constexpr int kRecThreads = 128, kRecCols = 32;
 
-// 10 blocks per SM at K <= 128 (48 registers, 16 KB of state each): 160 KB of state in
-// flight per SM when all are loading.
 template <class T, int K>
-__global__ void __launch_bounds__(kRecThreads, K <= 128 ? 10 : 4) recurrent_kernel(RecurrentParams<T> p) {
-  constexpr int RL = 16, R = K / RL;  // row lanes, rows per lane
-  // slab[warp][r][c]: state row r, column c of the warp's 8; lane (cl, rl) uses columns
-  // 4cl..4cl+3 of rows rl + 16 i (conflict-free 16-byte accesses: 8 lanes hit 32 banks).
-  __shared__ float4 slab[kRecThreads / 32][K][kRecWarpCols / 4];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int cl = lane & 1, rl = lane >> 1;
+__global__ void __launch_bounds__(kRecThreads) recurrent_kernel(RecurrentParams<T> p) {
+  constexpr int RG = kRecThreads / 8;  // row groups
+  constexpr int R = K / RG;            // rows per thread
+  __shared__ float sq[K], sk[K], sv[kRecCols];
+  __shared__ float red[4][kRecCols][2];
+  __shared__ float sred[3][kRecThreads / 32];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int cg = tid & 7, rg = tid >> 3;
   const int h = blockIdx.y, n = blockIdx.z, hk = h / p.group;
-  const int c0 = blockIdx.x * kRecCols + warp * kRecWarpCols + cl * 4;  // first state column of this lane
-  float4(&own)[K][kRecWarpCols / 4] = slab[warp];
-  const int64_t soff = (int64_t(n) * p.H + h) * K * p.V;
-
-#pragma unroll
-  for (int i = 0; i < R; ++i) {
-    const int r = rl + i * RL;
-    if (p.h0)
-      cp_async<16>(&own[r][cl], p.h0 + soff + int64_t(r) * p.V + c0, true);
-    else
-      own[r][cl] = make_float4(0.f, 0.f, 0.f, 0.f);
-  }
-  cp_async_commit();
+  const int c0 = blockIdx.x * kRecCols + cg * 4;  // first state column of this thread
   int64_t begin, len, slot;
   seq_span(p.seq, n, begin, len, slot);
 
+  const int64_t soff = (int64_t(n) * p.H + h) * K * p.V;
+  float S[R][4];
+#pragma unroll
+  for (int i = 0; i < R; ++i) {
+    if (p.h0) {
+      const float4 x = *reinterpret_cast<const float4*>(p.h0 + soff + int64_t(rg + i * RG) * p.V + c0);
+      S[i][0] = x.x, S[i][1] = x.y, S[i][2] = x.z, S[i][3] = x.w;
+    } else {
+      S[i][0] = S[i][1] = S[i][2] = S[i][3] = 0.f;
+    }
+  }
+
   for (int64_t t = 0; t < len; ++t) {
     const int64_t tok = begin + t;
-    // this lane's rows of q and k, and |q|^2, |k|^2, q.k over all K rows (the two column
-    // lanes hold the same rows: the sum runs over the row lanes only)
-    float qr[R], kr[R], nq = 0.f, nk = 0.f, qk = 0.f;
-    const T* qp = p.q + tok * p.q_tok + hk * p.q_head;
-    const T* kp = p.k + tok * p.k_tok + hk * p.k_head;
-#pragma unroll
-    for (int i = 0; i < R; ++i) {
-      qr[i] = to_f32(qp[rl + i * RL]);
-      kr[i] = to_f32(kp[rl + i * RL]);
-      nq += qr[i] * qr[i];
-      nk += kr[i] * kr[i];
-      qk += qr[i] * kr[i];
+    // q, k of the key head and the v slice into shared memory, with |q|^2, |k|^2, q.k.
+    float pq = 0.f, pk = 0.f, pqk = 0.f;
+    for (int i = tid; i < K; i += kRecThreads) {
+      const float qi = to_f32(p.q[tok * p.q_tok + hk * p.q_head + i]);
+      const float ki = to_f32(p.k[tok * p.k_tok + hk * p.k_head + i]);
+      sq[i] = qi;
+      sk[i] = ki;
+      pq += qi * qi;
+      pk += ki * ki;
+      pqk += qi * ki;
     }
-    float v[4];
-    const T* vp = p.v + tok * p.v_tok + h * p.v_head + c0;
+    if (tid < kRecCols) sv[tid] = to_f32(p.v[tok * p.v_tok + h * p.v_head + blockIdx.x * kRecCols + tid]);
+    pq = warp_sum(pq);
+    pk = warp_sum(pk);
+    pqk = warp_sum(pqk);
+    if (lane == 0) sred[0][warp] = pq, sred[1][warp] = pk, sred[2][warp] = pqk;
+    __syncthreads();
+    float nq = 0.f, nk = 0.f, qk = 0.f;
 #pragma unroll
-    for (int j = 0; j < 4; ++j) v[j] = to_f32(vp[j]);
-    const float e = __expf(p.g[tok * p.g_stride + h]);
-    const float b = scalar_f32(p.beta, p.beta_kind, tok * p.beta_stride + h);
-#pragma unroll
-    for (int o = 2; o < 32; o <<= 1) {
-      nq += __shfl_xor_sync(0xffffffffu, nq, o);
-      nk += __shfl_xor_sync(0xffffffffu, nk, o);
-      qk += __shfl_xor_sync(0xffffffffu, qk, o);
-    }
+    for (int w = 0; w < kRecThreads / 32; ++w) nq += sred[0][w], nk += sred[1][w], qk += sred[2][w];
     const float rq = p.l2 ? rsqrtf(nq + p.l2_eps) : 1.f, rk = p.l2 ? rsqrtf(nk + p.l2_eps) : 1.f;
     const float qs = rq * p.scale;  // q's factor: normalisation and scale
+    const float e = __expf(p.g[tok * p.g_stride + h]);
+    const float b = scalar_f32(p.beta, p.beta_kind, tok * p.beta_stride + h);
 
-    if (t == 0) cp_async_wait<0>();
     float ks[4] = {0.f, 0.f, 0.f, 0.f}, qv[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
     for (int i = 0; i < R; ++i) {
-      const float4 s = own[rl + i * RL][cl];
-      const float sj[4] = {s.x, s.y, s.z, s.w};
+      const int r = rg + i * RG;
+      const float kr = sk[r], qr = sq[r];
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
-        ks[j] += sj[j] * kr[i];
-        qv[j] += sj[j] * qr[i];
+        ks[j] += S[i][j] * kr;
+        qv[j] += S[i][j] * qr;
       }
     }
+    // reduce over the row groups: lanes cg + 8m within the warp, then the four warps
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
 #pragma unroll
-      for (int o = 2; o < 32; o <<= 1) {
+      for (int o = 8; o < 32; o <<= 1) {
         ks[j] += __shfl_xor_sync(0xffffffffu, ks[j], o);
         qv[j] += __shfl_xor_sync(0xffffffffu, qv[j], o);
       }
     }
+    if (lane < 8) {
+#pragma unroll
+      for (int j = 0; j < 4; ++j) red[warp][cg * 4 + j][0] = ks[j], red[warp][cg * 4 + j][1] = qv[j];
+    }
+    __syncthreads();
     float delta[4], o[4];
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
-      delta[j] = b * (v[j] - e * ks[j] * rk);
-      o[j] = e * qv[j] * qs + qk * rq * rk * p.scale * delta[j];
+      const int c = cg * 4 + j;
+      const float kS = (red[0][c][0] + red[1][c][0] + red[2][c][0] + red[3][c][0]) * rk;
+      const float qS = (red[0][c][1] + red[1][c][1] + red[2][c][1] + red[3][c][1]) * qs;
+      delta[j] = b * (sv[c] - e * kS);
+      o[j] = e * qS + qk * rq * rk * p.scale * delta[j];
     }
-    if (rl == 0) {
+#pragma unroll
+    for (int i = 0; i < R; ++i) {
+      const float kr = sk[rg + i * RG] * rk;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) S[i][j] = e * S[i][j] + kr * delta[j];
+    }
+    if (rg == 0) {
       T* dst = p.out + tok * p.o_tok + h * p.o_head + c0;
 #pragma unroll
       for (int j = 0; j < 4; ++j) dst[j] = from_f32<T>(o[j]);
     }
-    // S = e S + (k rk) delta^T: back to the slots, or at the last token straight to ht
-    const bool last = t + 1 == len;
-#pragma unroll
-    for (int i = 0; i < R; ++i) {
-      const int r = rl + i * RL;
-      const float kk = kr[i] * rk;
-      const float4 s = own[r][cl];
-      const float4 u = make_float4(e * s.x + kk * delta[0], e * s.y + kk * delta[1], e * s.z + kk * delta[2],
-                                   e * s.w + kk * delta[3]);
-      if (!last)
-        own[r][cl] = u;
-      else if (p.ht)
-        *reinterpret_cast<float4*>(p.ht + soff + int64_t(r) * p.V + c0) = u;
-    }
+    __syncthreads();  // shared buffers are rewritten by the next token
   }
 
-  if (len == 0 && p.ht) {  // no tokens: the state passes through
-    cp_async_wait<0>();
+  if (p.ht) {
 #pragma unroll
-    for (int i = 0; i < R; ++i) {
-      const int r = rl + i * RL;
-      *reinterpret_cast<float4*>(p.ht + soff + int64_t(r) * p.V + c0) = own[r][cl];
-    }
+    for (int i = 0; i < R; ++i)
+      *reinterpret_cast<float4*>(p.ht + soff + int64_t(rg + i * RG) * p.V + c0) =
+          make_float4(S[i][0], S[i][1], S[i][2], S[i][3]);
   }
 }
 
