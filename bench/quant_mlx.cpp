@@ -97,17 +97,18 @@ MLXN_BENCH(Case{"qmm 4-bit g64 [8,4096]x[14336,4096]", "quant_mlx",
                   return qmm_case(s, 8, kN, kK, {4, 64});
                 },
                 0});
-// Either side of the CUDA mat-vec limit (64 rows): 8 mat-vec passes against dequantize + GEMM.
-MLXN_BENCH(Case{"qmm 4-bit g64 [64,4096]x[14336,4096]", "quant_mlx",
-                [](Session& s) {
-                  return qmm_case(s, 64, kN, kK, {4, 64});
-                },
-                0});
-MLXN_BENCH(Case{"qmm 4-bit g64 [65,4096]x[14336,4096]", "quant_mlx",
-                [](Session& s) {
-                  return qmm_case(s, 65, kN, kK, {4, 64});
-                },
-                0});
+// Either side of the CUDA mat-vec limit (16 rows): 2 mat-vec passes against dequantize +
+// GEMM; and 64 rows, where the GEMM path must win clearly.
+#define MLXN_QMM_ROWS(m)                                                   \
+  MLXN_BENCH(Case{"qmm 4-bit g64 [" #m ",4096]x[14336,4096]", "quant_mlx", \
+                  [](Session& s) {                                         \
+                    return qmm_case(s, m, kN, kK, {4, 64});                \
+                  },                                                       \
+                  0})
+MLXN_QMM_ROWS(16);
+MLXN_QMM_ROWS(17);
+MLXN_QMM_ROWS(64);
+#undef MLXN_QMM_ROWS
 MLXN_BENCH(Case{"qmm 3-bit g64 [1,4096]x[14336,4096]", "quant_mlx",
                 [](Session& s) {
                   return qmm_case(s, 1, kN, kK, {3, 64});
