@@ -106,7 +106,20 @@ std::vector<double> ref_matmul(const std::vector<double>& x, int64_t rows, const
 // Tolerance for a matmul whose output (and, on the tensor-core paths, weights) are rounded to dt.
 double mm_tol(DType dt) { return dt == DType::f32 ? 2e-5 : 2 * tolerance(dt); }
 
-class QuantMlxTest : public BackendTest {};
+class QuantMlxTest : public BackendTest {
+ protected:
+  // x [m_rows, k] (xdt) times a fresh random [n, k] quantized matrix (scales sdt) against the
+  // float64 reference.
+  void expect_plain_matmul(Session& s, int64_t m_rows, int64_t n, int64_t k, MlxQuant q, DType xdt, DType sdt) {
+    QMatrix w = random_qmatrix(s, rng(), 1, n, k, q, sdt);
+    auto x = random_array(s, rng(), {m_rows, k}, xdt);
+    Array out = poisoned(s, {m_rows, n}, xdt);
+    quantized_matmul(s, x, w.packed, w.scales, w.biases, q, out);
+    std::vector<int64_t> e(static_cast<size_t>(m_rows), 0), xr(static_cast<size_t>(m_rows));
+    for (int64_t r = 0; r < m_rows; ++r) xr[size_t(r)] = r;
+    MLXN_EXPECT_CLOSE(host_values(s, out), ref_matmul(x.values, m_rows, w, e, xr), mm_tol(xdt));
+  }
+};
 
 // ---- fixtures written by MLX ----------------------------------------------------------------
 
@@ -363,13 +376,7 @@ TEST_P(QuantMlxTest, MatmulEveryFormat) {
         const int64_t n = m_rows >= 64 ? 130 : 33, k = gs * (m_rows == 1 ? 1 : 3);
         SCOPED_TRACE(::testing::Message() << "bits=" << bits << " gs=" << gs << " M=" << m_rows << " x " << name(xdt)
                                           << " scales " << name(sdt) << " K=" << k);
-        QMatrix w = random_qmatrix(s, rng(), 1, n, k, q, sdt);
-        auto x = random_array(s, rng(), {m_rows, k}, xdt);
-        Array out = poisoned(s, {m_rows, n}, xdt);
-        quantized_matmul(s, x, w.packed, w.scales, w.biases, q, out);
-        std::vector<int64_t> e(static_cast<size_t>(m_rows), 0), xr(static_cast<size_t>(m_rows));
-        for (int64_t r = 0; r < m_rows; ++r) xr[size_t(r)] = r;
-        MLXN_EXPECT_CLOSE(host_values(s, out), ref_matmul(x.values, m_rows, w, e, xr), mm_tol(xdt));
+        expect_plain_matmul(s, m_rows, n, k, q, xdt, sdt);
       }
     }
 }
@@ -390,13 +397,7 @@ TEST_P(QuantMlxTest, MatvecRingAndSegments) {
         const int64_t k = extra_k + 2 * gs;
         SCOPED_TRACE(::testing::Message() << "bits=" << bits << " gs=" << gs << " " << name(dt) << " M=" << m_rows
                                           << " N=" << n << " K=" << k);
-        QMatrix w = random_qmatrix(s, rng(), 1, n, k, q, dt);
-        auto x = random_array(s, rng(), {m_rows, k}, dt);
-        Array out = poisoned(s, {m_rows, n}, dt);
-        quantized_matmul(s, x, w.packed, w.scales, w.biases, q, out);
-        std::vector<int64_t> e(static_cast<size_t>(m_rows), 0), xr(static_cast<size_t>(m_rows));
-        for (int64_t r = 0; r < m_rows; ++r) xr[size_t(r)] = r;
-        MLXN_EXPECT_CLOSE(host_values(s, out), ref_matmul(x.values, m_rows, w, e, xr), mm_tol(dt));
+        expect_plain_matmul(s, m_rows, n, k, q, dt, dt);
       }
 }
 
@@ -415,13 +416,7 @@ TEST_P(QuantMlxTest, MatmulEveryDtypePairAndShape) {
                                   {150, 72, 576}}) {
         SCOPED_TRACE(::testing::Message()
                      << "x " << name(xdt) << " scales " << name(sdt) << " M=" << m_rows << " N=" << n << " K=" << k);
-        QMatrix w = random_qmatrix(s, rng(), 1, n, k, q, sdt);
-        auto x = random_array(s, rng(), {m_rows, k}, xdt);
-        Array out = poisoned(s, {m_rows, n}, xdt);
-        quantized_matmul(s, x, w.packed, w.scales, w.biases, q, out);
-        std::vector<int64_t> e(static_cast<size_t>(m_rows), 0), xr(static_cast<size_t>(m_rows));
-        for (int64_t r = 0; r < m_rows; ++r) xr[size_t(r)] = r;
-        MLXN_EXPECT_CLOSE(host_values(s, out), ref_matmul(x.values, m_rows, w, e, xr), mm_tol(xdt));
+        expect_plain_matmul(s, m_rows, n, k, q, xdt, sdt);
       }
 }
 

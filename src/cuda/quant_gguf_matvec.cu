@@ -18,18 +18,25 @@ namespace k = kernels;
 
 namespace {
 
-template <class B, class T, int NT>
-void launch(Session& s, const detail::GgufMatmulArgs& a, const GgufGroups& gr, int copy_bytes, bool x_vec) {
+// What both mat-vec kernels take from the arguments: the weight, x and out rows, the sizes.
+k::MatvecParams matvec_params(const detail::GgufMatmulArgs& a, bool x_vec) {
   k::MatvecParams p{};
   p.w = static_cast<const uint8_t*>(a.w);
   p.w_row_bytes = a.w_row_bytes;
-  p.w_expert_bytes = a.w_row_bytes * a.n;
   p.x = a.x.data;
   p.x_row_stride = a.x.row_stride;
   p.out = a.out.data;
   p.out_row_stride = a.out.row_stride;
   p.n = int(a.n);
   p.k = int(a.k);
+  p.x_vec = x_vec;
+  return p;
+}
+
+template <class B, class T, int NT>
+void launch(Session& s, const detail::GgufMatmulArgs& a, const GgufGroups& gr, int copy_bytes, bool x_vec) {
+  k::MatvecParams p = matvec_params(a, x_vec);
+  p.w_expert_bytes = a.w_row_bytes * a.n;
   p.pairs = int(a.tokens * a.top_k);
   p.top_k = int(a.top_k);
   p.x_per_slot = a.x_per_slot;
@@ -39,7 +46,6 @@ void launch(Session& s, const detail::GgufMatmulArgs& a, const GgufGroups& gr, i
   p.active = gr.active;
   p.n_active = gr.n_active;
   p.copy16 = copy_bytes == 16;
-  p.x_vec = x_vec;
   auto kern = &k::gguf_matvec_kernel<B, T, NT>;
   constexpr int smem = k::matvec_smem<B, NT>();
   // Per launch rather than once: the attribute belongs to the current device.
@@ -59,20 +65,11 @@ void launch(Session& s, const detail::GgufMatmulArgs& a, const GgufGroups& gr, i
 // Plain matmul, M <= 8, 16-byte aligned weight rows: one block per 16-row tile.
 template <class B, class T>
 void launch_splitk(Session& s, const detail::GgufMatmulArgs& a, bool x_vec) {
-  k::MatvecParams p{};
-  p.w = static_cast<const uint8_t*>(a.w);
-  p.w_row_bytes = a.w_row_bytes;
-  p.x = a.x.data;
-  p.x_row_stride = a.x.row_stride;
-  p.out = a.out.data;
-  p.out_row_stride = a.out.row_stride;
-  p.n = int(a.n);
-  p.k = int(a.k);
+  k::MatvecParams p = matvec_params(a, x_vec);
   p.pairs = int(a.tokens);
   p.top_k = 1;
   p.experts = 1;
   p.copy16 = true;
-  p.x_vec = x_vec;
   auto kern = x_vec ? &k::gguf_matvec_splitk_kernel<B, T, true> : &k::gguf_matvec_splitk_kernel<B, T, false>;
   constexpr int smem = k::SplitkStage<B>::kSmem;
   static_assert(smem <= 48 * 1024, "the split-K rings fit the default shared-memory limit");
