@@ -119,6 +119,39 @@ TEST_P(GdnConvTest, VarlenEqualsOneByOne) {
   MLXN_EXPECT_CLOSE(host_values(s, st), ref.state, 0);
 }
 
+// The 16-byte tile path at its edges: T not a multiple of the 32-token tile, C past the last
+// 512-byte channel slice (264 = 256 + 8 bf16, 2 x 128 + 8 f32), several batch rows, and
+// varlen batches of sequences shorter than the window and than a tile (one empty), so runs
+// and tiles straddle sequence starts and reach into the initial state.
+TEST_P(GdnConvTest, TileEdgesMatchReference) {
+  Session& s = session();
+  const std::vector<int32_t> cu{0, 2, 3, 40, 41, 75, 75, 110};
+  const int64_t C = 264, N = int64_t(cu.size()) - 1, total = cu.back();
+  for (DType dt : {DType::bf16, DType::f32})
+    for (int64_t W : {2, 4, 8})
+      for (bool varlen : {false, true}) {
+        SCOPED_TRACE(::testing::Message() << name(dt) << " W" << W << (varlen ? " varlen" : " batch"));
+        const int64_t B = varlen ? 1 : 3, T = varlen ? total : 70, S = varlen ? N : B;
+        auto x = random_array(s, rng(), {B, T, C}, dt, -2, 2);
+        auto w = random_array(s, rng(), {C, W}, DType::f32, -1, 1);
+        auto bias = random_array(s, rng(), {C}, dt, -1, 1);
+        auto st = random_array(s, rng(), {S, W - 1, C}, dt, -2, 2);
+        Array out = poisoned(s, {B, T, C}, dt);
+        Array st_out = poisoned(s, {S, W - 1, C}, dt);
+        TestArray cua = cu_array(s, cu);
+        SsmConvOptions o;
+        o.bias = bias.tensor();
+        o.state_in = st.tensor();
+        o.state_out = st_out.tensor();
+        if (varlen) o.cu_seqlens = cua.tensor();
+        ssm_conv(s, x, w, out, o);
+        const auto ref = gdn_ref::conv(x.values, B, T, C, w.values, W, &bias.values, &st.values,
+                                       varlen ? cu : std::vector<int32_t>{}, true);
+        MLXN_EXPECT_CLOSE(host_values(s, out), ref.out, tolerance(dt));
+        MLXN_EXPECT_CLOSE(host_values(s, st_out), ref.state, 0);
+      }
+}
+
 TEST_P(GdnConvTest, StridedRows) {
   // x is the first C channels of a wider projection (token rows C + 24 apart)
   Session& s = session();
