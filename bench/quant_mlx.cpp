@@ -97,8 +97,8 @@ MLXN_BENCH(Case{"qmm 4-bit g64 [8,4096]x[14336,4096]", "quant_mlx",
                   return qmm_case(s, 8, kN, kK, {4, 64});
                 },
                 0});
-// Either side of the CUDA mat-vec limit (16 rows): 2 mat-vec passes against dequantize +
-// GEMM; and 64 rows, where the GEMM path must win clearly.
+// The mat-vec at 16 rows, and either side of its limit (48 rows): 6 mat-vec passes against
+// dequantize + GEMM.
 #define MLXN_QMM_ROWS(m)                                                   \
   MLXN_BENCH(Case{"qmm 4-bit g64 [" #m ",4096]x[14336,4096]", "quant_mlx", \
                   [](Session& s) {                                         \
@@ -106,8 +106,8 @@ MLXN_BENCH(Case{"qmm 4-bit g64 [8,4096]x[14336,4096]", "quant_mlx",
                   },                                                       \
                   0})
 MLXN_QMM_ROWS(16);
-MLXN_QMM_ROWS(17);
-MLXN_QMM_ROWS(64);
+MLXN_QMM_ROWS(48);
+MLXN_QMM_ROWS(49);
 #undef MLXN_QMM_ROWS
 MLXN_BENCH(Case{"qmm 3-bit g64 [1,4096]x[14336,4096]", "quant_mlx",
                 [](Session& s) {

@@ -119,11 +119,11 @@ TEST_P(GdnConvTest, VarlenEqualsOneByOne) {
   MLXN_EXPECT_CLOSE(host_values(s, st), ref.state, 0);
 }
 
-// The 16-byte tile path at its edges: T not a multiple of the 32-token tile, C past the last
-// 512-byte channel slice (264 = 256 + 8 bf16, 2 x 128 + 8 f32), several batch rows, and
-// varlen batches of sequences shorter than the window and than a tile (one empty), so runs
-// and tiles straddle sequence starts and reach into the initial state.
-TEST_P(GdnConvTest, TileEdgesMatchReference) {
+// Edges: T not a multiple of a thread's 16-token run, C not a multiple of 512 bytes
+// (264 = 256 + 8 bf16, 2 x 128 + 8 f32), several batch rows, and varlen batches of sequences
+// shorter than the window and than a run (one empty), so runs straddle sequence starts and
+// reach into the initial state.
+TEST_P(GdnConvTest, ChannelEdgesBatchesAndShortSequencesMatchReference) {
   Session& s = session();
   const std::vector<int32_t> cu{0, 2, 3, 40, 41, 75, 75, 110};
   const int64_t C = 264, N = int64_t(cu.size()) - 1, total = cu.back();

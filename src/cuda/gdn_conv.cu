@@ -3,7 +3,6 @@
 #include "cuda/common/dispatch.cuh"
 #include "cuda/common/launch.h"
 #include "cuda/kernels/gdn_conv.cuh"
-#include "cuda/kernels/gdn_conv_tile.cuh"
 #include "ops/dispatch_int.h"
 #include "ops/gdn_args.h"
 #include "ops/registry.h"
@@ -58,16 +57,7 @@ void launch_conv(Session& s, const SsmConvArgs& a) {
   p.silu = a.silu;
   p.vec = vectorizable(a.x, NC) && vectorizable(a.out, NC);
   cudaStream_t st = stream_of(s);
-  // 16-byte rows take the shared-memory tile; the rest the per-thread runs (8-byte or scalar).
-  constexpr int NV = kernels::Vec<T>::N;
-  const bool tile = vectorizable(a.x, NV) && vectorizable(a.out, NV);
-  if (p.tokens > 0 && tile) {
-    // tokens along x (no 65535 limit), 512-byte channel slices along y
-    const dim3 grid(grid_dim("ssm_conv", (p.tokens + k::kConvTileTokens - 1) / k::kConvTileTokens),
-                    grid_dim("ssm_conv", (a.C + k::kConvTileVecs * NV - 1) / (k::kConvTileVecs * NV)));
-    dispatch_width(a.W, [&]<int W>() { k::conv_tile_kernel<T, W><<<grid, k::kConvTileThreads, 0, st>>>(p); });
-    check_launch(s, "ssm_conv");
-  } else if (p.tokens > 0) {
+  if (p.tokens > 0) {
     const dim3 grid(grid_dim("ssm_conv", (a.C + 32 * NC - 1) / (32 * NC)),
                     grid_dim("ssm_conv", (p.tokens + kBlockTokens - 1) / kBlockTokens));
     dispatch_width(a.W, [&]<int W>() { k::conv_prefill_kernel<T, W><<<grid, k::kConvThreads, 0, st>>>(p); });

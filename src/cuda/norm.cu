@@ -29,7 +29,6 @@ void launch_norm(Session& s, const NormArgs& a) {
   p.other = row_ptr<T, const T>(a.other);
   p.weight = static_cast<const W*>(a.weight);
   p.bias = static_cast<const W*>(a.bias);
-  p.rows = a.x.rows;
   p.cols = int(a.x.cols);
   p.eps = a.eps;
   p.stat = static_cast<k::NormStatK>(a.stat);
@@ -51,16 +50,12 @@ void launch_norm(Session& s, const NormArgs& a) {
   if (wide && a.x.rows < 64) vpt = 8;
   const int threads = round_up((chunks + vpt - 1) / vpt, 32);
   cudaStream_t st = stream_of(s);
-  // Plain 16-bit norms (x and a weight, nothing else) keep x as loaded (half the registers)
-  // and run as a persistent grid, one block per resident slot, prefetching the next row.
+  // Plain 16-bit norms (x and a weight, nothing else) keep x as loaded: half the registers,
+  // so more rows in flight per SM (see RowChunks).
   const bool packed = vec && vpt > 1 && sizeof(T) == 2 && !a.residual.data && !a.bias && !a.other.data;
   auto launch = [&]<int V>() {
     if (packed) {
-      if constexpr (V > 1 && sizeof(T) == 2) {
-        auto kernel = k::norm_rows_kernel<T, W, V, true, true>;
-        const int64_t blocks = std::min<int64_t>(a.x.rows, resident_blocks(kernel, threads));
-        kernel<<<unsigned(blocks), threads, 0, st>>>(p);
-      }
+      if constexpr (V > 1 && sizeof(T) == 2) k::norm_rows_kernel<T, W, V, true, true><<<grid, threads, 0, st>>>(p);
     } else if (vec) {
       k::norm_rows_kernel<T, W, V, true, false><<<grid, threads, 0, st>>>(p);
     } else {

@@ -24,10 +24,10 @@ namespace {
 
 // Rows of x above which a plain matmul dequantizes W and runs a GEMM. The mat-vec handles
 // 8 rows per pass and its passes over one row tile run side by side (W comes from DRAM
-// once), but each pass decodes W again: measured on an H200 at 4 bits, N = 14336, K = 4096,
-// a pass of 8 rows costs ~20 us (M = 64: 161.7 us), while dequantize (117 MB written, 33 MB
-// read) + GEMM took 124 us at M = 65, so two passes is where the GEMM path starts to win.
-constexpr int64_t kMatvecMaxRows = 16;
+// once), but each pass decodes W again. Measured on an H200 at 4 bits, N = 14336, K = 4096:
+// mat-vec 25.7 us at 8 rows, 47.9 at 16, 161.7 at 64 (~2.4 us per row); dequantize (117 MB
+// written, 33 MB read) + GEMM ~124 us from 17 to 65 rows. They cross near 48 rows.
+constexpr int64_t kMatvecMaxRows = 48;
 constexpr int64_t kMaxGridY = 65535;
 
 k::QmmParams params(const QuantMlxArgs& a, bool routed) {
@@ -104,7 +104,7 @@ void run_prefill(Session& s, const QuantMlxArgs& a, const char* op) {
         constexpr int kThreads = 256;
         const int64_t chunks = N * (K / 32);
         k::dequantize_kernel<T, S, B, false>
-            <<<grid_dim(op, k::dequant_blocks(chunks, kThreads)), kThreads, 0, stream_of(s)>>>(
+            <<<grid_dim(op, (chunks + kThreads - 1) / kThreads), kThreads, 0, stream_of(s)>>>(
                 static_cast<const uint32_t*>(a.w.packed), static_cast<const S*>(a.w.scales),
                 static_cast<const S*>(a.w.biases), static_cast<T*>(wd.data()), K, N, K, a.w.group_size, nullptr, false,
                 N, 1.f, aligned16(a.w.packed) && aligned16(wd.data()));

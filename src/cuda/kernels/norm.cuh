@@ -23,7 +23,6 @@ struct NormKernelParams {
   RowPtr<const T> other;     // epilogue operand, may be null
   const W* weight;           // may be null
   const W* bias;             // may be null
-  int64_t rows;
   int cols;
   float eps;
   NormStatK stat;
@@ -90,118 +89,100 @@ struct RowChunks<T, VPT, true> {
 // thread (many rows) the operands are loaded after the reduction instead, keeping register
 // use, and so the number of resident rows, where bandwidth needs it. kPacked (the host's
 // choice for plain 16-bit norms: vector path, several chunks, only a weight: no residual, bias
-// or epilogue operand) keeps x as loaded, see RowChunks, and runs as a persistent grid with
-// the next row prefetched (below).
+// or epilogue operand) keeps x as loaded, see RowChunks.
 template <class T, class W, int VPT, bool kVec, bool kPacked>
-__global__ void __launch_bounds__(VPT == 1 ? 1024 : 256, kPacked ? 16 / VPT : 1) norm_rows_kernel(NormKernelParams<T, W> p) {
+__global__ void __launch_bounds__(VPT == 1 ? 1024 : 256) norm_rows_kernel(NormKernelParams<T, W> p) {
   constexpr int N = Vec<T>::N;
   constexpr bool kPreload = VPT == 1;
   static_assert(!(kPacked && kPreload), "the decode configuration preloads floats");
   __shared__ float scratch[32];
-  RowChunks<T, VPT, kPacked> xs, next;
-  auto load_x = [&](RowChunks<T, VPT, kPacked>& dst, int64_t r) {
+  const int64_t row = blockIdx.x;
+  const T* x = p.x.data + row * p.x.row_stride;
+  const T* o = p.other.data ? p.other.data + row * p.other.row_stride : nullptr;
+  RowChunks<T, VPT, kPacked> xs;
+  float w[kPreload ? VPT : 1][N], b[kPreload ? VPT : 1][N], ov[kPreload ? VPT : 1][N];
 #pragma unroll
-    for (int k = 0; k < VPT; ++k)
-      dst.template load<kVec>(p.x.data + r * p.x.row_stride, k, (k * blockDim.x + threadIdx.x) * N, p.cols);
-  };
-  if constexpr (kPacked) load_x(xs, blockIdx.x);
-  // One row per block, or (kPacked) a persistent grid walking rows with a stride: there the
-  // next row's loads go out before this row's reduction, so every block always has a row
-  // in flight, whatever the occupancy.
-  for (int64_t row = blockIdx.x; row < p.rows; row += gridDim.x) {
-    const T* o = p.other.data ? p.other.data + row * p.other.row_stride : nullptr;
-    float w[kPreload ? VPT : 1][N], b[kPreload ? VPT : 1][N], ov[kPreload ? VPT : 1][N];
-    if constexpr (kPacked) {
-      if (row + gridDim.x < p.rows) load_x(next, row + gridDim.x);
-    } else {
-      load_x(xs, row);
-      if constexpr (kPreload) {
-#pragma unroll
-        for (int k = 0; k < VPT; ++k) {
-          const int c = (k * blockDim.x + threadIdx.x) * N;
-          if (p.weight) load_chunk<kVec>(p.weight, c, p.cols, w[k]);
-          if (p.bias) load_chunk<kVec>(p.bias, c, p.cols, b[k]);
-          if (o) load_chunk<kVec>(o, c, p.cols, ov[k]);
-        }
-      }
+  for (int k = 0; k < VPT; ++k) {
+    const int c = (k * blockDim.x + threadIdx.x) * N;
+    xs.template load<kVec>(x, k, c, p.cols);
+    if constexpr (kPreload) {
+      if (p.weight) load_chunk<kVec>(p.weight, c, p.cols, w[k]);
+      if (p.bias) load_chunk<kVec>(p.bias, c, p.cols, b[k]);
+      if (o) load_chunk<kVec>(o, c, p.cols, ov[k]);
     }
-    if constexpr (!kPacked) {
-      if (p.residual.data) {
-        const T* res = p.residual.data + row * p.residual.row_stride;
-        float r[VPT][N];
+  }
+  if constexpr (!kPacked) {
+    if (p.residual.data) {
+      const T* res = p.residual.data + row * p.residual.row_stride;
+      float r[VPT][N];
 #pragma unroll
-        for (int k = 0; k < VPT; ++k) load_chunk<kVec>(res, (k * blockDim.x + threadIdx.x) * N, p.cols, r[k]);
-#pragma unroll
-        for (int k = 0; k < VPT; ++k) {
-#pragma unroll
-          for (int j = 0; j < N; ++j) xs.f[k][j] += r[k][j];
-          if (p.sum_out.data)
-            store_chunk<kVec>(p.sum_out.data + row * p.sum_out.row_stride, (k * blockDim.x + threadIdx.x) * N, p.cols,
-                              xs.f[k]);
-        }
-      }
-    }
-    float mean = 0.f;
-    if (p.stat == NormStatK::layer) {
-      float s = 0.f;
+      for (int k = 0; k < VPT; ++k) load_chunk<kVec>(res, (k * blockDim.x + threadIdx.x) * N, p.cols, r[k]);
 #pragma unroll
       for (int k = 0; k < VPT; ++k) {
-        float v[N];
-        xs.get(k, v);
 #pragma unroll
-        for (int j = 0; j < N; ++j) s += v[j];
+        for (int j = 0; j < N; ++j) xs.f[k][j] += r[k][j];
+        if (p.sum_out.data)
+          store_chunk<kVec>(p.sum_out.data + row * p.sum_out.row_stride, (k * blockDim.x + threadIdx.x) * N, p.cols,
+                            xs.f[k]);
       }
-      mean = block_sum(s, scratch) / float(p.cols);
     }
-    float ss = 0.f;
+  }
+  float mean = 0.f;
+  if (p.stat == NormStatK::layer) {
+    float s = 0.f;
 #pragma unroll
     for (int k = 0; k < VPT; ++k) {
-      const int c = (k * blockDim.x + threadIdx.x) * N;
       float v[N];
       xs.get(k, v);
 #pragma unroll
-      for (int j = 0; j < N; ++j) {
-        const float d = c + j < p.cols ? v[j] - mean : 0.f;  // padding lanes hold 0, not -mean
-        ss += d * d;
-      }
+      for (int j = 0; j < N; ++j) s += v[j];
     }
-    ss = block_sum(ss, scratch);
-    const float inv = rsqrtf((p.stat == NormStatK::l2 ? ss : ss / float(p.cols)) + p.eps);
-    T* y = p.out.data + row * p.out.row_stride;
+    mean = block_sum(s, scratch) / float(p.cols);
+  }
+  float ss = 0.f;
 #pragma unroll
-    for (int k = 0; k < VPT; ++k) {
-      const int c = (k * blockDim.x + threadIdx.x) * N;
-      if (c >= p.cols) break;
-      float v[N], wk[N], bk[N], ok[N], t[N];
-      xs.get(k, v);
-      const int kk = kPreload ? k : 0;
-      if constexpr (kPreload) {
+  for (int k = 0; k < VPT; ++k) {
+    const int c = (k * blockDim.x + threadIdx.x) * N;
+    float v[N];
+    xs.get(k, v);
 #pragma unroll
-        for (int j = 0; j < N; ++j) {
-          wk[j] = w[kk][j];
-          bk[j] = b[kk][j];
-          ok[j] = ov[kk][j];
-        }
-      } else {
-        if (p.weight) load_chunk<kVec>(p.weight, c, p.cols, wk);
-        if constexpr (!kPacked) {
-          if (p.bias) load_chunk<kVec>(p.bias, c, p.cols, bk);
-          if (o) load_chunk<kVec>(o, c, p.cols, ok);
-        }
-      }
+    for (int j = 0; j < N; ++j) {
+      const float d = c + j < p.cols ? v[j] - mean : 0.f;  // padding lanes hold 0, not -mean
+      ss += d * d;
+    }
+  }
+  ss = block_sum(ss, scratch);
+  const float inv = rsqrtf((p.stat == NormStatK::l2 ? ss : ss / float(p.cols)) + p.eps);
+  T* y = p.out.data + row * p.out.row_stride;
+#pragma unroll
+  for (int k = 0; k < VPT; ++k) {
+    const int c = (k * blockDim.x + threadIdx.x) * N;
+    if (c >= p.cols) break;
+    float v[N], wk[N], bk[N], ok[N], t[N];
+    xs.get(k, v);
+    const int kk = kPreload ? k : 0;
+    if constexpr (kPreload) {
 #pragma unroll
       for (int j = 0; j < N; ++j) {
-        float val = (v[j] - mean) * inv;
-        if (p.weight) val *= p.weight_offset ? 1.f + wk[j] : wk[j];
-        if constexpr (!kPacked) val = bias_and_epilogue(p, val, bk[j], ok[j]);
-        t[j] = val;
+        wk[j] = w[kk][j];
+        bk[j] = b[kk][j];
+        ok[j] = ov[kk][j];
       }
-      store_chunk<kVec>(y, c, p.cols, t);
+    } else {
+      if (p.weight) load_chunk<kVec>(p.weight, c, p.cols, wk);
+      if constexpr (!kPacked) {
+        if (p.bias) load_chunk<kVec>(p.bias, c, p.cols, bk);
+        if (o) load_chunk<kVec>(o, c, p.cols, ok);
+      }
     }
-    if constexpr (kPacked)
-      xs = next;
-    else
-      break;  // one row per block: no loop for the compiler to keep registers across
+#pragma unroll
+    for (int j = 0; j < N; ++j) {
+      float val = (v[j] - mean) * inv;
+      if (p.weight) val *= p.weight_offset ? 1.f + wk[j] : wk[j];
+      if constexpr (!kPacked) val = bias_and_epilogue(p, val, bk[j], ok[j]);
+      t[j] = val;
+    }
+    store_chunk<kVec>(y, c, p.cols, t);
   }
 }
 

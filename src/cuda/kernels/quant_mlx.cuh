@@ -245,87 +245,57 @@ __global__ void quantize_kernel(const T* __restrict__ w, int64_t w_stride, uint3
   biases[gi] = from_f32<S>(bias);
 }
 
-// Chunks per thread in dequantize_kernel: all of a thread's loads are issued before its first
-// conversion, so each thread keeps this many chunks in flight (one left the kernel
-// latency-bound at ~32 KB in flight per SM).
-inline constexpr int kDequantUnroll = 4;
-
-// Blocks of `threads` for dequantize_kernel over `chunks` 32-value chunks.
-inline int64_t dequant_blocks(int64_t chunks, int threads) {
-  const int64_t per_block = int64_t(threads) * kDequantUnroll;
-  return (chunks + per_block - 1) / per_block;
-}
-
-// 32-value chunks of rows converted to T; a block covers blockDim.x * kDequantUnroll
-// consecutive chunks, thread t the chunks t, t + blockDim.x, ... of them (coalesced loads).
-// kMlx: MLX's dequantized value (two roundings in the scales' dtype, bit-exact with
-// mx.dequantize), times `mul`; otherwise s * q + b rounded once to T (the weights the
-// matmuls multiply, for the prefill GEMM). `ids` (embedding) selects the source row of output
-// row r; an id out of range gives zeros. vec: the packed matrix and the output rows are
-// 16-byte aligned (vector loads and stores).
+// One thread per 32-value chunk of a row, converted to T. kMlx: MLX's dequantized value
+// (two roundings in the scales' dtype, bit-exact with mx.dequantize), times `mul`; otherwise
+// s * q + b rounded once to T (the weights the matmuls multiply, for the prefill GEMM).
+// `ids` (embedding) selects the source row of output row r; an id out of range gives zeros.
+// vec: the packed matrix and the output rows are 16-byte aligned (vector loads and stores).
 template <class T, class S, int BITS, bool kMlx>
 __global__ void dequantize_kernel(const uint32_t* __restrict__ packed, const S* __restrict__ scales,
                                   const S* __restrict__ biases, T* __restrict__ out, int64_t out_stride, int64_t rows,
                                   int64_t cols, int gs, const void* ids, bool ids_u32, int64_t table_rows, float mul,
                                   bool vec) {
   constexpr int VN = Vec<T>::N;
-  constexpr int U = kDequantUnroll;
-  const int64_t chunks = cols / 32, total = rows * chunks;
-  const int64_t first = int64_t(blockIdx.x) * blockDim.x * U + threadIdx.x;
-  if (first >= total) return;
-  // (row, chunk) of each unrolled chunk by stepping, not dividing, after the first.
-  int64_t row[U], chunk[U], src[U];
-  row[0] = first / chunks;
-  chunk[0] = first % chunks;
-#pragma unroll
-  for (int u = 1; u < U; ++u) {
-    row[u] = row[u - 1];
-    chunk[u] = chunk[u - 1] + blockDim.x;
-    while (chunk[u] >= chunks) chunk[u] -= chunks, ++row[u];
-  }
-  uint32_t w[U][BITS];
-  float sc[U], bi[U];
-#pragma unroll
-  for (int u = 0; u < U; ++u) {
-    src[u] = row[u] < rows ? (ids ? load_id(ids, ids_u32, row[u], table_rows) : row[u]) : -1;
-    if (src[u] < 0) continue;
-    const uint32_t* wp = packed + (src[u] * cols + chunk[u] * 32) * BITS / 32;
-    if (vec)
-      load_chunk<BITS>(wp, w[u]);
-    else
-      load_chunk_scalar<BITS>(wp, w[u]);
-    const int64_t gi = src[u] * (cols / gs) + chunk[u] * 32 / gs;
-    sc[u] = to_f32(scales[gi]);
-    bi[u] = to_f32(biases[gi]);
-  }
-#pragma unroll
-  for (int u = 0; u < U; ++u) {
-    if (row[u] >= rows) break;
-    T* o = out + row[u] * out_stride + chunk[u] * 32;
-    if (src[u] < 0) {
+  const int64_t chunks = cols / 32;
+  const int64_t ci = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (ci >= rows * chunks) return;
+  const int64_t r = ci / chunks, c = ci % chunks;
+  T* o = out + r * out_stride + c * 32;
+  int64_t src = r;
+  if (ids) {
+    src = load_id(ids, ids_u32, r, table_rows);
+    if (src < 0) {
 #pragma unroll
       for (int i = 0; i < 32; ++i) o[i] = from_f32<T>(0.f);
-      continue;
+      return;
     }
+  }
+  uint32_t w[BITS];
+  const uint32_t* wp = packed + (src * cols + c * 32) * BITS / 32;
+  if (vec)
+    load_chunk<BITS>(wp, w);
+  else
+    load_chunk_scalar<BITS>(wp, w);
+  const int64_t gi = src * (cols / gs) + c * 32 / gs;
+  const float s = to_f32(scales[gi]), b = to_f32(biases[gi]);
 #pragma unroll
-    for (int j = 0; j < 32; j += VN) {
-      float v[VN];
+  for (int j = 0; j < 32; j += VN) {
+    float v[VN];
 #pragma unroll
-      for (int i = 0; i < VN; ++i) {
-        const float q = value_f32<BITS>(w[u], j + i);
-        if constexpr (kMlx) {
-          const float m = mlx_value<S>(q, sc[u], bi[u]);
-          v[i] = mul == 1.f ? m : __fmul_rn(m, mul);
-        } else {
-          v[i] = fmaf(q, sc[u], bi[u]);
-        }
-      }
-      if (vec) {
-        store_chunk<true, T, VN>(o, j, 32, v);
+    for (int i = 0; i < VN; ++i) {
+      const float q = value_f32<BITS>(w, j + i);
+      if constexpr (kMlx) {
+        const float m = mlx_value<S>(q, s, b);
+        v[i] = mul == 1.f ? m : __fmul_rn(m, mul);
       } else {
-#pragma unroll
-        for (int i = 0; i < VN; ++i) o[j + i] = from_f32<T>(v[i]);
+        v[i] = fmaf(q, s, b);
       }
+    }
+    if (vec) {
+      store_chunk<true, T, VN>(o, j, 32, v);
+    } else {
+#pragma unroll
+      for (int i = 0; i < VN; ++i) o[j + i] = from_f32<T>(v[i]);
     }
   }
 }
