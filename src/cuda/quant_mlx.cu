@@ -40,11 +40,11 @@ void dequant_rows(Session& s, const QuantMlxArgs& a, int64_t out_rows, const cha
   dispatch_float(a.out.dtype, op, [&]<class T>() {
     dispatch_float(a.w.scale_dtype, op, [&]<class S>() {
       dispatch_bits(a.w.bits, [&]<int B>() {
-        k::dequantize_kernel<T, S, B, true>
-            <<<grid_dim(op, (chunks + kThreads - 1) / kThreads), kThreads, 0, stream_of(s)>>>(
-                static_cast<const uint32_t*>(a.w.packed), static_cast<const S*>(a.w.scales),
-                static_cast<const S*>(a.w.biases), static_cast<T*>(a.out.data), a.out.row_stride, out_rows, a.w.cols,
-                a.w.group_size, a.ids, a.ids_dtype == DType::u32, a.w.rows, a.scale, vec);
+        k::dequantize_kernel<T, S, B, true><<<grid_dim(op, (chunks + k::kDequantThreads - 1) / k::kDequantThreads),
+                                              k::kDequantThreads, 0, stream_of(s)>>>(
+            static_cast<const uint32_t*>(a.w.packed), static_cast<const S*>(a.w.scales),
+            static_cast<const S*>(a.w.biases), static_cast<T*>(a.out.data), a.out.row_stride, out_rows, a.w.cols,
+            a.w.group_size, a.ids, a.ids_dtype == DType::u32, a.w.rows, a.scale, vec, /*dense=*/false);
       });
     });
   });

@@ -101,13 +101,13 @@ void run_prefill(Session& s, const QuantMlxArgs& a, const char* op) {
   dispatch_float(dt, op, [&]<class T>() {
     dispatch_float(a.w.scale_dtype, op, [&]<class S>() {
       dispatch_bits(a.w.bits, [&]<int B>() {
-        constexpr int kThreads = 256;
+        constexpr int kThreads = k::kDequantThreads;
         const int64_t chunks = N * (K / 32);
         k::dequantize_kernel<T, S, B, false>
             <<<grid_dim(op, (chunks + kThreads - 1) / kThreads), kThreads, 0, stream_of(s)>>>(
                 static_cast<const uint32_t*>(a.w.packed), static_cast<const S*>(a.w.scales),
                 static_cast<const S*>(a.w.biases), static_cast<T*>(wd.data()), K, N, K, a.w.group_size, nullptr, false,
-                N, 1.f, aligned16(a.w.packed) && aligned16(wd.data()));
+                N, 1.f, aligned16(a.w.packed) && aligned16(wd.data()), /*dense=*/true);
       });
     });
   });
