@@ -97,8 +97,8 @@ MLXN_BENCH(Case{"qmm 4-bit g64 [8,4096]x[14336,4096]", "quant_mlx",
                   return qmm_case(s, 8, kN, kK, {4, 64});
                 },
                 0});
-// The mat-vec at 16 rows, and either side of its limit (48 rows): 6 mat-vec passes against
-// dequantize + GEMM.
+// The mat-vec at 16 rows, either side of its limit (24 rows: 3 mat-vec passes against
+// dequantize + GEMM), and 48 rows on the GEMM path.
 #define MLXN_QMM_ROWS(m)                                                   \
   MLXN_BENCH(Case{"qmm 4-bit g64 [" #m ",4096]x[14336,4096]", "quant_mlx", \
                   [](Session& s) {                                         \
@@ -106,8 +106,9 @@ MLXN_BENCH(Case{"qmm 4-bit g64 [8,4096]x[14336,4096]", "quant_mlx",
                   },                                                       \
                   0})
 MLXN_QMM_ROWS(16);
+MLXN_QMM_ROWS(24);
+MLXN_QMM_ROWS(25);
 MLXN_QMM_ROWS(48);
-MLXN_QMM_ROWS(49);
 #undef MLXN_QMM_ROWS
 MLXN_BENCH(Case{"qmm 3-bit g64 [1,4096]x[14336,4096]", "quant_mlx",
                 [](Session& s) {

@@ -361,7 +361,7 @@ TEST_P(QuantMlxTest, QuantizeRoundTrip) {
 
 // Rows of x: decode (1, 2, 8 = one mat-vec unit, 9 = two), the CUDA mat-vec limit (64) and
 // one past it (65, the dequantize + GEMM path), and a prefill size.
-const int64_t kMatmulRows[] = {1, 2, 8, 9, 48, 49, 130};  // 48/49: the CUDA mat-vec limit
+const int64_t kMatmulRows[] = {1, 2, 8, 9, 24, 25, 130};  // 24/25: the CUDA mat-vec limit
 
 TEST_P(QuantMlxTest, MatmulEveryFormat) {
   Session& s = session();

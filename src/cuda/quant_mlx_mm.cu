@@ -25,9 +25,9 @@ namespace {
 // Rows of x above which a plain matmul dequantizes W and runs a GEMM. The mat-vec handles
 // 8 rows per pass and its passes over one row tile run side by side (W comes from DRAM
 // once), but each pass decodes W again. Measured on an H200 at 4 bits, N = 14336, K = 4096:
-// mat-vec 25.7 us at 8 rows, 47.9 at 16, 161.7 at 64 (~2.4 us per row); dequantize (117 MB
-// written, 33 MB read) + GEMM ~124 us from 17 to 65 rows. They cross near 48 rows.
-constexpr int64_t kMatvecMaxRows = 48;
+// mat-vec 25.6 us at 8 rows, 48.0 at 16, 124.8 at 48 (~2.4 us per row); dequantize (117 MB
+// written, 33 MB read, ~38 us) + GEMM 75.6 us at 49 rows. They cross near 27 rows.
+constexpr int64_t kMatvecMaxRows = 24;
 constexpr int64_t kMaxGridY = 65535;
 
 k::QmmParams params(const QuantMlxArgs& a, bool routed) {
