@@ -44,7 +44,7 @@ void dequant_rows(Session& s, const QuantMlxArgs& a, int64_t out_rows, const cha
                                               k::kDequantThreads, 0, stream_of(s)>>>(
             static_cast<const uint32_t*>(a.w.packed), static_cast<const S*>(a.w.scales),
             static_cast<const S*>(a.w.biases), static_cast<T*>(a.out.data), a.out.row_stride, out_rows, a.w.cols,
-            a.w.group_size, a.ids, a.ids_dtype == DType::u32, a.w.rows, a.scale, vec, /*dense=*/false);
+            a.w.group_size, a.ids, a.ids_dtype == DType::u32, a.w.rows, a.scale, vec);
       });
     });
   });

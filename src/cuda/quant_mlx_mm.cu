@@ -107,7 +107,7 @@ void run_prefill(Session& s, const QuantMlxArgs& a, const char* op) {
             <<<grid_dim(op, (chunks + kThreads - 1) / kThreads), kThreads, 0, stream_of(s)>>>(
                 static_cast<const uint32_t*>(a.w.packed), static_cast<const S*>(a.w.scales),
                 static_cast<const S*>(a.w.biases), static_cast<T*>(wd.data()), K, N, K, a.w.group_size, nullptr, false,
-                N, 1.f, aligned16(a.w.packed) && aligned16(wd.data()), /*dense=*/true);
+                N, 1.f, aligned16(a.w.packed) && aligned16(wd.data()));
       });
     });
   });

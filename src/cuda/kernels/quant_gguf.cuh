@@ -30,12 +30,17 @@ __device__ __forceinline__ void store32(T* dst, const float (&v)[32]) {
 
 // out row r = decode(w row r). rows * units_per_row threads in all (grid-stride).
 // kPacked (half outputs only, 16-byte aligned rows): the packed half decoder, whose scales
-// are rounded to the half type first; otherwise exact f32 values rounded once.
+// are rounded to the half type first; otherwise exact f32 values rounded once. Packed dense
+// outputs (rows back to back) are stored a warp's span at a time (warp_store_span) wherever
+// the whole warp lies inside the matrix.
 template <class B, class T, bool kVec, bool kPacked = false>
 __global__ void __launch_bounds__(256)
     gguf_dequant_kernel(const uint8_t* __restrict__ w, int64_t w_row_bytes, T* __restrict__ out, int64_t out_row_stride,
                         int64_t rows, int64_t units_per_row) {
+  __shared__ uint4 stage[kPacked ? 256 / 32 : 1][kPacked ? 32 * 4 : 1];
   const int64_t total = rows * units_per_row;
+  const bool dense = out_row_stride == 32 * units_per_row;
+  const int lane = threadIdx.x & 31;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = i / units_per_row, u = i - r * units_per_row;
     T* dst = out + r * out_row_stride + 32 * u;
@@ -45,9 +50,16 @@ __global__ void __launch_bounds__(256)
       uint32_t pr[16];
       gguf::decode_pairs<B, std::is_same_v<T, __half>>(w + r * w_row_bytes + (u / kUnits) * B::kBytes, int(u % kUnits),
                                                        pr);
+      uint4 piece[4];
 #pragma unroll
-      for (int q = 0; q < 4; ++q)
-        reinterpret_cast<uint4*>(dst)[q] = make_uint4(pr[4 * q], pr[4 * q + 1], pr[4 * q + 2], pr[4 * q + 3]);
+      for (int q = 0; q < 4; ++q) piece[q] = make_uint4(pr[4 * q], pr[4 * q + 1], pr[4 * q + 2], pr[4 * q + 3]);
+      // Warp-uniform: the warp's 32 units are consecutive (grid-stride by whole blocks).
+      if (dense && i - lane + 31 < total) {
+        warp_store_span(out + (i - lane) * 32, stage[threadIdx.x / 32], piece);
+      } else {
+#pragma unroll
+        for (int q = 0; q < 4; ++q) reinterpret_cast<uint4*>(dst)[q] = piece[q];
+      }
     } else {
       float v[32];
       gguf::decode_unit<B>(w + r * w_row_bytes, u, v);

@@ -245,7 +245,7 @@ __global__ void quantize_kernel(const T* __restrict__ w, int64_t w_stride, uint3
   biases[gi] = from_f32<S>(bias);
 }
 
-// Threads per block of dequantize_kernel (the staged store below assumes it).
+// Threads per block of dequantize_kernel.
 inline constexpr int kDequantThreads = 256;
 
 // One thread per 32-value chunk of a row, converted to T. kMlx: MLX's dequantized value
@@ -253,22 +253,20 @@ inline constexpr int kDequantThreads = 256;
 // s * q + b rounded once to T (the weights the matmuls multiply, for the prefill GEMM).
 // `ids` (embedding) selects the source row of output row r; an id out of range gives zeros.
 // vec: the packed matrix and the output rows are 16-byte aligned (vector loads and stores).
-// dense (!kMlx only): out_stride == cols, so a warp's 32 chunks are one contiguous span; the
-// warp then stores through shared memory, each instruction writing 512 contiguous bytes,
-// instead of each lane writing its own 64 bytes (16-byte pieces at a 64-byte stride per
-// instruction: twice the L2 store transactions, which bound the kernel at ~1.5 TB/s).
+// Dense outputs (rows back to back, no ids) are stored a warp's span at a time
+// (warp_store_span) wherever the whole block lies inside the matrix.
 template <class T, class S, int BITS, bool kMlx>
 __global__ void __launch_bounds__(kDequantThreads)
     dequantize_kernel(const uint32_t* __restrict__ packed, const S* __restrict__ scales, const S* __restrict__ biases,
                       T* __restrict__ out, int64_t out_stride, int64_t rows, int64_t cols, int gs, const void* ids,
-                      bool ids_u32, int64_t table_rows, float mul, bool vec, bool dense) {
+                      bool ids_u32, int64_t table_rows, float mul, bool vec) {
   constexpr int VN = Vec<T>::N;
-  constexpr int kVecs = 32 / VN;  // 16-byte vectors per chunk
-  __shared__ Vec<T> stage[kMlx ? 1 : kDequantThreads / 32][kMlx ? 1 : 32 * kVecs];
+  constexpr int kPieces = 32 / VN;  // 16-byte vectors per chunk
+  __shared__ uint4 stage[kDequantThreads / 32][32 * kPieces];
   const int64_t chunks = cols / 32, total = rows * chunks;
   const int64_t ci = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  // Block-uniform, so the whole warp takes the same path.
-  const bool staged = !kMlx && dense && vec && (int64_t(blockIdx.x) + 1) * blockDim.x <= total;
+  // Block-uniform, so whole warps take the same path.
+  const bool staged = vec && !ids && out_stride == cols && (int64_t(blockIdx.x) + 1) * blockDim.x <= total;
   if (ci >= total) return;
   const int64_t r = ci / chunks, c = ci % chunks;
   T* o = out + r * out_stride + c * 32;
@@ -289,42 +287,31 @@ __global__ void __launch_bounds__(kDequantThreads)
     load_chunk_scalar<BITS>(wp, w);
   const int64_t gi = src * (cols / gs) + c * 32 / gs;
   const float s = to_f32(scales[gi]), b = to_f32(biases[gi]);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  uint4 piece[kPieces];
 #pragma unroll
   for (int j = 0; j < 32; j += VN) {
-    float v[VN];
+    Vec<T> t;
 #pragma unroll
     for (int i = 0; i < VN; ++i) {
       const float q = value_f32<BITS>(w, j + i);
+      float v;
       if constexpr (kMlx) {
         const float m = mlx_value<S>(q, s, b);
-        v[i] = mul == 1.f ? m : __fmul_rn(m, mul);
+        v = mul == 1.f ? m : __fmul_rn(m, mul);
       } else {
-        v[i] = fmaf(q, s, b);
+        v = fmaf(q, s, b);
       }
+      t.v[i] = from_f32<T>(v);
     }
-    if (staged) {
-      if constexpr (!kMlx) {
-        Vec<T> t;
+    if (staged)
+      piece[j / VN] = *reinterpret_cast<const uint4*>(t.v);
+    else if (vec)
+      store_vec(o + j, t);
+    else
 #pragma unroll
-        for (int i = 0; i < VN; ++i) t.v[i] = from_f32<T>(v[i]);
-        stage[warp][lane * kVecs + j / VN] = t;
-      }
-    } else if (vec) {
-      store_chunk<true, T, VN>(o, j, 32, v);
-    } else {
-#pragma unroll
-      for (int i = 0; i < VN; ++i) o[j + i] = from_f32<T>(v[i]);
-    }
+      for (int i = 0; i < VN; ++i) o[j + i] = t.v[i];
   }
-  if constexpr (!kMlx) {
-    if (staged) {
-      __syncwarp();
-      T* span = out + (ci - lane) * 32;  // the warp's first chunk (dense: rows back to back)
-#pragma unroll
-      for (int j = 0; j < kVecs; ++j) store_vec(span + (j * 32 + lane) * VN, stage[warp][j * 32 + lane]);
-    }
-  }
+  if (staged) warp_store_span(out + (ci - (threadIdx.x & 31)) * 32, stage[threadIdx.x / 32], piece);
 }
 
 }  // namespace mlxn::kernels::qmlx
