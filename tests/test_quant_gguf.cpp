@@ -310,9 +310,13 @@ TEST_P(QuantGgufTest, MatmulIdMatchesEachExpertAlone) {
                 const auto av = host_values(session(), alone);
                 const std::vector<double> row(got.begin() + (tk * top_k + s) * n,
                                               got.begin() + (tk * top_k + s + 1) * n);
-                if (!close(row, av, 1e-6)) {
+                // The routed and the plain mat-vec sum K in different orders (the plain one
+                // splits K over 4 warps), so an element may round to the neighbouring value of
+                // the output type: half a unit in its last place, relative, over the row.
+                const double tol = dt == DType::f32 ? 1e-6 : 1.0 / 256;
+                if (!close(row, av, tol)) {
                   ADD_FAILURE() << "token " << tk << " slot " << s << " expert " << ex << ": "
-                                << close(row, av, 1e-6).message();
+                                << close(row, av, tol).message();
                   return;
                 }
               }
