@@ -278,31 +278,32 @@ __device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4],
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// 32 consecutive inputs at p as 16 operand pairs in fragment order: b[2s] = (x[4s], x[4s+1]),
+// 8 consecutive inputs at p as 4 operand pairs in fragment order: b[2s] = (x[4s], x[4s+1]),
 // b[2s + 1] = (x[4s + 2], x[4s + 3]). When the input type is the operand type the pairs are
 // the raw 32-bit words.
 template <class T, bool kF16, bool kVec>
-__device__ __forceinline__ void load_x32(const T* p, uint32_t (&b)[16]) {
+__device__ __forceinline__ void load_x8(const T* p, uint32_t (&b)[4]) {
   if constexpr (kVec && !std::is_same_v<T, float>) {
-#pragma unroll
-    for (int q = 0; q < 4; ++q) {
-      const uint4 v = __ldg(reinterpret_cast<const uint4*>(p) + q);
-      b[4 * q] = v.x;
-      b[4 * q + 1] = v.y;
-      b[4 * q + 2] = v.z;
-      b[4 * q + 3] = v.w;
-    }
+    const uint4 v = __ldg(reinterpret_cast<const uint4*>(p));
+    b[0] = v.x, b[1] = v.y, b[2] = v.z, b[3] = v.w;
   } else if constexpr (kVec) {
 #pragma unroll
-    for (int q = 0; q < 8; ++q) {
-      const float4 v = __ldg(reinterpret_cast<const float4*>(p) + q);
-      b[2 * q] = pack2<kF16>(v.x, v.y);
-      b[2 * q + 1] = pack2<kF16>(v.z, v.w);
+    for (int i = 0; i < 2; ++i) {
+      const float4 v = __ldg(reinterpret_cast<const float4*>(p) + i);
+      b[2 * i] = pack2<kF16>(v.x, v.y);
+      b[2 * i + 1] = pack2<kF16>(v.z, v.w);
     }
   } else {
 #pragma unroll
-    for (int i = 0; i < 16; ++i) b[i] = pack2<kF16>(to_f32(p[2 * i]), to_f32(p[2 * i + 1]));
+    for (int i = 0; i < 4; ++i) b[i] = pack2<kF16>(to_f32(p[2 * i]), to_f32(p[2 * i + 1]));
   }
+}
+
+// 32 consecutive inputs at p as 16 operand pairs, in the same order: four load_x8 pieces.
+template <class T, bool kF16, bool kVec>
+__device__ __forceinline__ void load_x32(const T* p, uint32_t (&b)[16]) {
+#pragma unroll
+  for (int q = 0; q < 4; ++q) load_x8<T, kF16, kVec>(p + 8 * q, *reinterpret_cast<uint32_t(*)[4]>(b + 4 * q));
 }
 
 // Shared memory of the mat-vec: two stage buffers, then the cross-warp reduction area.

@@ -41,25 +41,6 @@ struct SplitkStage {
   static_assert(kWarpSmem >= 16 * 8 * int(sizeof(float)), "the ring holds the warp's partial products");
 };
 
-// 8 consecutive inputs at p as 4 operand pairs, the fragment order of load_x32.
-template <class T, bool kF16, bool kVec>
-__device__ __forceinline__ void load_x8(const T* p, uint32_t (&b)[4]) {
-  if constexpr (kVec && !std::is_same_v<T, float>) {
-    const uint4 v = __ldg(reinterpret_cast<const uint4*>(p));
-    b[0] = v.x, b[1] = v.y, b[2] = v.z, b[3] = v.w;
-  } else if constexpr (kVec) {
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      const float4 v = __ldg(reinterpret_cast<const float4*>(p) + i);
-      b[2 * i] = pack2<kF16>(v.x, v.y);
-      b[2 * i + 1] = pack2<kF16>(v.z, v.w);
-    }
-  } else {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) b[i] = pack2<kF16>(to_f32(p[2 * i]), to_f32(p[2 * i + 1]));
-  }
-}
-
 // One block per 16-row tile (grid.x = tiles), 128 threads. Requires 16-byte aligned weight
 // rows (p.copy16) of fewer than 2^27 bytes, p.pairs <= 8, no expert routing and a packed
 // decoder for B; kXVec: 16-byte aligned input rows.
