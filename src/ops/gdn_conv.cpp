@@ -13,8 +13,12 @@ namespace {
 constexpr int kMinWidth = 2, kMaxWidth = 8;
 
 // weight [C, W] and bias [C]: f32 or x's dtype, contiguous. Returns W.
-int check_conv_params(const char* op, Session& s, const Tensor& weight, const std::optional<Tensor>& bias, DType xdt,
-                      int64_t C) {
+// Checks the conv weight and bias against x's dtype and C, then fills what the prefill and
+// the decode step share: C, W, weight, bias, silu.
+template <class Args, class Options>
+void set_conv_params(const char* op, Session& s, const Tensor& weight, const Options& o, DType xdt, int64_t C,
+                     Args& a) {
+  const std::optional<Tensor>& bias = o.bias;
   check_device(op, s, "weight", weight);
   if (weight.dtype() != DType::f32 && weight.dtype() != xdt)
     throw_error<InvalidArgument>(op, "weight has dtype ", name(weight.dtype()), ", expected f32 or ", name(xdt));
@@ -30,8 +34,14 @@ int check_conv_params(const char* op, Session& s, const Tensor& weight, const st
       throw_error<InvalidArgument>(op, "bias has dtype ", name(bias->dtype()), ", expected f32 or ", name(xdt));
     check_shape(op, "bias", *bias, {C});
     check_contiguous(op, "bias", *bias);
+    a.bias = bias->data();
+    a.bias_dtype = bias->dtype();
   }
-  return int(W);
+  a.C = C;
+  a.W = int(W);
+  a.weight = weight.data();
+  a.weight_dtype = weight.dtype();
+  a.silu = o.silu;
 }
 
 void check_conv_state(const char* op, Session& s, const char* name, const Tensor& st, const Tensor& x, int64_t N, int W,
@@ -54,18 +64,10 @@ void ssm_conv(Session& s, const Tensor& x, const Tensor& weight, const Tensor& o
   check_same_shape(op, "x", x, "out", out);
   const int64_t B = x.dim(0), T = x.dim(1), C = x.dim(2);
   SsmConvArgs a;
-  a.W = check_conv_params(op, s, weight, o.bias, x.dtype(), C);
+  set_conv_params(op, s, weight, o, x.dtype(), C, a);
   a.x = as_rows(op, "x", x);
   a.out = as_rows(op, "out", out);
   a.seq = seq_layout(op, s, B, T, o.cu_seqlens);
-  a.C = C;
-  a.weight = weight.data();
-  a.weight_dtype = weight.dtype();
-  if (o.bias) {
-    a.bias = o.bias->data();
-    a.bias_dtype = o.bias->dtype();
-  }
-  a.silu = o.silu;
   if (o.state_in) {
     check_conv_state(op, s, "state_in", *o.state_in, x, a.seq.N, a.W, C);
     a.state_in = o.state_in->data();
@@ -100,20 +102,12 @@ void ssm_conv_step(Session& s, const Tensor& x, const Tensor& weight, const Tens
   check_same_shape(op, "x", x, "out", out);
   const int64_t B = x.dim(0), C = x.dim(-1);
   SsmConvStepArgs a;
-  a.W = check_conv_params(op, s, weight, o.bias, x.dtype(), C);
+  set_conv_params(op, s, weight, o, x.dtype(), C, a);
   a.x = as_rows(op, "x", x);
   a.out = as_rows(op, "out", out);
   check_conv_state(op, s, "state", state, x, B, a.W, C);
   a.state = state.data();
   a.B = B;
-  a.C = C;
-  a.weight = weight.data();
-  a.weight_dtype = weight.dtype();
-  if (o.bias) {
-    a.bias = o.bias->data();
-    a.bias_dtype = o.bias->dtype();
-  }
-  a.silu = o.silu;
   check_no_overlap(op, "out", out, "x", x, true);  // each channel reads its x before writing out
   check_no_overlap(op, "out", out, "state", state, false);
   check_no_overlap(op, "out", out, "weight", weight, false);
