@@ -181,10 +181,10 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT>
       if (np * 16 > m0) break;  // wholly above the diagonal
       uint32_t b[4];
       ldsm_x4(b, b_nk(ks, LDK, np * 16, k0, lane));
-      mma16816<CT>(ckk[2 * np], ak, b[0], b[1]);
-      mma16816<CT>(ckk[2 * np + 1], ak, b[2], b[3]);
-      mma16816<CT>(cqk[2 * np], aq, b[0], b[1]);
-      mma16816<CT>(cqk[2 * np + 1], aq, b[2], b[3]);
+      mma_16816<CT>(ckk[2 * np], ak, b[0], b[1]);
+      mma_16816<CT>(ckk[2 * np + 1], ak, b[2], b[3]);
+      mma_16816<CT>(cqk[2 * np], aq, b[0], b[1]);
+      mma_16816<CT>(cqk[2 * np + 1], aq, b[2], b[3]);
     }
   }
   CT* aqk = p.Aqk + (slot * p.H + h) * kChunk * kChunk;
@@ -317,14 +317,8 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_kernel(ChunkParams<CT> p)
       ldsm_x4(aq, a_rows(qs, LDK, m0, k0, lane));
       ldsm_x4(b0, b_nk(hT, LDK, 0, k0, lane));
       ldsm_x4(b1, b_nk(hT, LDK, 16, k0, lane));
-      mma16816<CT>(kh[0], ak, b0[0], b0[1]);
-      mma16816<CT>(kh[1], ak, b0[2], b0[3]);
-      mma16816<CT>(kh[2], ak, b1[0], b1[1]);
-      mma16816<CT>(kh[3], ak, b1[2], b1[3]);
-      mma16816<CT>(qh[0], aq, b0[0], b0[1]);
-      mma16816<CT>(qh[1], aq, b0[2], b0[3]);
-      mma16816<CT>(qh[2], aq, b1[0], b1[1]);
-      mma16816<CT>(qh[3], aq, b1[2], b1[3]);
+      mma_16x32<CT>(kh, ak, b0, b1);
+      mma_16x32<CT>(qh, aq, b0, b1);
     }
     // X = beta (v - e^gc rk (k h)) -> shared; q h scaled into the output accumulator
 #pragma unroll
@@ -357,10 +351,7 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_kernel(ChunkParams<CT> p)
       ldsm_x4(a, a_rows(ais, kLdC, m0, k0, lane));
       ldsm_x4_t(b0, b_kn(xs, LDV, 0, k0, lane));
       ldsm_x4_t(b1, b_kn(xs, LDV, 16, k0, lane));
-      mma16816<CT>(vn[0], a, b0[0], b0[1]);
-      mma16816<CT>(vn[1], a, b0[2], b0[3]);
-      mma16816<CT>(vn[2], a, b1[0], b1[1]);
-      mma16816<CT>(vn[3], a, b1[2], b1[3]);
+      mma_16x32<CT>(vn, a, b0, b1);
     }
     const float G = rows[kGc * kChunk + len - 1];
 #pragma unroll
@@ -385,10 +376,7 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_kernel(ChunkParams<CT> p)
       ldsm_x4(a, a_rows(aqks, kLdC, m0, k0, lane));
       ldsm_x4_t(b0, b_kn(vns, LDV, 0, k0, lane));
       ldsm_x4_t(b1, b_kn(vns, LDV, 16, k0, lane));
-      mma16816<CT>(qh[0], a, b0[0], b0[1]);
-      mma16816<CT>(qh[1], a, b0[2], b0[3]);
-      mma16816<CT>(qh[2], a, b1[0], b1[1]);
-      mma16816<CT>(qh[3], a, b1[2], b1[3]);
+      mma_16x32<CT>(qh, a, b0, b1);
     }
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
@@ -417,10 +405,7 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_kernel(ChunkParams<CT> p)
       for (int mt = 0; mt < MT; ++mt) {
         uint32_t a[4];
         ldsm_x4_t(a, a_trans(ks, LDK, s0 + mt * 16, k0, lane));
-        mma16816<CT>(hacc[mt][0], a, b0[0], b0[1]);
-        mma16816<CT>(hacc[mt][1], a, b0[2], b0[3]);
-        mma16816<CT>(hacc[mt][2], a, b1[0], b1[1]);
-        mma16816<CT>(hacc[mt][3], a, b1[2], b1[3]);
+        mma_16x32<CT>(hacc[mt], a, b0, b1);
       }
     }
 #pragma unroll

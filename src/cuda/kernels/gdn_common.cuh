@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "cuda/kernels/math.cuh"
+#include "cuda/kernels/mma.cuh"
 
 namespace mlxn::kernels::gdn {
 
@@ -85,37 +86,6 @@ __device__ __forceinline__ bool chunk_of_slot(const SeqLayout& s, int64_t slot, 
   const int64_t rest = slen - c * kChunk;
   len = int(rest < kChunk ? rest : kChunk);
   return true;
-}
-
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// BYTES (4, 8 or 16) global -> shared, asynchronously; with valid == false the destination is
-// zeroed (nothing is read from src, which must still be a mapped address).
-template <int BYTES>
-__device__ __forceinline__ void cp_async(void* dst, const void* src, bool valid) {
-  static_assert(BYTES == 4 || BYTES == 8 || BYTES == 16, "cp.async moves 4, 8 or 16 bytes");
-  const int n = valid ? BYTES : 0;
-  if constexpr (BYTES == 16)  // .cg: bypass L1 (16-byte copies only)
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(n));
-  else
-    asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(smem_addr(dst)), "l"(src), "n"(BYTES), "r"(n));
-}
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) { cp_async<16>(dst, src, valid); }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-// Waits until at most N of this thread's groups are pending. The memory clobber keeps the
-// compiler from moving shared-memory reads above it: a thread that reads back only what it
-// copied itself needs no barrier after this.
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-// cp_async_wait<n>() for a count known only after unrolling (0 <= n < MAX; folds to one wait).
-template <int MAX>
-__device__ __forceinline__ void cp_async_wait_n(int n) {
-  [&]<int... I>(std::integer_sequence<int, I...>) { ((n == I ? cp_async_wait<I>() : void()), ...); }
-  (std::make_integer_sequence<int, MAX>{});
 }
 
 // N elements (16 bytes of T, or N scalars when not vectorisable) as floats.

@@ -1,12 +1,6 @@
 #pragma once
-// Warp-level tensor-core building blocks for the chunked delta rule (sm_80+ instructions,
-// run on Hopper): ldmatrix fragment loads, m16n8k16 mma with f32 accumulation in bf16 or
-// f16 (cp.async copies: gdn_common.cuh).
-//
-// Fragment layout of mma.m16n8k16 (g = lane / 4, t = lane % 4):
-//   A (16 x 16, row-major): a0 (g, 2t..2t+1), a1 (g+8, 2t..), a2 (g, 2t+8..), a3 (g+8, 2t+8..)
-//   B (16 x 8):             b0 (k 2t..2t+1, n g), b1 (k 2t+8.., n g)
-//   C (16 x 8, f32):        c0 c1 (g, 2t..2t+1), c2 c3 (g+8, 2t..2t+1)
+// Fragment helpers of the chunked delta rule on top of kernels/mma.cuh: operand packing and
+// the ldmatrix addresses of the tile shapes used here.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -16,35 +10,14 @@
 
 namespace mlxn::kernels::gdn {
 
-__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p)));
-}
-__device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p)));
-}
-
+// c[n] += a . b over one 16 x 32 slab of B: n-tiles 0, 1 from b0 (one ldsm_x4) and 2, 3 from b1.
 template <class CT>
-__device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
-template <>
-__device__ __forceinline__ void mma16816<__nv_bfloat16>(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
-                                                        uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-template <>
-__device__ __forceinline__ void mma16816<__half>(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+__device__ __forceinline__ void mma_16x32(float (&c)[4][4], const uint32_t (&a)[4], const uint32_t (&b0)[4],
+                                          const uint32_t (&b1)[4]) {
+  mma_16816<CT>(c[0], a, b0[0], b0[1]);
+  mma_16816<CT>(c[1], a, b0[2], b0[3]);
+  mma_16816<CT>(c[2], a, b1[0], b1[1]);
+  mma_16816<CT>(c[3], a, b1[2], b1[3]);
 }
 
 // Two floats as one 32-bit pair of CT (the lower address holds `lo`).

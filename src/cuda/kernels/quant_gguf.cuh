@@ -5,6 +5,7 @@
 #include <type_traits>
 
 #include "cuda/kernels/math.cuh"
+#include "cuda/kernels/mma.cuh"
 #include "ops/quant_gguf_blocks.h"
 
 namespace mlxn::kernels {
@@ -211,20 +212,6 @@ struct MatvecParams {
   bool x_vec;   // input rows are 16-byte aligned: vector loads
 };
 
-template <int G>
-__device__ __forceinline__ void cp_async(void* smem, const void* gmem) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  if constexpr (G == 16)
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem));
-  else
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(gmem));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
 // Copies `rows` rows of `bytes` (even) bytes, source rows row_bytes apart, to shared rows
 // `pitch` apart: whole G-byte chunks as asynchronous copies (G = 16 or 4: the caller checked
 // that the source rows and stages are G-aligned), the remainder 2 bytes at a time (all of it
@@ -260,22 +247,6 @@ __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
     r = *reinterpret_cast<const uint32_t*>(&h);
   }
   return r;
-}
-
-template <bool kF16>
-__device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  if constexpr (kF16)
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  else
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 // 8 consecutive inputs at p as 4 operand pairs in fragment order: b[2s] = (x[4s], x[4s+1]),
@@ -427,7 +398,7 @@ __global__ void __launch_bounds__(128) gguf_matvec_kernel(MatvecParams p) {
 #pragma unroll
         for (int s2 = 0; s2 < 8; ++s2) {
           const uint32_t a[4] = {pa[2 * s2], pb[2 * s2], pa[2 * s2 + 1], pb[2 * s2 + 1]};
-          mma_16816<kF16>(acc[jj], a, b[2 * s2], b[2 * s2 + 1]);
+          mma_16816<mma_operand_t<kF16>>(acc[jj], a, b[2 * s2], b[2 * s2 + 1]);
         }
       }
     }

@@ -112,7 +112,7 @@ __global__ void __launch_bounds__(128, SplitkStage<B>::kMinBlocks) gguf_matvec_s
           uint32_t a[4];  // fragment order: (row g, k lo), (row g + 8, k lo), (g, k hi), (g + 8, k hi)
           D::quad(sa, ra, sub, 2 * h + t, a[0], a[2]);
           D::quad(sb, rb, sub, 2 * h + t, a[1], a[3]);
-          mma_16816<kF16>(acc, a, x[2 * t], x[2 * t + 1]);
+          mma_16816<mma_operand_t<kF16>>(acc, a, x[2 * t], x[2 * t + 1]);
         }
       }
     }

@@ -16,6 +16,7 @@
 // current one is consumed), registers are capped at 64 so that 8 blocks of 4 warps fit an SM,
 // x is staged once per block, and the 4 warps of a block split K and meet in shared memory
 // only once, after the K loop.
+#include "cuda/kernels/mma.cuh"
 #include "cuda/kernels/quant_mlx.cuh"
 
 namespace mlxn::kernels::qmlx {
@@ -61,24 +62,6 @@ __device__ __forceinline__ Unit unit_of(const QmmParams& p, int64_t u, int per_u
   }
   const int64_t e = load_id(p.ids, p.ids_u32, u, p.experts);
   return {e < 0 ? 0 : e, p.x_per_slot ? u : u / p.top_k, u, e < 0 ? 0 : 1};
-}
-
-template <class CT>
-__device__ __forceinline__ void mma16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
-                                         uint32_t b1) {
-  if constexpr (std::is_same_v<CT, __nv_bfloat16>) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-  } else {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-  }
 }
 
 struct QmvConfig {
@@ -261,11 +244,11 @@ __global__ void __launch_bounds__(QmvConfig::kThreads, QmvConfig::kMinBlocks) qm
               const int m = kMmasPerBlock * q + mm, lo = L::pair_lo(2 * m), base = kBlockWords * q;
               // pairs 2m and 2m + 1: values (lo, lo + kHalf) and (lo + 1, lo + 1 + kHalf)
               const uint32_t xa = xw[lo / 2 - base], xb = xw[(lo + L::kHalf) / 2 - base];
-              mma16816<CT>(acc, dequant_pair<CT, BITS, kFast>(wa[j], 2 * m, fa),
-                           dequant_pair<CT, BITS, kFast>(wb[j], 2 * m, fb),
-                           dequant_pair<CT, BITS, kFast>(wa[j], 2 * m + 1, fa),
-                           dequant_pair<CT, BITS, kFast>(wb[j], 2 * m + 1, fb), __byte_perm(xa, xb, 0x5410),
-                           __byte_perm(xa, xb, 0x7632));
+              const uint32_t a[4] = {dequant_pair<CT, BITS, kFast>(wa[j], 2 * m, fa),
+                                     dequant_pair<CT, BITS, kFast>(wb[j], 2 * m, fb),
+                                     dequant_pair<CT, BITS, kFast>(wa[j], 2 * m + 1, fa),
+                                     dequant_pair<CT, BITS, kFast>(wb[j], 2 * m + 1, fb)};
+              mma_16816<CT>(acc, a, __byte_perm(xa, xb, 0x5410), __byte_perm(xa, xb, 0x7632));
             }
           }
           if (i + S < count) load_step(i + S, wa[j], wb[j], sc[j]);
