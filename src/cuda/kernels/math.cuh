@@ -139,6 +139,17 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
+// Maximum over the warp of packed (key, index) words: argmax and top-k with ties broken by
+// the packing.
+__device__ __forceinline__ uint64_t warp_max_u64(uint64_t v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const uint64_t w = __shfl_xor_sync(0xffffffffu, v, o);
+    v = w > v ? w : v;
+  }
+  return v;
+}
+
 // Sum over the block; every thread gets the result. `scratch` holds >= 32 floats.
 // Safe to call repeatedly with the same scratch (it synchronises before reuse).
 __device__ __forceinline__ float block_sum(float v, float* scratch) {

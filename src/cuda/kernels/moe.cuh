@@ -56,15 +56,6 @@ __device__ __forceinline__ uint64_t route_pack(float key, int e) {
 }
 __device__ __forceinline__ int route_unpack_index(uint64_t packed) { return int(~uint32_t(packed)); }
 
-__device__ __forceinline__ uint64_t warp_max_u64(uint64_t v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    const uint64_t ov = __shfl_xor_sync(0xffffffffu, v, o);
-    v = ov > v ? ov : v;
-  }
-  return v;
-}
-
 // One warp per token, E <= 32 * V: lane l holds experts l, l + 32, ... in registers. Top-k
 // by k rounds of a warp max over packed (key, index) words, one shuffle chain per round;
 // slot r is kept by lane r % 32, which then recomputes its expert's score.

@@ -80,15 +80,6 @@ __device__ __forceinline__ uint64_t argmax_pack(float v, int i) {
 }
 __device__ __forceinline__ int argmax_index(uint64_t packed) { return int(~uint32_t(packed & 0xffffffffu)); }
 
-__device__ __forceinline__ uint64_t warp_max_u64(uint64_t v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    const uint64_t w = __shfl_xor_sync(0xffffffffu, v, o);
-    v = w > v ? w : v;
-  }
-  return v;
-}
-
 // grid (rows, segments): block (r, s) reduces columns [s * seg_len, (s + 1) * seg_len) of
 // row r. With one segment it writes out[r]; otherwise its packed maximum goes to
 // partial[r * segments + s] for argmax_finish_kernel. With vec, seg_len and cols are
