@@ -1,6 +1,7 @@
 // Norm family against float64 references written from the definitions in ops.md §1.
 #include <cmath>
 #include <optional>
+#include <utility>
 
 #include "mlxn/ops/norm.h"
 #include "support/support.h"
@@ -89,6 +90,30 @@ TEST_P(NormTest, RmsNormEveryDtypeAndWidth) {
         ref.eps = 1e-5;
         MLXN_EXPECT_CLOSE(host_values(session(), out), ref_norm(x.values, cols, ref), tolerance(dt));
       }
+}
+
+// Many rows take the bandwidth configuration (several chunks per thread; 16-bit rows held in
+// shared memory, rows prefetched a wave of resident blocks ahead): 64 rows of 1032 columns
+// (just past the one-chunk limit, a partial last chunk), and 2500 rows of 4096, more than one
+// wave on any GPU here, so that the prefetched rows are the ones the later blocks read.
+TEST_P(NormTest, ManyRowsConfiguration) {
+  for (DType dt : float_dtypes())
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{64, 1032}, {2500, 4096}}) {
+      SCOPED_TRACE(::testing::Message() << name(dt) << " rows=" << rows << " cols=" << cols);
+      auto x = random_array(session(), rng(), {rows, cols}, dt, -2, 2);
+      auto res = random_array(session(), rng(), {rows, cols}, dt, -2, 2);
+      auto w = random_array(session(), rng(), {cols}, dt, 0.5, 1.5);
+      NormWeight p{w.tensor(), false, 1e-6f};
+      RefNorm ref;
+      ref.weight = &w.values;
+      Array out = poisoned(session(), {rows, cols}, dt);
+      rms_norm(session(), x, out, p);
+      MLXN_EXPECT_CLOSE(host_values(session(), out), ref_norm(x.values, cols, ref), tolerance(dt));
+      out = poisoned(session(), {rows, cols}, dt);
+      rms_norm_residual(session(), x, res, out, p);
+      ref.residual = &res.values;
+      MLXN_EXPECT_CLOSE(host_values(session(), out), ref_norm(x.values, cols, ref), tolerance(dt));
+    }
 }
 
 TEST_P(NormTest, FusedVariants) {
