@@ -15,10 +15,20 @@ std::vector<double> rounded(std::vector<double> v, DType dt) {
   return v;
 }
 
+// Every element within tol (1 + |ref|): over 2^17 tokens a norm would hide a few wrong tokens
+// at sequence starts.
+::testing::AssertionResult all_close(const std::vector<double>& actual, const std::vector<double>& ref, double tol) {
+  if (actual.size() != ref.size()) return ::testing::AssertionFailure() << "size " << actual.size();
+  for (size_t i = 0; i < ref.size(); ++i)
+    if (!(std::abs(actual[i] - ref[i]) <= tol * (1 + std::abs(ref[i]))))
+      return ::testing::AssertionFailure() << "element " << i << ": " << actual[i] << " vs " << ref[i];
+  return ::testing::AssertionSuccess();
+}
+
 TEST_P(GdnConvTest, PrefillMatchesReference) {
   Session& s = session();
   for (DType dt : float_dtypes())
-    for (int64_t W : {2, 4, 8})
+    for (int64_t W = 2; W <= 8; ++W)  // every width the CUDA kernel is built for; C = 1, 33: scalar path
       for (int64_t C : {int64_t(1), int64_t(33), int64_t(520)})
         for (int mode = 0; mode < 3; ++mode) {  // 0: plain; 1: bias + state in/out; 2: f32 weight, no silu, state out
           const int64_t B = 2, T = mode == 1 ? 3 : 37;  // T < W - 1 reaches into the state
@@ -119,10 +129,10 @@ TEST_P(GdnConvTest, VarlenEqualsOneByOne) {
   MLXN_EXPECT_CLOSE(host_values(s, st), ref.state, 0);
 }
 
-// Edges: T not a multiple of a thread's 16-token run, C not a multiple of 512 bytes
-// (264 = 256 + 8 bf16, 2 x 128 + 8 f32), several batch rows, and varlen batches of sequences
-// shorter than the window and than a run (one empty), so runs straddle sequence starts and
-// reach into the initial state.
+// Edges: T not a multiple of a thread's batch of tokens, C not a multiple of a warp's 512
+// bytes (264 = 256 + 8 bf16, 2 x 128 + 8 f32), several batch rows, and varlen batches of
+// sequences shorter than the window and than a batch (one empty), so batches straddle
+// sequence starts and reach into the initial state.
 TEST_P(GdnConvTest, ChannelEdgesBatchesAndShortSequencesMatchReference) {
   Session& s = session();
   const std::vector<int32_t> cu{0, 2, 3, 40, 41, 75, 75, 110};
@@ -150,6 +160,44 @@ TEST_P(GdnConvTest, ChannelEdgesBatchesAndShortSequencesMatchReference) {
         MLXN_EXPECT_CLOSE(host_values(s, out), ref.out, tolerance(dt));
         MLXN_EXPECT_CLOSE(host_values(s, st_out), ref.state, 0);
       }
+}
+
+// Runs of many batches: the CUDA kernel sizes each thread's run of tokens so that its grid is
+// one wave, so only long inputs give runs of several batches (rows loaded a batch ahead, the
+// window carried from batch to batch). Sequences of 1, 2, 0 and 7 tokens and long ones start
+// inside batches and runs; bf16 at two widths, f32, and the scalar path (C = 20 bf16 is not
+// a multiple of 8). 2^17 tokens keep runs several batches long with up to ~10k resident warps.
+TEST_P(GdnConvTest, LongRunsAcrossSequencesMatchReference) {
+  Session& s = session();
+  const std::vector<int32_t> cu{0, 1, 3, 3, 5000, 5007, 40000, 40001, 97531, 131069};
+  const int64_t N = int64_t(cu.size()) - 1, total = cu.back();
+  struct Case {
+    DType dt;
+    int64_t C, W;
+  };
+  for (const Case& k :
+       {Case{DType::bf16, 16, 4}, Case{DType::bf16, 16, 7}, Case{DType::f32, 16, 4}, Case{DType::bf16, 20, 4}})
+    for (bool varlen : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << name(k.dt) << " C" << k.C << " W" << k.W << (varlen ? " varlen" : " batch"));
+      const int64_t B = varlen ? 1 : 2, T = varlen ? total : 65531, S = varlen ? N : B;
+      auto x = random_array(s, rng(), {B, T, k.C}, k.dt, -2, 2);
+      auto w = random_array(s, rng(), {k.C, k.W}, k.dt, -1, 1);
+      auto bias = random_array(s, rng(), {k.C}, DType::f32, -1, 1);
+      auto st = random_array(s, rng(), {S, k.W - 1, k.C}, k.dt, -2, 2);
+      Array out = poisoned(s, {B, T, k.C}, k.dt);
+      Array st_out = poisoned(s, {S, k.W - 1, k.C}, k.dt);
+      TestArray cua = cu_array(s, cu);
+      SsmConvOptions o;
+      o.bias = bias.tensor();
+      o.state_in = st.tensor();
+      o.state_out = st_out.tensor();
+      if (varlen) o.cu_seqlens = cua.tensor();
+      ssm_conv(s, x, w, out, o);
+      const auto ref = gdn_ref::conv(x.values, B, T, k.C, w.values, k.W, &bias.values, &st.values,
+                                     varlen ? cu : std::vector<int32_t>{}, true);
+      EXPECT_TRUE(all_close(host_values(s, out), ref.out, tolerance(k.dt)));
+      MLXN_EXPECT_CLOSE(host_values(s, st_out), ref.state, 0);
+    }
 }
 
 TEST_P(GdnConvTest, StridedRows) {

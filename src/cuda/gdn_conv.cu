@@ -1,4 +1,6 @@
 // CUDA entry for ssm_conv, ssm_conv_step and gdn_gate.
+#include <algorithm>
+
 #include "cuda/common/check.h"
 #include "cuda/common/dispatch.cuh"
 #include "cuda/common/launch.h"
@@ -36,10 +38,12 @@ void dispatch_param(DType dt, F&& f) {
     f.template operator()<T>();
 }
 
+// One wave: each warp's run of tokens is sized so that all warps are resident at once
+// (occupancy x SMs) and stream their tokens side by side, with no partial last wave; runs are
+// whole batches of kConvDepth tokens, at least one (short inputs: one batch per warp).
 template <class T>
 void launch_conv(Session& s, const SsmConvArgs& a) {
-  // a block: 32 lanes x kConvGroup channels, kConvThreads / 32 runs of kConvRun tokens
-  constexpr int NC = k::kConvGroup, kBlockTokens = k::kConvRun * (k::kConvThreads / 32);
+  constexpr int NC = kernels::Vec<T>::N, D = k::kConvDepth, kWarps = k::kConvThreads / 32;
   k::ConvParams<T> p{};
   p.x = static_cast<const T*>(a.x.data);
   p.out = static_cast<T*>(a.out.data);
@@ -55,12 +59,17 @@ void launch_conv(Session& s, const SsmConvArgs& a) {
   p.tokens = a.seq.B * a.seq.T;
   p.C = int(a.C);
   p.silu = a.silu;
-  p.vec = vectorizable(a.x, NC) && vectorizable(a.out, NC);
+  const bool vec = vectorizable(a.x, NC) && vectorizable(a.out, NC);
   cudaStream_t st = stream_of(s);
   if (p.tokens > 0) {
-    const dim3 grid(grid_dim("ssm_conv", (a.C + 32 * NC - 1) / (32 * NC)),
-                    grid_dim("ssm_conv", (p.tokens + kBlockTokens - 1) / kBlockTokens));
-    dispatch_width(a.W, [&]<int W>() { k::conv_prefill_kernel<T, W><<<grid, k::kConvThreads, 0, st>>>(p); });
+    dispatch_width(a.W, [&]<int W>() {
+      auto kernel = vec ? k::conv_prefill_kernel<T, W, true> : k::conv_prefill_kernel<T, W, false>;
+      const int64_t cols = (a.C + 32 * NC - 1) / (32 * NC);  // warps across the channels
+      const int64_t runs = std::max<int64_t>(1, resident_blocks(kernel, k::kConvThreads) * kWarps / cols);
+      p.run = ((p.tokens + runs - 1) / runs + D - 1) / D * D;
+      const int64_t blocks = ((p.tokens + p.run - 1) / p.run + kWarps - 1) / kWarps;
+      kernel<<<dim3(grid_dim("ssm_conv", cols), grid_dim("ssm_conv", blocks)), k::kConvThreads, 0, st>>>(p);
+    });
     check_launch(s, "ssm_conv");
   }
   if (a.state_out) {

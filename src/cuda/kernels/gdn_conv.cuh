@@ -1,6 +1,8 @@
 #pragma once
 // Causal depthwise conv + SiLU (prefill, state update, decode step) and the GDN gates.
 // x, out: [tokens, C] rows `stride` elements apart; weight [C, W]; states [N, W - 1, C].
+#include <type_traits>
+
 #include "cuda/kernels/gdn_common.cuh"
 
 namespace mlxn::kernels::gdn {
@@ -18,13 +20,19 @@ struct ConvParams {
   SeqLayout seq;
   int64_t tokens;  // B * T
   int C;
-  bool vec;  // rows allow kConvGroup-element accesses (16-byte aligned base, C and strides multiples of 4)
+  int64_t run;  // tokens per thread, a multiple of kConvDepth
   bool silu;
 };
 
 // SiLU with an approximate reciprocal (2 ulp): the prefill and the decode step share it, so a
-// prefill and the same tokens as steps give the same bits.
-__device__ __forceinline__ float silu_f(float x) { return __fdividef(x, 1.f + __expf(-x)); }
+// prefill and the same tokens as steps give the same bits. exp(-x) is __expf's ex2 of
+// -x log2(e), but flushed to zero below 2^-126: 1 + e rounds to 1 there either way, and the
+// flush saves __expf's three-instruction denormal fix-up per element.
+__device__ __forceinline__ float silu_f(float x) {
+  float e;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(e) : "f"(x * -1.44269504f));
+  return __fdividef(x, 1.f + e);
+}
 
 // A parameter of any float dtype (kind 0 f32, 1 f16, 2 bf16) as float.
 __device__ __forceinline__ float param_f32(const void* p, int kind, int64_t i) {
@@ -33,74 +41,87 @@ __device__ __forceinline__ float param_f32(const void* p, int kind, int64_t i) {
   return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
 }
 
-inline constexpr int kConvThreads = 128;  // 4 warps along tokens
-inline constexpr int kConvGroup = 4;      // channels per thread
-inline constexpr int kConvRun = 16;       // tokens per thread
-
-// kConvGroup consecutive channels of one token: one 8-byte (f16, bf16) or 16-byte (f32) access.
+// A raw 16-byte row piece as its Vec<T>::N floats. Rows in flight are held as uint4, not as
+// Vec<T>: ptxas gives each 16-bit element of a Vec<bf16/f16> carried across the batch loop a
+// 32-bit register of its own, which doubled the registers the rows in flight take.
 template <class T>
-struct ConvGroup {
-  alignas(kConvGroup * sizeof(T)) T v[kConvGroup];
-};
-
-// The first n channels of a group one by one, the rest zero (rows without aligned groups).
-template <class T>
-__device__ __forceinline__ ConvGroup<T> load_partial(const T* src, int n) {
-  ConvGroup<T> g;
+__device__ __forceinline__ void unpack_f32(const uint4& r, float (&f)[Vec<T>::N]) {
+  const uint32_t w[4] = {r.x, r.y, r.z, r.w};
 #pragma unroll
-  for (int j = 0; j < kConvGroup; ++j) g.v[j] = j < n ? src[j] : from_f32<T>(0.f);
-  return g;
-}
-
-// A group as one access when `vec`, else its first n channels.
-template <class T>
-__device__ __forceinline__ void store_group(T* dst, bool vec, int n, const float (&src)[kConvGroup]) {
-  ConvGroup<T> g;
-#pragma unroll
-  for (int j = 0; j < kConvGroup; ++j) g.v[j] = from_f32<T>(src[j]);
-  if (vec) {
-    *reinterpret_cast<ConvGroup<T>*>(dst) = g;
-  } else {
-#pragma unroll
-    for (int j = 0; j < kConvGroup; ++j)
-      if (j < n) dst[j] = g.v[j];
-  }
-}
-
-// Thread = kConvGroup channels x a run of kConvRun tokens [t0, t0 + kConvRun); a warp covers
-// 32 x kConvGroup contiguous channels of a token. The thread first issues cp.async copies of
-// all its input rows (the S = W - 1 rows before the run and the run itself) into its own
-// shared-memory slots, one commit group per token, so the whole run is in flight without
-// holding registers; it then waits for one token at a time and computes it, keeping only the
-// S previous inputs, weights and bias in registers. Each thread reads back only the slots it
-// filled: no barrier. Taps before the token's sequence read the initial state (or zero); a
-// run that lies inside one sequence, window included, skips those checks. Rows that do not
-// allow 8/16-byte accesses (odd strides, a channel tail) are read directly, token by token.
-// The bounds: 6 blocks per SM up to W = 4 (<= 85 registers); wider windows get up to 128, as
-// without a bound ptxas keeps W = 6 under 96 registers and spills.
-template <class T, int W>
-__global__ void __launch_bounds__(kConvThreads, W <= 4 ? 6 : 4) conv_prefill_kernel(ConvParams<T> p) {
-  constexpr int NC = kConvGroup, S = W - 1, TT = kConvRun;
-  __shared__ ConvGroup<T> rows[S + TT][kConvThreads];  // rows[r][thread]: input row t0 - S + r
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int c0 = (blockIdx.x * 32 + lane) * NC;
-  const int64_t t0 = (int64_t(blockIdx.y) * (kConvThreads / 32) + warp) * TT;
-  if (c0 >= p.C || t0 >= p.tokens) return;
-  const int64_t t_end = t0 + TT < p.tokens ? t0 + TT : p.tokens;
-  const int nc = p.C - c0 < NC ? p.C - c0 : NC;
-  const bool vec = p.vec && nc == NC;
-  const T* xc = p.x + c0;
-
-  if (vec) {
-    // group 0: the window rows and token 0; group i: token i (rows outside [0, t_end) zeroed)
-#pragma unroll
-    for (int r = 0; r < S + TT; ++r) {
-      const int64_t row = t0 - S + r;
-      const bool inside = row >= 0 && row < t_end;
-      cp_async<sizeof(ConvGroup<T>)>(&rows[r][tid], inside ? xc + row * p.x_stride : p.x, inside);
-      if (r >= S) cp_async_commit();
+  for (int i = 0; i < 4; ++i) {
+    if constexpr (sizeof(T) == 4) {
+      f[i] = __uint_as_float(w[i]);
+    } else if constexpr (std::is_same_v<T, __half>) {
+      const float2 h = __half22float2(*reinterpret_cast<const __half2*>(&w[i]));
+      f[2 * i] = h.x;
+      f[2 * i + 1] = h.y;
+    } else {  // bf16 is the high half of an f32
+      f[2 * i] = __uint_as_float(w[i] << 16);
+      f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
     }
   }
+}
+
+inline constexpr int kConvThreads = 128;  // 4 warps, each its own run of tokens
+inline constexpr int kConvDepth = 10;     // rows each thread keeps in flight
+
+// Blocks of kConvThreads per SM that the register bound allows without spills (ptxas, sm_90):
+// the weights, bias and window of 8 bf16/f16 channels take 16 f32 registers per tap, 4 f32
+// channels half that; the scalar path (!kVec) needs a few more.
+template <class T, bool kVec>
+__host__ __device__ constexpr int conv_min_blocks(int W) {
+  if constexpr (sizeof(T) == 4) return W <= 5 ? 4 : 3;
+  return W <= 4 ? 3 : 2;
+}
+
+// Thread = one 16-byte vector of channels (NC = 8 bf16/f16, 4 f32) x a run of p.run tokens
+// (a multiple of kConvDepth); a warp covers 32 consecutive vectors, so each of its loads and
+// stores moves 512 contiguous bytes of one token row. Everything stays in registers: the
+// weights and bias as f32, the inputs of the S = W - 1 previous rows as f32 (the window slides
+// by renaming in the unrolled batch of D tokens), and D raw rows in flight: the register of
+// the row a token consumes is refilled with the row D ahead, so a thread waits only on its
+// oldest load while the other D - 1 stay outstanding (a software pipeline in registers: no
+// shared memory, no cp.async, no barrier). The S halo rows before the run are read with the
+// default cache policy (the previous run reads them again), the run's own rows as streaming.
+// A batch of kConvDepth tokens whose window lies inside one sequence skips the sequence
+// checks; the others step into each next sequence and read taps before its start from the
+// initial state (or zero). kVec is false for rows that do not allow 16-byte accesses (odd
+// strides, C not a multiple of NC): the same pipeline with scalar loads and stores.
+template <class T, int W, bool kVec>
+__global__ void __launch_bounds__(kConvThreads, conv_min_blocks<T, kVec>(W)) conv_prefill_kernel(ConvParams<T> p) {
+  // The scalar path holds each 16-bit element of a row in flight in a register of its own:
+  // half as many rows in flight (runs stay whole batches: D divides kConvDepth).
+  constexpr int NC = Vec<T>::N, S = W - 1, D = kVec ? kConvDepth : kConvDepth / 2;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int c0 = (blockIdx.x * 32 + lane) * NC;
+  const int64_t t0 = (int64_t(blockIdx.y) * (kConvThreads / 32) + warp) * p.run;
+  if (c0 >= p.C || t0 >= p.tokens) return;
+  const int64_t t_end = t0 + p.run < p.tokens ? t0 + p.run : p.tokens;
+  const int nc = p.C - c0 < NC ? p.C - c0 : NC;
+  const T* xc = p.x + c0;
+
+  // One row of the thread's channels from `src`: a 16-byte load, or nc scalars and zeros.
+  auto load = [&](const T* src, bool stream) {
+    if constexpr (kVec) {
+      const uint4* v = reinterpret_cast<const uint4*>(src);
+      return stream ? __ldcs(v) : __ldg(v);
+    } else {
+      Vec<T> v;
+#pragma unroll
+      for (int j = 0; j < NC; ++j) v.v[j] = j < nc ? src[j] : from_f32<T>(0.f);
+      return *reinterpret_cast<const uint4*>(v.v);
+    }
+  };
+
+  // Prologue: the S halo rows and the first D rows in flight together.
+  uint4 halo[S], q[D];  // q[i]: row t + i of the batch at t
+#pragma unroll
+  for (int k = 0; k < S; ++k)
+    halo[k] = t0 - S + k >= 0 ? load(xc + (t0 - S + k) * p.x_stride, false) : make_uint4(0, 0, 0, 0);
+#pragma unroll
+  for (int i = 0; i < D; ++i) q[i] = t0 + i < t_end ? load(xc + (t0 + i) * p.x_stride, true) : make_uint4(0, 0, 0, 0);
+  const T* src = xc + (t0 + D) * p.x_stride;  // the next row to load
+  T* dst = p.out + t0 * p.out_stride + c0;    // the next row to store
 
   float w[W][NC], bias[NC];
 #pragma unroll
@@ -111,50 +132,47 @@ __global__ void __launch_bounds__(kConvThreads, W <= 4 ? 6 : 4) conv_prefill_ker
     bias[j] = p.bias ? param_f32(p.bias, p.bias_kind, c) : 0.f;
   }
 
+  float xw[S][NC];  // xw[k]: input row t - S + k of the next token t (rows before 0: never used)
+#pragma unroll
+  for (int k = 0; k < S; ++k) unpack_f32<T>(halo[k], xw[k]);
+
   int64_t begin = 0;
   int64_t n = seq_of(p.seq, t0, begin);
-  int64_t next = p.seq.cu ? clamp_tok(p.seq.cu[n + 1], begin, p.tokens) : begin + p.seq.T;
+  auto seq_end = [&] { return p.seq.cu ? clamp_tok(p.seq.cu[n + 1], begin, p.tokens) : begin + p.seq.T; };
+  int64_t next = seq_end();
+  auto advance = [&](int64_t t) {
+    while (t >= next && n + 1 < p.seq.N) {  // crossed into the next (non-empty) sequence
+      ++n;
+      begin = next;
+      next = seq_end();
+    }
+  };
 
-  // xw[k]: input row t - S + k of the next token t (rows before 0 read as 0; never used).
-  float xw[S][NC];
-  if (vec) cp_async_wait<TT - 1>();
+  // Tokens t .. t + D - 1 (those before t_end).
+  auto batch = [&]<bool kSeqChecks>(int64_t t) {
+    const int64_t rest = t_end - t - D;  // rows after this batch still to load
+    const int ahead = rest < D ? int(rest) : D;
 #pragma unroll
-  for (int k = 0; k < S; ++k) {
-    const int64_t row = t0 - S + k;
-    const ConvGroup<T> g = vec ? rows[k][tid] : row >= 0 ? load_partial(xc + row * p.x_stride, nc) : ConvGroup<T>{};
-#pragma unroll
-    for (int j = 0; j < NC; ++j) xw[k][j] = to_f32(g.v[j]);
-  }
-
-  auto run = [&]<bool kSeqChecks>() {
-#pragma unroll
-    for (int i = 0; i < TT; ++i) {
-      const int64_t t = t0 + i;
-      if (vec) cp_async_wait_n<TT>(TT - 1 - i);  // token i has landed (every group is waited for)
-      if (t < t_end) {
-        const ConvGroup<T> g = vec ? rows[S + i][tid] : load_partial(xc + t * p.x_stride, nc);
-        float cur[NC];
-#pragma unroll
-        for (int j = 0; j < NC; ++j) cur[j] = to_f32(g.v[j]);
-        if constexpr (kSeqChecks) {
-          while (t >= next && n + 1 < p.seq.N) {  // crossed into the next (non-empty) sequence
-            ++n;
-            begin = next;
-            next = p.seq.cu ? clamp_tok(p.seq.cu[n + 1], begin, p.tokens) : begin + p.seq.T;
-          }
-        }
+    for (int i = 0; i < D; ++i) {
+      const int64_t tt = t + i;
+      float cur[NC];
+      unpack_f32<T>(q[i], cur);
+      if (i < ahead) q[i] = load(src, true);  // row tt + D: D rows stay in flight
+      src += p.x_stride;
+      if (!kSeqChecks || tt < t_end) {
+        if constexpr (kSeqChecks) advance(tt);
         float acc[NC];
 #pragma unroll
         for (int j = 0; j < NC; ++j) acc[j] = bias[j];
 #pragma unroll
         for (int k = 0; k < S; ++k) {
-          const int64_t src = t - S + k;
-          if (!kSeqChecks || src >= begin) {
+          const int64_t from = tt - S + k;
+          if (!kSeqChecks || from >= begin) {
 #pragma unroll
             for (int j = 0; j < NC; ++j) acc[j] += w[k][j] * xw[k][j];
           } else if (p.state_in) {
-            // before the sequence: the state row S - (begin - src)
-            const T* st = p.state_in + (n * S + S - (begin - src)) * p.C + c0;
+            // before the sequence: the state row S - (begin - from)
+            const T* st = p.state_in + (n * S + S - (begin - from)) * p.C + c0;
 #pragma unroll
             for (int j = 0; j < NC; ++j)
               if (j < nc) acc[j] += w[k][j] * to_f32(st[j]);
@@ -162,24 +180,38 @@ __global__ void __launch_bounds__(kConvThreads, W <= 4 ? 6 : 4) conv_prefill_ker
         }
 #pragma unroll
         for (int j = 0; j < NC; ++j) acc[j] += w[S][j] * cur[j];
-        if (p.silu) {
+        if (p.silu) {  // one uniform branch per token, not one per channel
 #pragma unroll
           for (int j = 0; j < NC; ++j) acc[j] = silu_f(acc[j]);
         }
-        store_group(p.out + t * p.out_stride + c0, vec, nc, acc);
+        Vec<T> o;
 #pragma unroll
-        for (int k = 0; k + 1 < S; ++k)
+        for (int j = 0; j < NC; ++j) o.v[j] = from_f32<T>(acc[j]);
+        if constexpr (kVec) {
+          store_vec(dst, o);
+        } else {
 #pragma unroll
-          for (int j = 0; j < NC; ++j) xw[k][j] = xw[k + 1][j];
-#pragma unroll
-        for (int j = 0; j < NC; ++j) xw[S - 1][j] = cur[j];
+          for (int j = 0; j < NC; ++j)
+            if (j < nc) dst[j] = o.v[j];
+        }
       }
+      dst += p.out_stride;
+#pragma unroll
+      for (int k = 0; k + 1 < S; ++k)
+#pragma unroll
+        for (int j = 0; j < NC; ++j) xw[k][j] = xw[k + 1][j];
+#pragma unroll
+      for (int j = 0; j < NC; ++j) xw[S - 1][j] = cur[j];
     }
   };
-  if (t0 - S >= begin && t_end <= next)
-    run.template operator()<false>();
-  else
-    run.template operator()<true>();
+  for (int64_t t = t0; t < t_end; t += D) {
+    advance(t);
+    // t + D <= next <= tokens, and runs are whole batches: every token of it is before t_end
+    if (t - S >= begin && t + D <= next)
+      batch.template operator()<false>(t);
+    else
+      batch.template operator()<true>(t);
+  }
 }
 
 // The new state of every sequence: its last S inputs (from the state where the sequence
