@@ -18,9 +18,6 @@ void launch(Session& s, const detail::GdnArgs& a) {
   k::RecurrentParams<T> p{};
   fill_gdn_operands<T>(p, a, 0);
   const dim3 grid(unsigned(a.V / k::kRecCols), unsigned(a.H), grid_dim("gdn_recurrent", a.seq.N));
-  // Launches of several waves (large decode batches) prefetch the next wave's states.
-  const int64_t wave = resident_blocks(k::recurrent_kernel<T, K>, k::kRecThreads);
-  p.prefetch_ahead = int64_t(grid.x) * grid.y * grid.z > wave ? wave : 0;
   k::recurrent_kernel<T, K><<<grid, k::kRecThreads, 0, stream_of(s)>>>(p);
   check_launch(s, "gdn_recurrent");
 }

@@ -53,14 +53,8 @@ void launch_norm(Session& s, const NormArgs& a) {
   // Plain 16-bit norms (x and a weight, nothing else) keep x as loaded: half the registers,
   // so more rows in flight per SM (see RowChunks).
   const bool packed = vec && vpt > 1 && sizeof(T) == 2 && !a.residual.data && !a.bias && !a.other.data;
-  p.rows = a.x.rows;
   using k::RowHold;
-  auto run = [&](auto kernel, size_t smem) {
-    // Rows beyond the first wave of resident blocks are prefetched one wave ahead (many-row
-    // launches only: a decode call has one wave).
-    p.prefetch_ahead = vpt > 1 ? resident_blocks(kernel, threads, smem) : p.rows;
-    kernel<<<grid, threads, smem, st>>>(p);
-  };
+  auto run = [&](auto kernel, size_t smem) { kernel<<<grid, threads, smem, st>>>(p); };
   auto launch = [&]<int V>() {
     if (packed) {
       // The row through one bulk copy into shared memory (at most 256 x 8 x 16 = 32 KB).

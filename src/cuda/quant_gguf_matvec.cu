@@ -70,7 +70,6 @@ void launch_splitk(Session& s, const detail::GgufMatmulArgs& a, bool x_vec) {
   p.top_k = 1;
   p.experts = 1;
   p.copy16 = true;
-  p.prefetch_row_bytes = l2_prefetch_row_bytes(a.n, a.w_row_bytes);
   auto kern = x_vec ? &k::gguf_matvec_splitk_kernel<B, T, true> : &k::gguf_matvec_splitk_kernel<B, T, false>;
   constexpr int smem = k::SplitkStage<B>::kSmem;
   static_assert(smem <= 48 * 1024, "the split-K rings fit the default shared-memory limit");

@@ -80,9 +80,6 @@ void run_matvec(Session& s, const QuantMlxArgs& a, k::QmmParams p, bool routed, 
     throw_error<Unsupported>(op, "cuda: W of [", N, ", ", a.w.cols, "] exceeds the mat-vec's limits (", kMaxGridY * 16,
                              " rows, 2^31 columns)");
   p.xs_rows = std::min<int64_t>(routed ? 1 : M, C::kTokens);
-  // Routed calls read only the selected experts' rows: the budget counts what one call reads.
-  const int64_t row_bytes = a.w.cols / 32 * B * 4;
-  p.prefetch_row_bytes = l2_prefetch_row_bytes(routed ? std::min(p.slots, a.w.experts) * N : N, row_bytes);
   auto launch = [&]<class CT>() {
     p.kseg = C::seg_values<CT, ST, B>(a.w.cols, p.xs_rows);
     // At most kXsMaxBytes: with the static partial sums under the 48 KB a launch may use

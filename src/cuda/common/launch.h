@@ -40,22 +40,6 @@ int64_t resident_blocks(Kernel kernel, int threads, size_t smem = 0) {
   return std::max<int64_t>(1, int64_t(per_sm) * sms);
 }
 
-// Leading bytes of each of `rows` weight rows of `row_bytes` that a kernel reading them once
-// asks L2 to prefetch as it starts (prefetch_l2, kernels/mma.cuh): whole rows while the
-// matrix fits in half of L2, else an equal share of that half per row (the front of every
-// row, which the kernels read first), so that prefetched lines are not evicted by later
-// prefetches before their own loads arrive. The other half is left to activations.
-inline int64_t l2_prefetch_row_bytes(int64_t rows, int64_t row_bytes) {
-  static int l2_bytes[64] = {};  // per device; the attribute does not change
-  int dev = 0;
-  MLXN_CUDA_CHECK(cudaGetDevice(&dev));
-  int& l2 = l2_bytes[dev & 63];
-  if (l2 == 0) MLXN_CUDA_CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev));
-  if (rows <= 0 || row_bytes <= 0) return 0;
-  const int64_t share = int64_t(l2) / 2 / rows / 16 * 16;
-  return std::min(row_bytes, share);
-}
-
 // Launches a kernel with programmatic stream serialization: its blocks may be scheduled
 // while the previous kernel on the stream finishes, hiding the launch gap between dependent
 // decode-sized kernels (also inside captured graphs). The kernel must call pdl_wait()

@@ -24,9 +24,6 @@ struct RecurrentParams {
   int H, group, V;
   float scale, l2_eps;
   bool l2;
-  // Blocks of one wave: block b asks L2 for block b + prefetch_ahead's state slice as it
-  // starts (0: off), so that the block taking it one wave later loads from L2.
-  int64_t prefetch_ahead;
 };
 
 __device__ __forceinline__ float scalar_f32(const void* p, int kind, int64_t i) {
@@ -54,14 +51,6 @@ __global__ void __launch_bounds__(kRecThreads, K <= 128 ? 8 : 4) recurrent_kerne
   seq_span(p.seq, n, begin, len, slot);
 
   const int64_t soff = (int64_t(n) * p.H + h) * K * p.V;
-  if (p.prefetch_ahead > 0 && p.h0) {
-    // One row of the later block's slice per thread: [K, 32] floats, rows V apart.
-    const int64_t b = blockIdx.x + int64_t(gridDim.x) * (blockIdx.y + int64_t(gridDim.y) * blockIdx.z) + p.prefetch_ahead;
-    const int64_t bx = b % gridDim.x, bh = b / gridDim.x % gridDim.y, bn = b / gridDim.x / gridDim.y;
-    if (bn < gridDim.z)
-      for (int r = tid; r < K; r += kRecThreads)
-        prefetch_l2(p.h0 + ((bn * p.H + bh) * K + r) * p.V + bx * kRecCols, kRecCols * int64_t(sizeof(float)));
-  }
   float S[R][4];
 #pragma unroll
   for (int i = 0; i < R; ++i) {

@@ -56,21 +56,6 @@ __device__ __forceinline__ void cp_async_wait_n(int n) {
   (std::make_integer_sequence<int, MAX>{});
 }
 
-// Asks the TMA unit to bring the whole 16-byte pieces inside [p, p + bytes) into L2: one
-// instruction for a span of any length, no registers held, nothing to wait for. Kernels that
-// read each weight once issue it for their whole tile when they start, so every resident
-// block's bytes are requested at once instead of a few ring stages at a time (a one-wave
-// mat-vec is otherwise a chain of DRAM latencies). Only whole pieces inside the span are
-// requested, so nothing outside it is touched.
-__device__ __forceinline__ void prefetch_l2(const void* p, int64_t bytes) {
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + 15) & ~uintptr_t(15);
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + uintptr_t(bytes > 0 ? bytes : 0)) & ~uintptr_t(15);
-  const uintptr_t kMax = uintptr_t(1) << 30;  // the size operand is 32 bits; a hint may stop short
-  if (end > begin)
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(begin),
-                 "r"(uint32_t(end - begin < kMax ? end - begin : kMax)));
-}
-
 // A bulk copy global -> shared through the TMA unit, completed on a one-shot mbarrier
 // (sm_90): one instruction moves a whole span, holding no registers while it flies.
 // mbar_init: one thread, then a block barrier before anyone waits. bulk_load: one thread;

@@ -29,10 +29,6 @@ struct NormKernelParams {
   NormStatK stat;
   NormEpiK epi;
   bool weight_offset;
-  // Many-row launches: block r asks L2 for row r + prefetch_ahead (the row one wave of
-  // resident blocks later) as it starts, so the block that takes that row finds it there.
-  // prefetch_ahead >= rows: off.
-  int64_t rows, prefetch_ahead;
 };
 
 // What follows the scaled, weighted value: bias (layer_norm), then the epilogue operand o.
@@ -131,10 +127,6 @@ __global__ void __launch_bounds__(VPT == 1 ? 1024 : 256) norm_rows_kernel(NormKe
   const int64_t row = blockIdx.x;
   const T* x = p.x.data + row * p.x.row_stride;
   const T* o = p.other.data ? p.other.data + row * p.other.row_stride : nullptr;
-  // One-row blocks have nothing in flight between their store and the next block's first
-  // load; with rows arriving from L2 that gap costs an L2, not a DRAM, round trip.
-  if (threadIdx.x == 0 && row + p.prefetch_ahead < p.rows)
-    prefetch_l2(x + p.prefetch_ahead * p.x.row_stride, int64_t(p.cols) * int64_t(sizeof(T)));
   using Hold = std::conditional_t<kHold == RowHold::shared, SharedRow<T, VPT>, RowChunks<T, VPT, kPacked>>;
   Hold xs;
   if constexpr (kHold == RowHold::shared) {

@@ -210,7 +210,6 @@ struct MatvecParams {
   const int* n_active;
   bool copy16;  // weight rows are 16-byte aligned: 16-byte cp.async
   bool x_vec;   // input rows are 16-byte aligned: vector loads
-  int64_t prefetch_row_bytes;  // split-K: leading bytes of each row prefetched into L2 at the start
 };
 
 // Copies `rows` rows of `bytes` (even) bytes, source rows row_bytes apart, to shared rows

@@ -41,21 +41,6 @@ struct SplitkStage {
   static_assert(kWarpSmem >= 16 * 8 * int(sizeof(float)), "the ring holds the warp's partial products");
 };
 
-// Every warp's quarter of the block's tile (its leading share of p.prefetch_row_bytes per
-// row) is requested from L2 before the rings start, so that they wait on L2 rather than on a
-// chain of DRAM round trips. Threads 0..63: row tid % 16 of warp tid / 16's quarter, split
-// into stages of kStageBytes as the kernel splits it.
-template <int kStageBytes>
-__device__ __forceinline__ void splitk_prefetch(const MatvecParams& p) {
-  const int r = threadIdx.x % 16, wq = threadIdx.x / 16, n0 = int(blockIdx.x) * 16;
-  if (wq >= kSplitkWarps || n0 + r >= p.n) return;
-  const int64_t stages = (p.w_row_bytes + kStageBytes - 1) / kStageBytes;
-  const int64_t per_warp = (stages + kSplitkWarps - 1) / kSplitkWarps;
-  const int64_t begin = min(wq * per_warp, stages) * kStageBytes;
-  const int64_t end = min((wq + 1) * per_warp * kStageBytes, p.w_row_bytes);
-  prefetch_l2(p.w + (n0 + r) * p.w_row_bytes + begin, min(end - begin, p.prefetch_row_bytes / kSplitkWarps));
-}
-
 // One block per 16-row tile (grid.x = tiles), 128 threads. Requires 16-byte aligned weight
 // rows (p.copy16) of fewer than 2^27 bytes, p.pairs <= 8, no expert routing and a packed
 // decoder for B; kXVec: 16-byte aligned input rows.
@@ -65,7 +50,6 @@ __global__ void __launch_bounds__(128, SplitkStage<B>::kMinBlocks) gguf_matvec_s
   constexpr bool kF16 = std::is_same_v<T, __half>;
   constexpr int kUnitsPerBlock = B::kElems / 32;
   using D = gguf::PairDecoder<B, kF16>;
-  if (p.prefetch_row_bytes > 0) splitk_prefetch<S::kBytes>(p);
   extern __shared__ __align__(16) uint8_t smem[];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
   uint8_t* ring = smem + warp * S::kWarpSmem;

@@ -44,8 +44,6 @@ struct QmmParams {
   bool x_vec;  // x rows 16-byte aligned (row stride and base)
   // mat-vec: rows of x staged in shared memory per unit, and the K segment they hold
   int64_t xs_rows, kseg;
-  // mat-vec: leading bytes of each W row of the tile prefetched into L2 at the start
-  int64_t prefetch_row_bytes;
 };
 
 struct Unit {
@@ -152,20 +150,6 @@ __global__ void __launch_bounds__(QmvConfig::kThreads, QmvConfig::kMinBlocks) qm
     if (threadIdx.x < 16 && n0 + int(threadIdx.x) < N)
       out[un.out_row * p.out_stride + n0 + threadIdx.x] = from_f32<CT>(0.f);
     return;
-  }
-  // The tile's W rows (their leading prefetch_row_bytes) and its scales and biases are
-  // requested from L2 before anything else: the ring below then mostly waits on L2, not on
-  // a chain of DRAM round trips. Units of one plain tile share it: the first one asks.
-  if (p.prefetch_row_bytes > 0 && warp == 0 && (p.ids || blockIdx.x == 0)) {
-    const int64_t row0 = un.expert * N + n0;
-    const int tile_rows = min(16, N - n0);
-    const int64_t sb_bytes = int64_t(tile_rows) * groups * int64_t(sizeof(ST));
-    if (lane < tile_rows)
-      prefetch_l2(p.packed + (row0 + lane) * row_words, p.prefetch_row_bytes);
-    else if (lane == 16)
-      prefetch_l2(static_cast<const ST*>(p.scales) + row0 * groups, sb_bytes);
-    else if (lane == 17)
-      prefetch_l2(static_cast<const ST*>(p.biases) + row0 * groups, sb_bytes);
   }
   // Rows past N read a valid row instead: A's row r only feeds output row r, which is not
   // stored. Row b is row a + 8 (or row a again in a partial last tile).
