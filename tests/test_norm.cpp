@@ -93,9 +93,8 @@ TEST_P(NormTest, RmsNormEveryDtypeAndWidth) {
 }
 
 // Many rows take the bandwidth configuration (several chunks per thread; plain 16-bit rows
-// held in shared memory through one bulk copy): 64 rows of 1032 columns (just past the
-// one-chunk limit, a partial last chunk), and 2500 rows of 4096, more than one wave of
-// resident blocks on any GPU here.
+// held as loaded vectors): 64 rows of 1032 columns (just past the one-chunk limit, a partial
+// last chunk), and 2500 rows of 4096, more than one wave of resident blocks on any GPU here.
 TEST_P(NormTest, ManyRowsConfiguration) {
   for (DType dt : float_dtypes())
     for (auto [rows, cols] : {std::pair<int64_t, int64_t>{64, 1032}, {2500, 4096}}) {

@@ -53,16 +53,13 @@ void launch_norm(Session& s, const NormArgs& a) {
   // Plain 16-bit norms (x and a weight, nothing else) keep x as loaded: half the registers,
   // so more rows in flight per SM (see RowChunks).
   const bool packed = vec && vpt > 1 && sizeof(T) == 2 && !a.residual.data && !a.bias && !a.other.data;
-  using k::RowHold;
-  auto run = [&](auto kernel, size_t smem) { kernel<<<grid, threads, smem, st>>>(p); };
   auto launch = [&]<int V>() {
     if (packed) {
-      // The row through one bulk copy into shared memory (at most 256 x 8 x 16 = 32 KB).
-      if constexpr (V > 1 && sizeof(T) == 2) run(k::norm_rows_kernel<T, W, V, true, RowHold::shared>, a.x.cols * sizeof(T));
+      if constexpr (V > 1 && sizeof(T) == 2) k::norm_rows_kernel<T, W, V, true, true><<<grid, threads, 0, st>>>(p);
     } else if (vec) {
-      run(k::norm_rows_kernel<T, W, V, true, RowHold::floats>, 0);
+      k::norm_rows_kernel<T, W, V, true, false><<<grid, threads, 0, st>>>(p);
     } else {
-      run(k::norm_rows_kernel<T, W, V, false, RowHold::floats>, 0);
+      k::norm_rows_kernel<T, W, V, false, false><<<grid, threads, 0, st>>>(p);
     }
   };
   if (threads > (vpt == 1 ? 1024 : 256))

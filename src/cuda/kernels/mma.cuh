@@ -56,29 +56,6 @@ __device__ __forceinline__ void cp_async_wait_n(int n) {
   (std::make_integer_sequence<int, MAX>{});
 }
 
-// A bulk copy global -> shared through the TMA unit, completed on a one-shot mbarrier
-// (sm_90): one instruction moves a whole span, holding no registers while it flies.
-// mbar_init: one thread, then a block barrier before anyone waits. bulk_load: one thread;
-// dst, src 16-byte aligned, bytes a multiple of 16. mbar_wait: every thread that reads dst.
-__device__ __forceinline__ void mbar_init(uint64_t* bar) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(smem_addr(bar)) : "memory");
-  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-}
-__device__ __forceinline__ void bulk_load(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
-                   smem_addr(dst)),
-               "l"(src), "r"(bytes), "r"(smem_addr(bar))
-               : "memory");
-}
-__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t phase) {
-  asm volatile(
-      "{\n.reg .pred done;\nWAIT:\nmbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n@!done bra WAIT;\n}\n" ::"r"(
-          smem_addr(bar)),
-      "r"(phase)
-      : "memory");
-}
-
 // Four 8x8 b16 matrices from shared memory into A/B fragments; _t transposes each.
 __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void* p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"

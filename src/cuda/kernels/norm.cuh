@@ -2,7 +2,6 @@
 // Row norms: one block per row, the row held in registers between the statistic and the
 // output pass, so x is read from memory once. 16-byte vector access where the row is aligned.
 #include "cuda/kernels/math.cuh"
-#include "cuda/kernels/mma.cuh"
 
 namespace mlxn::kernels {
 
@@ -82,31 +81,6 @@ struct RowChunks<T, VPT, true> {
   }
 };
 
-// The row in shared memory, brought by one bulk copy (the block's first thread, before the
-// chunk loop): no registers are held while it flies, so the SM's resident rows are limited
-// by threads and shared memory rather than registers.
-template <class T, int VPT>
-struct SharedRow {
-  static constexpr int N = Vec<T>::N;
-  const T* row;
-  int cols;
-  template <bool kVec>
-  __device__ __forceinline__ void load(const T*, int, int, int) {}
-  __device__ __forceinline__ void get(int k, float (&d)[N]) const {
-    const int c = (k * blockDim.x + threadIdx.x) * N;
-    Vec<T> v;
-    if (c < cols)
-      v = *reinterpret_cast<const Vec<T>*>(row + c);
-    else
-      *reinterpret_cast<uint4*>(v.v) = make_uint4(0, 0, 0, 0);
-#pragma unroll
-    for (int j = 0; j < N; ++j) d[j] = to_f32(v.v[j]);
-  }
-};
-
-// Where a row waits between the statistic and the output pass.
-enum class RowHold : int { floats, vectors, shared };
-
 // One block per row; each thread owns VPT chunks of N = 16/sizeof(T) consecutive columns:
 // chunk k of thread t starts at column (k * blockDim.x + t) * N, and blockDim * VPT * N >= cols.
 // With one chunk per thread (the decode configuration) every load the row needs (x,
@@ -115,30 +89,17 @@ enum class RowHold : int { floats, vectors, shared };
 // thread (many rows) the operands are loaded after the reduction instead, keeping register
 // use, and so the number of resident rows, where bandwidth needs it. kPacked (the host's
 // choice for plain 16-bit norms: vector path, several chunks, only a weight: no residual, bias
-// or epilogue operand) keeps x as loaded (RowHold::vectors, see RowChunks) or in shared
-// memory (RowHold::shared, SharedRow: dynamic shared memory of cols * sizeof(T) bytes).
-template <class T, class W, int VPT, bool kVec, RowHold kHold>
+// or epilogue operand) keeps x as loaded, see RowChunks.
+template <class T, class W, int VPT, bool kVec, bool kPacked>
 __global__ void __launch_bounds__(VPT == 1 ? 1024 : 256) norm_rows_kernel(NormKernelParams<T, W> p) {
   constexpr int N = Vec<T>::N;
-  constexpr bool kPacked = kHold != RowHold::floats;
   constexpr bool kPreload = VPT == 1;
   static_assert(!(kPacked && kPreload), "the decode configuration preloads floats");
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x;
   const T* x = p.x.data + row * p.x.row_stride;
   const T* o = p.other.data ? p.other.data + row * p.other.row_stride : nullptr;
-  using Hold = std::conditional_t<kHold == RowHold::shared, SharedRow<T, VPT>, RowChunks<T, VPT, kPacked>>;
-  Hold xs;
-  if constexpr (kHold == RowHold::shared) {
-    extern __shared__ __align__(16) unsigned char row_smem[];
-    __shared__ uint64_t row_bar;
-    if (threadIdx.x == 0) mbar_init(&row_bar);
-    __syncthreads();
-    if (threadIdx.x == 0) bulk_load(row_smem, x, uint32_t(p.cols) * sizeof(T), &row_bar);
-    xs.row = reinterpret_cast<const T*>(row_smem);
-    xs.cols = p.cols;
-    mbar_wait(&row_bar, 0);
-  }
+  RowChunks<T, VPT, kPacked> xs;
   float w[kPreload ? VPT : 1][N], b[kPreload ? VPT : 1][N], ov[kPreload ? VPT : 1][N];
 #pragma unroll
   for (int k = 0; k < VPT; ++k) {
