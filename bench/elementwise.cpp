@@ -13,14 +13,13 @@ Workload add_case(Session& s, DType dt) {
   Array b = random_device_array(s, {kRows, kDim}, dt, 22);
   Array y = Array::empty({kRows, kDim}, dt, s.device());
   // reads a and b, writes y
-  return {[&s, a, b, y] { add(s, a, b, y); }, 3.0 * double(kRows * kDim) * double(element_size(dt)), 0, false};
+  return {[&s, a, b, y] { add(s, a, b, y); }, 3.0 * double(kRows * kDim) * double(element_size(dt)), 0};
 }
 
 Workload cast_case(Session& s, DType from, DType to) {
   Array x = random_device_array(s, {kRows, kDim}, from, 23);
   Array y = Array::empty({kRows, kDim}, to, s.device());
-  return {[&s, x, y] { cast(s, x, y); }, double(kRows * kDim) * double(element_size(from) + element_size(to)), 0,
-          false};
+  return {[&s, x, y] { cast(s, x, y); }, double(kRows * kDim) * double(element_size(from) + element_size(to)), 0};
 }
 
 MLXN_BENCH(Case{"add bf16 [8192, 4096]", "elementwise", [](Session& s) { return add_case(s, DType::bf16); }});

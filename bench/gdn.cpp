@@ -64,8 +64,7 @@ Workload delta_case(Session& s, const Shape& d, DType dt, Path path, bool state)
     else
       gdn_recurrent(s, q, k, v, g, beta, out, o);
   };
-  return {run, delta_bytes(d, dt, state), path == Path::chunk ? chunk_flops(d) : 6.0 * d.B * d.T * d.H * d.K * d.V,
-          d.T == 1};
+  return {run, delta_bytes(d, dt, state), path == Path::chunk ? chunk_flops(d) : 6.0 * d.B * d.T * d.H * d.K * d.V};
 }
 
 Workload conv_case(Session& s, int64_t T, int64_t C, int64_t W) {
@@ -76,7 +75,7 @@ Workload conv_case(Session& s, int64_t T, int64_t C, int64_t W) {
   SsmConvOptions o;
   o.state_in = st.tensor();
   o.state_out = st.tensor();
-  return {[&s, x, w, out, o] { ssm_conv(s, x, w, out, o); }, 2.0 * double(T * C) * 2.0 + double(C * W) * 2.0, 0, false};
+  return {[&s, x, w, out, o] { ssm_conv(s, x, w, out, o); }, 2.0 * double(T * C) * 2.0 + double(C * W) * 2.0, 0};
 }
 
 constexpr Shape kChunkT4096{1, 4096, 16, 32, 128, 128};

@@ -1,8 +1,8 @@
 #pragma once
 // Benchmark harness behind `mlxn bench`. A case builds its inputs once and returns a
 // Workload: a callable that enqueues one call, plus the bytes and FLOPs that call must move
-// and compute. The harness times it (device events, warm-up, median of repetitions; small
-// calls also as CUDA-graph replays of many launches), measures the device's copy
+// and compute. The harness times it (device events, warm-up, median of repetitions; on a GPU
+// also as CUDA-graph replays of back-to-back launches, the time bars are judged on), measures the device's copy
 // bandwidth in the same run, and reports every case as time, GB/s and % of that ceiling.
 #include <functional>
 #include <string>
@@ -23,8 +23,6 @@ struct Workload {
   std::function<void()> run;  // enqueues one call on the session
   double bytes = 0;           // fewest bytes the call must read + write
   double flops = 0;           // 0 for memory-bound ops
-  // Decode-sized calls: also time per launch inside a replayed graph of many launches.
-  bool graph_replay = false;
 };
 
 struct Case {
@@ -32,7 +30,7 @@ struct Case {
   std::string family;  // "norm"
   std::function<Workload(Session&)> make;
   double goal_pct_copy = 0;  // bar: >= this % of copy bandwidth (0 = none)
-  double goal_us = 0;        // bar: <= this many microseconds (graph replay where set)
+  double goal_us = 0;        // bar: <= this many microseconds (graph replay on a GPU)
   bool cuda_only = false;    // too large for the CPU backend to be worth timing
   double goal_pct_gemm = 0;  // bar: >= this % of the dense bf16 GEMM rate (flops-bound cases)
 };

@@ -44,7 +44,7 @@ Workload kv_write_case(Session& s, int64_t tokens) {
   const double bytes = 2.0 * double(tokens * H * D) * 2;
   if (tokens == 1) {
     Array pos = index_array(s, 1234);
-    return {[&s, cache, src, pos] { kv_cache_write(s, cache, src, {0, pos.tensor(), false}); }, bytes + 4, 0, true};
+    return {[&s, cache, src, pos] { kv_cache_write(s, cache, src, {0, pos.tensor(), false}); }, bytes + 4, 0};
   }
   return {[&s, cache, src] { kv_cache_write(s, cache, src, {0, std::nullopt, false}); }, bytes};
 }
@@ -55,7 +55,7 @@ Workload embedding_case(Session& s) {
   Array ids = index_array(s, 123457);
   Array out = Array::empty({1, D}, DType::bf16, s.device());
   const float scale = std::sqrt(float(D));
-  return {[&s, table, ids, out, scale] { embedding(s, table, ids, out, scale); }, 2.0 * D * 2 + 4, 0, true};
+  return {[&s, table, ids, out, scale] { embedding(s, table, ids, out, scale); }, 2.0 * D * 2 + 4, 0};
 }
 
 MLXN_BENCH(Case{"transpose bf16 [8192, 8192]", "layout",

@@ -28,7 +28,7 @@ Workload gemm_case(Session& s, int64_t m, int64_t n, int64_t k, DType dt) {
   Array b = random_device_array(s, {n, k}, dt, 2);
   Array out = Array::empty({m, n}, dt, s.device());
   const double e = double(element_size(dt));
-  return {[&s, a, b, out] { matmul(s, a, b, out); }, double(m * k + n * k + m * n) * e, gemm_flops(m, n, k), m <= 16};
+  return {[&s, a, b, out] { matmul(s, a, b, out); }, double(m * k + n * k + m * n) * e, gemm_flops(m, n, k)};
 }
 
 // Grouped-query heads: a [Hq, M, D] against b [Hkv, N, D] (scores of one attention block).
@@ -37,7 +37,7 @@ Workload gqa_case(Session& s, int64_t hq, int64_t hkv, int64_t m, int64_t n, int
   Array b = random_device_array(s, {hkv, n, d}, DType::bf16, 4);
   Array out = Array::empty({hq, m, n}, DType::bf16, s.device());
   return {[&s, a, b, out] { matmul(s, a, b, out); }, double(hq * m * d + hkv * n * d + hq * m * n) * 2.0,
-          gemm_flops(m, n, d, hq), false};
+          gemm_flops(m, n, d, hq)};
 }
 
 // Routed product: T tokens x top_k experts of E, each expert [N, K]. Decode-sized cases
@@ -58,7 +58,7 @@ Workload matmul_id_case(Session& s, int64_t t, int64_t top_k, int64_t e, int64_t
   const double bytes = (experts_read * double(n * k) + double(t * k) + double(t * top_k * n)) * 2.0;
   auto next = std::make_shared<int64_t>(0);
   return {[&s, x, w, id, out, next, rot] { matmul_id(s, x, w, id.tensor().select(0, (*next)++ % rot), out); }, bytes,
-          gemm_flops(t * top_k, n, k), t <= 8};
+          gemm_flops(t * top_k, n, k)};
 }
 
 #ifdef MLXN_BENCH_DIRECT_LT

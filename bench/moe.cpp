@@ -65,7 +65,7 @@ Workload moe_layer_bf16(Session& s) {
             matmul_id(s, st->act, w_down, st->ids, st->down);
             st->finish(s, xi);
           },
-          bytes, 0, true};
+          bytes, 0};
 }
 
 #ifdef MLXN_BENCH_MOE_MLX4
@@ -97,7 +97,7 @@ Workload moe_layer_mlx4(Session& s) {
             quantized_matmul_id(s, st->act, d_q, d_s, d_b, st->ids, q, st->down);
             st->finish(s, xi);
           },
-          bytes, 0, true};
+          bytes, 0};
 }
 #endif
 
@@ -109,7 +109,7 @@ Workload route_case(Session& s, int64_t t, int64_t e, int64_t k) {
   MoeRouteParams p;
   p.top_k = int(k);
   p.renormalize = true;
-  return {[&s, logits, ids, w, p] { moe_route(s, logits, p, ids, w); }, double(t * e * 4 + t * k * 8), 0, t <= 8};
+  return {[&s, logits, ids, w, p] { moe_route(s, logits, p, ids, w); }, double(t * e * 4 + t * k * 8), 0};
 }
 
 // moe_weighted_sum: T tokens x top 8 rows of D, plus the residual.
@@ -121,14 +121,14 @@ Workload weighted_sum_case(Session& s, int64_t t, int64_t d) {
   MoeSumParams p;
   p.residual = res.tensor();
   return {[&s, y, w, res, out, p] { moe_weighted_sum(s, y, w, out, p); },
-          double(t * d * (kTopK + 2) * 2 + t * kTopK * 4), 0, t <= 8};
+          double(t * d * (kTopK + 2) * 2 + t * kTopK * 4), 0};
 }
 
 // moe_glu: T tokens x top 8 rows of [gate | up] -> width.
 Workload glu_case(Session& s, int64_t t, int64_t width) {
   Array gu = random_device_array(s, {t, kTopK, 2 * width}, DType::bf16, 45);
   Array out = Array::empty({t, kTopK, width}, DType::bf16, s.device());
-  return {[&s, gu, out] { moe_glu(s, gu, out); }, double(t * kTopK * width * 3 * 2), 0, t <= 8};
+  return {[&s, gu, out] { moe_glu(s, gu, out); }, double(t * kTopK * width * 3 * 2), 0};
 }
 
 // moe_group_tokens: T tokens x top 8 of 128.
@@ -139,7 +139,7 @@ Workload group_case(Session& s, int64_t t) {
   s.upload(ids, host.data(), host.size() * 4);
   Array rows = Array::empty({t * kTopK}, DType::u32, s.device());
   Array off = Array::empty({kExperts + 1}, DType::u32, s.device());
-  return {[&s, ids, rows, off] { moe_group_tokens(s, ids, rows, off); }, double(t * kTopK * 8), 0, false};
+  return {[&s, ids, rows, off] { moe_group_tokens(s, ids, rows, off); }, double(t * kTopK * 8), 0};
 }
 
 Case moe_case(std::string name, std::function<Workload(Session&)> make, bool cuda_only, double goal_pct_copy = 0,

@@ -17,7 +17,7 @@ Workload rms_norm_case(Session& s, int64_t rows, DType dt, std::optional<DType> 
   Array y = Array::empty({rows, kDim}, dt, s.device());
   const double e = double(element_size(dt));
   return {[&s, x, w, y] { rms_norm(s, x, y, {w.tensor()}); },
-          2.0 * double(rows * kDim) * e + double(kDim * element_size(w.tensor().dtype())), 0, rows == 1};
+          2.0 * double(rows * kDim) * e + double(kDim * element_size(w.tensor().dtype())), 0};
 }
 
 Workload rms_norm_residual_case(Session& s, int64_t rows, DType dt) {
@@ -29,7 +29,7 @@ Workload rms_norm_residual_case(Session& s, int64_t rows, DType dt) {
   const double e = double(element_size(dt));
   // reads x and residual, writes y and the sum
   return {[&s, x, r, w, y, sum] { rms_norm_residual(s, x, r, y, {w.tensor()}, sum.tensor()); },
-          4.0 * double(rows * kDim) * e + double(kDim) * e, 0, rows == 1};
+          4.0 * double(rows * kDim) * e + double(kDim) * e, 0};
 }
 
 MLXN_BENCH(Case{"rms_norm bf16 [8192, 4096]", "norm", [](Session& s) { return rms_norm_case(s, kRows, DType::bf16); },

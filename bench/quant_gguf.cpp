@@ -37,7 +37,7 @@ Workload matmul_case(Session& s, DType t, int64_t m) {
   Array x = random_device_array(s, {m, kK}, DType::bf16, 8);
   Array y = Array::empty({m, kN}, DType::bf16, s.device());
   const double bytes = double(w->nbytes()) + 2.0 * double(m * kK) + 2.0 * double(m * kN);
-  return {[&s, x, w, y] { gguf_matmul(s, x, w, y); }, bytes, 2.0 * double(m) * double(kN) * double(kK), m <= 8};
+  return {[&s, x, w, y] { gguf_matmul(s, x, w, y); }, bytes, 2.0 * double(m) * double(kN) * double(kK)};
 }
 
 #define MLXN_GGUF_MATVEC(type, tname, m, goal)                                      \
@@ -79,7 +79,7 @@ Workload moe_case(Session& s) {
   s.upload(ids, idh.data(), idh.size() * 4);
   Array y = Array::empty({1, top_k, n}, DType::bf16, s.device());
   const double bytes = double(w->nbytes()) / double(e) * double(top_k) + 2.0 * double(k) + 2.0 * double(top_k * n);
-  return {[&s, x, w, ids, y] { gguf_matmul_id(s, x, w, ids, y); }, bytes, 2.0 * double(top_k * n * k), true};
+  return {[&s, x, w, ids, y] { gguf_matmul_id(s, x, w, ids, y); }, bytes, 2.0 * double(top_k * n * k)};
 }
 MLXN_BENCH(Case{"gguf q4_k matmul_id 128x[768,2048] top8 [1,2048]", "quant_gguf", moe_case, 0, 0, true});
 

@@ -46,7 +46,6 @@ Workload qmm_case(Session& s, int64_t m, int64_t n, int64_t k, MlxQuant q) {
   };
   w.bytes = wb + 2.0 * double(m * k) + 2.0 * double(m * n);
   w.flops = 2.0 * double(m) * double(n) * double(k);
-  w.graph_replay = m <= 8;
   return w;
 }
 
@@ -66,7 +65,6 @@ Workload moe_case(Session& s, int64_t tokens, MlxQuant q) {
   w.bytes = double(tokens * top_k) * weight_bytes(width, hidden, q) + 2.0 * double(tokens * hidden) +
             2.0 * double(tokens * top_k * width);
   w.flops = 2.0 * double(tokens * top_k) * double(width) * double(hidden);
-  w.graph_replay = true;
   return w;
 }
 

@@ -13,25 +13,25 @@ Workload top_k_case(Session& s, int64_t rows, int64_t cols, int64_t k) {
   Array v = Array::empty({rows, k}, DType::f32, s.device());
   Array i = Array::empty({rows, k}, DType::i32, s.device());
   // reads x once, writes k values and k indices per row
-  return {[&s, x, k, v, i] { top_k(s, x, k, v, i); }, double(rows * cols) * 4.0 + double(rows * k) * 8.0, 0, rows == 1};
+  return {[&s, x, k, v, i] { top_k(s, x, k, v, i); }, double(rows * cols) * 4.0 + double(rows * k) * 8.0, 0};
 }
 
 Workload argmax_case(Session& s, int64_t rows, int64_t cols) {
   Array x = random_device_array(s, {rows, cols}, DType::f32, 22);
   Array out = Array::empty({rows}, DType::i32, s.device());
-  return {[&s, x, out] { argmax(s, x, out); }, double(rows * cols) * 4.0 + double(rows) * 4.0, 0, rows == 1};
+  return {[&s, x, out] { argmax(s, x, out); }, double(rows * cols) * 4.0 + double(rows) * 4.0, 0};
 }
 
 Workload cumsum_case(Session& s, int64_t rows, int64_t cols, DType dt) {
   Array x = random_device_array(s, {rows, cols}, dt, 23);
   Array y = Array::empty({rows, cols}, dt, s.device());
-  return {[&s, x, y] { cumsum(s, x, y); }, 2.0 * double(rows * cols) * double(element_size(dt)), 0, false};
+  return {[&s, x, y] { cumsum(s, x, y); }, 2.0 * double(rows * cols) * double(element_size(dt)), 0};
 }
 
 Workload argsort_case(Session& s, int64_t rows, int64_t cols) {
   Array x = random_device_array(s, {rows, cols}, DType::f32, 24);
   Array out = Array::empty({rows, cols}, DType::i32, s.device());
-  return {[&s, x, out] { argsort(s, x, out); }, double(rows * cols) * 8.0, 0, false};
+  return {[&s, x, out] { argsort(s, x, out); }, double(rows * cols) * 8.0, 0};
 }
 
 MLXN_BENCH(Case{"top_k f32 [1, 151936] k=40", "reduce", [](Session& s) { return top_k_case(s, 1, kVocab, 40); }, 0});

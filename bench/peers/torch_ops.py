@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch on the same shapes as `mlxn bench` (the foundation op families), for comparison
-in the same run. Times with CUDA events (median), decode-sized calls as CUDA-graph replays
-of 100 launches. Writes JSON: {"copy_gbs": ..., "cases": {case name: {"us": ..., "graph_us": ...}}}."""
+in the same run. Times with CUDA events (median), every case also as CUDA-graph replays
+of back-to-back launches. Writes JSON: {"copy_gbs": ..., "cases": {case name: {"us": ..., "graph_us": ...}}}."""
 import argparse
 import json
 
@@ -23,24 +23,26 @@ def median_ms(fn, iters, reps=15):
     return samples[len(samples) // 2]
 
 
-def timed(fn, graph=False):
+def timed(fn):
     for _ in range(3):
         fn()
     torch.cuda.synchronize()
     eager_us = median_ms(fn, 20) * 1e3
     graph_us = 0.0
     if graph:
+        # As mlxn bench does: a graph of ~4 ms of back-to-back launches (4 to 100).
+        launches = int(min(100, max(4, 4000 / eager_us)))
         stream = torch.cuda.Stream()
         with torch.cuda.stream(stream):
             fn()
         torch.cuda.synchronize()
         g = torch.cuda.CUDAGraph()
         with torch.cuda.graph(g):
-            for _ in range(100):
+            for _ in range(launches):
                 fn()
         g.replay()
         torch.cuda.synchronize()
-        graph_us = median_ms(g.replay, 5) * 1e3 / 100
+        graph_us = median_ms(g.replay, 5) * 1e3 / launches
     return {"us": eager_us, "graph_us": graph_us}
 
 
@@ -57,29 +59,29 @@ def main():
 
     n = 1 << 30
     a, b = torch.empty(n, dtype=torch.uint8, device="cuda"), torch.empty(n, dtype=torch.uint8, device="cuda")
-    copy_gbs = 2 * n / (timed(lambda: b.copy_(a))["us"] * 1e-6) / 1e9
+    copy_gbs = 2 * n / (timed(lambda: b.copy_(a), graph=False)["us"] * 1e-6) / 1e9
     del a, b
 
     for rows, tag in ((8192, "[8192, 4096]"), (1, "[1, 4096] (decode)")):
         x, r, w = rand(rows, 4096), rand(rows, 4096), rand(4096, dtype=torch.float32).to(bf)
-        cases[f"rms_norm bf16 {tag}"] = timed(lambda: F.rms_norm(x, (4096,), w, 1e-6), graph=rows == 1)
+        cases[f"rms_norm bf16 {tag}"] = timed(lambda: F.rms_norm(x, (4096,), w, 1e-6))
 
         def residual():
             s = x + r
             return F.rms_norm(s, (4096,), w, 1e-6), s
-        cases[f"rms_norm_residual bf16 {tag}"] = timed(residual, graph=rows == 1)
+        cases[f"rms_norm_residual bf16 {tag}"] = timed(residual)
 
     x = rand(8192, 32000, dtype=torch.float32)
     cases["softmax f32 [8192, 32000]"] = timed(lambda: torch.softmax(x, -1))
     del x
     x1 = rand(1, 4096)
-    cases["softmax bf16 [1, 4096] (decode)"] = timed(lambda: torch.softmax(x1, -1), graph=True)
+    cases["softmax bf16 [1, 4096] (decode)"] = timed(lambda: torch.softmax(x1, -1))
 
     gu = rand(8192, 2 * 14336)
     cases["silu_mul bf16 [8192, 2x14336]"] = timed(lambda: F.silu(gu[:, :14336]) * gu[:, 14336:])
     del gu
     gu1 = rand(1, 2 * 14336)
-    cases["silu_mul bf16 [1, 2x14336] (decode)"] = timed(lambda: F.silu(gu1[:, :14336]) * gu1[:, 14336:], graph=True)
+    cases["silu_mul bf16 [1, 2x14336] (decode)"] = timed(lambda: F.silu(gu1[:, :14336]) * gu1[:, 14336:])
 
     t = rand(8192, 8192)
     cases["transpose bf16 [8192, 8192]"] = timed(lambda: t.t().contiguous())

@@ -18,8 +18,9 @@ void launch(Session& s, const detail::GdnArgs& a) {
   k::RecurrentParams<T> p{};
   fill_gdn_operands<T>(p, a, 0);
   const dim3 grid(unsigned(a.V / k::kRecCols), unsigned(a.H), grid_dim("gdn_recurrent", a.seq.N));
-  k::recurrent_kernel<T, K><<<grid, k::kRecThreads, 0, stream_of(s)>>>(p);
-  check_launch(s, "gdn_recurrent");
+  // Programmatic dependent launch: a decode step's blocks are scheduled while the previous
+  // kernel drains (the kernel waits for it before touching memory).
+  launch_pdl(s, "gdn_recurrent", k::recurrent_kernel<T, K>, grid, dim3(k::kRecThreads), 0, p);
 }
 
 }  // namespace

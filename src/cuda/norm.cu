@@ -53,17 +53,20 @@ void launch_norm(Session& s, const NormArgs& a) {
   // Plain 16-bit norms (x and a weight, nothing else) keep x as loaded: half the registers,
   // so more rows in flight per SM (see RowChunks).
   const bool packed = vec && vpt > 1 && sizeof(T) == 2 && !a.residual.data && !a.bias && !a.other.data;
+  // Programmatic dependent launch: the next norm's blocks are scheduled while this one's
+  // last wave drains, and wait (pdl_wait) before touching memory.
+  auto run = [&](auto kernel, int block) { MLXN_CUDA_CHECK(launch_pdl(kernel, dim3(grid), dim3(block), 0, st, p)); };
   auto launch = [&]<int V>() {
     if (packed) {
-      if constexpr (V > 1 && sizeof(T) == 2) k::norm_rows_kernel<T, W, V, true, true><<<grid, threads, 0, st>>>(p);
+      if constexpr (V > 1 && sizeof(T) == 2) run(k::norm_rows_kernel<T, W, V, true, true>, threads);
     } else if (vec) {
-      k::norm_rows_kernel<T, W, V, true, false><<<grid, threads, 0, st>>>(p);
+      run(k::norm_rows_kernel<T, W, V, true, false>, threads);
     } else {
-      k::norm_rows_kernel<T, W, V, false, false><<<grid, threads, 0, st>>>(p);
+      run(k::norm_rows_kernel<T, W, V, false, false>, threads);
     }
   };
   if (threads > (vpt == 1 ? 1024 : 256))
-    k::norm_rows_wide_kernel<T, W><<<grid, 1024, 0, st>>>(p);
+    run(k::norm_rows_wide_kernel<T, W>, 1024);
   else if (vpt == 1)
     launch.template operator()<1>();
   else if (vpt == 4)

@@ -43,6 +43,8 @@ __global__ void __launch_bounds__(kRecThreads, K <= 128 ? 8 : 4) recurrent_kerne
   __shared__ float sq[K], sk[K], sv[kRecCols];
   __shared__ float red[4][kRecCols][2];
   __shared__ float sred[3][kRecThreads / 32];
+  pdl_wait();  // launched with launch_pdl: the previous kernel's writes first
+  pdl_launch_dependents();
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int cg = tid & 7, rg = tid >> 3;
   const int h = blockIdx.y, n = blockIdx.z, hk = h / p.group;

@@ -96,6 +96,8 @@ __global__ void __launch_bounds__(VPT == 1 ? 1024 : 256) norm_rows_kernel(NormKe
   constexpr bool kPreload = VPT == 1;
   static_assert(!(kPacked && kPreload), "the decode configuration preloads floats");
   __shared__ float scratch[32];
+  pdl_wait();  // launched with launch_pdl: the previous kernel's writes first
+  pdl_launch_dependents();
   const int64_t row = blockIdx.x;
   const T* x = p.x.data + row * p.x.row_stride;
   const T* o = p.other.data ? p.other.data + row * p.other.row_stride : nullptr;
@@ -190,6 +192,8 @@ __global__ void __launch_bounds__(VPT == 1 ? 1024 : 256) norm_rows_kernel(NormKe
 template <class T, class W>
 __global__ void __launch_bounds__(1024) norm_rows_wide_kernel(NormKernelParams<T, W> p) {
   __shared__ float scratch[32];
+  pdl_wait();  // launched with launch_pdl: the previous kernel's writes first
+  pdl_launch_dependents();
   const int64_t row = blockIdx.x;
   const T* x = p.x.data + row * p.x.row_stride;
   const T* res = p.residual.data ? p.residual.data + row * p.residual.row_stride : nullptr;
