@@ -125,7 +125,7 @@ class DirectLt {
 
 Workload direct_case(Session& s, int64_t m, int64_t n, int64_t k) {
   auto lt = std::make_shared<DirectLt>(s, m, n, k);
-  return {[&s, lt] { lt->run(s); }, double(m * k + n * k + m * n) * 2.0, gemm_flops(m, n, k), false};
+  return {[&s, lt] { lt->run(s); }, double(m * k + n * k + m * n) * 2.0, gemm_flops(m, n, k)};
 }
 
 // The GEMM ceiling of the run: bf16 8192^3 through cuBLASLt directly, median of 7 x 20 calls
