@@ -62,26 +62,13 @@ void launch_conv(Session& s, const SsmConvArgs& a) {
   const bool vec = vectorizable(a.x, NC) && vectorizable(a.out, NC);
   cudaStream_t st = stream_of(s);
   if (p.tokens > 0) {
-    // Weights and bias (or none) of T's own 16-bit dtype stay packed in registers (P = T).
-    const int tk = std::is_same_v<T, float> ? 0 : std::is_same_v<T, __half> ? 1 : 2;  // param_kind of T
-    const bool packed = sizeof(T) == 2 && p.weight_kind == tk && (!p.bias || p.bias_kind == tk);
     dispatch_width(a.W, [&]<int W>() {
-      auto go = [&]<class P>() {
-        auto kernel = vec ? k::conv_prefill_kernel<T, P, W, true> : k::conv_prefill_kernel<T, P, W, false>;
-        const int64_t cols = (a.C + 32 * NC - 1) / (32 * NC);  // warps across the channels
-        // whole blocks per column where they fit (runs / kWarps rounded up must not exceed
-        // the resident blocks, or a few blocks wait for a second wave)
-        const int64_t resident = resident_blocks(kernel, k::kConvThreads);
-        const int64_t runs =
-            resident >= cols ? resident / cols * kWarps : std::max<int64_t>(1, resident * kWarps / cols);
-        p.run = ((p.tokens + runs - 1) / runs + D - 1) / D * D;
-        const int64_t blocks = ((p.tokens + p.run - 1) / p.run + kWarps - 1) / kWarps;
-        kernel<<<dim3(grid_dim("ssm_conv", cols), grid_dim("ssm_conv", blocks)), k::kConvThreads, 0, st>>>(p);
-      };
-      if constexpr (sizeof(T) == 2) {
-        if (packed) return go.template operator()<T>();
-      }
-      go.template operator()<float>();
+      auto kernel = vec ? k::conv_prefill_kernel<T, W, true> : k::conv_prefill_kernel<T, W, false>;
+      const int64_t cols = (a.C + 32 * NC - 1) / (32 * NC);  // warps across the channels
+      const int64_t runs = std::max<int64_t>(1, resident_blocks(kernel, k::kConvThreads) * kWarps / cols);
+      p.run = ((p.tokens + runs - 1) / runs + D - 1) / D * D;
+      const int64_t blocks = ((p.tokens + p.run - 1) / p.run + kWarps - 1) / kWarps;
+      kernel<<<dim3(grid_dim("ssm_conv", cols), grid_dim("ssm_conv", blocks)), k::kConvThreads, 0, st>>>(p);
     });
     check_launch(s, "ssm_conv");
   }

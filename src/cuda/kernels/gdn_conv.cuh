@@ -41,124 +41,54 @@ __device__ __forceinline__ float param_f32(const void* p, int kind, int64_t i) {
   return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
 }
 
-// A pair of packed 16-bit values (the low half is the lower channel) as floats. z must be 0
-// at run time, but from a value ptxas cannot prove to be 0 and that differs per token (the
-// token index): otherwise ptxas shares one unpack of a loop-invariant weight (or of a window
-// row) across the unrolled tokens of a batch and keeps the floats live next to the packed
-// form, which brings back the registers the packed form saves. The asm is volatile for the
-// same reason one level up (the compiler's own CSE and hoisting). Cost: one instruction per
-// bf16 element (the shift and the mask each absorb z), for f16 one more per pair.
-template <class P>
-__device__ __forceinline__ float2 unpack2(uint32_t u, uint32_t z) {
-  float2 f;
-  if constexpr (std::is_same_v<P, __half>) {
-    asm volatile(
-        "{.reg .b32 t;\n\t.reg .f16 l, h;\n\txor.b32 t, %2, %3;\n\tmov.b32 {l, h}, t;\n\t"
-        "cvt.f32.f16 %0, l;\n\tcvt.f32.f16 %1, h;}"
-        : "=f"(f.x), "=f"(f.y)
-        : "r"(u), "r"(z));
-  } else {  // bf16 is the high half of an f32: lo = u * 2^16 + z, hi = (u & 0xffff0000) | z
-    uint32_t lo, hi;
-    asm volatile("mad.lo.u32 %0, %2, 65536, %3;\n\tlop3.b32 %1, %2, 0xffff0000, %3, 0xea;"
-                 : "=r"(lo), "=r"(hi)
-                 : "r"(u), "r"(z));
-    f = make_float2(__uint_as_float(lo), __uint_as_float(hi));
-  }
-  return f;
-}
-
-// NC per-channel parameters held as P: f32 registers (P = float), or 16-bit pairs packed in
-// half as many registers (exact: they are the parameters' own bits), unpacked per use.
-template <class P, int NC>
-struct ParamRow {
-  static constexpr bool kPacked = sizeof(P) == 2;
-  static_assert(!kPacked || NC % 2 == 0);
-  uint32_t r[kPacked ? NC / 2 : NC];
-  // Channel j's value `v` (of parameter dtype P).
-  __device__ __forceinline__ void set(int j, P v) {
-    if constexpr (kPacked) {
-      const uint32_t b = *reinterpret_cast<const uint16_t*>(&v);
-      r[j / 2] = j % 2 ? (r[j / 2] & 0xffffu) | (b << 16) : b;
-    } else {
-      r[j] = __float_as_uint(v);
-    }
-  }
-  __device__ __forceinline__ void get(float (&f)[NC], uint32_t z) const {
-#pragma unroll
-    for (int i = 0; i < (kPacked ? NC / 2 : NC); ++i) {
-      if constexpr (kPacked) {
-        const float2 h = unpack2<P>(r[i], z);
-        f[2 * i] = h.x;
-        f[2 * i + 1] = h.y;
-      } else {
-        f[i] = __uint_as_float(r[i]);
-      }
-    }
-  }
-};
-
-// A raw 16-byte row piece as its Vec<T>::N floats. Rows in flight and the window are held as
-// uint4, not as Vec<T> or floats: ptxas gives each 16-bit element of a Vec<bf16/f16> carried
-// across the batch loop a 32-bit register of its own, and floats take twice the registers of
-// the raw row. The 16-bit unpack is unpack2's (volatile): each window row is unpacked again by
-// each of the W tokens that use it rather than kept as floats.
+// A raw 16-byte row piece as its Vec<T>::N floats. Rows in flight are held as uint4, not as
+// Vec<T>: ptxas gives each 16-bit element of a Vec<bf16/f16> carried across the batch loop a
+// 32-bit register of its own, which doubled the registers the rows in flight take.
 template <class T>
-__device__ __forceinline__ void unpack_f32(const uint4& r, float (&f)[Vec<T>::N], uint32_t z) {
+__device__ __forceinline__ void unpack_f32(const uint4& r, float (&f)[Vec<T>::N]) {
   const uint32_t w[4] = {r.x, r.y, r.z, r.w};
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     if constexpr (sizeof(T) == 4) {
       f[i] = __uint_as_float(w[i]);
-    } else {
-      const float2 h = unpack2<T>(w[i], z);
+    } else if constexpr (std::is_same_v<T, __half>) {
+      const float2 h = __half22float2(*reinterpret_cast<const __half2*>(&w[i]));
       f[2 * i] = h.x;
       f[2 * i + 1] = h.y;
+    } else {  // bf16 is the high half of an f32
+      f[2 * i] = __uint_as_float(w[i] << 16);
+      f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
     }
   }
 }
 
 inline constexpr int kConvThreads = 128;  // 4 warps, each its own run of tokens
-// A/B switch for the GPU run: false = 10 rows in flight per thread, true = 12 (see
-// conv_min_blocks for the blocks per SM each allows).
-inline constexpr bool kConvDeep = false;
-inline constexpr int kConvDepth = kConvDeep ? 12 : 10;  // rows each thread keeps in flight
+inline constexpr int kConvDepth = 10;     // rows each thread keeps in flight
 
-// Blocks of kConvThreads per SM that the register bound allows without spills (ptxas, sm_90,
-// checked for every T, P, W and path). The bytes in flight per SM are blocks x 128 x D x 16 B,
-// so the bound is the highest that fits: packed 16-bit weights (P = T) free 4 registers per tap
-// and the raw window 4 per row (8 channels), which lets bf16 up to W = 4 (the models' width)
-// run 4 blocks instead of 3 at D = 10. kConvDeep trades one block for 2 more rows per thread.
-template <class T, class P, bool kVec>
+// Blocks of kConvThreads per SM that the register bound allows without spills (ptxas, sm_90):
+// the weights, bias and window of 8 bf16/f16 channels take 16 f32 registers per tap, 4 f32
+// channels half that; the scalar path (!kVec) needs a few more.
+template <class T, bool kVec>
 __host__ __device__ constexpr int conv_min_blocks(int W) {
-  int b;
-  if constexpr (sizeof(T) == 4)
-    b = W <= 4 ? 4 : 3;
-  else if constexpr (sizeof(P) == 4)  // f32 weights: 8 f32 registers per tap
-    b = W <= 5 ? 3 : 2;
-  else if constexpr (std::is_same_v<P, __half>)  // the f16 unpack needs a few more
-    b = kVec && W <= 2 ? 4 : W <= 5 ? 3 : 2;
-  else
-    b = W <= 4 ? 4 : W <= 7 ? 3 : 2;
-  return kConvDeep && b > 2 ? b - 1 : b;
+  if constexpr (sizeof(T) == 4) return W <= 5 ? 4 : 3;
+  return W <= 4 ? 3 : 2;
 }
 
 // Thread = one 16-byte vector of channels (NC = 8 bf16/f16, 4 f32) x a run of p.run tokens
 // (a multiple of kConvDepth); a warp covers 32 consecutive vectors, so each of its loads and
 // stores moves 512 contiguous bytes of one token row. Everything stays in registers: the
-// weights and bias as P (ParamRow), the S = W - 1 previous rows as the raw 16-byte rows
-// (unpacked per use; the window slides by renaming in the unrolled batch of D tokens), and D
-// raw rows in flight: the register of the row a token consumes is refilled with the row D
-// ahead, so a thread waits only on its oldest load while the other D - 1 stay outstanding (a
-// software pipeline in registers: no shared memory, no cp.async, no barrier). Registers, not
-// issue, bound the rows in flight per SM, hence the packed forms. The S halo rows before the
-// run are read with the default cache policy (the previous run reads them again), the run's
-// own rows as streaming. A batch of kConvDepth tokens whose window lies inside one sequence
-// skips the sequence checks; the others step into each next sequence and read taps before its
-// start from the initial state (or zero). kVec is false for rows that do not allow 16-byte
-// accesses (odd strides, C not a multiple of NC): the same pipeline with scalar loads and
-// stores. The sums are the decode step's, in its order, so both give the same bits.
-template <class T, class P, int W, bool kVec>
-__global__ void __launch_bounds__(kConvThreads, conv_min_blocks<T, P, kVec>(W)) conv_prefill_kernel(ConvParams<T> p) {
+// weights and bias as f32, the inputs of the S = W - 1 previous rows as f32 (the window slides
+// by renaming in the unrolled batch of D tokens), and D raw rows in flight: the register of
+// the row a token consumes is refilled with the row D ahead, so a thread waits only on its
+// oldest load while the other D - 1 stay outstanding (a software pipeline in registers: no
+// shared memory, no cp.async, no barrier). The S halo rows before the run are read with the
+// default cache policy (the previous run reads them again), the run's own rows as streaming.
+// A batch of kConvDepth tokens whose window lies inside one sequence skips the sequence
+// checks; the others step into each next sequence and read taps before its start from the
+// initial state (or zero). kVec is false for rows that do not allow 16-byte accesses (odd
+// strides, C not a multiple of NC): the same pipeline with scalar loads and stores.
+template <class T, int W, bool kVec>
+__global__ void __launch_bounds__(kConvThreads, conv_min_blocks<T, kVec>(W)) conv_prefill_kernel(ConvParams<T> p) {
   // The scalar path holds each 16-bit element of a row in flight in a register of its own:
   // half as many rows in flight (runs stay whole batches: D divides kConvDepth).
   constexpr int NC = Vec<T>::N, S = W - 1, D = kVec ? kConvDepth : kConvDepth / 2;
@@ -167,7 +97,7 @@ __global__ void __launch_bounds__(kConvThreads, conv_min_blocks<T, P, kVec>(W)) 
   const int64_t t0 = (int64_t(blockIdx.y) * (kConvThreads / 32) + warp) * p.run;
   if (c0 >= p.C || t0 >= p.tokens) return;
   const int64_t t_end = t0 + p.run < p.tokens ? t0 + p.run : p.tokens;
-  const int nc = kVec || p.C - c0 >= NC ? NC : p.C - c0;  // 16-byte rows: C is a multiple of NC
+  const int nc = p.C - c0 < NC ? p.C - c0 : NC;
   const T* xc = p.x + c0;
 
   // One row of the thread's channels from `src`: a 16-byte load, or nc scalars and zeros.
@@ -193,27 +123,18 @@ __global__ void __launch_bounds__(kConvThreads, conv_min_blocks<T, P, kVec>(W)) 
   const T* src = xc + (t0 + D) * p.x_stride;  // the next row to load
   T* dst = p.out + t0 * p.out_stride + c0;    // the next row to store
 
-  // P is float unless weight and bias (or no bias) have T's 16-bit dtype (the host's choice).
-  ParamRow<P, NC> w[W], bias;
+  float w[W][NC], bias[NC];
 #pragma unroll
   for (int j = 0; j < NC; ++j) {
     const int c = c0 + (j < nc ? j : 0);
-    if constexpr (sizeof(P) == 2) {
-      const P* wp = static_cast<const P*>(p.weight) + int64_t(c) * W;
 #pragma unroll
-      for (int k = 0; k < W; ++k) w[k].set(j, wp[k]);
-      bias.set(j, p.bias ? static_cast<const P*>(p.bias)[c] : P(0.f));  // +0: as 0.f
-    } else {
-#pragma unroll
-      for (int k = 0; k < W; ++k) w[k].set(j, param_f32(p.weight, p.weight_kind, int64_t(c) * W + k));
-      bias.set(j, p.bias ? param_f32(p.bias, p.bias_kind, c) : 0.f);
-    }
+    for (int k = 0; k < W; ++k) w[k][j] = param_f32(p.weight, p.weight_kind, int64_t(c) * W + k);
+    bias[j] = p.bias ? param_f32(p.bias, p.bias_kind, c) : 0.f;
   }
 
-  // xw[k]: raw input row t - S + k of the next token t (rows before 0: never used)
-  uint4 xw[S];
+  float xw[S][NC];  // xw[k]: input row t - S + k of the next token t (rows before 0: never used)
 #pragma unroll
-  for (int k = 0; k < S; ++k) xw[k] = halo[k];
+  for (int k = 0; k < S; ++k) unpack_f32<T>(halo[k], xw[k]);
 
   int64_t begin = 0;
   int64_t n = seq_of(p.seq, t0, begin);
@@ -234,35 +155,31 @@ __global__ void __launch_bounds__(kConvThreads, conv_min_blocks<T, P, kVec>(W)) 
 #pragma unroll
     for (int i = 0; i < D; ++i) {
       const int64_t tt = t + i;
-      const uint4 cur = q[i];
+      float cur[NC];
+      unpack_f32<T>(q[i], cur);
       if (i < ahead) q[i] = load(src, true);  // row tt + D: D rows stay in flight
       src += p.x_stride;
       if (!kSeqChecks || tt < t_end) {
         if constexpr (kSeqChecks) advance(tt);
-        const uint32_t z = uint32_t(uint64_t(tt) >> 63);  // 0 (see unpack2)
-        float acc[NC], wk[NC], xk[NC];
-        bias.get(acc, z);
+        float acc[NC];
+#pragma unroll
+        for (int j = 0; j < NC; ++j) acc[j] = bias[j];
 #pragma unroll
         for (int k = 0; k < S; ++k) {
           const int64_t from = tt - S + k;
           if (!kSeqChecks || from >= begin) {
-            w[k].get(wk, z);
-            unpack_f32<T>(xw[k], xk, z);
 #pragma unroll
-            for (int j = 0; j < NC; ++j) acc[j] += wk[j] * xk[j];
+            for (int j = 0; j < NC; ++j) acc[j] += w[k][j] * xw[k][j];
           } else if (p.state_in) {
             // before the sequence: the state row S - (begin - from)
             const T* st = p.state_in + (n * S + S - (begin - from)) * p.C + c0;
-            w[k].get(wk, z);
 #pragma unroll
             for (int j = 0; j < NC; ++j)
-              if (j < nc) acc[j] += wk[j] * to_f32(st[j]);
+              if (j < nc) acc[j] += w[k][j] * to_f32(st[j]);
           }
         }
-        w[S].get(wk, z);
-        unpack_f32<T>(cur, xk, z);
 #pragma unroll
-        for (int j = 0; j < NC; ++j) acc[j] += wk[j] * xk[j];
+        for (int j = 0; j < NC; ++j) acc[j] += w[S][j] * cur[j];
         if (p.silu) {  // one uniform branch per token, not one per channel
 #pragma unroll
           for (int j = 0; j < NC; ++j) acc[j] = silu_f(acc[j]);
@@ -280,8 +197,11 @@ __global__ void __launch_bounds__(kConvThreads, conv_min_blocks<T, P, kVec>(W)) 
       }
       dst += p.out_stride;
 #pragma unroll
-      for (int k = 0; k + 1 < S; ++k) xw[k] = xw[k + 1];
-      xw[S - 1] = cur;
+      for (int k = 0; k + 1 < S; ++k)
+#pragma unroll
+        for (int j = 0; j < NC; ++j) xw[k][j] = xw[k + 1][j];
+#pragma unroll
+      for (int j = 0; j < NC; ++j) xw[S - 1][j] = cur[j];
     }
   };
   for (int64_t t = t0; t < t_end; t += D) {
