@@ -66,27 +66,32 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--json")
     args = ap.parse_args()
-    results = []
+    results = {}
 
-    def report(name, us):
-        results.append({"name": name, "us": us})
+    # Keyed by the mlxn bench case of the same shape, as the other peers are, so that the GPU
+    # check's summary puts each peer time beside mlxn's (all graph-replayed).
+    def report(name, case, us):
+        results[case] = {"peer": name, "us": us, "graph_us": us}
         print(f"{name:52s} {us:10.2f} us", flush=True)
 
     for B, T, Hk, H, K, V in CHUNK:
         q, k, v, g, beta = inputs(B, T, Hk, H, K, V)
         fn = lambda: chunk_gated_delta_rule(q, k, v, g, beta, use_qk_l2norm_in_kernel=True)
-        report(f"fla chunk bf16 B{B} T{T} Hk{Hk} H{H} K{K} V{V}", graph_time_us(fn, launches=5))
+        report(f"fla chunk bf16 B{B} T{T} Hk{Hk} H{H} K{K} V{V}", f"gdn_chunk bf16 B{B} T{T} Hk{Hk} H{H} K{K} V{V}",
+               graph_time_us(fn, launches=5))
     for B, T, Hk, H, K, V in DECODE:
         q, k, v, g, beta = inputs(B, T, Hk, H, K, V)
         h0 = torch.rand(B, H, K, V, device="cuda") - 0.5
         fn = lambda: fused_recurrent_gated_delta_rule(q, k, v, g, beta, initial_state=h0, output_final_state=True,
                                                       use_qk_l2norm_in_kernel=True)
-        report(f"fla fused_recurrent bf16 decode B{B} Hk{Hk} H{H} K{K} V{V}", graph_time_us(fn, launches=100))
+        report(f"fla fused_recurrent bf16 decode B{B} Hk{Hk} H{H} K{K} V{V}",
+               f"gdn_recurrent bf16 decode B{B} Hk{Hk} H{H} K{K} V{V}", graph_time_us(fn, launches=100))
     # torch conv1d + SiLU over [1, C, T + W - 1] (the state prepended), the conv bar's peer
     C, T, W = 8192, 4096, 4
     x = (torch.rand(1, C, T + W - 1, device="cuda") * 2 - 1).bfloat16()
     w = (torch.rand(C, 1, W, device="cuda") * 2 - 1).bfloat16()
-    report(f"torch conv1d+silu bf16 C{C} T{T} W{W}", graph_time_us(lambda: F.silu(F.conv1d(x, w, groups=C)), 10))
+    report(f"torch conv1d+silu bf16 C{C} T{T} W{W}", f"ssm_conv bf16 C{C} T{T} W{W}",
+           graph_time_us(lambda: F.silu(F.conv1d(x, w, groups=C)), 10))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": torch.cuda.get_device_name(), "cases": results}, f, indent=1)

@@ -23,7 +23,7 @@ def median_ms(fn, iters, reps=15):
     return samples[len(samples) // 2]
 
 
-def timed(fn):
+def timed(fn, graph=True):
     for _ in range(3):
         fn()
     torch.cuda.synchronize()
