@@ -1,5 +1,6 @@
 // ssm_conv / ssm_conv_step and gdn_gate against float64 references from their definitions.
 #include <cmath>
+#include <optional>
 
 #include "test_gdn_support.h"
 
@@ -23,6 +24,38 @@ std::vector<double> rounded(std::vector<double> v, DType dt) {
     if (!(std::abs(actual[i] - ref[i]) <= tol * (1 + std::abs(ref[i]))))
       return ::testing::AssertionFailure() << "element " << i << ": " << actual[i] << " vs " << ref[i];
   return ::testing::AssertionSuccess();
+}
+
+// ssm_conv over [B, T, C] with a bias, the initial state in and the new state out (varlen when
+// cu is not empty), next to its float64 reference: random inputs of x's dtype dt, weights of
+// w_dt and bias of b_dt.
+struct ConvWithState {
+  TestArray x, w, bias, st;
+  Array out, st_out;
+  gdn_ref::ConvResult ref;
+};
+ConvWithState conv_with_state(Session& s, std::mt19937_64& rng, DType dt, DType w_dt, DType b_dt, int64_t B, int64_t T,
+                              int64_t C, int64_t W, const std::vector<int32_t>& cu) {
+  const int64_t S = cu.empty() ? B : int64_t(cu.size()) - 1;
+  ConvWithState r{random_array(s, rng, {B, T, C}, dt, -2, 2),
+                  random_array(s, rng, {C, W}, w_dt, -1, 1),
+                  random_array(s, rng, {C}, b_dt, -1, 1),
+                  random_array(s, rng, {S, W - 1, C}, dt, -2, 2),
+                  poisoned(s, {B, T, C}, dt),
+                  poisoned(s, {S, W - 1, C}, dt),
+                  {}};
+  std::optional<TestArray> cua;
+  SsmConvOptions o;
+  o.bias = r.bias.tensor();
+  o.state_in = r.st.tensor();
+  o.state_out = r.st_out.tensor();
+  if (!cu.empty()) {
+    cua = cu_array(s, cu);
+    o.cu_seqlens = cua->tensor();
+  }
+  ssm_conv(s, r.x, r.w, r.out, o);
+  r.ref = gdn_ref::conv(r.x.values, B, T, C, r.w.values, W, &r.bias.values, &r.st.values, cu, true);
+  return r;
 }
 
 TEST_P(GdnConvTest, PrefillMatchesReference) {
@@ -136,29 +169,15 @@ TEST_P(GdnConvTest, VarlenEqualsOneByOne) {
 TEST_P(GdnConvTest, ChannelEdgesBatchesAndShortSequencesMatchReference) {
   Session& s = session();
   const std::vector<int32_t> cu{0, 2, 3, 40, 41, 75, 75, 110};
-  const int64_t C = 264, N = int64_t(cu.size()) - 1, total = cu.back();
+  const int64_t C = 264, total = cu.back();
   for (DType dt : {DType::bf16, DType::f32})
     for (int64_t W : {2, 4, 8})
       for (bool varlen : {false, true}) {
         SCOPED_TRACE(::testing::Message() << name(dt) << " W" << W << (varlen ? " varlen" : " batch"));
-        const int64_t B = varlen ? 1 : 3, T = varlen ? total : 70, S = varlen ? N : B;
-        auto x = random_array(s, rng(), {B, T, C}, dt, -2, 2);
-        auto w = random_array(s, rng(), {C, W}, DType::f32, -1, 1);
-        auto bias = random_array(s, rng(), {C}, dt, -1, 1);
-        auto st = random_array(s, rng(), {S, W - 1, C}, dt, -2, 2);
-        Array out = poisoned(s, {B, T, C}, dt);
-        Array st_out = poisoned(s, {S, W - 1, C}, dt);
-        TestArray cua = cu_array(s, cu);
-        SsmConvOptions o;
-        o.bias = bias.tensor();
-        o.state_in = st.tensor();
-        o.state_out = st_out.tensor();
-        if (varlen) o.cu_seqlens = cua.tensor();
-        ssm_conv(s, x, w, out, o);
-        const auto ref = gdn_ref::conv(x.values, B, T, C, w.values, W, &bias.values, &st.values,
-                                       varlen ? cu : std::vector<int32_t>{}, true);
-        MLXN_EXPECT_CLOSE(host_values(s, out), ref.out, tolerance(dt));
-        MLXN_EXPECT_CLOSE(host_values(s, st_out), ref.state, 0);
+        const int64_t B = varlen ? 1 : 3, T = varlen ? total : 70;
+        const auto r = conv_with_state(s, rng(), dt, DType::f32, dt, B, T, C, W, varlen ? cu : std::vector<int32_t>{});
+        MLXN_EXPECT_CLOSE(host_values(s, r.out), r.ref.out, tolerance(dt));
+        MLXN_EXPECT_CLOSE(host_values(s, r.st_out), r.ref.state, 0);
       }
 }
 
@@ -170,7 +189,7 @@ TEST_P(GdnConvTest, ChannelEdgesBatchesAndShortSequencesMatchReference) {
 TEST_P(GdnConvTest, LongRunsAcrossSequencesMatchReference) {
   Session& s = session();
   const std::vector<int32_t> cu{0, 1, 3, 3, 5000, 5007, 40000, 40001, 97531, 131069};
-  const int64_t N = int64_t(cu.size()) - 1, total = cu.back();
+  const int64_t total = cu.back();
   struct Case {
     DType dt;
     int64_t C, W;
@@ -179,24 +198,11 @@ TEST_P(GdnConvTest, LongRunsAcrossSequencesMatchReference) {
        {Case{DType::bf16, 16, 4}, Case{DType::bf16, 16, 7}, Case{DType::f32, 16, 4}, Case{DType::bf16, 20, 4}})
     for (bool varlen : {false, true}) {
       SCOPED_TRACE(::testing::Message() << name(k.dt) << " C" << k.C << " W" << k.W << (varlen ? " varlen" : " batch"));
-      const int64_t B = varlen ? 1 : 2, T = varlen ? total : 65531, S = varlen ? N : B;
-      auto x = random_array(s, rng(), {B, T, k.C}, k.dt, -2, 2);
-      auto w = random_array(s, rng(), {k.C, k.W}, k.dt, -1, 1);
-      auto bias = random_array(s, rng(), {k.C}, DType::f32, -1, 1);
-      auto st = random_array(s, rng(), {S, k.W - 1, k.C}, k.dt, -2, 2);
-      Array out = poisoned(s, {B, T, k.C}, k.dt);
-      Array st_out = poisoned(s, {S, k.W - 1, k.C}, k.dt);
-      TestArray cua = cu_array(s, cu);
-      SsmConvOptions o;
-      o.bias = bias.tensor();
-      o.state_in = st.tensor();
-      o.state_out = st_out.tensor();
-      if (varlen) o.cu_seqlens = cua.tensor();
-      ssm_conv(s, x, w, out, o);
-      const auto ref = gdn_ref::conv(x.values, B, T, k.C, w.values, k.W, &bias.values, &st.values,
-                                     varlen ? cu : std::vector<int32_t>{}, true);
-      EXPECT_TRUE(all_close(host_values(s, out), ref.out, tolerance(k.dt)));
-      MLXN_EXPECT_CLOSE(host_values(s, st_out), ref.state, 0);
+      const int64_t B = varlen ? 1 : 2, T = varlen ? total : 65531;
+      const auto r =
+          conv_with_state(s, rng(), k.dt, k.dt, DType::f32, B, T, k.C, k.W, varlen ? cu : std::vector<int32_t>{});
+      EXPECT_TRUE(all_close(host_values(s, r.out), r.ref.out, tolerance(k.dt)));
+      MLXN_EXPECT_CLOSE(host_values(s, r.st_out), r.ref.state, 0);
     }
 }
 
