@@ -55,7 +55,13 @@ void check_against_reference(Session& s, std::mt19937_64& rng, Op op, const Dims
   op(s, in.q, in.k, in.v, in.g, in.beta, out, o);
   const auto ref = gdn_ref::delta_rule(d, {}, in.q.values, in.k.values, in.v.values, in.g.values, in.beta.values, 0.7,
                                        l2, 1e-6, with_state ? &h0.values : nullptr);
-  MLXN_EXPECT_CLOSE(host_values(s, out), ref.o, out_tol(dt));
+  // o's error keeps the scale of the terms it sums (|q| |k| |v|) while a draw with q.k near 0
+  // (T = 1, no state) makes o itself arbitrarily small: the error is taken relative to at
+  // least 1% of v's RMS.
+  double v_ss = 0;
+  for (double x : in.v.values) v_ss += x * x;
+  const double v_rms = std::sqrt(v_ss / double(in.v.values.size()));
+  EXPECT_TRUE(close(host_values(s, out), ref.o, out_tol(dt), 0.01 * v_rms));
   if (with_state) {
     MLXN_EXPECT_CLOSE(host_values(s, ht), ref.ht, state_tol(dt));
   }

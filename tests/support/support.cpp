@@ -1,5 +1,6 @@
 #include "support/support.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -163,6 +164,11 @@ double tolerance(DType dtype) {
 }
 
 ::testing::AssertionResult close(const std::vector<double>& actual, const std::vector<double>& ref, double tol) {
+  return close(actual, ref, tol, 0.0);
+}
+
+::testing::AssertionResult close(const std::vector<double>& actual, const std::vector<double>& ref, double tol,
+                                 double min_rms) {
   if (actual.size() != ref.size())
     return ::testing::AssertionFailure() << "size " << actual.size() << " != reference size " << ref.size();
   double num = 0, den = 0, worst = 0;
@@ -180,6 +186,7 @@ double tolerance(DType dtype) {
       worst_i = i;
     }
   }
+  den = std::max(den, min_rms * min_rms * double(ref.size()));
   const double err = den > 0 ? std::sqrt(num / den) : std::sqrt(num / double(ref.empty() ? 1 : ref.size()));
   if (err <= tol) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure() << "relative error " << err << " > " << tol << "; worst element " << worst_i

@@ -70,6 +70,10 @@ double tolerance(DType dtype);
 // ||actual - ref|| / ||ref|| <= tol (absolute when ref is all zeros); any NaN/Inf mismatch
 // fails; shapes must match. `what` labels the failure.
 ::testing::AssertionResult close(const std::vector<double>& actual, const std::vector<double>& ref, double tol);
+// The same, relative to an RMS of at least min_rms: for results that cancel towards zero while
+// their error keeps the scale of the terms that cancel.
+::testing::AssertionResult close(const std::vector<double>& actual, const std::vector<double>& ref, double tol,
+                                 double min_rms);
 #define MLXN_EXPECT_CLOSE(actual, ref, tol) EXPECT_TRUE(::mlxn::test::close((actual), (ref), (tol)))
 
 // Runs f, expecting an mlxn error of type E whose message names `op`.
