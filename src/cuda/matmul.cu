@@ -10,7 +10,6 @@
 #include <cublasLt.h>
 
 #include <algorithm>
-#include <atomic>
 #include <climits>
 #include <cstring>
 #include <memory>
@@ -228,27 +227,12 @@ void run_lt(Session& s, DType dtype, int64_t m, int64_t n, int64_t k, const MatO
 // share an expert launched side by side so the second read hits L2); beyond it, grouping.
 constexpr int64_t kMatvecMaxPairs = 64;
 
-// Blocks of `kernel` resident on the session's device at once (occupancy x SMs); `cache`
-// holds one entry per device, filled on first use.
-template <class Kernel>
-int64_t cached_resident_blocks(Session& s, Kernel kernel, int threads, std::atomic<int> (&cache)[64]) {
-  const int dev = s.device().index;
-  if (dev < 64) {
-    if (const int v = cache[dev].load(std::memory_order_relaxed)) return v;
-  }
-  const int v = int(resident_blocks(kernel, threads));
-  if (dev < 64) cache[dev].store(v, std::memory_order_relaxed);
-  return v;
-}
-
 template <class T, int R, int U, int W, int MINB>
 void launch_matvec(Session& s, const k::MatmulIdParams<T>& p, bool aligned) {
   constexpr int kRowsPerBlock = W * R;
-  static std::atomic<int> cache[2][64];
   auto kernel = aligned ? k::matvec_id_kernel<T, R, U, W, MINB, true> : k::matvec_id_kernel<T, R, U, W, MINB, false>;
   const int64_t row_blocks = (p.n + kRowsPerBlock - 1) / kRowsPerBlock;
-  const int64_t slots =
-      std::max<int64_t>(1, cached_resident_blocks(s, kernel, W * 32, cache[aligned ? 1 : 0]) / p.pairs);
+  const int64_t slots = std::max<int64_t>(1, resident_blocks(kernel, W * 32) / p.pairs);
   const dim3 grid(unsigned(p.pairs), unsigned(std::min<int64_t>({row_blocks, slots, 65535})));
   launch_pdl(s, "matmul_id", kernel, grid, W * 32, 0, p);
 }

@@ -5,6 +5,9 @@
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <map>
+#include <mutex>
+#include <tuple>
 #include <utility>
 
 #include "cuda/common/check.h"
@@ -31,13 +34,27 @@ inline int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
 // Blocks of `kernel` that fit on the current device at once (occupancy x SMs): the grid of a
 // persistent kernel, which splits its work evenly instead of running a partial last wave.
+// The occupancy query is a driver call made by launchers on every call; its answer is fixed
+// per (kernel, block size, shared memory, device), so it is asked once per key.
 template <class Kernel>
 int64_t resident_blocks(Kernel kernel, int threads, size_t smem = 0) {
-  int dev = 0, sms = 0, per_sm = 0;
+  using Key = std::tuple<const void*, int, size_t, int>;
+  static std::mutex mutex;
+  static std::map<Key, int64_t> known;
+  int dev = 0;
   MLXN_CUDA_CHECK(cudaGetDevice(&dev));
+  const Key key{reinterpret_cast<const void*>(kernel), threads, smem, dev};
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (auto it = known.find(key); it != known.end()) return it->second;
+  }
+  int sms = 0, per_sm = 0;
   MLXN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
   MLXN_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem));
-  return std::max<int64_t>(1, int64_t(per_sm) * sms);
+  const int64_t blocks = std::max<int64_t>(1, int64_t(per_sm) * sms);
+  std::lock_guard<std::mutex> lock(mutex);
+  known.emplace(key, blocks);
+  return blocks;
 }
 
 // Launches a kernel with programmatic stream serialization: its blocks may be scheduled

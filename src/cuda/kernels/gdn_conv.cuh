@@ -65,10 +65,10 @@ __device__ __forceinline__ void unpack_f32(const uint4& r, float (&f)[Vec<T>::N]
 inline constexpr int kConvThreads = 128;  // 4 warps, each its own run of tokens
 inline constexpr int kConvDepth = 10;     // rows each thread keeps in flight
 
-// Blocks of kConvThreads per SM that the register bound allows without spills (ptxas, sm_90):
-// the weights, bias and window of 8 bf16/f16 channels take 16 f32 registers per tap, 4 f32
-// channels half that; the scalar path (!kVec) needs a few more.
-template <class T, bool kVec>
+// Blocks of kConvThreads per SM that the register bound allows without spills (ptxas, sm_90,
+// both the 16-byte and the scalar path): the weights, bias and window of 8 bf16/f16 channels
+// take 16 f32 registers per tap, 4 f32 channels half that.
+template <class T>
 __host__ __device__ constexpr int conv_min_blocks(int W) {
   if constexpr (sizeof(T) == 4) return W <= 5 ? 4 : 3;
   return W <= 4 ? 3 : 2;
@@ -88,7 +88,7 @@ __host__ __device__ constexpr int conv_min_blocks(int W) {
 // initial state (or zero). kVec is false for rows that do not allow 16-byte accesses (odd
 // strides, C not a multiple of NC): the same pipeline with scalar loads and stores.
 template <class T, int W, bool kVec>
-__global__ void __launch_bounds__(kConvThreads, conv_min_blocks<T, kVec>(W)) conv_prefill_kernel(ConvParams<T> p) {
+__global__ void __launch_bounds__(kConvThreads, conv_min_blocks<T>(W)) conv_prefill_kernel(ConvParams<T> p) {
   // The scalar path holds each 16-bit element of a row in flight in a register of its own:
   // half as many rows in flight (runs stay whole batches: D divides kConvDepth).
   constexpr int NC = Vec<T>::N, S = W - 1, D = kVec ? kConvDepth : kConvDepth / 2;
@@ -184,16 +184,7 @@ __global__ void __launch_bounds__(kConvThreads, conv_min_blocks<T, kVec>(W)) con
 #pragma unroll
           for (int j = 0; j < NC; ++j) acc[j] = silu_f(acc[j]);
         }
-        Vec<T> o;
-#pragma unroll
-        for (int j = 0; j < NC; ++j) o.v[j] = from_f32<T>(acc[j]);
-        if constexpr (kVec) {
-          store_vec(dst, o);
-        } else {
-#pragma unroll
-          for (int j = 0; j < NC; ++j)
-            if (j < nc) dst[j] = o.v[j];
-        }
+        store_chunk<kVec>(dst, 0, nc, acc);
       }
       dst += p.out_stride;
 #pragma unroll
