@@ -26,6 +26,13 @@ struct ChunkLayout {
   static constexpr int kHalf = kVpw / 2;
   __host__ __device__ static constexpr int pair_lo(int p) { return kVpw * (p / kHalf) + p % kHalf; }
   __host__ __device__ static constexpr int pair_hi(int p) { return pair_lo(p) + kHalf; }
+  // Where value v of a chunk sits when the chunk is stored pair by pair (pair p in 16-bit
+  // slots 2p and 2p + 1): the layout the mat-vec stages x in, so that the two words of pairs
+  // 2m and 2m + 1 are mma m's B operand as they are read.
+  __host__ __device__ static constexpr int slot(int v) {
+    const int j = v % kVpw;
+    return 2 * (kHalf * (v / kVpw) + j % kHalf) + (j >= kHalf ? 1 : 0);
+  }
   static constexpr uint32_t kMask = (1u << BITS) - 1u;
 };
 
@@ -139,6 +146,14 @@ __device__ __forceinline__ uint32_t pack_f32(float lo, float hi, __nv_bfloat16*)
 }
 __device__ __forceinline__ uint32_t pack_f32(float lo, float hi, __half*) { return as_u32(__floats2half2_rn(lo, hi)); }
 
+// (a & b) | c as one LOP3: the compiler emits an AND and an OR for the expression, and this
+// is the innermost operation of the 2- and 4-bit dequantization.
+__device__ __forceinline__ uint32_t and_or(uint32_t a, uint32_t b, uint32_t c) {
+  uint32_t r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+  return r;
+}
+
 // The affine map of one group for dequant_pair: kFast holds s and b as packed CT pairs
 // (s, s) and (b, b); otherwise their f32 bit patterns.
 struct Affine {
@@ -172,7 +187,7 @@ __device__ __forceinline__ uint32_t dequant_pair(const uint32_t (&w)[BITS], int 
       // values lo and lo + kHalf sit 16 bits apart in one word
       constexpr uint32_t m = L::kMask | (L::kMask << 16);
       const int word = p / L::kHalf, sh = (p % L::kHalf) * BITS;
-      r = ((w[word] >> sh) & m) | P::kMagic;
+      r = and_or(w[word] >> sh, m, P::kMagic);
     } else if constexpr (BITS == 8) {
       // f16 only (8 bits fit its 10-bit mantissa): bytes [q_lo, 0x64, q_hi, 0x64]
       const int word = p / 2, i = p % 2;

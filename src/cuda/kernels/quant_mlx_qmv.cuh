@@ -101,26 +101,26 @@ struct QmvConfig {
   }
 };
 
-// x is read from shared memory kXBlockWords<BITS> words (2 per value pair) at a time, each
-// block feeding the kMmasPerBlock mmas whose pairs lie in it: 16 bytes per 2 mmas, except at
-// 2 bits, where pair (lo, lo + 8) spans 32 bytes.
-template <int BITS>
-constexpr int kXBlockWords = ChunkLayout<BITS>::kHalf > 4 ? 8 : 4;
-template <int BITS>
-constexpr int kXMmasPerBlock = kXBlockWords<BITS> / 2;
-
-// Every mma m's pairs 2m and 2m + 1 are (lo, lo + kHalf) and (lo + 1, lo + 1 + kHalf) with lo
-// even, inside x block m / kXMmasPerBlock.
-template <int BITS>
-constexpr bool x_blocks_cover_mmas() {
+// x is staged in ChunkLayout<BITS>::slot order: a lane reads its chunk's 16 words with 4
+// vector loads, and words 2m and 2m + 1 are mma m's B operand as they are. Pairs 8h..8h + 7
+// of a chunk take their values from values 16h..16h + 15 (kVpw <= 16), so the reordering
+// works on half chunks: 2 vectors in, 2 out.
+template <class CT, int BITS>
+__device__ __forceinline__ void stage_half_chunk(uint4 in0, uint4 in1, int half, CT* chunk) {
   using L = ChunkLayout<BITS>;
-  constexpr int bw = kXBlockWords<BITS>, per = kXMmasPerBlock<BITS>;
-  for (int m = 0; m < 8; ++m) {
-    const int lo = L::pair_lo(2 * m), base = bw * (m / per);
-    if (lo % 2 != 0 || L::kHalf % 2 != 0 || L::pair_lo(2 * m + 1) != lo + 1) return false;
-    if (lo / 2 < base || (lo + L::kHalf) / 2 >= base + bw) return false;
+  static_assert(L::kVpw <= 16, "a pair's values must lie in one half chunk");
+  const uint32_t src[8] = {in0.x, in0.y, in0.z, in0.w, in1.x, in1.y, in1.z, in1.w};
+  uint32_t out[8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    // pair 8 half + i of the chunk: values lo and hi, both in this half (the layout does not
+    // depend on the half: pair_lo(8 + i) = 16 + pair_lo(i))
+    const int lo = L::pair_lo(i), hi = L::pair_hi(i);
+    out[i] = __byte_perm(src[lo / 2], src[hi / 2], (lo % 2 ? 0x0032u : 0x0010u) | (hi % 2 ? 0x7600u : 0x5400u));
   }
-  return true;
+  uint4* dst = reinterpret_cast<uint4*>(chunk) + 2 * half;
+  dst[0] = make_uint4(out[0], out[1], out[2], out[3]);
+  dst[1] = make_uint4(out[4], out[5], out[6], out[7]);
 }
 
 // CT: x's dtype (bf16/f16); ST: the scales' dtype. Grid: (units, row tiles of 16).
@@ -132,8 +132,6 @@ __global__ void __launch_bounds__(QmvConfig::kThreads, QmvConfig::kMinBlocks) qm
   using L = ChunkLayout<BITS>;
   constexpr int NW = C::kWarps, S = C::stages<CT, ST, BITS>();
   constexpr bool kFast = std::is_same_v<ST, CT> && BITS <= Pair<CT>::kMagicBits;
-  static_assert(x_blocks_cover_mmas<BITS>(), "x pairs must come from one block per mma");
-  constexpr int kBlockWords = kXBlockWords<BITS>, kMmasPerBlock = kXMmasPerBlock<BITS>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __shared__ float red[NW][32][4];
   CT* xs = reinterpret_cast<CT*>(smem_raw);
@@ -201,18 +199,22 @@ __global__ void __launch_bounds__(QmvConfig::kThreads, QmvConfig::kMinBlocks) qm
     // x rows of this unit, values [seg0, seg0 + seg_len), then zeros to the step boundary
     // (the codes there are finite, but 0 * NaN from stale shared memory would not be).
     const int padded = (seg_len + 127) / 128 * 128;
+    // (x is stored in slot order; see stage_chunk)
     if (p.x_vec) {
       for (int r = 0; r < rows; ++r) {
         const uint4* src = reinterpret_cast<const uint4*>(x + (x_row0 + r) * p.x_stride + seg0);
-        for (int c = threadIdx.x; c < padded / 8; c += blockDim.x)
-          *reinterpret_cast<uint4*>(xs + r * xpitch + c * 8) =
-              c < seg_len / 8 ? __ldg(src + c) : make_uint4(0, 0, 0, 0);
+        for (int c = threadIdx.x; c < padded / 16; c += blockDim.x) {  // half chunks
+          const bool in = c < seg_len / 16;
+          const uint4 zero = make_uint4(0, 0, 0, 0);
+          stage_half_chunk<CT, BITS>(in ? __ldg(src + 2 * c) : zero, in ? __ldg(src + 2 * c + 1) : zero, c % 2,
+                                     xs + r * xpitch + 32 * (c / 2));
+        }
       }
     } else {
       for (int r = 0; r < rows; ++r) {
         const CT* src = x + (x_row0 + r) * p.x_stride + seg0;
         for (int c = threadIdx.x; c < padded; c += blockDim.x)
-          xs[r * xpitch + c] = c < seg_len ? src[c] : from_f32<CT>(0.f);
+          xs[r * xpitch + (c & ~31) + L::slot(c & 31)] = c < seg_len ? src[c] : from_f32<CT>(0.f);
       }
     }
     __syncthreads();
@@ -227,28 +229,19 @@ __global__ void __launch_bounds__(QmvConfig::kThreads, QmvConfig::kMinBlocks) qm
           const Affine fa = make_affine<CT, ST, kFast>(sc[j][0], sc[j][1]);
           const Affine fb = make_affine<CT, ST, kFast>(sc[j][2], sc[j][3]);
           const CT* xk = xr + ((warp + i * NW) * 128 - seg0);
+          // The chunk's x in slot order: mma m's B operand is words 2m and 2m + 1, read 4 words
+          // (2 mmas) at a time.
 #pragma unroll
-          for (int q = 0; q < 8 / kMmasPerBlock; ++q) {
-            // x words [kBlockWords q, kBlockWords (q + 1)) of the lane's chunk
-            uint32_t xw[kBlockWords];
+          for (int v = 0; v < 4; ++v) {
+            const uint4 xw = reinterpret_cast<const uint4*>(xk)[v];
 #pragma unroll
-            for (int v = 0; v < kBlockWords / 4; ++v) {
-              const uint4 u = reinterpret_cast<const uint4*>(xk + 2 * kBlockWords * q)[v];
-              xw[4 * v] = u.x;
-              xw[4 * v + 1] = u.y;
-              xw[4 * v + 2] = u.z;
-              xw[4 * v + 3] = u.w;
-            }
-#pragma unroll
-            for (int mm = 0; mm < kMmasPerBlock; ++mm) {
-              const int m = kMmasPerBlock * q + mm, lo = L::pair_lo(2 * m), base = kBlockWords * q;
-              // pairs 2m and 2m + 1: values (lo, lo + kHalf) and (lo + 1, lo + 1 + kHalf)
-              const uint32_t xa = xw[lo / 2 - base], xb = xw[(lo + L::kHalf) / 2 - base];
+            for (int h = 0; h < 2; ++h) {
+              const int m = 2 * v + h;
               const uint32_t a[4] = {dequant_pair<CT, BITS, kFast>(wa[j], 2 * m, fa),
                                      dequant_pair<CT, BITS, kFast>(wb[j], 2 * m, fb),
                                      dequant_pair<CT, BITS, kFast>(wa[j], 2 * m + 1, fa),
                                      dequant_pair<CT, BITS, kFast>(wb[j], 2 * m + 1, fb)};
-              mma_16816<CT>(acc, a, __byte_perm(xa, xb, 0x5410), __byte_perm(xa, xb, 0x7632));
+              mma_16816<CT>(acc, a, h ? xw.z : xw.x, h ? xw.w : xw.y);
             }
           }
           if (i + S < count) load_step(i + S, wa[j], wb[j], sc[j]);
