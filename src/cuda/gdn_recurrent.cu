@@ -1,6 +1,4 @@
 // CUDA entry for gdn_recurrent: GdnArgs -> kernel parameters.
-#include <algorithm>
-
 #include "cuda/common/check.h"
 #include "cuda/common/dispatch.cuh"
 #include "cuda/common/launch.h"
@@ -19,14 +17,10 @@ template <class T, int K>
 void launch(Session& s, const detail::GdnArgs& a) {
   k::RecurrentParams<T> p{};
   fill_gdn_operands<T>(p, a, 0);
-  // Persistent: at most one block per resident slot, each walking the (sequence, value head,
-  // 32-column slice) items with a stride of the grid.
-  const auto kernel = k::recurrent_kernel<T, K>;
-  const int64_t items = grid_dim("gdn_recurrent", a.V / k::kRecCols * a.H * a.seq.N);
-  const unsigned grid = unsigned(std::min(items, resident_blocks(kernel, k::kRecThreads)));
+  const dim3 grid(unsigned(a.V / k::kRecCols), unsigned(a.H), grid_dim("gdn_recurrent", a.seq.N));
   // Programmatic dependent launch: a decode step's blocks are scheduled while the previous
   // kernel drains (the kernel waits for it before touching memory).
-  launch_pdl(s, "gdn_recurrent", kernel, dim3(grid), dim3(k::kRecThreads), 0, p);
+  launch_pdl(s, "gdn_recurrent", k::recurrent_kernel<T, K>, grid, dim3(k::kRecThreads), 0, p);
 }
 
 }  // namespace
