@@ -149,6 +149,40 @@ TEST_P(GdnTest, DecodeStepsInPlaceMatchReference) {
   }
 }
 
+// More work items (sequence x value head x 32 state columns: 32 x 32 x 4 = 4096) than the
+// CUDA kernel has resident blocks (8 per SM), so each block runs several items, computing one
+// while the next one's state streams in: varlen decode of 0 to 3 tokens per sequence (the
+// empty ones hand their state back unchanged), GQA. The state is f32 arithmetic whatever the
+// dtype, checked at f32 accuracy: one wrong item would be a ~2% error.
+TEST_P(GdnTest, ManyItemsVarlenMatchReference) {
+  Session& s = session();
+  const int64_t N = 32;
+  std::vector<int32_t> cu{0};
+  for (int64_t n = 0; n < N; ++n) cu.push_back(cu.back() + (n % 7 == 5 ? 0 : 1 + int32_t(n % 3)));
+  const Dims d{1, cu.back(), 16, 32, 128, 128};
+  TestArray cua = cu_array(s, cu);
+  for (DType dt : {DType::f32, DType::bf16}) {
+    SCOPED_TRACE(name(dt));
+    InputSpec spec;
+    spec.unit_keys = false;
+    spec.beta_dtype = dt;
+    Inputs in = make_inputs(s, rng(), d, dt, spec);
+    TestArray h0 = random_state(s, rng(), N, d);
+    Array out = poisoned(s, {1, d.T, d.H, d.V}, dt), ht = poisoned(s, {N, d.H, d.K, d.V}, DType::f32);
+    GdnOptions o;
+    o.initial_state = h0.tensor();
+    o.final_state = ht.tensor();
+    o.cu_seqlens = cua.tensor();
+    o.l2_norm_qk = true;
+    o.scale = 0.5f;
+    gdn_recurrent(s, in.q, in.k, in.v, in.g, in.beta, out, o);
+    const auto ref = gdn_ref::delta_rule(d, cu, in.q.values, in.k.values, in.v.values, in.g.values, in.beta.values, 0.5,
+                                         true, 1e-6, &h0.values);
+    MLXN_EXPECT_CLOSE(host_values(s, out), ref.o, out_tol(dt));
+    MLXN_EXPECT_CLOSE(host_values(s, ht), ref.ht, state_tol(DType::f32));
+  }
+}
+
 // Prefill of T1 tokens, then T2 more from the returned state == one prefill of T1 + T2.
 TEST_P(GdnTest, SplitPrefillEqualsWhole) {
   Session& s = session();
