@@ -150,10 +150,10 @@ TEST_P(GdnTest, DecodeStepsInPlaceMatchReference) {
 }
 
 // More work items (sequence x value head x 32 state columns: 32 x 32 x 4 = 4096) than the
-// CUDA kernel has resident blocks (8 per SM), so each block runs several items, computing one
-// while the next one's state streams in: varlen decode of 0 to 3 tokens per sequence (the
-// empty ones hand their state back unchanged), GQA. The state is f32 arithmetic whatever the
-// dtype, checked at f32 accuracy: one wrong item would be a ~2% error.
+// CUDA kernel has resident blocks (8 per SM), so the items run in several waves: varlen decode
+// of 0 to 3 tokens per sequence (the empty ones hand their state back unchanged), GQA. The
+// state is f32 arithmetic whatever the dtype, checked at f32 accuracy: one wrong item would
+// be a ~2% error.
 TEST_P(GdnTest, ManyItemsVarlenMatchReference) {
   Session& s = session();
   const int64_t N = 32;

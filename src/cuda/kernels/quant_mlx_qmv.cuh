@@ -197,9 +197,9 @@ __global__ void __launch_bounds__(QmvConfig::kThreads, QmvConfig::kMinBlocks) qm
     const int seg_len = min(kseg, K - seg0);
     if (seg0 > 0) __syncthreads();  // every warp is done with the previous segment's x
     // x rows of this unit, values [seg0, seg0 + seg_len), then zeros to the step boundary
-    // (the codes there are finite, but 0 * NaN from stale shared memory would not be).
+    // (the codes there are finite, but 0 * NaN from stale shared memory would not be), in
+    // slot order (stage_half_chunk).
     const int padded = (seg_len + 127) / 128 * 128;
-    // (x is stored in slot order; see stage_chunk)
     if (p.x_vec) {
       for (int r = 0; r < rows; ++r) {
         const uint4* src = reinterpret_cast<const uint4*>(x + (x_row0 + r) * p.x_stride + seg0);
