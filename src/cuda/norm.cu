@@ -50,9 +50,10 @@ void launch_norm(Session& s, const NormArgs& a) {
   if (wide && a.x.rows < 64) vpt = 8;
   const int threads = round_up((chunks + vpt - 1) / vpt, 32);
   cudaStream_t st = stream_of(s);
-  // Plain 16-bit norms (x and a weight, nothing else) keep x as loaded: half the registers,
-  // so more rows in flight per SM (see RowChunks).
-  const bool packed = vec && vpt > 1 && sizeof(T) == 2 && !a.residual.data && !a.bias && !a.other.data;
+  // Plain 16-bit rms/l2 norms (x and a weight, nothing else) keep x as loaded: half the
+  // registers, so more rows in flight per SM (see RowChunks).
+  const bool packed = vec && vpt > 1 && sizeof(T) == 2 && !a.residual.data && !a.bias && !a.other.data &&
+                      p.stat != k::NormStatK::layer;
   // Programmatic dependent launch: the next norm's blocks are scheduled while this one's
   // last wave drains, and wait (pdl_wait) before touching memory.
   auto run = [&](auto kernel, int block) { MLXN_CUDA_CHECK(launch_pdl(kernel, dim3(grid), dim3(block), 0, st, p)); };

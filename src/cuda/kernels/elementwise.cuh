@@ -35,8 +35,8 @@ struct alignas(sizeof(T) * N) Pack {
 };
 
 // A pack from global memory. Vector packs (N > 1) span a multiple of 16 bytes and start
-// 16-byte aligned. Cached: data reused across rows (a broadcast row) stays in L1/L2;
-// otherwise the read-once streaming hint.
+// 16-byte aligned. Cached: data reused across rows (a broadcast row) through the read-only
+// cache; otherwise a read-once load (load_once).
 template <bool Cached, class T, int N>
 __device__ __forceinline__ Pack<T, N> load_pack(const T* p) {
   Pack<T, N> r;
@@ -47,7 +47,7 @@ __device__ __forceinline__ Pack<T, N> load_pack(const T* p) {
     const uint4* src = reinterpret_cast<const uint4*>(p);
     uint4* dst = reinterpret_cast<uint4*>(r.v);
 #pragma unroll
-    for (int i = 0; i < int(sizeof(T) * N / 16); ++i) dst[i] = Cached ? __ldg(src + i) : __ldcs(src + i);
+    for (int i = 0; i < int(sizeof(T) * N / 16); ++i) dst[i] = Cached ? __ldg(src + i) : load_once(src + i);
   }
   return r;
 }

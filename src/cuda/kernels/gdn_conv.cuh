@@ -81,8 +81,9 @@ __host__ __device__ constexpr int conv_min_blocks(int W) {
 // by renaming in the unrolled batch of D tokens), and D raw rows in flight: the register of
 // the row a token consumes is refilled with the row D ahead, so a thread waits only on its
 // oldest load while the other D - 1 stay outstanding (a software pipeline in registers: no
-// shared memory, no cp.async, no barrier). The S halo rows before the run are read with the
-// default cache policy (the previous run reads them again), the run's own rows as streaming.
+// shared memory, no cp.async, no barrier). Rows are plain loads (load_once): the S halo rows
+// before the run are read again by the previous run, and an evict-first hint would only slow
+// the stores beside it.
 // A batch of kConvDepth tokens whose window lies inside one sequence skips the sequence
 // checks; the others step into each next sequence and read taps before its start from the
 // initial state (or zero). kVec is false for rows that do not allow 16-byte accesses (odd
@@ -101,10 +102,9 @@ __global__ void __launch_bounds__(kConvThreads, conv_min_blocks<T>(W)) conv_pref
   const T* xc = p.x + c0;
 
   // One row of the thread's channels from `src`: a 16-byte load, or nc scalars and zeros.
-  auto load = [&](const T* src, bool stream) {
+  auto load = [&](const T* src) {
     if constexpr (kVec) {
-      const uint4* v = reinterpret_cast<const uint4*>(src);
-      return stream ? __ldcs(v) : __ldg(v);
+      return load_once(reinterpret_cast<const uint4*>(src));
     } else {
       Vec<T> v;
 #pragma unroll
@@ -117,9 +117,9 @@ __global__ void __launch_bounds__(kConvThreads, conv_min_blocks<T>(W)) conv_pref
   uint4 halo[S], q[D];  // q[i]: row t + i of the batch at t
 #pragma unroll
   for (int k = 0; k < S; ++k)
-    halo[k] = t0 - S + k >= 0 ? load(xc + (t0 - S + k) * p.x_stride, false) : make_uint4(0, 0, 0, 0);
+    halo[k] = t0 - S + k >= 0 ? load(xc + (t0 - S + k) * p.x_stride) : make_uint4(0, 0, 0, 0);
 #pragma unroll
-  for (int i = 0; i < D; ++i) q[i] = t0 + i < t_end ? load(xc + (t0 + i) * p.x_stride, true) : make_uint4(0, 0, 0, 0);
+  for (int i = 0; i < D; ++i) q[i] = t0 + i < t_end ? load(xc + (t0 + i) * p.x_stride) : make_uint4(0, 0, 0, 0);
   const T* src = xc + (t0 + D) * p.x_stride;  // the next row to load
   T* dst = p.out + t0 * p.out_stride + c0;    // the next row to store
 
@@ -157,7 +157,7 @@ __global__ void __launch_bounds__(kConvThreads, conv_min_blocks<T>(W)) conv_pref
       const int64_t tt = t + i;
       float cur[NC];
       unpack_f32<T>(q[i], cur);
-      if (i < ahead) q[i] = load(src, true);  // row tt + D: D rows stay in flight
+      if (i < ahead) q[i] = load(src);  // row tt + D: D rows stay in flight
       src += p.x_stride;
       if (!kSeqChecks || tt < t_end) {
         if constexpr (kSeqChecks) advance(tt);

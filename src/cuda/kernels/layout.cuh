@@ -198,7 +198,7 @@ __global__ void __launch_bounds__(TransposeTile<E>::kThreads) transpose_tile_vec
     const int idx = i * kThreads + t, row = idx >> 3, ca = idx & 7;
     const int64_t b = b0 + row, a = a0 + int64_t(ca) * V;
     v[i] = make_uint4(0, 0, 0, 0);
-    if (b < p.ext_b && a < p.ext_a) v[i] = __ldcs(reinterpret_cast<const uint4*>(src + (b * p.ss_b + a) * E));
+    if (b < p.ext_b && a < p.ext_a) v[i] = load_once(reinterpret_cast<const uint4*>(src + (b * p.ss_b + a) * E));
   }
 #pragma unroll
   for (int i = 0; i < V; ++i) {

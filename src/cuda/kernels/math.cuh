@@ -51,11 +51,15 @@ __device__ __forceinline__ Vec<T> load_vec(const T* p) {
   *reinterpret_cast<uint4*>(r.v) = __ldg(reinterpret_cast<const uint4*>(p));
   return r;
 }
-// Streaming load for data read exactly once (keeps it from evicting reused lines).
+// A 16-byte read of data read once by a kernel that also writes a stream. Deliberately a
+// plain load: an evict-first read (`ld.global.cs`) beside normal-priority writes measured ~4
+// points of copy bandwidth slower on an H200 than hints on neither side (bench/NOTES.md,
+// run 25). Read-only kernels (the mat-vecs) keep their evict-first weight reads.
+__device__ __forceinline__ uint4 load_once(const uint4* p) { return *p; }
 template <class T>
-__device__ __forceinline__ Vec<T> load_vec_stream(const T* p) {
+__device__ __forceinline__ Vec<T> load_vec_once(const T* p) {
   Vec<T> r;
-  *reinterpret_cast<uint4*>(r.v) = __ldcs(reinterpret_cast<const uint4*>(p));
+  *reinterpret_cast<uint4*>(r.v) = load_once(reinterpret_cast<const uint4*>(p));
   return r;
 }
 template <class T>
