@@ -1,8 +1,6 @@
 #pragma once
 // Causal depthwise conv + SiLU (prefill, state update, decode step) and the GDN gates.
 // x, out: [tokens, C] rows `stride` elements apart; weight [C, W]; states [N, W - 1, C].
-#include <type_traits>
-
 #include "cuda/kernels/gdn_common.cuh"
 
 namespace mlxn::kernels::gdn {
@@ -39,27 +37,6 @@ __device__ __forceinline__ float param_f32(const void* p, int kind, int64_t i) {
   if (kind == 0) return static_cast<const float*>(p)[i];
   if (kind == 1) return __half2float(static_cast<const __half*>(p)[i]);
   return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
-}
-
-// A raw 16-byte row piece as its Vec<T>::N floats. Rows in flight are held as uint4, not as
-// Vec<T>: ptxas gives each 16-bit element of a Vec<bf16/f16> carried across the batch loop a
-// 32-bit register of its own, which doubled the registers the rows in flight take.
-template <class T>
-__device__ __forceinline__ void unpack_f32(const uint4& r, float (&f)[Vec<T>::N]) {
-  const uint32_t w[4] = {r.x, r.y, r.z, r.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    if constexpr (sizeof(T) == 4) {
-      f[i] = __uint_as_float(w[i]);
-    } else if constexpr (std::is_same_v<T, __half>) {
-      const float2 h = __half22float2(*reinterpret_cast<const __half2*>(&w[i]));
-      f[2 * i] = h.x;
-      f[2 * i + 1] = h.y;
-    } else {  // bf16 is the high half of an f32
-      f[2 * i] = __uint_as_float(w[i] << 16);
-      f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-    }
-  }
 }
 
 inline constexpr int kConvThreads = 128;  // 4 warps, each its own run of tokens

@@ -36,8 +36,8 @@ inline constexpr int kRecThreads = 128, kRecCols = 32;
 
 // The state is read and written once per step, and a model streams all its other weights
 // through L2 before the next step reads it again: both sides carry the evict-first hint
-// (`ld/st.global.cs`). Measured on an H200, B32 in place: 77.7% of copy with plain accesses,
-// 85.0% with the hint on both sides (bench/NOTES.md, run 25).
+// (`ld/st.global.cs`). Measured on an H200, B32 in place: 77.7-78.9% of copy with plain
+// accesses, 83-85% with the hint on both sides (bench/NOTES.md, run 25).
 // The bound caps K <= 128 at 64 registers (no spills): 8 blocks per SM instead of 6, a third
 // more state bytes in flight for large decode batches.
 template <class T, int K>

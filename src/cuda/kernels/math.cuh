@@ -5,6 +5,7 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <type_traits>
 
 namespace mlxn::kernels {
 
@@ -65,6 +66,28 @@ __device__ __forceinline__ Vec<T> load_vec_once(const T* p) {
 template <class T>
 __device__ __forceinline__ void store_vec(T* p, const Vec<T>& r) {
   *reinterpret_cast<uint4*>(p) = *reinterpret_cast<const uint4*>(r.v);
+}
+
+// A raw 16-byte piece of a row as its Vec<T>::N floats; bf16 by shift and mask. Kernels
+// that keep rows in registers hold them as uint4 (or Vec<T>) and unpack at each use: ptxas
+// gives each 16-bit element of a Vec<bf16/f16> carried across a loop a 32-bit register of
+// its own, and keeps fewer unpacked copies live this way than with __bfloat162float.
+template <class T>
+__device__ __forceinline__ void unpack_f32(const uint4& r, float (&f)[Vec<T>::N]) {
+  const uint32_t w[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    if constexpr (sizeof(T) == 4) {
+      f[i] = __uint_as_float(w[i]);
+    } else if constexpr (std::is_same_v<T, __half>) {
+      const float2 h = __half22float2(*reinterpret_cast<const __half2*>(&w[i]));
+      f[2 * i] = h.x;
+      f[2 * i + 1] = h.y;
+    } else {  // bf16 is the high half of an f32
+      f[2 * i] = __uint_as_float(w[i] << 16);
+      f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+  }
 }
 
 // N consecutive elements of a row from column c, as floats; columns at or past `end` read
