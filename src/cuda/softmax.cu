@@ -56,10 +56,13 @@ void launch_softmax(Session& s, k::SoftmaxKernelParams<T, M>& p) {
     return;
   }
   if (chunks <= kClusterThreads * kMaxVpt) {
-    // A block per row: aim for 256 threads, each holding up to kValuesPerThread values.
+    // A block per row, each thread holding up to kValuesPerThread values: with many rows aim
+    // for 128 threads (more values per thread, more resident rows per SM, as for the norms),
+    // with few rows for 256 (the shortest chain for a decode-sized call).
     const unsigned grid = grid_dim("softmax", p.rows);
+    const int target = p.rows >= 64 ? 128 : 256;
     int vpt = 1;
-    while (vpt < kMaxVpt && chunks > 256 * vpt) vpt *= 2;
+    while (vpt < kMaxVpt && chunks > target * vpt) vpt *= 2;
     const int threads = round_up((chunks + vpt - 1) / vpt, 32);
     if (vpt == 1)
       k::softmax_block_kernel<T, M, MASKED, VEC, 1, 1><<<grid, threads, 0, st>>>(p);
