@@ -45,9 +45,9 @@ void launch_norm(Session& s, const NormArgs& a) {
   // thread beyond that, and rows wider still stream through memory twice. Few rows
   // (decode) or short rows: one chunk per thread, the shortest dependency chain.
   int vpt = 1;
-  if (a.x.rows >= 64 && chunks > 128) vpt = chunks <= 4 * 256 ? 4 : 8;
+  if (a.x.rows >= kManyRows && chunks > 128) vpt = chunks <= 4 * 256 ? 4 : 8;
   const bool wide = chunks > (vpt == 1 ? 1024 : 8 * 256);
-  if (wide && a.x.rows < 64) vpt = 8;
+  if (wide && a.x.rows < kManyRows) vpt = 8;
   const int threads = round_up((chunks + vpt - 1) / vpt, 32);
   cudaStream_t st = stream_of(s);
   // Plain 16-bit rms/l2 norms (x and a weight, nothing else) keep x as loaded: half the

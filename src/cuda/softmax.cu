@@ -60,7 +60,7 @@ void launch_softmax(Session& s, k::SoftmaxKernelParams<T, M>& p) {
     // for 128 threads (more values per thread, more resident rows per SM, as for the norms),
     // with few rows for 256 (the shortest chain for a decode-sized call).
     const unsigned grid = grid_dim("softmax", p.rows);
-    const int target = p.rows >= 64 ? 128 : 256;
+    const int target = p.rows >= kManyRows ? 128 : 256;
     int vpt = 1;
     while (vpt < kMaxVpt && chunks > target * vpt) vpt *= 2;
     const int threads = round_up((chunks + vpt - 1) / vpt, 32);

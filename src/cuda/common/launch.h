@@ -32,6 +32,11 @@ inline unsigned grid_dim(const char* op, int64_t blocks) {
 
 inline int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
+// Row kernels (one block per row) with at least this many rows are shaped for bandwidth
+// (128 threads, several 16-byte chunks each: more rows resident per SM); fewer rows, a
+// decode-sized call, for the shortest dependency chain (more threads, fewer chunks each).
+inline constexpr int64_t kManyRows = 64;
+
 // Blocks of `kernel` that fit on the current device at once (occupancy x SMs): the grid of a
 // persistent kernel, which splits its work evenly instead of running a partial last wave.
 // The occupancy query is a driver call made by launchers on every call; its answer is fixed

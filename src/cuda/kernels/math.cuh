@@ -58,12 +58,6 @@ __device__ __forceinline__ Vec<T> load_vec(const T* p) {
 // run 25). Read-only kernels (the mat-vecs) keep their evict-first weight reads.
 __device__ __forceinline__ uint4 load_once(const uint4* p) { return *p; }
 template <class T>
-__device__ __forceinline__ Vec<T> load_vec_once(const T* p) {
-  Vec<T> r;
-  *reinterpret_cast<uint4*>(r.v) = load_once(reinterpret_cast<const uint4*>(p));
-  return r;
-}
-template <class T>
 __device__ __forceinline__ void store_vec(T* p, const Vec<T>& r) {
   *reinterpret_cast<uint4*>(p) = *reinterpret_cast<const uint4*>(r.v);
 }

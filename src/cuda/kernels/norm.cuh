@@ -47,9 +47,9 @@ __device__ __forceinline__ float bias_and_epilogue(const NormKernelParams<T, W>&
 }
 
 // The row's x between the statistic and the output pass, chunk k as N = 16/sizeof(T) columns.
-// 16-bit rows on the vector path stay as loaded (one 16-byte vector per chunk): half the
-// registers of floats, so more rows resident per SM, which is what keeps enough bytes in
-// flight. Otherwise the chunks are floats.
+// 16-bit rows on the vector path stay as loaded (one raw 16-byte vector per chunk, unpacked
+// at each use by unpack_f32): half the registers of floats, so more rows resident per SM,
+// which is what keeps enough bytes in flight. Otherwise the chunks are floats.
 template <class T, int VPT, bool kPacked>
 struct RowChunks {
   static constexpr int N = Vec<T>::N;
@@ -66,18 +66,15 @@ struct RowChunks {
 template <class T, int VPT>
 struct RowChunks<T, VPT, true> {
   static constexpr int N = Vec<T>::N;
-  Vec<T> v[VPT];
+  uint4 v[VPT];
   template <bool kVec>
   __device__ __forceinline__ void load(const T* row, int k, int c, int cols) {
     static_assert(kVec, "packed chunks are 16-byte vectors");
-    if (c < cols)
-      v[k] = load_vec_once(row + c);
-    else
-      *reinterpret_cast<uint4*>(v[k].v) = make_uint4(0, 0, 0, 0);
+    v[k] = c < cols ? load_once(reinterpret_cast<const uint4*>(row + c)) : make_uint4(0, 0, 0, 0);
   }
-  // Through unpack_f32: with to_f32 per element the compiler kept more of the unpacked row
-  // live between the passes (bf16 at 4 chunks: 48 vs 38 registers).
-  __device__ __forceinline__ void get(int k, float (&d)[N]) const { unpack_f32<T>(*reinterpret_cast<const uint4*>(v[k].v), d); }
+  // unpack_f32, not to_f32 per element: with the latter the compiler kept more of the
+  // unpacked row live between the passes (bf16 at 4 chunks: 48 vs 38 registers).
+  __device__ __forceinline__ void get(int k, float (&d)[N]) const { unpack_f32<T>(v[k], d); }
 };
 
 // One block per row; each thread owns VPT chunks of N = 16/sizeof(T) consecutive columns:
