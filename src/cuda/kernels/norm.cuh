@@ -70,7 +70,12 @@ struct RowChunks<T, VPT, true> {
   template <bool kVec>
   __device__ __forceinline__ void load(const T* row, int k, int c, int cols) {
     static_assert(kVec, "packed chunks are 16-byte vectors");
-    v[k] = c < cols ? load_once(reinterpret_cast<const uint4*>(row + c)) : make_uint4(0, 0, 0, 0);
+    // if/else, not a conditional expression: with the latter ptxas issued chunks 2 and 3's
+    // loads after chunk 0 and 1's sums of squares, half the row's bytes in flight (-2 points).
+    if (c < cols)
+      v[k] = load_once(reinterpret_cast<const uint4*>(row + c));
+    else
+      v[k] = make_uint4(0, 0, 0, 0);
   }
   // unpack_f32, not to_f32 per element: with the latter the compiler kept more of the
   // unpacked row live between the passes (bf16 at 4 chunks: 48 vs 38 registers).
