@@ -70,6 +70,8 @@ __global__ void __launch_bounds__(kConvThreads, conv_min_blocks<T>(W)) conv_pref
   // The scalar path holds each 16-bit element of a row in flight in a register of its own:
   // half as many rows in flight (runs stay whole batches: D divides kConvDepth).
   constexpr int NC = Vec<T>::N, S = W - 1, D = kVec ? kConvDepth : kConvDepth / 2;
+  pdl_wait();  // launched with launch_pdl: the previous kernel's writes first
+  pdl_launch_dependents();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int c0 = (blockIdx.x * 32 + lane) * NC;
   const int64_t t0 = (int64_t(blockIdx.y) * (kConvThreads / 32) + warp) * p.run;
@@ -187,6 +189,8 @@ __global__ void __launch_bounds__(kConvThreads, conv_min_blocks<T>(W)) conv_pref
 // written, so state_out may be state_in.
 template <class T, int S>
 __global__ void conv_state_kernel(ConvParams<T> p) {
+  pdl_wait();  // launched with launch_pdl after the conv, which reads state_in
+  pdl_launch_dependents();
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= p.seq.N * p.C) return;
   const int64_t n = i / p.C;
