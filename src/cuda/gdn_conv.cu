@@ -42,7 +42,7 @@ void dispatch_param(DType dt, F&& f) {
 // (occupancy x SMs) and stream their tokens side by side, with no partial last wave; runs are
 // whole batches of kConvDepth tokens, at least one (short inputs: one batch per warp). Both
 // the conv and the state kernel after it launch with launch_pdl, so the small state kernel's
-// launch overlaps the conv's last tokens instead of adding a gap (about 2 us of the 44).
+// launch overlaps the conv's last tokens instead of adding a gap (bench case: 44.4 -> 43.8 us).
 template <class T>
 void launch_conv(Session& s, const SsmConvArgs& a) {
   constexpr int NC = kernels::Vec<T>::N, D = k::kConvDepth, kWarps = k::kConvThreads / 32;
