@@ -1,6 +1,8 @@
 // CUDA entry for MLX affine quantized matmuls:
-//   up to kMatvecMaxRows rows of x, and every expert-routed call: the tensor-core mat-vec
-//     (x bf16/f16, packed matrix 16-byte aligned), else the plain f32 kernel;
+//   one row of x, or every expert-routed slot, at 4 bits and group 64 or 128: x turned into
+//     fixed point once, then the integer tensor-core mat-vec (quant_mlx_qmv_i8.cuh);
+//   up to kMatvecMaxRows rows of x, and the other expert-routed calls: the tensor-core
+//     mat-vec (x bf16/f16, packed matrix 16-byte aligned), else the plain f32 kernel;
 //   more rows (prefill): the weight dequantized once into a pooled scratch buffer in x's
 //     dtype (s * q + b rounded once), then the dense matmul (cuBLASLt).
 #include <algorithm>
@@ -10,6 +12,7 @@
 #include "cuda/common/dispatch.cuh"
 #include "cuda/common/launch.h"
 #include "cuda/kernels/quant_mlx_qmv.cuh"
+#include "cuda/kernels/quant_mlx_qmv_i8.cuh"
 #include "mlxn/ops/matmul.h"
 #include "ops/quant_mlx_args.h"
 #include "ops/registry.h"
@@ -57,6 +60,38 @@ k::QmmParams params(const QuantMlxArgs& a, bool routed) {
   return p;
 }
 
+// The integer mat-vec's domain: one x row per unit (a single-row matmul or any routed call),
+// 4 bits, an x group of 64 inside one weight group, whole 128-value steps, 16-byte vectors.
+bool integer_matvec(const QuantMlxArgs& a, const k::QmmParams& p, bool routed) {
+  return a.w.bits == 4 && (a.w.group_size == 64 || a.w.group_size == 128) && (routed || a.x.rows == 1) &&
+         a.w.cols % 128 == 0 && a.x.dtype != DType::f32 && p.x_vec && aligned16(a.w.packed) &&
+         a.x.rows <= kMaxGridY;
+}
+
+// x's rows into their fixed-point image (pooled scratch), then the mat-vec reading it; both
+// launch with PDL, and the mat-vec's weight loads overlap the conversion.
+template <class ST>
+void run_matvec_i8(Session& s, const QuantMlxArgs& a, k::QmmParams p, bool routed, const char* op) {
+  const int64_t rows = a.x.rows, K = a.w.cols, row_units = k::QmvI8Image::units(K);
+  const int64_t units = routed ? p.slots : 1, tiles = (a.w.rows + 15) / 16;
+  ScratchBuffer image = s.pool().acquire(size_t(rows * row_units) * 16);
+  auto launch = [&]<class CT>() {
+    launch_pdl(s, op, k::qmv_i8_prepare_x<CT>, dim3(unsigned((K / 8 + 127) / 128), unsigned(rows)), dim3(128), 0,
+               static_cast<const CT*>(a.x.data), a.x.row_stride, int(K), static_cast<uint4*>(image.data()), row_units);
+    p.x = image.data();
+    p.x_stride = row_units;
+    const dim3 grid(grid_dim(op, units), unsigned(tiles));
+    if (a.w.group_size == 64)
+      launch_pdl(s, op, k::qmv_i8_kernel<CT, ST, 64>, grid, dim3(k::QmvI8Config::kThreads), 0, p);
+    else
+      launch_pdl(s, op, k::qmv_i8_kernel<CT, ST, 128>, grid, dim3(k::QmvI8Config::kThreads), 0, p);
+  };
+  if (a.x.dtype == DType::bf16)
+    launch.template operator()<__nv_bfloat16>();
+  else
+    launch.template operator()<__half>();
+}
+
 // Mat-vec launches: units of up to 8 rows (or one routed slot) along x, so that the units
 // of one row tile are scheduled together and share its W lines in L2; row tiles along y.
 template <class ST, int B>
@@ -79,6 +114,12 @@ void run_matvec(Session& s, const QuantMlxArgs& a, k::QmmParams p, bool routed, 
   if (tiles > kMaxGridY || a.w.cols > INT_MAX - 128)
     throw_error<Unsupported>(op, "cuda: W of [", N, ", ", a.w.cols, "] exceeds the mat-vec's limits (", kMaxGridY * 16,
                              " rows, 2^31 columns)");
+  if constexpr (B == 4) {
+    if (integer_matvec(a, p, routed)) {
+      run_matvec_i8<ST>(s, a, p, routed, op);
+      return;
+    }
+  }
   p.xs_rows = std::min<int64_t>(routed ? 1 : M, C::kTokens);
   auto launch = [&]<class CT>() {
     p.kseg = C::seg_values<CT, ST, B>(a.w.cols, p.xs_rows);

@@ -1,0 +1,218 @@
+#pragma once
+// MLX affine 4-bit mat-vec on the integer tensor cores: the decode path for one row of x (and
+// every expert-routed slot) at group size 64 or 128.
+//
+// Why integers: the bf16 mat-vec (quant_mlx_qmv.cuh) spends ~2 instructions per weight and
+// lane on unpacking codes into bf16 pairs and applying the group's scale per pair, and the
+// kernel is bound by that issue, not by DRAM. Here a code is a u8 A operand after one AND
+// (low nibbles: q; high nibbles kept in place: 16 q), four codes per register, and the group's
+// scale and bias are applied once per group to the exact integer product:
+//   sum_k x_k (s q_k + b) = s * sum_k x_k q_k + b * sum_k x_k.
+// x takes the B side as 15-bit fixed point per 64 values: x ~ s_x (256 h + l) with h, l int8,
+// from a small kernel run first (qmv_i8_prepare_x). Relative to the largest |x| of its 64
+// values each x is off by at most 2^-16: below what the bf16/f16 result can show.
+//
+// The m16n8k32 product spends its 8 columns on what one 128-value step needs: column c is x
+// group (c >> 2) of the step (64 values each), part (c >> 1) & 1 (h or l) and nibble class
+// c & 1 (low or high), so lane (g, t) finds in its accumulators columns 2t and 2t + 1, one
+// (group, part) with both classes, for rows g and g + 8: v = c_low + c_high / 16. A B lane
+// whose column does not take the current mma's data reads a zero unit instead.
+//
+// Block: 16 rows of W (a row tile), 4 warps splitting K in 128-value steps, a 2-step
+// register ring of codes, scales and biases; x's image is read through L1 (every block on an
+// SM reads the same 9 KB per row of x), so there is no block barrier before the K loop.
+#include "cuda/kernels/math.cuh"
+#include "cuda/kernels/quant_mlx_qmv.cuh"
+
+namespace mlxn::kernels::qmlx {
+
+// x's image per row, in 16-byte units: unit 0 zeros; units 1 .. K/8: per 128-value step s,
+// 16 units, unit (t * 2 + part) * 2 + cls = part bytes (h, l) of x at k = 128 s + 32 t +
+// 2 i + cls, i = 0..15, in the order an mma's B operand takes them; then per 64-value group
+// G and part a float2 (s_x * (part ? 1 : 256), sum of x over G).
+struct QmvI8Image {
+  static constexpr int kFixedMax = 127 * 256;  // |256 h + l| <= this, so h fits int8
+  static constexpr int64_t units(int64_t k) { return 1 + k / 8 + k / 64; }
+};
+
+// One thread per 8 values of x (a 64-value group is 8 adjacent lanes). Grid: (ceil(K / 8 /
+// 128), rows). Launched with launch_pdl; it signals its dependents (the mat-vec) only after
+// its own wait, so everything before it is complete when the mat-vec starts.
+template <class CT>
+__global__ void __launch_bounds__(128) qmv_i8_prepare_x(const CT* x, int64_t x_stride, int k, uint4* img,
+                                                         int64_t img_stride) {
+  pdl_wait();
+  pdl_launch_dependents();
+  const int i = int(blockIdx.x) * 128 + int(threadIdx.x);
+  const bool in = i < k / 8;
+  const CT* xr = x + int64_t(blockIdx.y) * x_stride;
+  uint4* out = img + int64_t(blockIdx.y) * img_stride;
+  const uint4 raw = in ? __ldg(reinterpret_cast<const uint4*>(xr) + i) : make_uint4(0, 0, 0, 0);
+  float v[8];
+  unpack_f32<CT>(raw, v);
+  float amax = 0.f, sum = 0.f;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    amax = fmaxf(amax, fabsf(v[j]));
+    sum += v[j];
+  }
+#pragma unroll
+  for (int o = 1; o < 8; o *= 2) {  // the 8 lanes of one group (K % 128 == 0: whole groups)
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  }
+  if (!in) return;
+  const float inv = amax > 0.f ? float(QmvI8Image::kFixedMax) / amax : 0.f;
+  const int k0 = 8 * i, s = k0 / 128, t = (k0 % 128) / 32, q = (k0 % 32) / 8;
+  uint32_t* words = reinterpret_cast<uint32_t*>(out + 1);
+#pragma unroll
+  for (int cls = 0; cls < 2; ++cls) {
+    // round(x / s_x) by adding 1.5 * 2^23: the float's low bits are then the integer in
+    // two's complement; l is its low byte, h the byte above after adding 128.
+    uint32_t f[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) f[j] = __float_as_uint(fmaf(v[2 * j + cls], inv, 12582912.f));
+    const uint32_t l = __byte_perm(__byte_perm(f[0], f[1], 0x0040), __byte_perm(f[2], f[3], 0x0040), 0x5410);
+    const uint32_t h = __byte_perm(__byte_perm(f[0] + 128, f[1] + 128, 0x0051),
+                                   __byte_perm(f[2] + 128, f[3] + 128, 0x0051), 0x5410);
+    words[(s * 16 + (t * 2 + 0) * 2 + cls) * 4 + q] = h;
+    words[(s * 16 + (t * 2 + 1) * 2 + cls) * 4 + q] = l;
+  }
+  if (i % 8 == 0) {
+    float2* table = reinterpret_cast<float2*>(out + 1 + k / 8) + 2 * (i / 8);
+    const float sx = amax / float(QmvI8Image::kFixedMax);
+    table[0] = make_float2(sx * 256.f, sum);
+    table[1] = make_float2(sx, sum);
+  }
+  if (i == 0) out[0] = make_uint4(0, 0, 0, 0);
+}
+
+__device__ __forceinline__ void mma_u8s8(int (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                         uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+struct QmvI8Config {
+  static constexpr int kWarps = 4, kThreads = 32 * kWarps;
+  static constexpr int kStages = 2;  // steps in the register ring (3: no faster, more registers)
+  // 72 registers: 7 blocks per SM, and N = 14336 (896 row tiles) fits one wave on 132 SMs.
+  static constexpr int kMinBlocks = 7;
+};
+
+// CT: x's dtype (only the output is stored in it); ST: the scales' dtype; GS: 64 or 128.
+// p.x is x's image (QmvI8Image), p.x_stride its row stride in 16-byte units. Grid: (units,
+// row tiles of 16). Requires K % 128 == 0 and the packed matrix 16-byte aligned.
+template <class CT, class ST, int GS>
+__global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks) qmv_i8_kernel(QmmParams p) {
+  using C = QmvI8Config;
+  constexpr int NW = C::kWarps, S = C::kStages;
+  static_assert(GS == 64 || GS == 128, "an x group of 64 must lie in one weight group");
+  __shared__ float red[NW][32][2];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int n0 = int(blockIdx.y) * 16, N = int(p.n), K = int(p.k), groups = K / GS, steps = K / 128;
+  CT* out = static_cast<CT*>(p.out);
+
+  const Unit un = unit_of(p, blockIdx.x, 1);
+  if (un.rows == 0) {  // out-of-range expert: zeros
+    if (threadIdx.x < 16 && n0 + int(threadIdx.x) < N)
+      out[un.out_row * p.out_stride + n0 + threadIdx.x] = from_f32<CT>(0.f);
+    return;
+  }
+  // Rows past N read a valid row; their outputs are not stored (as in qmv_mma_kernel).
+  const int64_t ra = un.expert * N + min(n0 + g, N - 1);
+  const int rb = n0 + g + 8 < N ? 8 : 0;
+  // This warp's steps: warp, warp + NW, ...; lane t's chunk of a step is k = 128 s + 32 t.
+  const uint4* wp = reinterpret_cast<const uint4*>(p.packed) + ra * (K / 32) + warp * 4 + t;
+  const int w_b = rb * (K / 32);
+  // Scales of rows a and b at lane t's weight group; the bias of one (row, x group) pair per
+  // lane: row a for even t, row b for odd t, x group t / 2 (so each pair is counted once).
+  constexpr int kGroupStep = 128 / GS * NW;
+  const int g_lane = (64 * (t >> 1)) / GS + warp * (128 / GS);
+  const ST* sp = static_cast<const ST*>(p.scales) + ra * groups + g_lane;
+  const ST* bp = static_cast<const ST*>(p.biases) + ra * groups + g_lane + ((t & 1) ? rb * groups : 0);
+  const int s_b = rb * groups;
+  const int count = steps > warp ? (steps - warp + NW - 1) / NW : 0;
+
+  uint4 ca[S], cb[S];
+  ST sa[S], sb[S], bi[S];
+  auto load_step = [&](int j) {
+    ca[j] = __ldcs(wp);  // evict-first: W is read once (math.cuh, load_once)
+    cb[j] = __ldcs(wp + w_b);
+    sa[j] = __ldg(sp);
+    sb[j] = __ldg(sp + s_b);
+    bi[j] = __ldg(bp);
+    wp += NW * 4;
+    sp += kGroupStep;
+    bp += kGroupStep;
+  };
+#pragma unroll
+  for (int j = 0; j < S; ++j)
+    if (j < count) load_step(j);
+  // Only x's image comes from the kernel before this one (qmv_i8_prepare_x, which waited on
+  // everything earlier before releasing this grid): the W loads above go out first.
+  pdl_wait();
+  pdl_launch_dependents();
+
+  // B operands: lane (g, t) serves column g; it has data when column g's x group is the one of
+  // chunk t, for the mmas of column g's class, else it reads the zero unit 0.
+  const uint4* img = reinterpret_cast<const uint4*>(p.x) + un.x_row * p.x_stride;
+  const int part = (g >> 1) & 1, cls = g & 1;
+  const bool mine = (g >> 2) == (t >> 1);
+  const int unit = 1 + warp * 16 + (t * 2 + part) * 2 + cls;
+  int lo = mine && cls == 0 ? unit : 0, hi = mine && cls == 1 ? unit : 0;
+  const int lo_step = lo ? NW * 16 : 0, hi_step = hi ? NW * 16 : 0;
+  const float2* table = reinterpret_cast<const float2*>(img + 1 + K / 8) + (2 * warp + (t >> 1)) * 2 + (t & 1);
+
+  float acc_a = 0.f, acc_b = 0.f, acc_bias = 0.f;
+  for (int i0 = 0; i0 < count; i0 += S) {
+#pragma unroll
+    for (int j = 0; j < S; ++j) {
+      if (i0 + j < count) {
+        const uint4 xl = __ldg(img + lo), xh = __ldg(img + hi);
+        const float2 fx = __ldg(table);
+        lo += lo_step;
+        hi += hi_step;
+        table += 4 * NW;
+        constexpr uint32_t kLow = 0x0f0f0f0fu, kHigh = 0xf0f0f0f0u;
+        const uint4 a = ca[j], b = cb[j];
+        int c[4] = {0, 0, 0, 0};
+        mma_u8s8(c, a.x & kLow, b.x & kLow, a.y & kLow, b.y & kLow, xl.x, xl.y);
+        mma_u8s8(c, a.z & kLow, b.z & kLow, a.w & kLow, b.w & kLow, xl.z, xl.w);
+        mma_u8s8(c, a.x & kHigh, b.x & kHigh, a.y & kHigh, b.y & kHigh, xh.x, xh.y);
+        mma_u8s8(c, a.z & kHigh, b.z & kHigh, a.w & kHigh, b.w & kHigh, xh.z, xh.w);
+        // The high class is 16 q x exactly, a multiple of 16: the shift is exact.
+        const int va = c[0] + (c[1] >> 4), vb = c[2] + (c[3] >> 4);
+        acc_a = fmaf(to_f32(sa[j]) * fx.x, float(va), acc_a);
+        acc_b = fmaf(to_f32(sb[j]) * fx.x, float(vb), acc_b);
+        acc_bias = fmaf(to_f32(bi[j]), fx.y, acc_bias);
+        if (i0 + j + S < count) load_step(j);
+      }
+    }
+  }
+  if (t & 1)
+    acc_b += acc_bias;
+  else
+    acc_a += acc_bias;
+  // The quad's 4 lanes hold different (group, part) terms of the same two rows.
+#pragma unroll
+  for (int o = 1; o < 4; o *= 2) {
+    acc_a += __shfl_xor_sync(0xffffffffu, acc_a, o);
+    acc_b += __shfl_xor_sync(0xffffffffu, acc_b, o);
+  }
+  red[warp][lane][0] = acc_a;
+  red[warp][lane][1] = acc_b;
+  __syncthreads();
+  if (warp == 0 && t == 0) {
+    float va = 0.f, vb = 0.f;
+#pragma unroll
+    for (int w = 0; w < NW; ++w) va += red[w][lane][0], vb += red[w][lane][1];
+    CT* o = out + un.out_row * p.out_stride;
+    if (n0 + g < N) o[n0 + g] = from_f32<CT>(va);
+    if (n0 + g + 8 < N) o[n0 + g + 8] = from_f32<CT>(vb);
+  }
+}
+
+}  // namespace mlxn::kernels::qmlx
