@@ -381,11 +381,10 @@ TEST_P(QuantMlxTest, MatmulEveryFormat) {
     }
 }
 
-// The CUDA mat-vec's register ring and K segments: x and scales of one 16-bit type (the
-// packed fma route; f16 takes it at 8 bits too), every width, K long enough for several
-// steps per warp with a partial last round, and K beyond one shared-memory segment of x
-// (10240 values for one row, 1280 for eight).
-TEST_P(QuantMlxTest, MatvecRingAndSegments) {
+// The CUDA mat-vec's register ring over long K: x and scales of one 16-bit type (the packed
+// fma route; f16 takes it at 8 bits too), every width, K long enough for several steps per
+// warp with a partial last round, up to 10240 values (x's image read through L1).
+TEST_P(QuantMlxTest, MatvecRingAndLongK) {
   Session& s = session();
   int combo = 0;
   for (int bits : kBits)

@@ -120,13 +120,19 @@ void run_matvec(Session& s, const QuantMlxArgs& a, k::QmmParams p, bool routed, 
       return;
     }
   }
-  p.xs_rows = std::min<int64_t>(routed ? 1 : M, C::kTokens);
+  // x's rows into their image (pooled scratch, slot order), then the mat-vec reading it;
+  // both launch with PDL, and the mat-vec's first weight loads overlap the copy.
+  const int64_t pitch = C::image_values(a.w.cols), rows = a.x.rows;
+  ScratchBuffer image = s.pool().acquire(size_t(rows * pitch) * 2);
   auto launch = [&]<class CT>() {
-    p.kseg = C::seg_values<CT, ST, B>(a.w.cols, p.xs_rows);
-    // At most kXsMaxBytes: with the static partial sums under the 48 KB a launch may use
-    // without the opt-in attribute (static_assert in QmvConfig).
-    const int smem = int(p.xs_rows * (p.kseg + C::kPadValues) * 2);
-    k::qmv_mma_kernel<CT, ST, B><<<dim3(grid_dim(op, units), unsigned(tiles)), C::kThreads, smem, st>>>(p);
+    launch_pdl(s, op, k::qmv_prepare_x<CT, B>,
+               dim3(unsigned((pitch / 16 + 127) / 128), unsigned(std::min(rows, kMaxGridY))), dim3(128), 0,
+               static_cast<const CT*>(a.x.data), a.x.row_stride, rows, int(a.w.cols), p.x_vec,
+               static_cast<CT*>(image.data()));
+    p.x = image.data();
+    p.x_stride = pitch;
+    launch_pdl(s, op, k::qmv_mma_kernel<CT, ST, B>, dim3(grid_dim(op, units), unsigned(tiles)), dim3(C::kThreads), 0,
+               p);
   };
   if (a.x.dtype == DType::bf16)
     launch.template operator()<__nv_bfloat16>();

@@ -8,14 +8,16 @@
 // t = lane % 4) owns rows g and g + 8 of the tile and, in each 128-value step, the chunk at
 // k = 128 s + 32 t: one 16-byte load per row at 4 bits, so a warp instruction reads 64
 // contiguous bytes of each of 8 rows. The chunk is dequantized in registers straight into
-// A fragments (the pair order of quant_mlx.cuh); x is read from shared memory in that same
-// order, so W needs no shuffles.
+// A fragments (the pair order of quant_mlx.cuh); x is read in that same order from an image
+// of its rows that a small kernel writes first (qmv_prepare_x), so W needs no shuffles.
 //
 // The kernel is built for memory-level parallelism: W is the only DRAM stream and is read
 // into a register ring kStages steps deep (the loads of the next steps are issued before the
 // current one is consumed), registers are capped at 64 so that 8 blocks of 4 warps fit an SM,
-// x is staged once per block, and the 4 warps of a block split K and meet in shared memory
-// only once, after the K loop.
+// x's image is read through L1 (every block of an SM reads the same rows; no block barrier
+// and no shared-memory copy, whatever the number of rows), and the 4 warps of a block split K
+// and meet in shared memory only once, after the K loop.
+#include "cuda/kernels/math.cuh"
 #include "cuda/kernels/mma.cuh"
 #include "cuda/kernels/quant_mlx.cuh"
 
@@ -42,8 +44,6 @@ struct QmmParams {
   bool x_per_slot;
   int64_t slots;
   bool x_vec;  // x rows 16-byte aligned (row stride and base)
-  // mat-vec: rows of x staged in shared memory per unit, and the K segment they hold
-  int64_t xs_rows, kseg;
 };
 
 struct Unit {
@@ -69,39 +69,22 @@ struct QmvConfig {
   static constexpr int kTokens = 8;  // rows of x per unit: the mma's n
   // 64 registers per thread: 8 blocks of 128 threads per SM.
   static constexpr int kMinBlocks = 8;
-  // x in shared memory: rows x (kseg + 8) values, kseg a multiple of 128 chosen so that
-  // the rows fit this many bytes (K is walked in segments of kseg when they do not).
-  // 8 blocks x (20 KB + 2 KB of partial sums + 1 KB reserved) stay inside an SM's 228 KB, and the total is
-  // under the 48 KB a launch may use without the opt-in attribute.
-  static constexpr int kXsBytes = 20 * 1024;
-  static constexpr int kXsMaxBytes = kTokens * (128 * kWarps * 3 + 8) * 2;  // the largest seg_values can give
-  static constexpr int kPadValues = 8;  // 16 bytes between rows: rows start in different banks
-  static constexpr int kReduceBytes = kWarps * 32 * 4 * 4;
-  static_assert(kXsMaxBytes + kReduceBytes <= 48 * 1024, "dynamic + static shared memory within 48 KB");
   // Steps of 128 values held in the register ring per lane: the deepest ring that fits 64
   // registers without spills (checked with ptxas -v for every instantiation), 2 rows x
   // 4 * BITS bytes per step. While one step is computed the other S - 1 are in flight, and
   // the load of step i + S is issued right after it. At 6 and 8 bits one step is already
   // 48-64 bytes per lane (six or four loads); 16-bit scales of the other 16-bit type (a rare
   // pairing) convert through f32 and leave room for one step only.
-  // Values of K per shared-memory segment of x for `rows` rows: all of K (rounded up to a
-  // step) when it fits kXsBytes, else a multiple of 128 * kWarps * stages, so that every
-  // warp has a whole number of ring rounds per segment and the ring runs on across them.
-  template <class CT, class ST, int BITS>
-  static constexpr int64_t seg_values(int64_t k, int64_t rows) {
-    const int64_t k_pad = (k + 127) / 128 * 128, round = 128 * kWarps * stages<CT, ST, BITS>();
-    if (rows * k_pad * 2 <= kXsBytes) return k_pad;
-    const int64_t fit = kXsBytes / (2 * rows) / round * round;
-    return fit < round ? round : fit;  // < k_pad: k_pad did not fit
-  }
   template <class CT, class ST, int BITS>
   static constexpr int stages() {
     if constexpr (sizeof(ST) == 2 && !std::is_same_v<CT, ST>) return 1;
     return BITS >= 6 ? 1 : BITS <= 3 ? 3 : 2;
   }
+  // x's image: rows of K rounded up to a whole step, zeros past K.
+  static constexpr int64_t image_values(int64_t k) { return (k + 127) / 128 * 128; }
 };
 
-// x is staged in ChunkLayout<BITS>::slot order: a lane reads its chunk's 16 words with 4
+// x's image is in ChunkLayout<BITS>::slot order: a lane reads its chunk's 16 words with 4
 // vector loads, and words 2m and 2m + 1 are mma m's B operand as they are. Pairs 8h..8h + 7
 // of a chunk take their values from values 16h..16h + 15 (kVpw <= 16), so the reordering
 // works on half chunks: 2 vectors in, 2 out.
@@ -123,24 +106,48 @@ __device__ __forceinline__ void stage_half_chunk(uint4 in0, uint4 in1, int half,
   dst[1] = make_uint4(out[4], out[5], out[6], out[7]);
 }
 
-// CT: x's dtype (bf16/f16); ST: the scales' dtype. Grid: (units, row tiles of 16).
-// Dynamic shared memory: p.xs_rows * (p.kseg + kPadValues) * 2 bytes; p.kseg is K rounded up
-// to 128, or a multiple of 128 * kWarps * stages() (see seg_values).
+// x's rows into their image (QmvConfig::image_values(k) values per row, slot order, zeros past
+// K): one thread per half chunk of 16 values. Grid: (half chunks / 128, min(rows, 65535)).
+// Launched with launch_pdl; it releases the mat-vec only after its own wait, so everything
+// before it is complete when the mat-vec starts.
+template <class CT, int BITS>
+__global__ void __launch_bounds__(128) qmv_prepare_x(const CT* x, int64_t x_stride, int64_t rows, int k, bool x_vec,
+                                                      CT* img) {
+  using L = ChunkLayout<BITS>;
+  pdl_wait();
+  pdl_launch_dependents();
+  const int pitch = int(QmvConfig::image_values(k)), c = int(blockIdx.x) * 128 + int(threadIdx.x);
+  if (c >= pitch / 16) return;
+  for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
+    const CT* src = x + r * x_stride;
+    CT* chunk = img + r * pitch + 32 * (c / 2);
+    if (x_vec) {
+      const bool in = c < k / 16;  // K is a multiple of 32 (a group)
+      const uint4* s4 = reinterpret_cast<const uint4*>(src) + 2 * c;
+      const uint4 zero = make_uint4(0, 0, 0, 0);
+      stage_half_chunk<CT, BITS>(in ? __ldg(s4) : zero, in ? __ldg(s4 + 1) : zero, c % 2, chunk);
+    } else {
+#pragma unroll
+      for (int i = 0; i < 16; ++i) {
+        const int v = 16 * c + i;
+        chunk[L::slot(v & 31)] = v < k ? src[v] : from_f32<CT>(0.f);
+      }
+    }
+  }
+}
+
+// CT: x's dtype (bf16/f16); ST: the scales' dtype. Grid: (units, row tiles of 16). p.x is
+// x's image (qmv_prepare_x), p.x_stride its row pitch, QmvConfig::image_values(K).
 template <class CT, class ST, int BITS>
 __global__ void __launch_bounds__(QmvConfig::kThreads, QmvConfig::kMinBlocks) qmv_mma_kernel(QmmParams p) {
   using C = QmvConfig;
-  using L = ChunkLayout<BITS>;
   constexpr int NW = C::kWarps, S = C::stages<CT, ST, BITS>();
   constexpr bool kFast = std::is_same_v<ST, CT> && BITS <= Pair<CT>::kMagicBits;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
   __shared__ float red[NW][32][4];
-  CT* xs = reinterpret_cast<CT*>(smem_raw);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   // 32-bit sizes (the launcher checks N, K < 2^31); 64-bit only for global offsets.
-  const int xpitch = int(p.kseg) + C::kPadValues, kseg = int(p.kseg);
   const int n0 = int(blockIdx.y) * 16, N = int(p.n), K = int(p.k);
   const int row_words = K / 32 * BITS, groups = K >> p.gs_shift;
-  const CT* x = static_cast<const CT*>(p.x);
   CT* out = static_cast<CT*>(p.out);
 
   const Unit un = unit_of(p, blockIdx.x, C::kTokens);
@@ -158,8 +165,8 @@ __global__ void __launch_bounds__(QmvConfig::kThreads, QmvConfig::kMinBlocks) qm
   const int w_b = rb * row_words, s_b = rb * groups;
   // Token g of the unit is column g of B; columns past the unit's rows read row 0 and their
   // outputs (column g of the product only) are never stored.
-  const int rows = un.rows, xrow = g < rows ? g : 0;
-  const int64_t x_row0 = un.x_row;
+  const int rows = un.rows;
+  const CT* xr = static_cast<const CT*>(p.x) + (un.x_row + (g < rows ? g : 0)) * p.x_stride + 32 * t;
 
   // The register ring: codes and the group's scale and bias of both rows, per step.
   uint32_t wa[S][BITS], wb[S][BITS];
@@ -186,66 +193,38 @@ __global__ void __launch_bounds__(QmvConfig::kThreads, QmvConfig::kMinBlocks) qm
     s4[2] = __ldg(sp + s_b);
     s4[3] = __ldg(bp + s_b);
   };
-  // The first steps' W loads go out before x is staged, so the two latencies overlap. The
-  // ring then runs across segment boundaries: a segment of several (kseg a multiple of
-  // 128 NW S, see the launcher) starts at a step index that is a multiple of S, slot 0.
+  // The first steps' W loads go out before the wait: only x's image comes from the kernel
+  // before this one (qmv_prepare_x, which waited on everything earlier before releasing it).
 #pragma unroll
   for (int j = 0; j < S; ++j)
     if (j < count) load_step(j, wa[j], wb[j], sc[j]);
+  pdl_wait();
+  pdl_launch_dependents();
 
-  for (int seg0 = 0; seg0 < K; seg0 += kseg) {
-    const int seg_len = min(kseg, K - seg0);
-    if (seg0 > 0) __syncthreads();  // every warp is done with the previous segment's x
-    // x rows of this unit, values [seg0, seg0 + seg_len), then zeros to the step boundary
-    // (the codes there are finite, but 0 * NaN from stale shared memory would not be), in
-    // slot order (stage_half_chunk).
-    const int padded = (seg_len + 127) / 128 * 128;
-    if (p.x_vec) {
-      for (int r = 0; r < rows; ++r) {
-        const uint4* src = reinterpret_cast<const uint4*>(x + (x_row0 + r) * p.x_stride + seg0);
-        for (int c = threadIdx.x; c < padded / 16; c += blockDim.x) {  // half chunks
-          const bool in = c < seg_len / 16;
-          const uint4 zero = make_uint4(0, 0, 0, 0);
-          stage_half_chunk<CT, BITS>(in ? __ldg(src + 2 * c) : zero, in ? __ldg(src + 2 * c + 1) : zero, c % 2,
-                                     xs + r * xpitch + 32 * (c / 2));
-        }
-      }
-    } else {
-      for (int r = 0; r < rows; ++r) {
-        const CT* src = x + (x_row0 + r) * p.x_stride + seg0;
-        for (int c = threadIdx.x; c < padded; c += blockDim.x)
-          xs[r * xpitch + (c & ~31) + L::slot(c & 31)] = c < seg_len ? src[c] : from_f32<CT>(0.f);
-      }
-    }
-    __syncthreads();
-
-    const int i_begin = steps_below(seg0 / 128), i_end = steps_below((seg0 + padded) / 128);
-    const CT* xr = xs + xrow * xpitch + 32 * t;
-    for (int i0 = i_begin; i0 < i_end; i0 += S) {
+  for (int i0 = 0; i0 < count; i0 += S) {
 #pragma unroll
-      for (int j = 0; j < S; ++j) {
-        const int i = i0 + j;
-        if (i < i_end) {
-          const Affine fa = make_affine<CT, ST, kFast>(sc[j][0], sc[j][1]);
-          const Affine fb = make_affine<CT, ST, kFast>(sc[j][2], sc[j][3]);
-          const CT* xk = xr + ((warp + i * NW) * 128 - seg0);
-          // The chunk's x in slot order: mma m's B operand is words 2m and 2m + 1, read 4 words
-          // (2 mmas) at a time.
+    for (int j = 0; j < S; ++j) {
+      const int i = i0 + j;
+      if (i < count) {
+        const Affine fa = make_affine<CT, ST, kFast>(sc[j][0], sc[j][1]);
+        const Affine fb = make_affine<CT, ST, kFast>(sc[j][2], sc[j][3]);
+        const uint4* xk = reinterpret_cast<const uint4*>(xr + (warp + i * NW) * 128);
+        // The chunk's x in slot order: mma m's B operand is words 2m and 2m + 1, read 4 words
+        // (2 mmas) at a time.
 #pragma unroll
-          for (int v = 0; v < 4; ++v) {
-            const uint4 xw = reinterpret_cast<const uint4*>(xk)[v];
+        for (int v = 0; v < 4; ++v) {
+          const uint4 xw = __ldg(xk + v);
 #pragma unroll
-            for (int h = 0; h < 2; ++h) {
-              const int m = 2 * v + h;
-              const uint32_t a[4] = {dequant_pair<CT, BITS, kFast>(wa[j], 2 * m, fa),
-                                     dequant_pair<CT, BITS, kFast>(wb[j], 2 * m, fb),
-                                     dequant_pair<CT, BITS, kFast>(wa[j], 2 * m + 1, fa),
-                                     dequant_pair<CT, BITS, kFast>(wb[j], 2 * m + 1, fb)};
-              mma_16816<CT>(acc, a, h ? xw.z : xw.x, h ? xw.w : xw.y);
-            }
+          for (int h = 0; h < 2; ++h) {
+            const int m = 2 * v + h;
+            const uint32_t a[4] = {dequant_pair<CT, BITS, kFast>(wa[j], 2 * m, fa),
+                                   dequant_pair<CT, BITS, kFast>(wb[j], 2 * m, fb),
+                                   dequant_pair<CT, BITS, kFast>(wa[j], 2 * m + 1, fa),
+                                   dequant_pair<CT, BITS, kFast>(wb[j], 2 * m + 1, fb)};
+            mma_16816<CT>(acc, a, h ? xw.z : xw.x, h ? xw.w : xw.y);
           }
-          if (i + S < count) load_step(i + S, wa[j], wb[j], sc[j]);
         }
+        if (i + S < count) load_step(i + S, wa[j], wb[j], sc[j]);
       }
     }
   }
