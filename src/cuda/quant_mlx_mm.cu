@@ -76,7 +76,8 @@ void run_matvec_i8(Session& s, const QuantMlxArgs& a, k::QmmParams p, bool route
   const int64_t units = routed ? p.slots : 1, tiles = (a.w.rows + 15) / 16;
   ScratchBuffer image = s.pool().acquire(size_t(rows * row_units) * 16);
   auto launch = [&]<class CT>() {
-    launch_pdl(s, op, k::qmv_i8_prepare_x<CT>, dim3(unsigned((K / 8 + 127) / 128), unsigned(rows)), dim3(128), 0,
+    constexpr int kPrep = k::QmvI8Config::kPrepareThreads;
+    launch_pdl(s, op, k::qmv_i8_prepare_x<CT>, dim3(unsigned((K / 8 + kPrep - 1) / kPrep), unsigned(rows)), dim3(kPrep), 0,
                static_cast<const CT*>(a.x.data), a.x.row_stride, int(K), static_cast<uint4*>(image.data()), row_units);
     p.x = image.data();
     p.x_stride = row_units;

@@ -26,24 +26,38 @@
 
 namespace mlxn::kernels::qmlx {
 
-// x's image per row, in 16-byte units: unit 0 zeros; units 1 .. K/8: per 128-value step s,
-// 16 units, unit (t * 2 + part) * 2 + cls = part bytes (h, l) of x at k = 128 s + 32 t +
-// 2 i + cls, i = 0..15, in the order an mma's B operand takes them; then per 64-value group
-// G and part a float2 (s_x * (part ? 1 : 256), sum of x over G).
+// x's image per row, in 16-byte units: per 128-value step s, 17 units: unit (t * 2 + part) *
+// 2 + cls holds the part bytes (h, l) of x at k = 128 s + 32 t + 2 i + cls, i = 0..15, in the
+// order an mma's B operand takes them, and unit 16 is zeros (what a lane reads when its column
+// does not take an mma's data: every lane then steps by the same stride). After the steps,
+// per 64-value group G and part a float2 (s_x * (part ? 1 : 256), sum of x over G).
 struct QmvI8Image {
   static constexpr int kFixedMax = 127 * 256;  // |256 h + l| <= this, so h fits int8
-  static constexpr int64_t units(int64_t k) { return 1 + k / 8 + k / 64; }
+  static constexpr int kStepUnits = 17;
+  static constexpr int64_t table_unit(int64_t k) { return k / 128 * kStepUnits; }
+  static constexpr int64_t units(int64_t k) { return table_unit(k) + k / 64; }
+};
+
+struct QmvI8Config {
+  static constexpr int kWarps = 4, kThreads = 32 * kWarps;
+  static constexpr int kStages = 2;  // steps in the register ring (3: no faster, more registers)
+  // 72 registers: 7 blocks per SM, and N = 14336 (896 row tiles) fits one wave on 132 SMs.
+  static constexpr int kMinBlocks = 7;
+  // The x kernel in blocks of one warp (24 registers): one fits in what 7 mat-vec blocks
+  // leave of an SM's registers, so it can be resident, waiting, while the kernel before it
+  // (often the previous mat-vec) finishes.
+  static constexpr int kPrepareThreads = 32;
 };
 
 // One thread per 8 values of x (a 64-value group is 8 adjacent lanes). Grid: (ceil(K / 8 /
-// 128), rows). Launched with launch_pdl; it signals its dependents (the mat-vec) only after
-// its own wait, so everything before it is complete when the mat-vec starts.
+// kPrepareThreads), rows). Launched with launch_pdl; it signals its dependents (the mat-vec)
+// only after its own wait, so everything before it is complete when the mat-vec starts.
 template <class CT>
-__global__ void __launch_bounds__(128) qmv_i8_prepare_x(const CT* x, int64_t x_stride, int k, uint4* img,
+__global__ void __launch_bounds__(QmvI8Config::kPrepareThreads) qmv_i8_prepare_x(const CT* x, int64_t x_stride, int k, uint4* img,
                                                          int64_t img_stride) {
   pdl_wait();
   pdl_launch_dependents();
-  const int i = int(blockIdx.x) * 128 + int(threadIdx.x);
+  const int i = int(blockIdx.x) * QmvI8Config::kPrepareThreads + int(threadIdx.x);
   const bool in = i < k / 8;
   const CT* xr = x + int64_t(blockIdx.y) * x_stride;
   uint4* out = img + int64_t(blockIdx.y) * img_stride;
@@ -64,7 +78,7 @@ __global__ void __launch_bounds__(128) qmv_i8_prepare_x(const CT* x, int64_t x_s
   if (!in) return;
   const float inv = amax > 0.f ? float(QmvI8Image::kFixedMax) / amax : 0.f;
   const int k0 = 8 * i, s = k0 / 128, t = (k0 % 128) / 32, q = (k0 % 32) / 8;
-  uint32_t* words = reinterpret_cast<uint32_t*>(out + 1);
+  uint32_t* words = reinterpret_cast<uint32_t*>(out + s * QmvI8Image::kStepUnits);
 #pragma unroll
   for (int cls = 0; cls < 2; ++cls) {
     // round(x / s_x) by adding 1.5 * 2^23: the float's low bits are then the integer in
@@ -75,16 +89,16 @@ __global__ void __launch_bounds__(128) qmv_i8_prepare_x(const CT* x, int64_t x_s
     const uint32_t l = __byte_perm(__byte_perm(f[0], f[1], 0x0040), __byte_perm(f[2], f[3], 0x0040), 0x5410);
     const uint32_t h = __byte_perm(__byte_perm(f[0] + 128, f[1] + 128, 0x0051),
                                    __byte_perm(f[2] + 128, f[3] + 128, 0x0051), 0x5410);
-    words[(s * 16 + (t * 2 + 0) * 2 + cls) * 4 + q] = h;
-    words[(s * 16 + (t * 2 + 1) * 2 + cls) * 4 + q] = l;
+    words[((t * 2 + 0) * 2 + cls) * 4 + q] = h;
+    words[((t * 2 + 1) * 2 + cls) * 4 + q] = l;
   }
+  if (i % 16 == 0) out[s * QmvI8Image::kStepUnits + 16] = make_uint4(0, 0, 0, 0);
   if (i % 8 == 0) {
-    float2* table = reinterpret_cast<float2*>(out + 1 + k / 8) + 2 * (i / 8);
+    float2* table = reinterpret_cast<float2*>(out + QmvI8Image::table_unit(k)) + 2 * (i / 8);
     const float sx = amax / float(QmvI8Image::kFixedMax);
     table[0] = make_float2(sx * 256.f, sum);
     table[1] = make_float2(sx, sum);
   }
-  if (i == 0) out[0] = make_uint4(0, 0, 0, 0);
 }
 
 __device__ __forceinline__ void mma_u8s8(int (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
@@ -94,13 +108,6 @@ __device__ __forceinline__ void mma_u8s8(int (&d)[4], uint32_t a0, uint32_t a1, 
       : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
-
-struct QmvI8Config {
-  static constexpr int kWarps = 4, kThreads = 32 * kWarps;
-  static constexpr int kStages = 2;  // steps in the register ring (3: no faster, more registers)
-  // 72 registers: 7 blocks per SM, and N = 14336 (896 row tiles) fits one wave on 132 SMs.
-  static constexpr int kMinBlocks = 7;
-};
 
 // CT: x's dtype (only the output is stored in it); ST: the scales' dtype; GS: 64 or 128.
 // p.x is x's image (QmvI8Image), p.x_stride its row stride in 16-byte units. Grid: (units,
@@ -157,24 +164,24 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
   pdl_launch_dependents();
 
   // B operands: lane (g, t) serves column g; it has data when column g's x group is the one of
-  // chunk t, for the mmas of column g's class, else it reads the zero unit 0.
+  // chunk t, for the mmas of column g's class, else it reads its step's zero unit.
+  using I = QmvI8Image;
   const uint4* img = reinterpret_cast<const uint4*>(p.x) + un.x_row * p.x_stride;
-  const int part = (g >> 1) & 1, cls = g & 1;
+  const int part = (g >> 1) & 1, cls = g & 1, unit = (t * 2 + part) * 2 + cls;
   const bool mine = (g >> 2) == (t >> 1);
-  const int unit = 1 + warp * 16 + (t * 2 + part) * 2 + cls;
-  int lo = mine && cls == 0 ? unit : 0, hi = mine && cls == 1 ? unit : 0;
-  const int lo_step = lo ? NW * 16 : 0, hi_step = hi ? NW * 16 : 0;
-  const float2* table = reinterpret_cast<const float2*>(img + 1 + K / 8) + (2 * warp + (t >> 1)) * 2 + (t & 1);
+  const uint4* xl_p = img + warp * I::kStepUnits + (mine && cls == 0 ? unit : 16);
+  const uint4* xh_p = img + warp * I::kStepUnits + (mine && cls == 1 ? unit : 16);
+  const float2* table = reinterpret_cast<const float2*>(img + I::table_unit(K)) + (2 * warp + (t >> 1)) * 2 + (t & 1);
 
   float acc_a = 0.f, acc_b = 0.f, acc_bias = 0.f;
   for (int i0 = 0; i0 < count; i0 += S) {
 #pragma unroll
     for (int j = 0; j < S; ++j) {
       if (i0 + j < count) {
-        const uint4 xl = __ldg(img + lo), xh = __ldg(img + hi);
+        const uint4 xl = __ldg(xl_p), xh = __ldg(xh_p);
         const float2 fx = __ldg(table);
-        lo += lo_step;
-        hi += hi_step;
+        xl_p += NW * I::kStepUnits;
+        xh_p += NW * I::kStepUnits;
         table += 4 * NW;
         constexpr uint32_t kLow = 0x0f0f0f0fu, kHigh = 0xf0f0f0f0u;
         const uint4 a = ca[j], b = cb[j];
