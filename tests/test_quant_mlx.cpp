@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "mlxn/ops/norm.h"
 #include "mlxn/ops/quant_mlx.h"
 #include "support/support.h"
 
@@ -445,6 +446,32 @@ TEST_P(QuantMlxTest, MatvecSingleRowFixedPointX) {
           ASSERT_LE(err, out_eps * std::fabs(ref[size_t(r)]) + fixed + 1e-5 * mag) << "row " << r;
         }
       }
+}
+
+// Decode as a model runs it: x written by the kernel just before the matmul (rms_norm, which
+// releases its dependents early), a new x each round into the same buffers, out reused. On
+// CUDA the mat-vecs start before that kernel ends (programmatic dependent launch) and must
+// still read the new x, whatever the path (4-bit single row, 4-bit two rows, 8-bit).
+TEST_P(QuantMlxTest, MatvecReadsTheXJustWritten) {
+  Session& s = session();
+  for (auto [bits, m_rows] : {std::pair<int, int64_t>{4, 1}, {4, 2}, {8, 1}}) {
+    SCOPED_TRACE(::testing::Message() << "bits=" << bits << " M=" << m_rows);
+    const MlxQuant q{bits, 64};
+    const int64_t n = 272, k = 1024;
+    QMatrix w = random_qmatrix(s, rng(), 1, n, k, q, DType::bf16);
+    Array x = Array::empty({m_rows, k}, DType::bf16, s.device());
+    Array out = poisoned(s, {m_rows, n}, DType::bf16);
+    const std::vector<int64_t> e(static_cast<size_t>(m_rows), 0);
+    std::vector<int64_t> xr;
+    for (int64_t r = 0; r < m_rows; ++r) xr.push_back(r);
+    for (int round = 0; round < 4; ++round) {
+      auto raw = random_array(s, rng(), {m_rows, k}, DType::bf16);
+      rms_norm(s, raw.array, x);
+      quantized_matmul(s, x, w.packed, w.scales, w.biases, q, out);
+      MLXN_EXPECT_CLOSE(host_values(s, out), ref_matmul(host_values(s, x.tensor()), m_rows, w, e, xr),
+                        mm_tol(DType::bf16));
+    }
+  }
 }
 
 TEST_P(QuantMlxTest, MatmulEveryDtypePairAndShape) {

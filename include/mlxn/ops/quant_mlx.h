@@ -20,7 +20,18 @@
 //   from the range, the edge of larger magnitude made exactly representable, q = rint((w - b)
 //   / s) clamped to [0, 2^bits - 1]); scales and biases are then rounded to their dtype.
 // - quantized_matmul uses w = s * q + b and accumulates in f32. The CUDA tensor-core paths
-//   (x bf16/f16) round each dequantized weight once to x's dtype before the multiply.
+//   (x bf16/f16) round each dequantized weight once to x's dtype before the multiply, except
+//   the single-row (decode) path at 4 bits and group 64 or 128, one x row per output row
+//   (M = 1, and every routed slot): it keeps the weights exact and takes x as 15-bit fixed
+//   point per 64 values (each x off by at most 2^-16 of the largest |x| of its 64), with an
+//   exact integer product per group.
+// - The CUDA single-row path is launched with programmatic dependent launch (PDL): a plain
+//   (not routed) call starts reading its weight, scales and biases while the kernel just
+//   before it on the stream may still be running, so that kernel must not be writing them.
+//   mlxn's ops that write quantized weights (quantize, the copies) never release their
+//   dependents early; a kernel of your own that does (griddepcontrol.launch_dependents) must
+//   not be the one right before a matmul on the weights it writes. x and routing ids are read
+//   only after every earlier kernel has finished.
 //
 // Ids (expert or token indices) are data, so they cannot be checked before the kernel runs:
 // an id outside [0, E) or [0, V) raises InvalidArgument on the CPU; the CUDA kernels never
