@@ -64,6 +64,25 @@ __device__ __forceinline__ Unit unit_of(const QmmParams& p, int64_t u, int per_u
   return {e < 0 ? 0 : e, p.x_per_slot ? u : u / p.top_k, u, e < 0 ? 0 : 1};
 }
 
+// Block start of the tensor-core mat-vecs: the block's unit and lane row g's two W rows in the
+// 16-row tile at n0. An out-of-range expert gets its outputs zeroed and false. Rows past N
+// read a valid row instead: A's row r only feeds output row r, which is not stored. Row b is
+// row a + rb: rb = 8, or 0 (row a again) in a partial last tile.
+template <class CT>
+__device__ __forceinline__ bool tile_rows(const QmmParams& p, int per_unit, int n0, int g, Unit& un, int64_t& ra,
+                                          int& rb) {
+  const int N = int(p.n);
+  un = unit_of(p, blockIdx.x, per_unit);
+  if (un.rows == 0) {
+    if (threadIdx.x < 16 && n0 + int(threadIdx.x) < N)
+      static_cast<CT*>(p.out)[un.out_row * p.out_stride + n0 + threadIdx.x] = from_f32<CT>(0.f);
+    return false;
+  }
+  ra = un.expert * N + min(n0 + g, N - 1);
+  rb = n0 + g + 8 < N ? 8 : 0;
+  return true;
+}
+
 struct QmvConfig {
   static constexpr int kWarps = 4, kThreads = 32 * kWarps;
   static constexpr int kTokens = 8;  // rows of x per unit: the mma's n
@@ -152,16 +171,10 @@ __global__ void __launch_bounds__(QmvConfig::kThreads, QmvConfig::kMinBlocks) qm
   const int row_words = K / 32 * BITS, groups = K >> p.gs_shift;
   CT* out = static_cast<CT*>(p.out);
 
-  const Unit un = unit_of(p, blockIdx.x, C::kTokens);
-  if (un.rows == 0) {  // out-of-range expert: zeros
-    if (threadIdx.x < 16 && n0 + int(threadIdx.x) < N)
-      out[un.out_row * p.out_stride + n0 + threadIdx.x] = from_f32<CT>(0.f);
-    return;
-  }
-  // Rows past N read a valid row instead: A's row r only feeds output row r, which is not
-  // stored. Row b is row a + 8 (or row a again in a partial last tile).
-  const int64_t ra = un.expert * N + min(n0 + g, N - 1);
-  const int rb = n0 + g + 8 < N ? 8 : 0;
+  Unit un;
+  int64_t ra;
+  int rb;
+  if (!tile_rows<CT>(p, C::kTokens, n0, g, un, ra, rb)) return;
   const uint32_t* wpa = p.packed + ra * row_words;
   const int64_t sg_a = ra * groups;  // scales and biases are indexed alike
   const int w_b = rb * row_words, s_b = rb * groups;

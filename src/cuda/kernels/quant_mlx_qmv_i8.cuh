@@ -128,15 +128,10 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
   CT* out = static_cast<CT*>(p.out);
 
   if (p.ids) pdl_wait();  // routed: the ids may come from the kernel before the x kernel
-  const Unit un = unit_of(p, blockIdx.x, 1);
-  if (un.rows == 0) {  // out-of-range expert: zeros
-    if (threadIdx.x < 16 && n0 + int(threadIdx.x) < N)
-      out[un.out_row * p.out_stride + n0 + threadIdx.x] = from_f32<CT>(0.f);
-    return;
-  }
-  // Rows past N read a valid row; their outputs are not stored (as in qmv_mma_kernel).
-  const int64_t ra = un.expert * N + min(n0 + g, N - 1);
-  const int rb = n0 + g + 8 < N ? 8 : 0;
+  Unit un;
+  int64_t ra;
+  int rb;
+  if (!tile_rows<CT>(p, 1, n0, g, un, ra, rb)) return;
   // This warp's steps: warp, warp + NW, ...; lane t's chunk of a step is k = 128 s + 32 t.
   const uint4* wp = reinterpret_cast<const uint4*>(p.packed) + ra * (K / 32) + warp * 4 + t;
   const int w_b = rb * (K / 32);
