@@ -401,17 +401,18 @@ TEST_P(QuantMlxTest, MatvecRingAndLongK) {
       }
 }
 
-// The single-row 4-bit path at group 64 and 128 (on CUDA x becomes 15-bit fixed point per 64
-// values and the product runs on the integer tensor cores): both 16-bit x types and every
-// scale type, K of one step to many (warps without steps), N not a multiple of 16, and x rows
-// with an outlier 10^3 times their other values, a group of zeros and one of tiny values.
+// The single-row 4-bit path at every group size (on CUDA x becomes 15-bit fixed point per 64
+// values, 32 at group size 32, and the product runs on the integer tensor cores): both 16-bit
+// x types and every scale type, K of one step to many (warps without steps), N not a multiple
+// of 16, and x rows with an outlier 10^3 times their other values, a group of zeros and one
+// of tiny values.
 // Each output must be within its rounding to x's dtype, plus 2^-16 of each 64-value group's
-// largest |x| per unit of |w| (the fixed point's resolution, doubled), plus f32 rounding: an
-// 8-bit x would miss that bound by ~2^8.
+// largest |x| per unit of |w| (the fixed point's resolution, doubled; at group size 32 it
+// is finer), plus f32 rounding: an 8-bit x would miss that bound by ~2^8.
 TEST_P(QuantMlxTest, MatvecSingleRowFixedPointX) {
   Session& s = session();
   int combo = 0;
-  for (int gs : {64, 128})
+  for (int gs : kGroups)
     for (DType xdt : {DType::bf16, DType::f16})
       for (auto [n, k] : {std::pair<int64_t, int64_t>{1, 128}, {17, 384}, {40, 4096}}) {
         const DType sdt = float_dtypes()[size_t(combo++) % 3];

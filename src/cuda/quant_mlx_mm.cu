@@ -1,5 +1,5 @@
 // CUDA entry for MLX affine quantized matmuls:
-//   one row of x, or every expert-routed slot, at 4 bits and group 64 or 128: x turned into
+//   one row of x, or every expert-routed slot, at 4 bits: x turned into
 //     fixed point once, then the integer tensor-core mat-vec (quant_mlx_qmv_i8.cuh);
 //   up to kMatvecMaxRows rows of x, and the other expert-routed calls: the tensor-core
 //     mat-vec (x bf16/f16, packed matrix 16-byte aligned), else the plain f32 kernel;
@@ -61,9 +61,9 @@ k::QmmParams params(const QuantMlxArgs& a, bool routed) {
 }
 
 // The integer mat-vec's domain: one x row per unit (a single-row matmul or any routed call),
-// 4 bits, an x group of 64 inside one weight group, whole 128-value steps, 16-byte vectors.
+// 4 bits, whole 128-value steps, 16-byte vectors.
 bool integer_matvec(const QuantMlxArgs& a, const k::QmmParams& p, bool routed) {
-  return a.w.bits == 4 && (a.w.group_size == 64 || a.w.group_size == 128) && (routed || a.x.rows == 1) &&
+  return a.w.bits == 4 && (routed || a.x.rows == 1) &&
          a.w.cols % 128 == 0 && a.x.dtype != DType::f32 && p.x_vec && aligned16(a.w.packed) &&
          a.x.rows <= kMaxGridY;
 }
@@ -77,15 +77,23 @@ void run_matvec_i8(Session& s, const QuantMlxArgs& a, k::QmmParams p, bool route
   ScratchBuffer image = s.pool().acquire(size_t(rows * row_units) * 16);
   auto launch = [&]<class CT>() {
     constexpr int kPrep = k::QmvI8Config::kPrepareThreads;
-    launch_pdl(s, op, k::qmv_i8_prepare_x<CT>, dim3(unsigned((K / 8 + kPrep - 1) / kPrep), unsigned(rows)), dim3(kPrep), 0,
-               static_cast<const CT*>(a.x.data), a.x.row_stride, int(K), static_cast<uint4*>(image.data()), row_units);
+    const dim3 prep_grid(unsigned((K / 8 + kPrep - 1) / kPrep), unsigned(rows));
+    const CT* x = static_cast<const CT*>(a.x.data);
+    uint4* img = static_cast<uint4*>(image.data());
+    if (a.w.group_size == 32)  // x groups of 32, so that one lies in one weight group
+      launch_pdl(s, op, k::qmv_i8_prepare_x<CT, 32>, prep_grid, dim3(kPrep), 0, x, a.x.row_stride, int(K), img, row_units);
+    else
+      launch_pdl(s, op, k::qmv_i8_prepare_x<CT, 64>, prep_grid, dim3(kPrep), 0, x, a.x.row_stride, int(K), img, row_units);
     p.x = image.data();
     p.x_stride = row_units;
     const dim3 grid(grid_dim(op, units), unsigned(tiles));
-    if (a.w.group_size == 64)
-      launch_pdl(s, op, k::qmv_i8_kernel<CT, ST, 64>, grid, dim3(k::QmvI8Config::kThreads), 0, p);
+    const dim3 block(k::QmvI8Config::kThreads);
+    if (a.w.group_size == 32)
+      launch_pdl(s, op, k::qmv_i8_kernel<CT, ST, 32>, grid, block, 0, p);
+    else if (a.w.group_size == 64)
+      launch_pdl(s, op, k::qmv_i8_kernel<CT, ST, 64>, grid, block, 0, p);
     else
-      launch_pdl(s, op, k::qmv_i8_kernel<CT, ST, 128>, grid, dim3(k::QmvI8Config::kThreads), 0, p);
+      launch_pdl(s, op, k::qmv_i8_kernel<CT, ST, 128>, grid, block, 0, p);
   };
   if (a.x.dtype == DType::bf16)
     launch.template operator()<__nv_bfloat16>();

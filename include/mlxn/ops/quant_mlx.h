@@ -21,9 +21,9 @@
 //   / s) clamped to [0, 2^bits - 1]); scales and biases are then rounded to their dtype.
 // - quantized_matmul uses w = s * q + b and accumulates in f32. The CUDA tensor-core paths
 //   (x bf16/f16) round each dequantized weight once to x's dtype before the multiply, except
-//   the single-row (decode) path at 4 bits and group 64 or 128, one x row per output row
-//   (M = 1, and every routed slot): it keeps the weights exact and takes x as 15-bit fixed
-//   point per 64 values (each x off by at most 2^-16 of the largest |x| of its 64), with an
+//   the single-row (decode) path at 4 bits, one x row per output row (M = 1, and every
+//   routed slot): it keeps the weights exact and takes x as 15-bit fixed point per 64 values
+//   (32 at group size 32; each x off by at most 2^-16 of the largest |x| of those), with an
 //   exact integer product per group.
 // - The CUDA single-row path is launched with programmatic dependent launch (PDL): a plain
 //   (not routed) call starts reading its weight, scales and biases while the kernel just
