@@ -76,9 +76,12 @@ MLXN_BENCH(Case{"qmm 4-bit g64 [1,4096]x[14336,4096]", "quant_mlx",
                 },
                 75});
 // The other group sizes of the single-row path (no bar).
-#define MLXN_QMM_GROUP(gs)                                                     \
+#define MLXN_QMM_GROUP(gs)                                                 \
   MLXN_BENCH(Case{"qmm 4-bit g" #gs " [1,4096]x[14336,4096]", "quant_mlx", \
-                  [](Session& s) { return qmm_case(s, 1, kN, kK, {4, gs}); }, 0})
+                  [](Session& s) {                                         \
+                    return qmm_case(s, 1, kN, kK, {4, gs});                \
+                  },                                                       \
+                  0})
 MLXN_QMM_GROUP(32);
 MLXN_QMM_GROUP(128);
 MLXN_BENCH(Case{"qmm 8-bit g64 [1,4096]x[14336,4096]", "quant_mlx",

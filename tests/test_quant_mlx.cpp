@@ -417,8 +417,8 @@ TEST_P(QuantMlxTest, MatvecSingleRowFixedPointX) {
       for (auto [n, k] : {std::pair<int64_t, int64_t>{1, 128}, {17, 384}, {40, 4096}}) {
         const DType sdt = float_dtypes()[size_t(combo++) % 3];
         const MlxQuant q{4, gs};
-        SCOPED_TRACE(::testing::Message() << "gs=" << gs << " x " << name(xdt) << " scales " << name(sdt) << " N=" << n
-                                          << " K=" << k);
+        SCOPED_TRACE(::testing::Message()
+                     << "gs=" << gs << " x " << name(xdt) << " scales " << name(sdt) << " N=" << n << " K=" << k);
         QMatrix w = random_qmatrix(s, rng(), 1, n, k, q, sdt);
         std::vector<double> xv = random_array(s, rng(), {1, k}, xdt).values;
         xv[5] = 1000.0;                                          // outlier: its group's scale

@@ -63,9 +63,8 @@ k::QmmParams params(const QuantMlxArgs& a, bool routed) {
 // The integer mat-vec's domain: one x row per unit (a single-row matmul or any routed call),
 // 4 bits, whole 128-value steps, 16-byte vectors.
 bool integer_matvec(const QuantMlxArgs& a, const k::QmmParams& p, bool routed) {
-  return a.w.bits == 4 && (routed || a.x.rows == 1) &&
-         a.w.cols % 128 == 0 && a.x.dtype != DType::f32 && p.x_vec && aligned16(a.w.packed) &&
-         a.x.rows <= kMaxGridY;
+  return a.w.bits == 4 && (routed || a.x.rows == 1) && a.w.cols % 128 == 0 && a.x.dtype != DType::f32 && p.x_vec &&
+         aligned16(a.w.packed) && a.x.rows <= kMaxGridY;
 }
 
 // x's rows into their fixed-point image (pooled scratch), then the mat-vec reading it; both
@@ -81,9 +80,11 @@ void run_matvec_i8(Session& s, const QuantMlxArgs& a, k::QmmParams p, bool route
     const CT* x = static_cast<const CT*>(a.x.data);
     uint4* img = static_cast<uint4*>(image.data());
     if (a.w.group_size == 32)  // x groups of 32, so that one lies in one weight group
-      launch_pdl(s, op, k::qmv_i8_prepare_x<CT, 32>, prep_grid, dim3(kPrep), 0, x, a.x.row_stride, int(K), img, row_units);
+      launch_pdl(s, op, k::qmv_i8_prepare_x<CT, 32>, prep_grid, dim3(kPrep), 0, x, a.x.row_stride, int(K), img,
+                 row_units);
     else
-      launch_pdl(s, op, k::qmv_i8_prepare_x<CT, 64>, prep_grid, dim3(kPrep), 0, x, a.x.row_stride, int(K), img, row_units);
+      launch_pdl(s, op, k::qmv_i8_prepare_x<CT, 64>, prep_grid, dim3(kPrep), 0, x, a.x.row_stride, int(K), img,
+                 row_units);
     p.x = image.data();
     p.x_stride = row_units;
     const dim3 grid(grid_dim(op, units), unsigned(tiles));

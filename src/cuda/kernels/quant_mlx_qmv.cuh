@@ -132,8 +132,8 @@ __device__ __forceinline__ void stage_half_chunk(uint4 in0, uint4 in1, int half,
 // x kernel does, measured 1-1.5 us slower here: blocks that start while the previous kernel
 // drains fill the first free SMs up to 8 blocks each, unevenly for a grid of 6.8 per SM.)
 template <class CT, int BITS>
-__global__ void __launch_bounds__(128) qmv_prepare_x(const CT* x, int64_t x_stride, int64_t rows, int k, bool x_vec,
-                                                      CT* img) {
+__global__ void __launch_bounds__(128)
+    qmv_prepare_x(const CT* x, int64_t x_stride, int64_t rows, int k, bool x_vec, CT* img) {
   using L = ChunkLayout<BITS>;
   pdl_wait();
   pdl_launch_dependents();

@@ -54,17 +54,17 @@ struct QmvI8Config {
   static constexpr int kPrepareThreads = 32;
 };
 
-// XG: the x group, 64 or 32. One thread per 8 values of x (a group is XG / 8 adjacent lanes). Grid: (ceil(K / 8 /
-// kPrepareThreads), rows). Launched with launch_pdl, and it releases the mat-vec first thing,
-// before its own wait: the mat-vec's blocks then start as the previous kernel's blocks retire
-// and issue their first weight loads while it finishes (-0.45 us at N = 14336, K = 4096).
-// That is the one read the mat-vec makes before it waits on this kernel (which waits on the
-// previous one): the weight, scales and biases, which the kernel just before a matmul must not
-// be writing (include/mlxn/ops/quant_mlx.h). Routed calls wait before reading their ids, which
-// the previous kernel (the router) may be writing.
+// XG: the x group, 64 or 32. One thread per 8 values of x (a group is XG / 8 adjacent
+// lanes). Grid: (ceil(K / 8 / kPrepareThreads), rows). Launched with launch_pdl, and it
+// releases the mat-vec first thing, before its own wait: the mat-vec's blocks then start as
+// the previous kernel's blocks retire and issue their first weight loads while it finishes
+// (-0.45 us at N = 14336, K = 4096). That is the one read the mat-vec makes before it waits on
+// this kernel (which waits on the previous one): the weight, scales and biases, which the
+// kernel just before a matmul must not be writing (include/mlxn/ops/quant_mlx.h). Routed
+// calls wait before reading their ids, which the previous kernel (the router) may be writing.
 template <class CT, int XG>
-__global__ void __launch_bounds__(QmvI8Config::kPrepareThreads) qmv_i8_prepare_x(const CT* x, int64_t x_stride, int k, uint4* img,
-                                                         int64_t img_stride) {
+__global__ void __launch_bounds__(QmvI8Config::kPrepareThreads)
+    qmv_i8_prepare_x(const CT* x, int64_t x_stride, int k, uint4* img, int64_t img_stride) {
   pdl_launch_dependents();
   pdl_wait();
   const int i = int(blockIdx.x) * QmvI8Config::kPrepareThreads + int(threadIdx.x);
@@ -97,8 +97,8 @@ __global__ void __launch_bounds__(QmvI8Config::kPrepareThreads) qmv_i8_prepare_x
 #pragma unroll
     for (int j = 0; j < 4; ++j) f[j] = __float_as_uint(fmaf(v[2 * j + cls], inv, 12582912.f));
     const uint32_t l = __byte_perm(__byte_perm(f[0], f[1], 0x0040), __byte_perm(f[2], f[3], 0x0040), 0x5410);
-    const uint32_t h = __byte_perm(__byte_perm(f[0] + 128, f[1] + 128, 0x0051),
-                                   __byte_perm(f[2] + 128, f[3] + 128, 0x0051), 0x5410);
+    const uint32_t h =
+        __byte_perm(__byte_perm(f[0] + 128, f[1] + 128, 0x0051), __byte_perm(f[2] + 128, f[3] + 128, 0x0051), 0x5410);
     words[((t * 2 + 0) * 2 + cls) * 4 + q] = h;
     words[((t * 2 + 1) * 2 + cls) * 4 + q] = l;
   }
@@ -117,10 +117,9 @@ __global__ void __launch_bounds__(QmvI8Config::kPrepareThreads) qmv_i8_prepare_x
 
 __device__ __forceinline__ void mma_u8s8(int (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
                                          uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+               : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+               : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
 // CT: x's dtype (only the output is stored in it); ST: the scales' dtype; GS: 32, 64 or 128.
@@ -220,10 +219,11 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
       }
     }
   }
-  if (!kPerChunk && (t & 1))
+  if (!kPerChunk && (t & 1)) {
     acc_b += acc_bias;
-  else
+  } else {
     acc_a += acc_bias;
+  }
   // The quad's 4 lanes hold different (group, part) terms of the same two rows.
 #pragma unroll
   for (int o = 1; o < 4; o *= 2) {
