@@ -531,7 +531,7 @@ TEST_P(QuantMlxTest, MatmulIdMatchesEachExpertAlone) {
     for (DType dt : float_dtypes())
       for (bool per_slot : {false, true})
         for (int64_t tokens : {int64_t(1), int64_t(6), int64_t(40)}) {
-          const MlxQuant q{bits, kGroups[size_t(bits + tokens) % 3]};
+          const MlxQuant q{bits, kGroups[size_t(bits + tokens + per_slot) % 3]};  // 4 bits: every size
           const int64_t E = 5, top_k = 3, n = 40, k = 4 * q.group_size;
           const DType idt = per_slot ? DType::u32 : DType::i32;
           SCOPED_TRACE(::testing::Message()
