@@ -1,8 +1,9 @@
 // CUDA entry for MLX affine quantized matmuls:
-//   one row of x, or every expert-routed slot, at 4 bits: x turned into
-//     fixed point once, then the integer tensor-core mat-vec (quant_mlx_qmv_i8.cuh);
-//   up to kMatvecMaxRows rows of x, and the other expert-routed calls: the tensor-core
-//     mat-vec (x bf16/f16, packed matrix 16-byte aligned), else the plain f32 kernel;
+//   one row of x, or every expert-routed slot, at 4 bits (x bf16/f16): x turned into fixed
+//     point once, then the integer tensor-core mat-vec (quant_mlx_qmv_i8.cuh);
+//   up to kMatvecMaxRows rows of x, and the other expert-routed calls: x written once in the
+//     mma's order, then the tensor-core mat-vec (quant_mlx_qmv.cuh; x bf16/f16, packed
+//     matrix 16-byte aligned), else the plain f32 kernel;
 //   more rows (prefill): the weight dequantized once into a pooled scratch buffer in x's
 //     dtype (s * q + b rounded once), then the dense matmul (cuBLASLt).
 #include <algorithm>
