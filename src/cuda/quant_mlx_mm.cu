@@ -62,45 +62,29 @@ k::QmmParams params(const QuantMlxArgs& a, bool routed) {
 }
 
 // The integer mat-vec's domain: one x row per unit (a single-row matmul or any routed call),
-// 4 bits, whole 128-value steps, 16-byte vectors.
+// 4 bits, whole 128-value steps, 16-byte vectors (x bf16/f16: the caller's tensor-core branch).
 bool integer_matvec(const QuantMlxArgs& a, const k::QmmParams& p, bool routed) {
-  return a.w.bits == 4 && (routed || a.x.rows == 1) && a.w.cols % 128 == 0 && a.x.dtype != DType::f32 && p.x_vec &&
-         aligned16(a.w.packed) && a.x.rows <= kMaxGridY;
+  return a.w.bits == 4 && (routed || a.x.rows == 1) && a.w.cols % 128 == 0 && p.x_vec;
 }
 
 // x's rows into their fixed-point image (pooled scratch), then the mat-vec reading it; both
 // launch with PDL, and the mat-vec's weight loads overlap the conversion.
-template <class ST>
-void run_matvec_i8(Session& s, const QuantMlxArgs& a, k::QmmParams p, bool routed, const char* op) {
+template <class CT, class ST>
+void run_matvec_i8(Session& s, const QuantMlxArgs& a, k::QmmParams p, int64_t units, const char* op) {
+  constexpr int kPrep = k::QmvI8Config::kPrepareThreads;
   const int64_t rows = a.x.rows, K = a.w.cols, row_units = k::QmvI8Image::units(K);
-  const int64_t units = routed ? p.slots : 1, tiles = (a.w.rows + 15) / 16;
   ScratchBuffer image = s.pool().acquire(size_t(rows * row_units) * 16);
-  auto launch = [&]<class CT>() {
-    constexpr int kPrep = k::QmvI8Config::kPrepareThreads;
-    const dim3 prep_grid(unsigned((K / 8 + kPrep - 1) / kPrep), unsigned(rows));
-    const CT* x = static_cast<const CT*>(a.x.data);
-    uint4* img = static_cast<uint4*>(image.data());
-    if (a.w.group_size == 32)  // x groups of 32, so that one lies in one weight group
-      launch_pdl(s, op, k::qmv_i8_prepare_x<CT, 32>, prep_grid, dim3(kPrep), 0, x, a.x.row_stride, int(K), img,
-                 row_units);
-    else
-      launch_pdl(s, op, k::qmv_i8_prepare_x<CT, 64>, prep_grid, dim3(kPrep), 0, x, a.x.row_stride, int(K), img,
-                 row_units);
-    p.x = image.data();
+  uint4* img = static_cast<uint4*>(image.data());
+  detail::dispatch_int<32, 64, 128>(a.w.group_size, [&]<int GS>() {
+    constexpr int XG = GS == 32 ? 32 : 64;  // an x group lies in one weight group
+    launch_pdl(s, op, k::qmv_i8_prepare_x<CT, XG>,
+               dim3(unsigned((K / 8 + kPrep - 1) / kPrep), unsigned(std::min(rows, kMaxGridY))), dim3(kPrep), 0,
+               static_cast<const CT*>(a.x.data), a.x.row_stride, rows, int(K), img, row_units);
+    p.x = img;
     p.x_stride = row_units;
-    const dim3 grid(grid_dim(op, units), unsigned(tiles));
-    const dim3 block(k::QmvI8Config::kThreads);
-    if (a.w.group_size == 32)
-      launch_pdl(s, op, k::qmv_i8_kernel<CT, ST, 32>, grid, block, 0, p);
-    else if (a.w.group_size == 64)
-      launch_pdl(s, op, k::qmv_i8_kernel<CT, ST, 64>, grid, block, 0, p);
-    else
-      launch_pdl(s, op, k::qmv_i8_kernel<CT, ST, 128>, grid, block, 0, p);
-  };
-  if (a.x.dtype == DType::bf16)
-    launch.template operator()<__nv_bfloat16>();
-  else
-    launch.template operator()<__half>();
+    launch_pdl(s, op, k::qmv_i8_kernel<CT, ST, GS>, dim3(grid_dim(op, units), unsigned((a.w.rows + 15) / 16)),
+               dim3(k::QmvI8Config::kThreads), 0, p);
+  });
 }
 
 // Mat-vec launches: units of up to 8 rows (or one routed slot) along x, so that the units
@@ -125,17 +109,17 @@ void run_matvec(Session& s, const QuantMlxArgs& a, k::QmmParams p, bool routed, 
   if (tiles > kMaxGridY || a.w.cols > INT_MAX - 128)
     throw_error<Unsupported>(op, "cuda: W of [", N, ", ", a.w.cols, "] exceeds the mat-vec's limits (", kMaxGridY * 16,
                              " rows, 2^31 columns)");
-  if constexpr (B == 4) {
-    if (integer_matvec(a, p, routed)) {
-      run_matvec_i8<ST>(s, a, p, routed, op);
-      return;
-    }
-  }
-  // x's rows into their image (pooled scratch, slot order), then the mat-vec reading it;
-  // both launch with PDL, and the mat-vec's first weight loads overlap the copy.
-  const int64_t pitch = C::image_values(a.w.cols), rows = a.x.rows;
-  ScratchBuffer image = s.pool().acquire(size_t(rows * pitch) * 2);
   auto launch = [&]<class CT>() {
+    if constexpr (B == 4) {
+      if (integer_matvec(a, p, routed)) {
+        run_matvec_i8<CT, ST>(s, a, p, units, op);
+        return;
+      }
+    }
+    // x's rows into their image (pooled scratch, slot order), then the mat-vec reading it;
+    // both launch with PDL, and the mat-vec's first weight loads overlap the copy.
+    const int64_t pitch = C::image_values(a.w.cols), rows = a.x.rows;
+    ScratchBuffer image = s.pool().acquire(size_t(rows * pitch) * 2);
     launch_pdl(s, op, k::qmv_prepare_x<CT, B>,
                dim3(unsigned((pitch / 16 + 127) / 128), unsigned(std::min(rows, kMaxGridY))), dim3(128), 0,
                static_cast<const CT*>(a.x.data), a.x.row_stride, rows, int(a.w.cols), p.x_vec,

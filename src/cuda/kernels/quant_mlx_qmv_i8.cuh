@@ -48,29 +48,17 @@ struct QmvI8Config {
   static constexpr int kStages = 2;  // steps in the register ring (3: no faster, more registers)
   // 72 registers: 7 blocks per SM, and N = 14336 (896 row tiles) fits one wave on 132 SMs.
   static constexpr int kMinBlocks = 7;
-  // The x kernel in blocks of one warp (24 registers): one fits in what 7 mat-vec blocks
-  // leave of an SM's registers, so it can be resident, waiting, while the kernel before it
-  // (often the previous mat-vec) finishes.
-  static constexpr int kPrepareThreads = 32;
+  // The x kernel in blocks of one warp of at most 32 registers: one fits in the 1024
+  // registers that 7 mat-vec blocks leave of an SM, so it can be resident, waiting, while the
+  // kernel before it (often the previous mat-vec) finishes.
+  static constexpr int kPrepareThreads = 32, kPrepareRegisters = 32;
 };
 
-// XG: the x group, 64 or 32. One thread per 8 values of x (a group is XG / 8 adjacent
-// lanes). Grid: (ceil(K / 8 / kPrepareThreads), rows). Launched with launch_pdl, and it
-// releases the mat-vec first thing, before its own wait: the mat-vec's blocks then start as
-// the previous kernel's blocks retire and issue their first weight loads while it finishes
-// (-0.45 us at N = 14336, K = 4096). That is the one read the mat-vec makes before it waits on
-// this kernel (which waits on the previous one): the weight, scales and biases, which the
-// kernel just before a matmul must not be writing (include/mlxn/ops/quant_mlx.h). Routed
-// calls wait before reading their ids, which the previous kernel (the router) may be writing.
+// One row of x into its image: thread i (all K / 8 of them present, whole warps) takes values
+// 8 i .. 8 i + 7; a group is XG / 8 adjacent lanes.
 template <class CT, int XG>
-__global__ void __launch_bounds__(QmvI8Config::kPrepareThreads)
-    qmv_i8_prepare_x(const CT* x, int64_t x_stride, int k, uint4* img, int64_t img_stride) {
-  pdl_launch_dependents();
-  pdl_wait();
-  const int i = int(blockIdx.x) * QmvI8Config::kPrepareThreads + int(threadIdx.x);
+__device__ __forceinline__ void prepare_x_row(const CT* xr, int k, int i, uint4* out) {
   const bool in = i < k / 8;
-  const CT* xr = x + int64_t(blockIdx.y) * x_stride;
-  uint4* out = img + int64_t(blockIdx.y) * img_stride;
   const uint4 raw = in ? __ldg(reinterpret_cast<const uint4*>(xr) + i) : make_uint4(0, 0, 0, 0);
   float v[8];
   unpack_f32<CT>(raw, v);
@@ -113,6 +101,25 @@ __global__ void __launch_bounds__(QmvI8Config::kPrepareThreads)
       table[i / 4] = make_float2(sx, sum);
     }
   }
+}
+
+// XG: the x group, 64 or 32. One thread per 8 values of x. Grid: (ceil(K / 8 /
+// kPrepareThreads), min(rows, 65535)), rows strided over y. Launched with launch_pdl, and it
+// releases the mat-vec first thing, before its own wait: the mat-vec's blocks then start as
+// the previous kernel's blocks retire and issue their first weight loads while it finishes
+// (-0.45 us at N = 14336, K = 4096). That is the one read the mat-vec makes before it waits on
+// this kernel (which waits on the previous one): the weight, scales and biases, which the
+// kernel just before a matmul must not be writing (include/mlxn/ops/quant_mlx.h). Routed
+// calls wait before reading their ids, which the previous kernel (the router) may be writing.
+template <class CT, int XG>
+__global__ void __maxnreg__(QmvI8Config::kPrepareRegisters)
+    qmv_i8_prepare_x(const CT* x, int64_t x_stride, int64_t rows, int k, uint4* img, int64_t img_stride) {
+  pdl_launch_dependents();
+  pdl_wait();
+  const int i = int(blockIdx.x) * QmvI8Config::kPrepareThreads + int(threadIdx.x);
+#pragma unroll 1
+  for (int64_t r = blockIdx.y; r < rows; r += gridDim.y)
+    prepare_x_row<CT, XG>(x + r * x_stride, k, i, img + r * img_stride);
 }
 
 __device__ __forceinline__ void mma_u8s8(int (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
