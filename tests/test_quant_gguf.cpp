@@ -1,12 +1,14 @@
 // GGUF quant family: dequantization against the gguf package's own values (fixtures written
 // by scripts/gguf_quant_fixtures.py), matmul / expert-routed matmul / embedding against
 // float64 references computed from the dequantized weights.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
 
+#include "mlxn/ops/norm.h"
 #include "mlxn/ops/quant_gguf.h"
 #include "ops/quant_gguf_args.h"
 #include "support/support.h"
@@ -210,6 +212,73 @@ TEST_P(QuantGgufTest, MatmulDecodeAlignedRows) {
       Array out = poisoned(session(), {m, n}, dt);
       gguf_matmul(session(), x, w, out);
       MLXN_EXPECT_CLOSE(host_values(session(), out), ref_matmul(host_values(session(), x), wref, m, n, k), mm_tol(dt));
+    }
+  }
+}
+
+// One bf16/f16 row by a Q4_K weight (CUDA: the integer mat-vec, x as 15-bit fixed point per
+// 64 values): each output within its rounding, plus the fixed point's resolution (half a unit
+// of 2^-15 of the group's largest |x|, taken as a whole unit here), plus f32 accumulation. x
+// holds an outlier 10^3 times the rest, a zero group and a tiny group; K from one superblock
+// (three warps idle) to 18, some warps taking one superblock more than others.
+TEST_P(QuantGgufTest, MatvecQ4kFixedPointX) {
+  Session& s = session();
+  for (DType xdt : {DType::bf16, DType::f16})
+    for (auto [n, k] : {std::pair<int64_t, int64_t>{1, 256}, {17, 768}, {16, 1280}, {40, 4608}}) {
+      SCOPED_TRACE(::testing::Message() << "x " << name(xdt) << " N=" << n << " K=" << k);
+      const auto bytes = random_blocks(rng(), DType::q4_k, n, k);
+      const auto wref = dequantized(bytes, {n, k}, DType::q4_k);
+      Array w = upload_blocks(s, bytes, {n, k}, DType::q4_k);
+      std::vector<double> xv = random_array(s, rng(), {1, k}, xdt).values;
+      xv[5] = 1000.0;
+      for (int64_t i = 64; i < 128; ++i) xv[size_t(i)] = 0.0;
+      if (k > 256)
+        for (int64_t i = 256; i < 320; ++i) xv[size_t(i)] *= 1e-6;
+      Array x = from_values(s, xv, {1, k}, xdt);
+      xv = host_values(s, x.tensor());
+      Array out = poisoned(s, {1, n}, xdt);
+      gguf_matmul(s, x, w, out);
+      const auto got = host_values(s, out);
+      const auto ref = ref_matmul(xv, wref, 1, n, k);
+      const double out_eps = xdt == DType::bf16 ? 0x1p-8 : 0x1p-11;
+      for (int64_t r = 0; r < n; ++r) {
+        double fixed = 0, mag = 0;
+        for (int64_t g0 = 0; g0 < k; g0 += 64) {
+          double amax = 0, wsum = 0;
+          for (int64_t i = g0; i < g0 + 64; ++i) {
+            const double wv = wref[size_t(r * k + i)];
+            amax = std::max(amax, std::fabs(xv[size_t(i)]));
+            wsum += std::fabs(wv);
+            mag += std::fabs(xv[size_t(i)] * wv);
+          }
+          fixed += 0x1p-15 * amax * wsum;
+        }
+        const double err = std::fabs(got[size_t(r)] - ref[size_t(r)]);
+        ASSERT_LE(err, out_eps * std::fabs(ref[size_t(r)]) + fixed + 1e-5 * mag) << "row " << r;
+      }
+    }
+}
+
+// Decode as a model runs it: x written by the kernel just before the matmul (rms_norm, which
+// releases its dependents early), a new x each round into the same buffers. On CUDA the Q4_K
+// mat-vec starts before that kernel ends (programmatic dependent launch) and must still read
+// the new x; q6_k takes the split-K kernel, for contrast.
+TEST_P(QuantGgufTest, MatvecReadsTheXJustWritten) {
+  Session& s = session();
+  for (DType t : {DType::q4_k, DType::q6_k}) {
+    SCOPED_TRACE(name(t));
+    const int64_t n = 272, k = 1024;
+    const auto bytes = random_blocks(rng(), t, n, k);
+    const auto wref = dequantized(bytes, {n, k}, t);
+    Array w = upload_blocks(s, bytes, {n, k}, t);
+    Array x = Array::empty({1, k}, DType::bf16, s.device());
+    Array out = poisoned(s, {1, n}, DType::bf16);
+    for (int round = 0; round < 4; ++round) {
+      auto raw = random_array(s, rng(), {1, k}, DType::bf16);
+      rms_norm(s, raw.array, x);
+      gguf_matmul(s, x, w, out);
+      MLXN_EXPECT_CLOSE(host_values(s, out), ref_matmul(host_values(s, x.tensor()), wref, 1, n, k),
+                        mm_tol(DType::bf16));
     }
   }
 }

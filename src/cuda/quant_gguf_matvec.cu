@@ -1,13 +1,14 @@
 // CUDA launchers of the GGUF mat-vecs (tensor cores), one instantiation per weight type and
-// input dtype: the split-K kernel for plain matmuls of at most 8 rows over 16-byte aligned
-// weight rows, the persistent routed kernel for everything else. The entry points are in
-// quant_gguf.cu.
+// input dtype: the integer mat-vec for one bf16/f16 row by a Q4_K weight, the split-K kernel
+// for the other plain matmuls of at most 8 rows over 16-byte aligned weight rows, the
+// persistent routed kernel for everything else. The entry points are in quant_gguf.cu.
 #include <algorithm>
 
 #include "cuda/common/check.h"
 #include "cuda/common/dispatch.cuh"
 #include "cuda/common/launch.h"
 #include "cuda/kernels/quant_gguf.cuh"
+#include "cuda/kernels/quant_gguf_qmv_i8.cuh"
 #include "cuda/kernels/quant_gguf_splitk.cuh"
 #include "cuda/quant_gguf.h"
 #include "ops/quant_gguf_args.h"
@@ -77,6 +78,30 @@ void launch_splitk(Session& s, const detail::GgufMatmulArgs& a, bool x_vec) {
   check_launch(s, "gguf_matvec");
 }
 
+// One row of x (bf16/f16) by a Q4_K weight: x into its fixed-point image (pooled scratch),
+// then the integer mat-vec reading it; both launch with PDL, and the mat-vec's weight loads
+// overlap the conversion.
+template <class T>
+void launch_q4k_i8(Session& s, const detail::GgufMatmulArgs& a) {
+  constexpr int kPrep = k::QmvI8Config::kPrepareThreads;
+  const int64_t units = k::QmvI8Image::units(a.k);
+  ScratchBuffer image = s.pool().acquire(size_t(units) * 16);
+  uint4* img = static_cast<uint4*>(image.data());
+  launch_pdl(s, "gguf_matmul", k::qmv_i8_prepare_x<T, k::NibbleOrder::kHalves, 64>,
+             dim3(unsigned((a.k / 8 + kPrep - 1) / kPrep)), dim3(kPrep), 0, static_cast<const T*>(a.x.data),
+             a.x.row_stride, int64_t(1), int(a.k), img, units);
+  launch_pdl(s, "gguf_matmul", k::q4k_i8_kernel<T>, dim3(grid_dim("gguf_matmul", (a.n + 15) / 16)),
+             dim3(k::QmvI8Config::kThreads), 0, static_cast<const uint4*>(a.w), static_cast<const uint4*>(img),
+             static_cast<T*>(a.out.data), int(a.n), int(a.k));
+}
+
+// The integer Q4_K path's domain: one plain row, 16-byte vectors of x and W, and a row tile
+// within the kernel's 32-bit offsets.
+bool q4k_integer_matvec(const detail::GgufMatmulArgs& a, bool x_vec) {
+  return a.w_dtype == DType::q4_k && !a.ids && a.tokens == 1 && a.x.dtype != DType::f32 && x_vec && aligned16(a.w) &&
+         a.w_row_bytes < (int64_t(1) << 27) && a.n < (int64_t(1) << 31);
+}
+
 }  // namespace
 
 // Input rows per pass: 8 for decode-sized calls, 32 otherwise.
@@ -89,6 +114,12 @@ void gguf_matvec(Session& s, const detail::GgufMatmulArgs& a, const GgufGroups& 
   const int copy_bytes = a.w_row_bytes % 16 == 0 && aligned16(a.w) ? 16 : 2;
   dispatch_float(a.x.dtype, op, [&]<class T>() {
     const bool x_vec = aligned16(a.x.data) && (a.x.row_stride * int64_t(sizeof(T))) % 16 == 0;
+    if constexpr (!std::is_same_v<T, float>) {
+      if (q4k_integer_matvec(a, x_vec)) {
+        launch_q4k_i8<T>(s, a);
+        return;
+      }
+    }
     detail::dispatch_gguf_block(a.w_dtype, op, [&]<class B>() {
       constexpr bool kPacked = gguf::PairDecoder<B, std::is_same_v<T, __half>>::kPacked;  // a block type
       if constexpr (kPacked) {

@@ -71,19 +71,19 @@ bool integer_matvec(const QuantMlxArgs& a, const k::QmmParams& p, bool routed) {
 // launch with PDL, and the mat-vec's weight loads overlap the conversion.
 template <class CT, class ST>
 void run_matvec_i8(Session& s, const QuantMlxArgs& a, k::QmmParams p, int64_t units, const char* op) {
-  constexpr int kPrep = k::QmvI8Config::kPrepareThreads;
-  const int64_t rows = a.x.rows, K = a.w.cols, row_units = k::QmvI8Image::units(K);
+  constexpr int kPrep = kernels::QmvI8Config::kPrepareThreads;
+  const int64_t rows = a.x.rows, K = a.w.cols, row_units = kernels::QmvI8Image::units(K);
   ScratchBuffer image = s.pool().acquire(size_t(rows * row_units) * 16);
   uint4* img = static_cast<uint4*>(image.data());
   detail::dispatch_int<32, 64, 128>(a.w.group_size, [&]<int GS>() {
     constexpr int XG = GS == 32 ? 32 : 64;  // an x group lies in one weight group
-    launch_pdl(s, op, k::qmv_i8_prepare_x<CT, XG>,
+    launch_pdl(s, op, kernels::qmv_i8_prepare_x<CT, kernels::NibbleOrder::kPairs, XG>,
                dim3(unsigned((K / 8 + kPrep - 1) / kPrep), unsigned(std::min(rows, kMaxGridY))), dim3(kPrep), 0,
                static_cast<const CT*>(a.x.data), a.x.row_stride, rows, int(K), img, row_units);
     p.x = img;
     p.x_stride = row_units;
     launch_pdl(s, op, k::qmv_i8_kernel<CT, ST, GS>, dim3(grid_dim(op, units), unsigned((a.w.rows + 15) / 16)),
-               dim3(k::QmvI8Config::kThreads), 0, p);
+               dim3(kernels::QmvI8Config::kThreads), 0, p);
   });
 }
 

@@ -1,0 +1,131 @@
+#pragma once
+// GGUF Q4_K mat-vec on the integer tensor cores (qmv_i8.cuh says why and how): one row of x
+// by a Q4_K weight, x bf16/f16.
+//
+// A Q4_K superblock is 144 bytes for 256 values: d and dmin (f16), 12 bytes of 6-bit scales
+// and mins of its 8 sub-blocks of 32, then 128 bytes of codes, 32 per 64-value chunk (low
+// nibbles: sub-block 2c, high nibbles: 2c + 1). Rows are whole superblocks, 9 16-byte units,
+// so every access is a 16-byte vector. A 128-value step is half a superblock: lane t's vector
+// is unit 1 + 4 h + t (step h of the superblock), chunk 2 h + t / 2 of it. The columns are
+// "(x group of 64, part, nibble class)" with the x group = the chunk, so a lane's two
+// accumulators of a row are its chunk's two sub-blocks, one part:
+//   row value += d * s_x * (sc_lo c_low + sc_high c_high / 16) - dmin * (m * sum of x),
+// the min term taken by part p's lane for sub-block 2 c + p of both rows (the image's table
+// holds each half's sum of x).
+//
+// Block: 16 rows (a row tile), 4 warps splitting K by superblocks (warp w: w, w + 4, ...); per
+// lane a register ring of the two steps' codes of its rows and the headers of two superblocks.
+// 72 registers or fewer: 7 blocks per SM, as the MLX kernel.
+#include "cuda/kernels/qmv_i8.cuh"
+
+namespace mlxn::kernels {
+
+// The scales of one row of a superblock that lane (j = chunk of the step, p = part) uses:
+// sc[h][cls] for step h's sub-block 4 h + 2 j + cls, m[h] for sub-block 4 h + 2 j + p (as
+// floats, times dmin), and d. Header words: w0 = d | dmin << 16; w1..w3 the 12 scale bytes q:
+// sub-block s < 4: sc = q[s] & 63, m = q[s + 4] & 63; s >= 4: sc = (q[s + 4] & 15) |
+// (q[s - 4] >> 6) << 4, m = (q[s + 4] >> 4) | (q[s] >> 6) << 4.
+struct Q4kRowScales {
+  int sc[2][2];
+  float m[2], d;
+};
+
+__device__ __forceinline__ Q4kRowScales q4k_row_scales(const uint4& hd, int j, int p) {
+  Q4kRowScales r;
+  const uint32_t s1 = hd.y >> (16 * j), s2 = hd.z >> (16 * j), s3 = hd.w >> (16 * j);
+  const uint32_t s2p = s2 >> (8 * p), s3p = s3 >> (8 * p);
+  r.sc[0][0] = int(s1 & 63u);
+  r.sc[0][1] = int((s1 >> 8) & 63u);
+  r.sc[1][0] = int((s3 & 15u) | ((s1 >> 2) & 48u));
+  r.sc[1][1] = int(((s3 >> 8) & 15u) | ((s1 >> 10) & 48u));
+  const float2 dd = __half22float2(*reinterpret_cast<const __half2*>(&hd.x));
+  r.d = dd.x;
+  r.m[0] = float(s2p & 63u) * dd.y;
+  r.m[1] = float(((s3p >> 4) & 15u) | ((s2p >> 2) & 48u)) * dd.y;
+  return r;
+}
+
+inline constexpr int kQ4kUnits = 9;  // 16-byte units per superblock: the header, 8 of codes
+
+// w: the weight [n, k] (k % 256 == 0, 16-byte aligned); img: x's image (QmvI8Image, one row,
+// NibbleOrder::kHalves, x groups of 64); out: one row of n. Grid: row tiles of 16. The tile's
+// rows span fewer than 2^31 16-byte units after its first (launcher).
+template <class CT>
+__global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks)
+    q4k_i8_kernel(const uint4* w, const uint4* img, CT* out, int n, int k) {
+  constexpr int NW = QmvI8Config::kWarps, kStride = NW * kQ4kUnits;  // a warp's superblock step
+  using I = QmvI8Image;
+  __shared__ float red[NW][32][2];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int n0 = int(blockIdx.x) * 16, sbs = k / 256;
+  const int64_t row_units = int64_t(sbs) * kQ4kUnits;
+  // Rows past n read the last row (their outputs are not stored); row b = row a + 8, or row a
+  // again in a partial last tile.
+  const uint4* wp = w + int64_t(min(n0 + g, n - 1)) * row_units + warp * kQ4kUnits;
+  const int w_b = n0 + g + 8 < n ? int(8 * row_units) : 0;
+  const int count = sbs > warp ? (sbs - warp + NW - 1) / NW : 0;
+
+  uint4 ca[2], cb[2], ha[2], hb[2];  // codes per step of a superblock; headers by parity
+  auto load_codes = [&](int h, const uint4* sb) {
+    ca[h] = __ldcs(sb + 1 + 4 * h + t);  // evict-first: W is read once (math.cuh, load_once)
+    cb[h] = __ldcs(sb + w_b + 1 + 4 * h + t);
+  };
+  auto load_header = [&](int slot, const uint4* sb) {
+    ha[slot] = __ldcs(sb);
+    hb[slot] = __ldcs(sb + w_b);
+  };
+  if (count > 0) {
+    load_codes(0, wp);
+    load_codes(1, wp);
+    load_header(0, wp);
+  }
+  if (count > 1) load_header(1, wp + kStride);
+  // The weight loads above go out before the wait (qmv_i8_prepare_x says why that is safe).
+  pdl_wait();
+  pdl_launch_dependents();
+
+  int lo_unit, hi_unit;
+  group_part_class_units(g, t, lo_unit, hi_unit);
+  const uint4* xl_p = img + 2 * warp * I::kStepUnits + lo_unit;
+  const uint4* xh_p = img + 2 * warp * I::kStepUnits + hi_unit;
+  const float2* table = reinterpret_cast<const float2*>(img + I::table_unit(k)) + 4 * 2 * warp + t;
+  constexpr int kXNext = (2 * NW - 1) * I::kStepUnits;  // from step 1 of a superblock to the next one's 0
+  const int j = t >> 1, p = t & 1;
+
+  float acc_a = 0.f, acc_b = 0.f;
+  for (int i0 = 0; i0 < count; i0 += 2) {
+#pragma unroll
+    for (int par = 0; par < 2; ++par) {
+      const int i = i0 + par;
+      if (i < count) {
+        const Q4kRowScales sa = q4k_row_scales(ha[par], j, p), sb = q4k_row_scales(hb[par], j, p);
+        float da = 0.f, db = 0.f, ma = 0.f, mb = 0.f;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const uint4 xl = __ldg(xl_p), xh = __ldg(xh_p);
+          const float2 fx = __ldg(table);
+          xl_p += h ? kXNext : I::kStepUnits;
+          xh_p += h ? kXNext : I::kStepUnits;
+          table += h ? 4 * (2 * NW - 1) : 4;
+          int c[4] = {0, 0, 0, 0};
+          step_products<false>(c, ca[h], cb[h], xl, xh);
+          if (i + 1 < count) load_codes(h, wp + kStride);
+          // |sc c| < 2^22 per class (32 codes < 16, parts < 2^7 in magnitude, sc < 64): exact.
+          const int va = sa.sc[h][0] * c[0] + sa.sc[h][1] * (c[1] >> 4);
+          const int vb = sb.sc[h][0] * c[2] + sb.sc[h][1] * (c[3] >> 4);
+          da = fmaf(float(va), fx.x, da);
+          db = fmaf(float(vb), fx.x, db);
+          ma = fmaf(sa.m[h], fx.y, ma);
+          mb = fmaf(sb.m[h], fx.y, mb);
+        }
+        if (i + 2 < count) load_header(par, wp + 2 * kStride);
+        wp += kStride;
+        acc_a = fmaf(sa.d, da, acc_a) - ma;
+        acc_b = fmaf(sb.d, db, acc_b) - mb;
+      }
+    }
+  }
+  store_tile<CT>(acc_a, acc_b, red, out, n0, n);
+}
+
+}  // namespace mlxn::kernels
