@@ -82,7 +82,11 @@ void run_matvec_i8(Session& s, const QuantMlxArgs& a, k::QmmParams p, int64_t un
                static_cast<const CT*>(a.x.data), a.x.row_stride, rows, int(K), img, row_units);
     p.x = img;
     p.x_stride = row_units;
-    launch_pdl(s, op, k::qmv_i8_kernel<CT, ST, GS>, dim3(grid_dim(op, units), unsigned((a.w.rows + 15) / 16)),
+    auto kern = k::qmv_i8_kernel<CT, ST, GS, false>;
+    if constexpr (GS == 64 && sizeof(ST) == 2)
+      if (K % 256 == 0 && aligned_to(a.w.scales, 8) && aligned_to(a.w.biases, 8))
+        kern = k::qmv_i8_kernel<CT, ST, GS, true>;
+    launch_pdl(s, op, kern, dim3(grid_dim(op, units), unsigned((a.w.rows + 15) / 16)),
                dim3(kernels::QmvI8Config::kThreads), 0, p);
   });
 }

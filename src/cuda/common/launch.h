@@ -17,7 +17,8 @@
 namespace mlxn::cuda {
 
 // Null pointers count as aligned: an absent operand never blocks the vector path.
-inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+inline bool aligned_to(const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+inline bool aligned16(const void* p) { return aligned_to(p, 16); }
 
 // A row view can be accessed with 16-byte vectors of `n` elements.
 inline bool vectorizable(const detail::RowView& v, int n) {

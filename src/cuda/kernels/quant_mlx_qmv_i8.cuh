@@ -12,6 +12,14 @@
 // Block: 16 rows of W (a row tile), 4 warps splitting K in 128-value steps, a 2-step
 // register ring of codes, scales and biases; x's image is read through L1 (every block on an
 // SM reads the same 9 KB per row of x), so there is no block barrier before the K loop.
+//
+// kPairs (group size 64, 16-bit scales, K % 256 == 0, scales and biases 8-byte aligned): the
+// warps take steps in pairs (warp w: steps 2 w, 2 w + 1, then 2 (w + 4), ...), and a pair's
+// 4 scales of a row are one 8-byte load, as are its 4 biases: 3 loads per pair where single
+// steps take 6 two-byte loads. Load instructions, not bytes, were what separated this kernel
+// from the Q4_K one (whose scales come in a 16-byte header per superblock): 10.97 -> 10.56 us
+// at [14336, 4096] (bench/NOTES.md, run 61); the pair order alone changes nothing at group 64
+// and costs 1.3 us at group 32.
 #include "cuda/kernels/qmv_i8.cuh"
 #include "cuda/kernels/quant_mlx_qmv.cuh"
 
@@ -19,12 +27,16 @@ namespace mlxn::kernels::qmlx {
 
 // CT: x's dtype (only the output is stored in it); ST: the scales' dtype; GS: 32, 64 or 128.
 // p.x is x's image (QmvI8Image), p.x_stride its row stride in 16-byte units. Grid: (units,
-// row tiles of 16). Requires K % 128 == 0 and the packed matrix 16-byte aligned.
-template <class CT, class ST, int GS>
+// row tiles of 16). Requires K % 128 == 0 and the packed matrix 16-byte aligned; kPairs: see
+// the top of this file.
+template <class CT, class ST, int GS, bool kPairs>
 __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks) qmv_i8_kernel(QmmParams p) {
   using C = QmvI8Config;
   constexpr int NW = C::kWarps, S = 2;  // steps in the register ring (3: no faster, more registers)
   static_assert(GS == 32 || GS == 64 || GS == 128, "MLX group sizes");
+  static_assert(!kPairs || (GS == 64 && sizeof(ST) == 2), "pairs of steps: 16-bit scales at group size 64");
+  // Steps from the one just loaded (ring slot j) to the next this warp takes.
+  auto next_step = [](int j) { return kPairs ? (j == 0 ? 1 : 2 * NW - 1) : NW; };
   constexpr bool kPerChunk = GS == 32;  // columns (chunk, part); see the top of this file
   __shared__ float red[NW][32][2];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
@@ -36,31 +48,43 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
   int64_t ra;
   int rb;
   if (!tile_rows<CT>(p, 1, n0, g, un, ra, rb)) return;
-  // This warp's steps: warp, warp + NW, ...; lane t's chunk of a step is k = 128 s + 32 t.
-  const uint4* wp = reinterpret_cast<const uint4*>(p.packed) + ra * (K / 32) + warp * 4 + t;
+  // This warp's steps: warp, warp + NW, ... (kPairs: 2 warp, 2 warp + 1, 2 (warp + NW), ...);
+  // lane t's chunk of a step is k = 128 s + 32 t.
+  const int first = kPairs ? 2 * warp : warp;
+  const uint4* wp = reinterpret_cast<const uint4*>(p.packed) + ra * (K / 32) + first * 4 + t;
   const int w_b = rb * (K / 32);
   // Scales of rows a and b at lane t's weight group. Biases: each (row, x group) pair once.
   // Groups of 32: lane t takes both rows of its chunk; else row a for even t, row b for odd t,
   // x group t / 2.
-  constexpr int kGroupStep = 128 / GS * NW;
-  const int g_lane = 32 * t / GS + warp * (128 / GS);
+  const int g_lane = 32 * t / GS + first * (128 / GS);
   const ST* sp = static_cast<const ST*>(p.scales) + ra * groups + g_lane;
   const ST* bp = static_cast<const ST*>(p.biases) + ra * groups + g_lane + (!kPerChunk && (t & 1) ? rb * groups : 0);
   const int s_b = rb * groups;
-  const int count = steps > warp ? (steps - warp + NW - 1) / NW : 0;
+  const int pairs = steps / 2;  // kPairs: K % 256 == 0
+  const int count = kPairs ? (pairs > warp ? (pairs - warp + NW - 1) / NW * 2 : 0)
+                           : (steps > warp ? (steps - warp + NW - 1) / NW : 0);
 
   uint4 ca[S], cb[S];
   ST sa[S], sb[S], bi[S], bi_b[S];  // bi_b: row b's bias (groups of 32 only)
+  uint2 pair_s, pair_sb, pair_bi;   // kPairs: the pair's 4 scales of rows a and b, 4 biases
   auto load_step = [&](int j) {
     ca[j] = __ldcs(wp);  // evict-first: W is read once (math.cuh, load_once)
     cb[j] = __ldcs(wp + w_b);
-    sa[j] = __ldg(sp);
-    sb[j] = __ldg(sp + s_b);
-    bi[j] = __ldg(bp);
-    if constexpr (kPerChunk) bi_b[j] = __ldg(bp + s_b);
-    wp += NW * 4;
-    sp += kGroupStep;
-    bp += kGroupStep;
+    if constexpr (kPairs) {
+      if (j == 0) {  // groups 4 P .. 4 P + 3 of pair P: group-aligned 8-byte vectors
+        pair_s = __ldg(reinterpret_cast<const uint2*>(sp - (t >> 1)));
+        pair_sb = __ldg(reinterpret_cast<const uint2*>(sp - (t >> 1) + s_b));
+        pair_bi = __ldg(reinterpret_cast<const uint2*>(bp - (t >> 1)));
+      }
+    } else {
+      sa[j] = __ldg(sp);
+      sb[j] = __ldg(sp + s_b);
+      bi[j] = __ldg(bp);
+      if constexpr (kPerChunk) bi_b[j] = __ldg(bp + s_b);
+    }
+    wp += next_step(j) * 4;
+    sp += next_step(j) * (128 / GS);
+    bp += next_step(j) * (128 / GS);
   };
 #pragma unroll
   for (int j = 0; j < S; ++j)
@@ -81,10 +105,9 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
   } else {
     group_part_class_units(g, t, lo_unit, hi_unit);
   }
-  const uint4* xl_p = img + warp * I::kStepUnits + lo_unit;
-  const uint4* xh_p = img + warp * I::kStepUnits + hi_unit;
-  const float2* table = reinterpret_cast<const float2*>(img + I::table_unit(K)) +
-                        (kPerChunk ? 4 * warp + t : (2 * warp + (t >> 1)) * 2 + (t & 1));
+  const uint4* xl_p = img + first * I::kStepUnits + lo_unit;
+  const uint4* xh_p = img + first * I::kStepUnits + hi_unit;
+  const float2* table = reinterpret_cast<const float2*>(img + I::table_unit(K)) + 4 * first + t;
 
   float acc_a = 0.f, acc_b = 0.f, acc_bias = 0.f;
   for (int i0 = 0; i0 < count; i0 += S) {
@@ -93,9 +116,25 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
       if (i0 + j < count) {
         const uint4 xl = __ldg(xl_p), xh = __ldg(xh_p);
         const float2 fx = __ldg(table);
-        xl_p += NW * I::kStepUnits;
-        xh_p += NW * I::kStepUnits;
-        table += 4 * NW;
+        xl_p += next_step(j) * I::kStepUnits;
+        xh_p += next_step(j) * I::kStepUnits;
+        table += 4 * next_step(j);
+        if constexpr (kPairs) {
+          // Lane t's groups in the pair: t / 2 (step 0) and 2 + t / 2 (step 1), so halves
+          // t / 2 of the vectors' words x and y. Both steps' values are taken now: the ring's
+          // next load into slot 0 (below) brings the next pair's vectors.
+          const int sh = 16 * (t >> 1);
+          auto half = [sh](uint32_t w) {
+            const uint16_t b = uint16_t(w >> sh);
+            ST v;
+            memcpy(&v, &b, sizeof(v));
+            return v;
+          };
+          if (j == 0) {
+            sa[0] = half(pair_s.x), sb[0] = half(pair_sb.x), bi[0] = half(pair_bi.x);
+            sa[1] = half(pair_s.y), sb[1] = half(pair_sb.y), bi[1] = half(pair_bi.y);
+          }
+        }
         int c[4] = {0, 0, 0, 0};
         step_products<kPerChunk>(c, ca[j], cb[j], xl, xh);
         // Classes: the high one is 16 q x exactly, a multiple of 16, so the shift is exact.
