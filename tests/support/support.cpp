@@ -163,6 +163,38 @@ double tolerance(DType dtype) {
   }
 }
 
+void make_fixed_point_stress_row(std::vector<double>& x) {
+  const size_t k = x.size();
+  if (k > 5) x[5] = 1000.0;
+  for (size_t i = 64; i < std::min<size_t>(k, 128); ++i) x[i] = 0.0;
+  for (size_t i = 128; i < std::min<size_t>(k, 192); ++i) x[i] *= 1e-6;
+}
+
+::testing::AssertionResult fixed_point_matvec_close(const std::vector<double>& got, const std::vector<double>& ref,
+                                                    const std::vector<double>& x,
+                                                    const std::function<double(int64_t, int64_t)>& w, DType out_dtype) {
+  const int64_t k = int64_t(x.size());
+  const double out_eps = out_dtype == DType::bf16 ? 0x1p-8 : 0x1p-11;
+  for (size_t r = 0; r < ref.size(); ++r) {
+    double fixed = 0, mag = 0;
+    for (int64_t g0 = 0; g0 < k; g0 += 64) {
+      double amax = 0, wsum = 0;
+      for (int64_t i = g0; i < std::min<int64_t>(k, g0 + 64); ++i) {
+        const double wv = w(int64_t(r), i);
+        amax = std::max(amax, std::fabs(x[size_t(i)]));
+        wsum += std::fabs(wv);
+        mag += std::fabs(x[size_t(i)] * wv);
+      }
+      fixed += 0x1p-15 * amax * wsum;
+    }
+    const double err = std::fabs(got[r] - ref[r]), bound = out_eps * std::fabs(ref[r]) + fixed + 1e-5 * mag;
+    if (!(err <= bound))
+      return ::testing::AssertionFailure()
+             << "row " << r << ": " << got[r] << " vs " << ref[r] << ", error " << err << " > " << bound;
+  }
+  return ::testing::AssertionSuccess();
+}
+
 ::testing::AssertionResult close(const std::vector<double>& actual, const std::vector<double>& ref, double tol) {
   return close(actual, ref, tol, 0.0);
 }

@@ -76,6 +76,18 @@ double tolerance(DType dtype);
                                  double min_rms);
 #define MLXN_EXPECT_CLOSE(actual, ref, tol) EXPECT_TRUE(::mlxn::test::close((actual), (ref), (tol)))
 
+// ---- single-row quantized mat-vecs with x as fixed point -----------------------------------
+// CUDA multiplies one bf16/f16 row by a 4-bit weight with x as 15-bit fixed point per group of
+// 64 values. A row of x that stresses that: value 5 an outlier of 1000, values 64..127 zero,
+// 128..191 scaled by 1e-6 (when present).
+void make_fixed_point_stress_row(std::vector<double>& x);
+// Each output within its rounding in out_dtype, plus the fixed point's resolution (2^-15 of each
+// group's largest |x| times the group's sum of |w|: twice the rounding, for slack), plus f32
+// accumulation (1e-5 of the sum of |x w|). x: [k]; w(r, i): the exact weight; got, ref: [n].
+::testing::AssertionResult fixed_point_matvec_close(const std::vector<double>& got, const std::vector<double>& ref,
+                                                    const std::vector<double>& x,
+                                                    const std::function<double(int64_t, int64_t)>& w, DType out_dtype);
+
 // Runs f, expecting an mlxn error of type E whose message names `op`.
 template <class E = Error, class F>
 ::testing::AssertionResult raises(const char* op, F&& f) {
