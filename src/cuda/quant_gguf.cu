@@ -1,6 +1,8 @@
 // CUDA entry points of the GGUF quant family.
 //   dequantize / embedding: one thread per 32-value unit, decoded through the traits table.
-//   matmul, M <= 64, and every expert-routed matmul: the tensor-core mat-vec
+//   one token by a Q4_K weight (plain or routed; x bf16/f16): the integer tensor-core
+//     mat-vec (quant_gguf_matvec.cu);
+//   matmul, M <= 64, and every other expert-routed matmul: the tensor-core mat-vec
 //     (quant_gguf_matvec.cu), routed rows grouped by expert on the device first.
 //   matmul, M > 64: the weight dequantized once into a pooled scratch buffer in x's dtype,
 //     then one cuBLASLt GEMM (f32 compute), the prefill path.
@@ -204,6 +206,10 @@ void gemm_path(Session& s, const GgufMatmulArgs& a) {
 }
 
 void matmul_cuda(Session& s, const GgufMatmulArgs& a) {
+  if (q4k_integer_matvec(a)) {
+    gguf_matvec_q4k_i8(s, a);
+    return;
+  }
   const char* op = a.ids ? "gguf_matmul_id" : "gguf_matmul";
   const bool float_w = is_float(a.w_dtype);
   if (!a.ids) {

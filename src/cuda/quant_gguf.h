@@ -1,6 +1,6 @@
 #pragma once
 // Shared between the CUDA entry points of the GGUF quant family (quant_gguf.cu) and the
-// tensor-core mat-vec launcher (quant_gguf_matvec.cu), compiled separately to keep each
+// tensor-core mat-vec launchers (quant_gguf_matvec.cu), compiled separately to keep each
 // translation unit's instantiations few.
 #include "mlxn/session.h"
 #include "ops/quant_gguf_args.h"
@@ -20,5 +20,10 @@ struct GgufGroups {
 
 // out rows = x rows · W^T on tensor cores, for a plain matmul (M <= 64) or routed rows.
 void gguf_matvec(Session& s, const detail::GgufMatmulArgs& a, const GgufGroups& groups);
+
+// The integer tensor-core mat-vec for one token by a Q4_K weight (plain or routed), and whether
+// a call is in its domain; no grouping of routed rows needed.
+bool q4k_integer_matvec(const detail::GgufMatmulArgs& a);
+void gguf_matvec_q4k_i8(Session& s, const detail::GgufMatmulArgs& a);
 
 }  // namespace mlxn::cuda

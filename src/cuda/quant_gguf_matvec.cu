@@ -78,31 +78,57 @@ void launch_splitk(Session& s, const detail::GgufMatmulArgs& a, bool x_vec) {
   check_launch(s, "gguf_matvec");
 }
 
-// One row of x (bf16/f16) by a Q4_K weight: x into its fixed-point image (pooled scratch),
-// then the integer mat-vec reading it; both launch with PDL, and the mat-vec's weight loads
-// overlap the conversion.
+// One x row per unit by a Q4_K weight (x bf16/f16): x's rows into their fixed-point image
+// (pooled scratch), then the integer mat-vec reading it; both launch with PDL, and the
+// mat-vec's weight loads overlap the conversion (routed calls wait for their ids first).
 template <class T>
 void launch_q4k_i8(Session& s, const detail::GgufMatmulArgs& a) {
+  const char* op = a.ids ? "gguf_matmul_id" : "gguf_matmul";
   constexpr int kPrep = k::QmvI8Config::kPrepareThreads;
-  const int64_t units = k::QmvI8Image::units(a.k);
-  ScratchBuffer image = s.pool().acquire(size_t(units) * 16);
+  const int64_t units = k::QmvI8Image::units(a.k), x_rows = a.x.rows, slots = a.tokens * a.top_k;
+  ScratchBuffer image = s.pool().acquire(size_t(x_rows * units) * 16);
   uint4* img = static_cast<uint4*>(image.data());
-  launch_pdl(s, "gguf_matmul", k::qmv_i8_prepare_x<T, k::NibbleOrder::kHalves, 64>,
-             dim3(unsigned((a.k / 8 + kPrep - 1) / kPrep)), dim3(kPrep), 0, static_cast<const T*>(a.x.data),
-             a.x.row_stride, int64_t(1), int(a.k), img, units);
-  launch_pdl(s, "gguf_matmul", k::q4k_i8_kernel<T>, dim3(grid_dim("gguf_matmul", (a.n + 15) / 16)),
-             dim3(k::QmvI8Config::kThreads), 0, static_cast<const uint4*>(a.w), static_cast<const uint4*>(img),
-             static_cast<T*>(a.out.data), int(a.n), int(a.k));
-}
-
-// The integer Q4_K path's domain: one plain row, 16-byte vectors of x and W, and a row tile
-// within the kernel's 32-bit offsets.
-bool q4k_integer_matvec(const detail::GgufMatmulArgs& a, bool x_vec) {
-  return a.w_dtype == DType::q4_k && !a.ids && a.tokens == 1 && a.x.dtype != DType::f32 && x_vec && aligned16(a.w) &&
-         a.w_row_bytes < (int64_t(1) << 27) && a.n < (int64_t(1) << 31);
+  launch_pdl(s, op, k::qmv_i8_prepare_x<T, k::NibbleOrder::kHalves, 64>,
+             dim3(unsigned((a.k / 8 + kPrep - 1) / kPrep), unsigned(std::min<int64_t>(x_rows, 65535))), dim3(kPrep), 0,
+             static_cast<const T*>(a.x.data), a.x.row_stride, x_rows, int(a.k), img, units);
+  k::qmlx::QmmParams p{};
+  p.packed = static_cast<const uint32_t*>(a.w);
+  p.experts = a.experts;
+  p.n = a.n;
+  p.k = a.k;
+  p.x = img;
+  p.x_stride = units;
+  p.out = a.out.data;
+  p.out_stride = a.out.row_stride;
+  p.m = a.tokens;
+  if (a.ids) {
+    p.ids = a.ids;
+    p.ids_u32 = a.ids_dtype == DType::u32;
+    p.top_k = a.top_k;
+    p.x_per_slot = a.x_per_slot;
+    p.slots = slots;
+  }
+  launch_pdl(s, op, k::q4k_i8_kernel<T>, dim3(grid_dim(op, slots), unsigned((a.n + 15) / 16)),
+             dim3(k::QmvI8Config::kThreads), 0, p);
 }
 
 }  // namespace
+
+// The integer Q4_K path's domain: one token (a single-row matmul, or the top_k slots of one
+// routed token: decode, where no expert is read twice), x bf16/f16 in 16-byte vectors, a 16-byte
+// aligned weight, and row tiles within the kernel's 32-bit offsets and the grid's y.
+bool q4k_integer_matvec(const detail::GgufMatmulArgs& a) {
+  const bool x_vec = aligned16(a.x.data) && (a.x.row_stride * int64_t(element_size(a.x.dtype))) % 16 == 0;
+  return a.w_dtype == DType::q4_k && a.tokens == 1 && a.x.dtype != DType::f32 && x_vec && aligned16(a.w) &&
+         a.w_row_bytes < (int64_t(1) << 27) && (a.n + 15) / 16 <= 65535;
+}
+
+void gguf_matvec_q4k_i8(Session& s, const detail::GgufMatmulArgs& a) {
+  if (a.x.dtype == DType::bf16)
+    launch_q4k_i8<__nv_bfloat16>(s, a);
+  else
+    launch_q4k_i8<__half>(s, a);
+}
 
 // Input rows per pass: 8 for decode-sized calls, 32 otherwise.
 void gguf_matvec(Session& s, const detail::GgufMatmulArgs& a, const GgufGroups& gr) {
@@ -114,12 +140,6 @@ void gguf_matvec(Session& s, const detail::GgufMatmulArgs& a, const GgufGroups& 
   const int copy_bytes = a.w_row_bytes % 16 == 0 && aligned16(a.w) ? 16 : 2;
   dispatch_float(a.x.dtype, op, [&]<class T>() {
     const bool x_vec = aligned16(a.x.data) && (a.x.row_stride * int64_t(sizeof(T))) % 16 == 0;
-    if constexpr (!std::is_same_v<T, float>) {
-      if (q4k_integer_matvec(a, x_vec)) {
-        launch_q4k_i8<T>(s, a);
-        return;
-      }
-    }
     detail::dispatch_gguf_block(a.w_dtype, op, [&]<class B>() {
       constexpr bool kPacked = gguf::PairDecoder<B, std::is_same_v<T, __half>>::kPacked;  // a block type
       if constexpr (kPacked) {

@@ -1,6 +1,6 @@
 #pragma once
 // GGUF Q4_K mat-vec on the integer tensor cores (qmv_i8.cuh says why and how): one row of x
-// by a Q4_K weight, x bf16/f16.
+// by a Q4_K weight, or each routed slot of one token by its expert; x bf16/f16.
 //
 // A Q4_K superblock is 144 bytes for 256 values: d and dmin (f16), 12 bytes of 6-bit scales
 // and mins of its 8 sub-blocks of 32, then 128 bytes of codes, 32 per 64-value chunk (low
@@ -17,6 +17,7 @@
 // lane a register ring of the two steps' codes of its rows and the headers of two superblocks.
 // 72 registers or fewer: 7 blocks per SM, as the MLX kernel.
 #include "cuda/kernels/qmv_i8.cuh"
+#include "cuda/kernels/quant_mlx_qmv.cuh"
 
 namespace mlxn::kernels {
 
@@ -47,22 +48,27 @@ __device__ __forceinline__ Q4kRowScales q4k_row_scales(const uint4& hd, int j, i
 
 inline constexpr int kQ4kUnits = 9;  // 16-byte units per superblock: the header, 8 of codes
 
-// w: the weight [n, k] (k % 256 == 0, 16-byte aligned); img: x's image (QmvI8Image, one row,
-// NibbleOrder::kHalves, x groups of 64); out: one row of n. Grid: row tiles of 16. The tile's
-// rows span fewer than 2^31 16-byte units after its first (launcher).
+// p (QmmParams, quant_mlx_qmv.cuh, for its routing and rows; scales and biases unused):
+// packed = the weight [experts, n, k] (k % 256 == 0, 16-byte aligned), x = x's image
+// (QmvI8Image, NibbleOrder::kHalves, x groups of 64; x_stride in 16-byte units), one x row per
+// unit: a plain single-row call (m = 1) or one routed slot. Grid: (units, row tiles of 16). A
+// row tile spans fewer than 2^31 16-byte units after its first row (launcher).
 template <class CT>
-__global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks)
-    q4k_i8_kernel(const uint4* w, const uint4* img, CT* out, int n, int k) {
+__global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks) q4k_i8_kernel(qmlx::QmmParams p) {
   constexpr int NW = QmvI8Config::kWarps, kStride = NW * kQ4kUnits;  // a warp's superblock step
   using I = QmvI8Image;
   __shared__ float red[NW][32][2];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-  const int n0 = int(blockIdx.x) * 16, sbs = k / 256;
+  const int n0 = int(blockIdx.y) * 16, n = int(p.n), k = int(p.k), sbs = k / 256;
   const int64_t row_units = int64_t(sbs) * kQ4kUnits;
-  // Rows past n read the last row (their outputs are not stored); row b = row a + 8, or row a
-  // again in a partial last tile.
-  const uint4* wp = w + int64_t(min(n0 + g, n - 1)) * row_units + warp * kQ4kUnits;
-  const int w_b = n0 + g + 8 < n ? int(8 * row_units) : 0;
+
+  if (p.ids) pdl_wait();  // routed: the ids may come from the kernel before the x kernel
+  qmlx::Unit un;
+  int64_t ra;
+  int rb;
+  if (!qmlx::tile_rows<CT>(p, 1, n0, g, un, ra, rb)) return;
+  const uint4* wp = reinterpret_cast<const uint4*>(p.packed) + ra * row_units + warp * kQ4kUnits;
+  const int w_b = int(rb * row_units);
   const int count = sbs > warp ? (sbs - warp + NW - 1) / NW : 0;
 
   uint4 ca[2], cb[2], ha[2], hb[2];  // codes per step of a superblock; headers by parity
@@ -84,13 +90,14 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
   pdl_wait();
   pdl_launch_dependents();
 
+  const uint4* img = static_cast<const uint4*>(p.x) + un.x_row * p.x_stride;
   int lo_unit, hi_unit;
   group_part_class_units(g, t, lo_unit, hi_unit);
   const uint4* xl_p = img + 2 * warp * I::kStepUnits + lo_unit;
   const uint4* xh_p = img + 2 * warp * I::kStepUnits + hi_unit;
   const float2* table = reinterpret_cast<const float2*>(img + I::table_unit(k)) + 4 * 2 * warp + t;
   constexpr int kXNext = (2 * NW - 1) * I::kStepUnits;  // from step 1 of a superblock to the next one's 0
-  const int j = t >> 1, p = t & 1;
+  const int chunk = t >> 1, part = t & 1;
 
   float acc_a = 0.f, acc_b = 0.f;
   for (int i0 = 0; i0 < count; i0 += 2) {
@@ -98,7 +105,7 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
     for (int par = 0; par < 2; ++par) {
       const int i = i0 + par;
       if (i < count) {
-        const Q4kRowScales sa = q4k_row_scales(ha[par], j, p), sb = q4k_row_scales(hb[par], j, p);
+        const Q4kRowScales sa = q4k_row_scales(ha[par], chunk, part), sb = q4k_row_scales(hb[par], chunk, part);
         float da = 0.f, db = 0.f, ma = 0.f, mb = 0.f;
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
@@ -125,7 +132,7 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
       }
     }
   }
-  store_tile<CT>(acc_a, acc_b, red, out, n0, n);
+  store_tile<CT>(acc_a, acc_b, red, static_cast<CT*>(p.out) + un.out_row * p.out_stride, n0, n);
 }
 
 }  // namespace mlxn::kernels
