@@ -216,28 +216,29 @@ TEST_P(QuantGgufTest, MatmulDecodeAlignedRows) {
   }
 }
 
-// One bf16/f16 row by a Q4_K weight (CUDA: the integer mat-vec, x as 15-bit fixed point per
-// 64 values), x with an outlier, a zero group and a tiny group: each output within the fixed
+// One bf16/f16 row by a Q4_K or Q5_K weight (CUDA: the integer mat-vec, x as 15-bit fixed
+// point per 64 values), x with an outlier, a zero group and a tiny group: each output within the fixed
 // point's bound (support.h). K from one superblock (three warps idle) to 18, some warps
 // taking one superblock more than others.
-TEST_P(QuantGgufTest, MatvecQ4kFixedPointX) {
+TEST_P(QuantGgufTest, MatvecKQuantFixedPointX) {
   Session& s = session();
-  for (DType xdt : {DType::bf16, DType::f16})
-    for (auto [n, k] : {std::pair<int64_t, int64_t>{1, 256}, {17, 768}, {16, 1280}, {40, 4608}}) {
-      SCOPED_TRACE(::testing::Message() << "x " << name(xdt) << " N=" << n << " K=" << k);
-      const auto bytes = random_blocks(rng(), DType::q4_k, n, k);
-      const auto wref = dequantized(bytes, {n, k}, DType::q4_k);
-      Array w = upload_blocks(s, bytes, {n, k}, DType::q4_k);
-      std::vector<double> xv = random_array(s, rng(), {1, k}, xdt).values;
-      make_fixed_point_stress_row(xv);
-      Array x = from_values(s, xv, {1, k}, xdt);
-      xv = host_values(s, x.tensor());
-      Array out = poisoned(s, {1, n}, xdt);
-      gguf_matmul(s, x, w, out);
-      ASSERT_TRUE(fixed_point_matvec_close(
-          host_values(s, out), ref_matmul(xv, wref, 1, n, k), xv,
-          [&](int64_t r, int64_t i) { return wref[size_t(r * k + i)]; }, xdt));
-    }
+  for (DType t : {DType::q4_k, DType::q5_k})
+    for (DType xdt : {DType::bf16, DType::f16})
+      for (auto [n, k] : {std::pair<int64_t, int64_t>{1, 256}, {17, 768}, {16, 1280}, {40, 4608}}) {
+        SCOPED_TRACE(::testing::Message() << name(t) << " x " << name(xdt) << " N=" << n << " K=" << k);
+        const auto bytes = random_blocks(rng(), t, n, k);
+        const auto wref = dequantized(bytes, {n, k}, t);
+        Array w = upload_blocks(s, bytes, {n, k}, t);
+        std::vector<double> xv = random_array(s, rng(), {1, k}, xdt).values;
+        make_fixed_point_stress_row(xv);
+        Array x = from_values(s, xv, {1, k}, xdt);
+        xv = host_values(s, x.tensor());
+        Array out = poisoned(s, {1, n}, xdt);
+        gguf_matmul(s, x, w, out);
+        ASSERT_TRUE(fixed_point_matvec_close(
+            host_values(s, out), ref_matmul(xv, wref, 1, n, k), xv,
+            [&](int64_t r, int64_t i) { return wref[size_t(r * k + i)]; }, xdt));
+      }
 }
 
 // Decode as a model runs it: x written by the kernel just before the matmul (rms_norm, which
@@ -398,47 +399,49 @@ TEST_P(QuantGgufTest, MatmulIdAgainstFloat64) {
   MLXN_EXPECT_CLOSE(host_values(session(), out), ref, mm_tol(DType::f32));
 }
 
-// One routed token by Q4_K experts (CUDA: the integer mat-vec, one slot per unit, no
+// One routed token by Q4_K or Q5_K experts (CUDA: the integer mat-vec, one slot per unit, no
 // grouping), x shared by the slots or one row per slot: each slot within the fixed point's
 // bound against float64 with its own expert, a repeated expert, and zeros for an id out of range.
-TEST_P(QuantGgufTest, MatmulIdQ4kOneToken) {
-  Session& s = session();
-  const DType t = DType::q4_k;
-  const int64_t e = 9, n = 40, k = 768, top_k = 8;
-  const auto bytes = random_blocks(rng(), t, e * n, k);
-  const auto wref = dequantized(bytes, {e * n, k}, t);
-  Array w = upload_blocks(s, bytes, {e, n, k}, t);
-  // 9: out of range, which CUDA answers with zeros and the CPU refuses (OutOfRangeIds).
-  const std::vector<double> idv{3, 0, 8, 3, device().is_cuda() ? 9.0 : 2.0, 5, 1, 7};
-  for (DType xdt : {DType::bf16, DType::f16})
-    for (bool per_slot : {false, true}) {
-      SCOPED_TRACE(::testing::Message() << name(xdt) << " per_slot=" << per_slot);
-      Array ids = from_values(s, idv, {1, top_k}, per_slot ? DType::u32 : DType::i32);
-      const int64_t x_rows = per_slot ? top_k : 1;
-      std::vector<double> xv = random_array(s, rng(), {x_rows, k}, xdt).values;
-      std::vector<double> row0(xv.begin(), xv.begin() + k);
-      make_fixed_point_stress_row(row0);
-      std::copy(row0.begin(), row0.end(), xv.begin());
-      Array x = from_values(s, xv, per_slot ? Dims{1, top_k, k} : Dims{1, k}, xdt);
-      xv = host_values(s, x.tensor());
-      Array out = poisoned(s, {1, top_k, n}, xdt);
-      gguf_matmul_id(s, x, w, ids, out);
-      const auto got = host_values(s, out);
-      for (int64_t slot = 0; slot < top_k; ++slot) {
-        const std::vector<double> gs(got.begin() + slot * n, got.begin() + (slot + 1) * n);
-        const int64_t ex = int64_t(idv[size_t(slot)]);
-        if (ex >= e) {
-          for (double v : gs) EXPECT_EQ(v, 0.0) << "slot " << slot;
-          continue;
+TEST_P(QuantGgufTest, MatmulIdKQuantOneToken) {
+  for (DType t : {DType::q4_k, DType::q5_k}) {
+    SCOPED_TRACE(name(t));
+    Session& s = session();
+    const int64_t e = 9, n = 40, k = 768, top_k = 8;
+    const auto bytes = random_blocks(rng(), t, e * n, k);
+    const auto wref = dequantized(bytes, {e * n, k}, t);
+    Array w = upload_blocks(s, bytes, {e, n, k}, t);
+    // 9: out of range, which CUDA answers with zeros and the CPU refuses (OutOfRangeIds).
+    const std::vector<double> idv{3, 0, 8, 3, device().is_cuda() ? 9.0 : 2.0, 5, 1, 7};
+    for (DType xdt : {DType::bf16, DType::f16})
+      for (bool per_slot : {false, true}) {
+        SCOPED_TRACE(::testing::Message() << name(xdt) << " per_slot=" << per_slot);
+        Array ids = from_values(s, idv, {1, top_k}, per_slot ? DType::u32 : DType::i32);
+        const int64_t x_rows = per_slot ? top_k : 1;
+        std::vector<double> xv = random_array(s, rng(), {x_rows, k}, xdt).values;
+        std::vector<double> row0(xv.begin(), xv.begin() + k);
+        make_fixed_point_stress_row(row0);
+        std::copy(row0.begin(), row0.end(), xv.begin());
+        Array x = from_values(s, xv, per_slot ? Dims{1, top_k, k} : Dims{1, k}, xdt);
+        xv = host_values(s, x.tensor());
+        Array out = poisoned(s, {1, top_k, n}, xdt);
+        gguf_matmul_id(s, x, w, ids, out);
+        const auto got = host_values(s, out);
+        for (int64_t slot = 0; slot < top_k; ++slot) {
+          const std::vector<double> gs(got.begin() + slot * n, got.begin() + (slot + 1) * n);
+          const int64_t ex = int64_t(idv[size_t(slot)]);
+          if (ex >= e) {
+            for (double v : gs) EXPECT_EQ(v, 0.0) << "slot " << slot;
+            continue;
+          }
+          const int64_t xr = per_slot ? slot : 0;
+          const std::vector<double> xs(xv.begin() + xr * k, xv.begin() + (xr + 1) * k);
+          const std::vector<double> we(wref.begin() + ex * n * k, wref.begin() + (ex + 1) * n * k);
+          EXPECT_TRUE(fixed_point_matvec_close(
+              gs, ref_matmul(xs, we, 1, n, k), xs, [&](int64_t r, int64_t i) { return we[size_t(r * k + i)]; }, xdt))
+              << "slot " << slot;
         }
-        const int64_t xr = per_slot ? slot : 0;
-        const std::vector<double> xs(xv.begin() + xr * k, xv.begin() + (xr + 1) * k);
-        const std::vector<double> we(wref.begin() + ex * n * k, wref.begin() + (ex + 1) * n * k);
-        EXPECT_TRUE(fixed_point_matvec_close(
-            gs, ref_matmul(xs, we, 1, n, k), xs, [&](int64_t r, int64_t i) { return we[size_t(r * k + i)]; }, xdt))
-            << "slot " << slot;
       }
-    }
+  }
 }
 
 TEST_P(QuantGgufTest, OutOfRangeIds) {

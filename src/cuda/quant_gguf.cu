@@ -1,6 +1,6 @@
 // CUDA entry points of the GGUF quant family.
 //   dequantize / embedding: one thread per 32-value unit, decoded through the traits table.
-//   one token by a Q4_K weight (plain or routed; x bf16/f16): the integer tensor-core
+//   one token by a Q4_K or Q5_K weight (plain or routed; x bf16/f16): the integer tensor-core
 //     mat-vec (quant_gguf_matvec.cu);
 //   matmul, M <= 64, and every other expert-routed matmul: the tensor-core mat-vec
 //     (quant_gguf_matvec.cu), routed rows grouped by expert on the device first.
@@ -206,8 +206,8 @@ void gemm_path(Session& s, const GgufMatmulArgs& a) {
 }
 
 void matmul_cuda(Session& s, const GgufMatmulArgs& a) {
-  if (q4k_integer_matvec(a)) {
-    gguf_matvec_q4k_i8(s, a);
+  if (kquant_integer_matvec(a)) {
+    gguf_matvec_kquant_i8(s, a);
     return;
   }
   const char* op = a.ids ? "gguf_matmul_id" : "gguf_matmul";

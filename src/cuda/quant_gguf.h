@@ -21,9 +21,9 @@ struct GgufGroups {
 // out rows = x rows · W^T on tensor cores, for a plain matmul (M <= 64) or routed rows.
 void gguf_matvec(Session& s, const detail::GgufMatmulArgs& a, const GgufGroups& groups);
 
-// The integer tensor-core mat-vec for one token by a Q4_K weight (plain or routed), and whether
+// The integer tensor-core mat-vec for one token by a Q4_K or Q5_K weight (plain or routed), and whether
 // a call is in its domain; no grouping of routed rows needed.
-bool q4k_integer_matvec(const detail::GgufMatmulArgs& a);
-void gguf_matvec_q4k_i8(Session& s, const detail::GgufMatmulArgs& a);
+bool kquant_integer_matvec(const detail::GgufMatmulArgs& a);
+void gguf_matvec_kquant_i8(Session& s, const detail::GgufMatmulArgs& a);
 
 }  // namespace mlxn::cuda

@@ -1,5 +1,5 @@
 // CUDA launchers of the GGUF mat-vecs (tensor cores), one instantiation per weight type and
-// input dtype: the integer mat-vec for one bf16/f16 row by a Q4_K weight, the split-K kernel
+// input dtype: the integer mat-vec for one bf16/f16 token by a Q4_K or Q5_K weight, the split-K kernel
 // for the other plain matmuls of at most 8 rows over 16-byte aligned weight rows, the
 // persistent routed kernel for everything else. The entry points are in quant_gguf.cu.
 #include <algorithm>
@@ -78,11 +78,11 @@ void launch_splitk(Session& s, const detail::GgufMatmulArgs& a, bool x_vec) {
   check_launch(s, "gguf_matvec");
 }
 
-// One x row per unit by a Q4_K weight (x bf16/f16): x's rows into their fixed-point image
+// One x row per unit by a Q4_K or Q5_K weight (x bf16/f16): x's rows into their fixed-point image
 // (pooled scratch), then the integer mat-vec reading it; both launch with PDL, and the
 // mat-vec's weight loads overlap the conversion (routed calls wait for their ids first).
 template <class T>
-void launch_q4k_i8(Session& s, const detail::GgufMatmulArgs& a) {
+void launch_kquant_i8(Session& s, const detail::GgufMatmulArgs& a) {
   const char* op = a.ids ? "gguf_matmul_id" : "gguf_matmul";
   constexpr int kPrep = k::QmvI8Config::kPrepareThreads;
   const int64_t units = k::QmvI8Image::units(a.k), x_rows = a.x.rows, slots = a.tokens * a.top_k;
@@ -108,26 +108,26 @@ void launch_q4k_i8(Session& s, const detail::GgufMatmulArgs& a) {
     p.x_per_slot = a.x_per_slot;
     p.slots = slots;
   }
-  launch_pdl(s, op, k::q4k_i8_kernel<T>, dim3(grid_dim(op, slots), unsigned((a.n + 15) / 16)),
-             dim3(k::QmvI8Config::kThreads), 0, p);
+  auto kern = a.w_dtype == DType::q5_k ? k::kquant_i8_kernel<T, true> : k::kquant_i8_kernel<T, false>;
+  launch_pdl(s, op, kern, dim3(grid_dim(op, slots), unsigned((a.n + 15) / 16)), dim3(k::QmvI8Config::kThreads), 0, p);
 }
 
 }  // namespace
 
-// The integer Q4_K path's domain: one token (a single-row matmul, or the top_k slots of one
+// The integer K-quant path's domain: Q4_K or Q5_K, one token (a single-row matmul, or the top_k slots of one
 // routed token: decode, where no expert is read twice), x bf16/f16 in 16-byte vectors, a 16-byte
 // aligned weight, and row tiles within the kernel's 32-bit offsets and the grid's y.
-bool q4k_integer_matvec(const detail::GgufMatmulArgs& a) {
+bool kquant_integer_matvec(const detail::GgufMatmulArgs& a) {
   const bool x_vec = aligned16(a.x.data) && (a.x.row_stride * int64_t(element_size(a.x.dtype))) % 16 == 0;
-  return a.w_dtype == DType::q4_k && a.tokens == 1 && a.x.dtype != DType::f32 && x_vec && aligned16(a.w) &&
-         a.w_row_bytes < (int64_t(1) << 27) && (a.n + 15) / 16 <= 65535;
+  return (a.w_dtype == DType::q4_k || a.w_dtype == DType::q5_k) && a.tokens == 1 && a.x.dtype != DType::f32 && x_vec &&
+         aligned16(a.w) && a.w_row_bytes < (int64_t(1) << 27) && (a.n + 15) / 16 <= 65535;
 }
 
-void gguf_matvec_q4k_i8(Session& s, const detail::GgufMatmulArgs& a) {
+void gguf_matvec_kquant_i8(Session& s, const detail::GgufMatmulArgs& a) {
   if (a.x.dtype == DType::bf16)
-    launch_q4k_i8<__nv_bfloat16>(s, a);
+    launch_kquant_i8<__nv_bfloat16>(s, a);
   else
-    launch_q4k_i8<__half>(s, a);
+    launch_kquant_i8<__half>(s, a);
 }
 
 // Input rows per pass: 8 for decode-sized calls, 32 otherwise.

@@ -158,18 +158,28 @@ __device__ __forceinline__ void mma_u8s8(int (&d)[4], uint32_t a0, uint32_t a1, 
                : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-// The products of one 128-value step: a, b the lane's vectors of rows g and g + 8; xl, xh its
-// B units for the low and the high nibbles. The high nibbles stay in place (16 q) unless
-// kShiftHigh, where they are shifted down to share the low nibbles' columns.
+// The products of one 128-value step from built code vectors: lo, hi the lane's u8 A operands
+// for the mmas of the low and the high nibble class (rows g and g + 8 as a and b); xl, xh its
+// B units for them.
+__device__ __forceinline__ void step_products(int (&c)[4], const uint4& a_lo, const uint4& b_lo, const uint4& a_hi,
+                                              const uint4& b_hi, const uint4& xl, const uint4& xh) {
+  mma_u8s8(c, a_lo.x, b_lo.x, a_lo.y, b_lo.y, xl.x, xl.y);
+  mma_u8s8(c, a_lo.z, b_lo.z, a_lo.w, b_lo.w, xl.z, xl.w);
+  mma_u8s8(c, a_hi.x, b_hi.x, a_hi.y, b_hi.y, xh.x, xh.y);
+  mma_u8s8(c, a_hi.z, b_hi.z, a_hi.w, b_hi.w, xh.z, xh.w);
+}
+
+// The same for 4-bit codes: a, b the lane's packed vectors of rows g and g + 8. The high
+// nibbles stay in place (16 q) unless kShiftHigh, where they are shifted down to share the low
+// nibbles' columns.
 template <bool kShiftHigh>
 __device__ __forceinline__ void step_products(int (&c)[4], const uint4& a, const uint4& b, const uint4& xl,
                                               const uint4& xh) {
   constexpr uint32_t kLow = 0x0f0f0f0fu, kHigh = 0xf0f0f0f0u;
-  auto hi = [](uint32_t w) { return kShiftHigh ? (w >> 4) & kLow : w & kHigh; };
-  mma_u8s8(c, a.x & kLow, b.x & kLow, a.y & kLow, b.y & kLow, xl.x, xl.y);
-  mma_u8s8(c, a.z & kLow, b.z & kLow, a.w & kLow, b.w & kLow, xl.z, xl.w);
-  mma_u8s8(c, hi(a.x), hi(b.x), hi(a.y), hi(b.y), xh.x, xh.y);
-  mma_u8s8(c, hi(a.z), hi(b.z), hi(a.w), hi(b.w), xh.z, xh.w);
+  auto lo = [](const uint4& v) { return make_uint4(v.x & kLow, v.y & kLow, v.z & kLow, v.w & kLow); };
+  auto hi1 = [](uint32_t w) { return kShiftHigh ? (w >> 4) & kLow : w & kHigh; };
+  auto hi = [&](const uint4& v) { return make_uint4(hi1(v.x), hi1(v.y), hi1(v.z), hi1(v.w)); };
+  step_products(c, lo(a), lo(b), hi(a), hi(b), xl, xh);
 }
 
 // B lane (g, t) for columns "(x group of 64, part, nibble class)": column c is the step's x
