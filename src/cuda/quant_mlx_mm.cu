@@ -33,6 +33,9 @@ namespace {
 // written, 33 MB read, ~38 us) + GEMM 75.6 us at 49 rows. They cross near 27 rows.
 constexpr int64_t kMatvecMaxRows = 24;
 constexpr int64_t kMaxGridY = 65535;
+// The integer mat-vec stages a tile's scales and biases in shared memory up to this size
+// (K = 16384 at group size 64): 7 blocks then hold 112 KB of an SM's 228.
+constexpr int64_t kMaxStagedBytes = 16 * 1024;
 
 k::QmmParams params(const QuantMlxArgs& a, bool routed) {
   k::QmmParams p{};
@@ -82,12 +85,22 @@ void run_matvec_i8(Session& s, const QuantMlxArgs& a, k::QmmParams p, int64_t un
                static_cast<const CT*>(a.x.data), a.x.row_stride, rows, int(K), img, row_units);
     p.x = img;
     p.x_stride = row_units;
-    auto kern = k::qmv_i8_kernel<CT, ST, GS, false>;
-    if constexpr (GS == 64 && sizeof(ST) == 2)
-      if (K % 256 == 0 && aligned_to(a.w.scales, 8) && aligned_to(a.w.biases, 8))
-        kern = k::qmv_i8_kernel<CT, ST, GS, true>;
+    using SR = k::QmvScaleRead;
+    auto kern = k::qmv_i8_kernel<CT, ST, GS, SR::kPerStep>;
+    size_t smem = 0;
+    if constexpr (GS == 64 && sizeof(ST) == 2) {
+      if (K % 256 == 0 && aligned_to(a.w.scales, 8) && aligned_to(a.w.biases, 8)) {
+        const int64_t staged = k::qmv_staged_bytes<ST>(K / GS);
+        if (!p.ids && staged <= kMaxStagedBytes) {
+          kern = k::qmv_i8_kernel<CT, ST, GS, SR::kStaged>;
+          smem = size_t(staged);
+        } else {
+          kern = k::qmv_i8_kernel<CT, ST, GS, SR::kPairs>;
+        }
+      }
+    }
     launch_pdl(s, op, kern, dim3(grid_dim(op, units), unsigned((a.w.rows + 15) / 16)),
-               dim3(kernels::QmvI8Config::kThreads), 0, p);
+               dim3(kernels::QmvI8Config::kThreads), smem, p);
   });
 }
 

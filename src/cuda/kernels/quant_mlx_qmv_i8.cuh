@@ -13,26 +13,41 @@
 // register ring of codes, scales and biases; x's image is read through L1 (every block on an
 // SM reads the same 9 KB per row of x), so there is no block barrier before the K loop.
 //
+// How a lane reads its rows' scales and biases (QmvScaleRead):
+// kPerStep: each step's, from global memory into the register ring (2-byte loads).
 // kPairs (group size 64, 16-bit scales, K % 256 == 0, scales and biases 8-byte aligned): the
-// warps take steps in pairs (warp w: steps 2 w, 2 w + 1, then 2 (w + 4), ...), and a pair's
-// 4 scales of a row are one 8-byte load, as are its 4 biases: 3 loads per pair where single
-// steps take 6 two-byte loads. Load instructions, not bytes, were what separated this kernel
-// from the Q4_K one (whose scales come in a 16-byte header per superblock): 10.97 -> 10.56 us
-// at [14336, 4096] (bench/NOTES.md, run 61); the pair order alone changes nothing at group 64
-// and costs 1.3 us at group 32.
+//   warps take steps in pairs (warp w: steps 2 w, 2 w + 1, then 2 (w + 4), ...), and a pair's
+//   4 scales of a row are one 8-byte load, as are its 4 biases: 3 loads per pair where single
+//   steps take 6 two-byte loads (10.97 -> 10.56 us at [14336, 4096], bench/NOTES.md run 64;
+//   the pair order alone changes nothing at group 64 and costs 1.3 us at group 32).
+// kStaged (the same, plain calls, the tile's scales and biases within 16 KB): the block copies
+//   its 16 rows of scales and biases to shared memory first (cp.async, before the PDL wait,
+//   like the weight's first loads), and the pair's 8-byte vectors come from there: each row's
+//   scales leave DRAM as one contiguous run instead of 32-byte pieces over the whole K loop
+//   (10.69 -> 9.89 us, run 68; routed calls, a few blocks per expert, measured slower).
+#include "cuda/kernels/mma.cuh"
 #include "cuda/kernels/qmv_i8.cuh"
 #include "cuda/kernels/quant_mlx_qmv.cuh"
 
 namespace mlxn::kernels::qmlx {
 
-// CT: x's dtype (only the output is stored in it); ST: the scales' dtype; GS: 32, 64 or 128.
-// p.x is x's image (QmvI8Image), p.x_stride its row stride in 16-byte units. Grid: (units,
-// row tiles of 16). Requires K % 128 == 0 and the packed matrix 16-byte aligned; kPairs: see
-// the top of this file.
-template <class CT, class ST, int GS, bool kPairs>
+enum class QmvScaleRead { kPerStep, kPairs, kStaged };
+
+// Shared memory of kStaged: [scales, biases][16 rows][groups].
+template <class ST>
+constexpr int64_t qmv_staged_bytes(int64_t groups) {
+  return 2 * 16 * groups * int64_t(sizeof(ST));
+}
+
+// CT: x's dtype (only the output is stored in it); ST: the scales' dtype; GS: 32, 64 or 128;
+// SR: see the top of this file (kStaged: dynamic shared memory of qmv_staged_bytes). p.x is
+// x's image (QmvI8Image), p.x_stride its row stride in 16-byte units. Grid: (units, row tiles
+// of 16). Requires K % 128 == 0 and the packed matrix 16-byte aligned.
+template <class CT, class ST, int GS, QmvScaleRead SR>
 __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks) qmv_i8_kernel(QmmParams p) {
   using C = QmvI8Config;
   constexpr int NW = C::kWarps, S = 2;  // steps in the register ring (3: no faster, more registers)
+  constexpr bool kPairs = SR != QmvScaleRead::kPerStep, kStaged = SR == QmvScaleRead::kStaged;
   static_assert(GS == 32 || GS == 64 || GS == 128, "MLX group sizes");
   static_assert(!kPairs || (GS == 64 && sizeof(ST) == 2), "pairs of steps: 16-bit scales at group size 64");
   // Steps from the one just loaded (ring slot j) to the next this warp takes.
@@ -64,13 +79,26 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
   const int count = kPairs ? (pairs > warp ? (pairs - warp + NW - 1) / NW * 2 : 0)
                            : (steps > warp ? (steps - warp + NW - 1) / NW : 0);
 
+  extern __shared__ __align__(16) uint8_t staged[];  // kStaged: [scales, biases][16 rows][groups]
+  if constexpr (kStaged) {
+    const int per_row = groups / 4, chunks = 2 * 16 * per_row;  // 8-byte pieces
+    for (int i = threadIdx.x; i < chunks; i += C::kThreads) {
+      const int arr = i / (16 * per_row), r = i / per_row % 16, c = i % per_row;
+      const int64_t row = un.expert * N + min(n0 + r, N - 1);
+      cp_async<8>(staged + ((arr * 16 + r) * groups + 4 * c) * sizeof(ST),
+                  static_cast<const ST*>(arr ? p.biases : p.scales) + row * groups + 4 * c);
+    }
+    cp_async_commit();
+  }
   uint4 ca[S], cb[S];
   ST sa[S], sb[S], bi[S], bi_b[S];  // bi_b: row b's bias (groups of 32 only)
   uint2 pair_s, pair_sb, pair_bi;   // kPairs: the pair's 4 scales of rows a and b, 4 biases
   auto load_step = [&](int j) {
     ca[j] = __ldcs(wp);  // evict-first: W is read once (math.cuh, load_once)
     cb[j] = __ldcs(wp + w_b);
-    if constexpr (kPairs) {
+    if constexpr (kStaged) {
+      // read from shared memory as the pair is consumed
+    } else if constexpr (kPairs) {
       if (j == 0) {  // groups 4 P .. 4 P + 3 of pair P: group-aligned 8-byte vectors
         pair_s = __ldg(reinterpret_cast<const uint2*>(sp - (t >> 1)));
         pair_sb = __ldg(reinterpret_cast<const uint2*>(sp - (t >> 1) + s_b));
@@ -93,6 +121,14 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
   // the x kernel still runs (qmv_i8_prepare_x says why that is safe).
   pdl_wait();
   pdl_launch_dependents();
+  // kStaged: this lane's pair vectors, row a's scales at [0][g][4 P], row b's and the bias
+  // row's at fixed offsets from it (in 8-byte units).
+  const uint2* staged_p = reinterpret_cast<const uint2*>(staged) + g * groups / 4 + warp;
+  const int staged_b = rb * groups / 4, staged_bias = (16 * groups + ((t & 1) ? rb * groups : 0)) / 4;
+  if constexpr (kStaged) {
+    cp_async_wait<0>();
+    __syncthreads();
+  }
 
   // B operands: lane (g, t) serves column g (qmv_i8.cuh). Groups of 32: column g is chunk
   // g / 2, part g % 2, both classes, so the lane has data for chunk g / 2 == t.
@@ -131,6 +167,12 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
             return v;
           };
           if (j == 0) {
+            if constexpr (kStaged) {
+              pair_s = staged_p[0];
+              pair_sb = staged_p[staged_b];
+              pair_bi = staged_p[staged_bias];
+              staged_p += NW;
+            }
             sa[0] = half(pair_s.x), sb[0] = half(pair_sb.x), bi[0] = half(pair_bi.x);
             sa[1] = half(pair_s.y), sb[1] = half(pair_sb.y), bi[1] = half(pair_bi.y);
           }
