@@ -85,20 +85,17 @@ void run_matvec_i8(Session& s, const QuantMlxArgs& a, k::QmmParams p, int64_t un
                static_cast<const CT*>(a.x.data), a.x.row_stride, rows, int(K), img, row_units);
     p.x = img;
     p.x_stride = row_units;
-    using SR = k::QmvScaleRead;
-    auto kern = k::qmv_i8_kernel<CT, ST, GS, SR::kPerStep>;
-    size_t smem = 0;
-    if constexpr (GS == 64 && sizeof(ST) == 2) {
-      if (K % 256 == 0 && aligned_to(a.w.scales, 8) && aligned_to(a.w.biases, 8)) {
-        const int64_t staged = k::qmv_staged_bytes<ST>(K / GS);
-        if (!p.ids && staged <= kMaxStagedBytes) {
-          kern = k::qmv_i8_kernel<CT, ST, GS, SR::kStaged>;
-          smem = size_t(staged);
-        } else {
-          kern = k::qmv_i8_kernel<CT, ST, GS, SR::kPairs>;
-        }
-      }
-    }
+    // Pairs of steps with 8-byte scale vectors where the layout allows; the tile's scales and
+    // biases staged in shared memory for plain calls where they fit (quant_mlx_qmv_i8.cuh).
+    constexpr bool kCanPair = GS == 64 && sizeof(ST) == 2;
+    const bool aligned = aligned_to(a.w.scales, 8) && aligned_to(a.w.biases, 8);
+    const bool pairs = kCanPair && K % 256 == 0 && aligned;
+    const int64_t staged = k::qmv_staged_bytes<ST>(K / GS);
+    const bool stage = !p.ids && staged <= kMaxStagedBytes && (K / GS * int64_t(sizeof(ST))) % 8 == 0 && aligned;
+    auto kern = stage ? k::qmv_i8_kernel<CT, ST, GS, false, true> : k::qmv_i8_kernel<CT, ST, GS, false, false>;
+    if constexpr (kCanPair)
+      if (pairs) kern = stage ? k::qmv_i8_kernel<CT, ST, GS, true, true> : k::qmv_i8_kernel<CT, ST, GS, true, false>;
+    const size_t smem = stage ? size_t(staged) : 0;
     launch_pdl(s, op, kern, dim3(grid_dim(op, units), unsigned((a.w.rows + 15) / 16)),
                dim3(kernels::QmvI8Config::kThreads), smem, p);
   });

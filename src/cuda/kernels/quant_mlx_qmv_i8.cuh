@@ -20,18 +20,17 @@
 //   4 scales of a row are one 8-byte load, as are its 4 biases: 3 loads per pair where single
 //   steps take 6 two-byte loads (10.97 -> 10.56 us at [14336, 4096], bench/NOTES.md run 64;
 //   the pair order alone changes nothing at group 64 and costs 1.3 us at group 32).
-// kStaged (the same, plain calls, the tile's scales and biases within 16 KB): the block copies
-//   its 16 rows of scales and biases to shared memory first (cp.async, before the PDL wait,
-//   like the weight's first loads), and the pair's 8-byte vectors come from there: each row's
-//   scales leave DRAM as one contiguous run instead of 32-byte pieces over the whole K loop
-//   (10.69 -> 9.89 us, run 68; routed calls, a few blocks per expert, measured slower).
+// kStaged (plain calls whose tile's scales and biases fit 16 KB, in rows of whole 8-byte
+//   pieces): the block copies its 16 rows of scales and biases to shared memory first
+//   (cp.async, before the PDL wait, like the weight's first loads), and the lane reads them
+//   there (the pair's 8-byte vectors, or each step's values): each row's scales leave DRAM as
+//   one contiguous run instead of 32-byte pieces over the whole K loop (group 64: 10.69 ->
+//   9.89 us, run 68; routed calls, a few blocks per expert, measured slower).
 #include "cuda/kernels/mma.cuh"
 #include "cuda/kernels/qmv_i8.cuh"
 #include "cuda/kernels/quant_mlx_qmv.cuh"
 
 namespace mlxn::kernels::qmlx {
-
-enum class QmvScaleRead { kPerStep, kPairs, kStaged };
 
 // Shared memory of kStaged: [scales, biases][16 rows][groups].
 template <class ST>
@@ -40,14 +39,14 @@ constexpr int64_t qmv_staged_bytes(int64_t groups) {
 }
 
 // CT: x's dtype (only the output is stored in it); ST: the scales' dtype; GS: 32, 64 or 128;
-// SR: see the top of this file (kStaged: dynamic shared memory of qmv_staged_bytes). p.x is
+// kPairs, kStaged: see the top of this file (kStaged: dynamic shared memory of
+// qmv_staged_bytes). p.x is
 // x's image (QmvI8Image), p.x_stride its row stride in 16-byte units. Grid: (units, row tiles
 // of 16). Requires K % 128 == 0 and the packed matrix 16-byte aligned.
-template <class CT, class ST, int GS, QmvScaleRead SR>
+template <class CT, class ST, int GS, bool kPairs, bool kStaged>
 __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks) qmv_i8_kernel(QmmParams p) {
   using C = QmvI8Config;
   constexpr int NW = C::kWarps, S = 2;  // steps in the register ring (3: no faster, more registers)
-  constexpr bool kPairs = SR != QmvScaleRead::kPerStep, kStaged = SR == QmvScaleRead::kStaged;
   static_assert(GS == 32 || GS == 64 || GS == 128, "MLX group sizes");
   static_assert(!kPairs || (GS == 64 && sizeof(ST) == 2), "pairs of steps: 16-bit scales at group size 64");
   // Steps from the one just loaded (ring slot j) to the next this warp takes.
@@ -81,12 +80,12 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
 
   extern __shared__ __align__(16) uint8_t staged[];  // kStaged: [scales, biases][16 rows][groups]
   if constexpr (kStaged) {
-    const int per_row = groups / 4, chunks = 2 * 16 * per_row;  // 8-byte pieces
-    for (int i = threadIdx.x; i < chunks; i += C::kThreads) {
+    const int row_bytes = groups * int(sizeof(ST)), per_row = row_bytes / 8, pieces = 2 * 16 * per_row;
+    for (int i = threadIdx.x; i < pieces; i += C::kThreads) {
       const int arr = i / (16 * per_row), r = i / per_row % 16, c = i % per_row;
       const int64_t row = un.expert * N + min(n0 + r, N - 1);
-      cp_async<8>(staged + ((arr * 16 + r) * groups + 4 * c) * sizeof(ST),
-                  static_cast<const ST*>(arr ? p.biases : p.scales) + row * groups + 4 * c);
+      cp_async<8>(staged + (arr * 16 + r) * row_bytes + 8 * c,
+                  static_cast<const uint8_t*>(arr ? p.biases : p.scales) + row * row_bytes + 8 * c);
     }
     cp_async_commit();
   }
@@ -125,6 +124,10 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
   // row's at fixed offsets from it (in 8-byte units).
   const uint2* staged_p = reinterpret_cast<const uint2*>(staged) + g * groups / 4 + warp;
   const int staged_b = rb * groups / 4, staged_bias = (16 * groups + ((t & 1) ? rb * groups : 0)) / 4;
+  // kStaged, single steps: row a's scale of the lane's group in the current step, the rest at
+  // fixed offsets (in elements).
+  const ST* staged_s = reinterpret_cast<const ST*>(staged) + g * groups + g_lane;
+  const int staged_bi = 16 * groups + (!kPerChunk && (t & 1) ? rb * groups : 0), staged_bi_b = 16 * groups + s_b;
   if constexpr (kStaged) {
     cp_async_wait<0>();
     __syncthreads();
@@ -155,6 +158,13 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
         xl_p += next_step(j) * I::kStepUnits;
         xh_p += next_step(j) * I::kStepUnits;
         table += 4 * next_step(j);
+        if constexpr (kStaged && !kPairs) {
+          sa[j] = staged_s[0];
+          sb[j] = staged_s[s_b];
+          bi[j] = staged_s[staged_bi];
+          if constexpr (kPerChunk) bi_b[j] = staged_s[staged_bi_b];
+          staged_s += next_step(j) * (128 / GS);
+        }
         if constexpr (kPairs) {
           // Lane t's groups in the pair: t / 2 (step 0) and 2 + t / 2 (step 1), so halves
           // t / 2 of the vectors' words x and y. Both steps' values are taken now: the ring's
