@@ -20,12 +20,13 @@
 //   4 scales of a row are one 8-byte load, as are its 4 biases: 3 loads per pair where single
 //   steps take 6 two-byte loads (10.97 -> 10.56 us at [14336, 4096], bench/NOTES.md run 64;
 //   the pair order alone changes nothing at group 64 and costs 1.3 us at group 32).
-// kStaged (plain calls whose tile's scales and biases fit 16 KB, in rows of whole 8-byte
-//   pieces): the block copies its 16 rows of scales and biases to shared memory first
+// kStaged (plain calls at groups 64 and 128 whose tile's scales and biases fit 16 KB, in rows
+//   of whole 8-byte pieces): the block copies its 16 rows of scales and biases to shared memory first
 //   (cp.async, before the PDL wait, like the weight's first loads), and the lane reads them
 //   there (the pair's 8-byte vectors, or each step's values): each row's scales leave DRAM as
 //   one contiguous run instead of 32-byte pieces over the whole K loop (group 64: 10.69 ->
-//   9.89 us, run 68; routed calls, a few blocks per expert, measured slower).
+//   9.82 us, group 128: 10.2 -> 9.54 us, runs 68-69; routed calls, a few blocks per expert,
+//   and group 32 measured slower).
 #include "cuda/kernels/mma.cuh"
 #include "cuda/kernels/qmv_i8.cuh"
 #include "cuda/kernels/quant_mlx_qmv.cuh"
