@@ -21,8 +21,8 @@ struct GgufGroups {
 // out rows = x rows · W^T on tensor cores, for a plain matmul (M <= 64) or routed rows.
 void gguf_matvec(Session& s, const detail::GgufMatmulArgs& a, const GgufGroups& groups);
 
-// The integer tensor-core mat-vec for one token by a Q4_K or Q5_K weight (plain or routed), and whether
-// a call is in its domain; no grouping of routed rows needed.
+// The integer tensor-core mat-vec for one token by a Q4_K or Q5_K weight (plain or routed,
+// no grouping of routed rows needed), and whether a call is in its domain.
 bool kquant_integer_matvec(const detail::GgufMatmulArgs& a);
 void gguf_matvec_kquant_i8(Session& s, const detail::GgufMatmulArgs& a);
 

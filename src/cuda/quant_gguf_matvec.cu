@@ -1,7 +1,8 @@
 // CUDA launchers of the GGUF mat-vecs (tensor cores), one instantiation per weight type and
-// input dtype: the integer mat-vec for one bf16/f16 token by a Q4_K or Q5_K weight, the split-K kernel
-// for the other plain matmuls of at most 8 rows over 16-byte aligned weight rows, the
-// persistent routed kernel for everything else. The entry points are in quant_gguf.cu.
+// input dtype: the integer mat-vec for one bf16/f16 token by a Q4_K or Q5_K weight, the
+// split-K kernel for the other plain matmuls of at most 8 rows over 16-byte aligned weight
+// rows, the persistent routed kernel for everything else. The entry points are in
+// quant_gguf.cu.
 #include <algorithm>
 
 #include "cuda/common/check.h"
@@ -78,8 +79,8 @@ void launch_splitk(Session& s, const detail::GgufMatmulArgs& a, bool x_vec) {
   check_launch(s, "gguf_matvec");
 }
 
-// One x row per unit by a Q4_K or Q5_K weight (x bf16/f16): x's rows into their fixed-point image
-// (pooled scratch), then the integer mat-vec reading it; both launch with PDL, and the
+// One x row per unit by a Q4_K or Q5_K weight (x bf16/f16): x's rows into their fixed-point
+// image (pooled scratch), then the integer mat-vec reading it; both launch with PDL, and the
 // mat-vec's weight loads overlap the conversion (routed calls wait for their ids first).
 template <class T>
 void launch_kquant_i8(Session& s, const detail::GgufMatmulArgs& a) {
@@ -114,9 +115,10 @@ void launch_kquant_i8(Session& s, const detail::GgufMatmulArgs& a) {
 
 }  // namespace
 
-// The integer K-quant path's domain: Q4_K or Q5_K, one token (a single-row matmul, or the top_k slots of one
-// routed token: decode, where no expert is read twice), x bf16/f16 in 16-byte vectors, a 16-byte
-// aligned weight, and row tiles within the kernel's 32-bit offsets and the grid's y.
+// The integer K-quant path's domain: Q4_K or Q5_K, one token (a single-row matmul, or the
+// top_k slots of one routed token: decode, where no expert is read twice), x bf16/f16 in
+// 16-byte vectors, a 16-byte aligned weight, and row tiles within the kernel's 32-bit offsets
+// and the grid's y.
 bool kquant_integer_matvec(const detail::GgufMatmulArgs& a) {
   const bool x_vec = aligned16(a.x.data) && (a.x.row_stride * int64_t(element_size(a.x.dtype))) % 16 == 0;
   return (a.w_dtype == DType::q4_k || a.w_dtype == DType::q5_k) && a.tokens == 1 && a.x.dtype != DType::f32 && x_vec &&

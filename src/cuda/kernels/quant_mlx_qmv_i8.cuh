@@ -13,20 +13,20 @@
 // register ring of codes, scales and biases; x's image is read through L1 (every block on an
 // SM reads the same 9 KB per row of x), so there is no block barrier before the K loop.
 //
-// How a lane reads its rows' scales and biases (QmvScaleRead):
-// kPerStep: each step's, from global memory into the register ring (2-byte loads).
+// How a lane reads its rows' scales and biases (template flags):
+// default: each step's, from global memory into the register ring (2-byte loads).
 // kPairs (group size 64, 16-bit scales, K % 256 == 0, scales and biases 8-byte aligned): the
 //   warps take steps in pairs (warp w: steps 2 w, 2 w + 1, then 2 (w + 4), ...), and a pair's
 //   4 scales of a row are one 8-byte load, as are its 4 biases: 3 loads per pair where single
 //   steps take 6 two-byte loads (10.97 -> 10.56 us at [14336, 4096], bench/NOTES.md run 64;
 //   the pair order alone changes nothing at group 64 and costs 1.3 us at group 32).
-// kStaged (plain calls at groups 64 and 128 whose tile's scales and biases fit 16 KB, in rows
-//   of whole 8-byte pieces): the block copies its 16 rows of scales and biases to shared memory first
-//   (cp.async, before the PDL wait, like the weight's first loads), and the lane reads them
-//   there (the pair's 8-byte vectors, or each step's values): each row's scales leave DRAM as
-//   one contiguous run instead of 32-byte pieces over the whole K loop (group 64: 10.69 ->
-//   9.82 us, group 128: 10.2 -> 9.54 us, runs 68-69; routed calls, a few blocks per expert,
-//   and group 32 measured slower).
+// kStaged (plain calls at groups 64 and 128 whose tile's scales and biases fit 16 KB in rows
+//   of whole 8-byte pieces): the block first copies its 16 rows of scales and biases to
+//   shared memory (cp.async, before the PDL wait, like the weight's first loads), and lanes
+//   read them there (the pair's 8-byte vectors, or each step's values): each row's scales
+//   leave DRAM as one contiguous run instead of 32-byte pieces over the whole K loop (group
+//   64: 10.69 -> 9.82 us, group 128: 10.2 -> 9.54 us, runs 68-69; routed calls, a few blocks
+//   per expert, and group 32 measured slower).
 #include "cuda/kernels/mma.cuh"
 #include "cuda/kernels/qmv_i8.cuh"
 #include "cuda/kernels/quant_mlx_qmv.cuh"
@@ -41,9 +41,9 @@ constexpr int64_t qmv_staged_bytes(int64_t groups) {
 
 // CT: x's dtype (only the output is stored in it); ST: the scales' dtype; GS: 32, 64 or 128;
 // kPairs, kStaged: see the top of this file (kStaged: dynamic shared memory of
-// qmv_staged_bytes). p.x is
-// x's image (QmvI8Image), p.x_stride its row stride in 16-byte units. Grid: (units, row tiles
-// of 16). Requires K % 128 == 0 and the packed matrix 16-byte aligned.
+// qmv_staged_bytes). p.x is x's image (QmvI8Image), p.x_stride its row stride in 16-byte
+// units. Grid: (units, row tiles of 16). Requires K % 128 == 0 and the packed matrix 16-byte
+// aligned.
 template <class CT, class ST, int GS, bool kPairs, bool kStaged>
 __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks) qmv_i8_kernel(QmmParams p) {
   using C = QmvI8Config;
@@ -97,7 +97,7 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
     ca[j] = __ldcs(wp);  // evict-first: W is read once (math.cuh, load_once)
     cb[j] = __ldcs(wp + w_b);
     if constexpr (kStaged) {
-      // read from shared memory as the pair is consumed
+      // read from shared memory when consumed
     } else if constexpr (kPairs) {
       if (j == 0) {  // groups 4 P .. 4 P + 3 of pair P: group-aligned 8-byte vectors
         pair_s = __ldg(reinterpret_cast<const uint2*>(sp - (t >> 1)));
