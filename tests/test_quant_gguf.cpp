@@ -217,9 +217,9 @@ TEST_P(QuantGgufTest, MatmulDecodeAlignedRows) {
 }
 
 // One bf16/f16 row by a Q4_K or Q5_K weight (CUDA: the integer mat-vec, x as 15-bit fixed
-// point per 64 values), x with an outlier, a zero group and a tiny group: each output within the fixed
-// point's bound (support.h). K from one superblock (three warps idle) to 18, some warps
-// taking one superblock more than others.
+// point per 64 values), x with an outlier, a zero group and a tiny group: each output within
+// the fixed point's bound (support.h). K from one superblock (three warps idle) to 18, some
+// warps taking one superblock more than others.
 TEST_P(QuantGgufTest, MatvecKQuantFixedPointX) {
   Session& s = session();
   for (DType t : {DType::q4_k, DType::q5_k})

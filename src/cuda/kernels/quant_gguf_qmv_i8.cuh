@@ -25,7 +25,8 @@
 
 namespace mlxn::kernels {
 
-// The scales of one row of a superblock (Q4_K and Q5_K alike) that lane (j = chunk of the step, p = part) uses:
+// The scales of one row of a superblock (Q4_K and Q5_K alike) that lane (j = chunk of the
+// step, p = part) uses:
 // sc[h][cls] for step h's sub-block 4 h + 2 j + cls, m[h] for sub-block 4 h + 2 j + p (as
 // floats, times dmin), and d. Header words: w0 = d | dmin << 16; w1..w3 the 12 scale bytes q:
 // sub-block s < 4: sc = q[s] & 63, m = q[s + 4] & 63; s >= 4: sc = (q[s + 4] & 15) |
@@ -117,7 +118,8 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, KQuantI8Format<kFive>::
   const uint4* xl_p = img + 2 * warp * I::kStepUnits + lo_unit;
   const uint4* xh_p = img + 2 * warp * I::kStepUnits + hi_unit;
   const float2* table = reinterpret_cast<const float2*>(img + I::table_unit(k)) + 4 * 2 * warp + t;
-  constexpr int kXNext = (2 * NW - 1) * I::kStepUnits;  // from step 1 of a superblock to the next one's 0
+  // From step 1 of a superblock to the next one's step 0.
+  constexpr int kXNext = (2 * NW - 1) * I::kStepUnits;
   const int chunk = t >> 1, part = t & 1;
 
   float acc_a = 0.f, acc_b = 0.f;
