@@ -2,13 +2,14 @@
 // The integer tensor-core mat-vec, the parts that do not depend on the weight format: x's
 // fixed-point image and the kernel that writes it, the u8 x s8 product of one 128-value step,
 // and the block's final sum. Its users: the MLX affine 4-bit kernel (quant_mlx_qmv_i8.cuh)
-// and the GGUF Q4_K kernel (quant_gguf_qmv_i8.cuh).
+// and the GGUF Q4_K / Q5_K kernel (quant_gguf_qmv_i8.cuh).
 //
 // Why integers: a bf16 mat-vec spends ~2 instructions per weight and lane on unpacking codes
 // into bf16 pairs and applying scales per pair, and is bound by that issue, not by DRAM. Here
 // a 4-bit code is a u8 A operand of mma.m16n8k32 after one AND (low nibbles: q; high nibbles
-// kept in place: 16 q), four codes per register, and each group's scale and offset are
-// applied once per group to the exact integer product:
+// kept in place: 16 q; a 5-bit code's byte is built from its nibble and fifth bit), four codes
+// per register, and each group's scale and offset are applied once per group to the exact
+// integer product:
 //   sum_k x_k (s q_k + b) = s * sum_k x_k q_k + b * sum_k x_k.
 // x takes the B side as 15-bit fixed point per x group of 64 values (or 32): x ~ s_x (256 h
 // + l) with h, l int8, written once per call by qmv_i8_prepare_x. Relative to the largest |x|

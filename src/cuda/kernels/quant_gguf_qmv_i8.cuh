@@ -17,9 +17,10 @@
 // of x). Q5_K builds both classes' codes as 5-bit bytes from the nibbles and the high bits.
 //
 // Block: 16 rows (a row tile), 4 warps splitting K by superblocks (warp w: w, w + 4, ...); per
-// lane a register ring of the two steps' codes of its rows, their headers and (Q5_K) high
-// bits, each loaded one superblock (two steps) before use. Q4_K: 72 registers or fewer, 7
-// blocks per SM, as the MLX kernel; Q5_K: see KQuantI8Format.
+// lane a register ring of the two steps' codes of its rows and their headers, each loaded a
+// superblock (two steps) before use, and (Q5_K) the high bits, loaded once the current ones
+// have served step 0. Q4_K: 72 registers or fewer, 7 blocks per SM, as the MLX kernel; Q5_K:
+// see KQuantI8Format.
 #include "cuda/kernels/qmv_i8.cuh"
 #include "cuda/kernels/quant_mlx_qmv.cuh"
 
