@@ -11,6 +11,7 @@
 #include "cuda/kernels/quant_gguf.cuh"
 #include "cuda/kernels/quant_gguf_qmv_i8.cuh"
 #include "cuda/kernels/quant_gguf_splitk.cuh"
+#include "cuda/qmv_i8_image.h"
 #include "cuda/quant_gguf.h"
 #include "ops/quant_gguf_args.h"
 
@@ -85,20 +86,15 @@ void launch_splitk(Session& s, const detail::GgufMatmulArgs& a, bool x_vec) {
 template <class T>
 void launch_kquant_i8(Session& s, const detail::GgufMatmulArgs& a) {
   const char* op = a.ids ? "gguf_matmul_id" : "gguf_matmul";
-  constexpr int kPrep = k::QmvI8Config::kPrepareThreads;
-  const int64_t units = k::QmvI8Image::units(a.k), x_rows = a.x.rows, slots = a.tokens * a.top_k;
-  ScratchBuffer image = s.pool().acquire(size_t(x_rows * units) * 16);
-  uint4* img = static_cast<uint4*>(image.data());
-  launch_pdl(s, op, k::qmv_i8_prepare_x<T, k::NibbleOrder::kHalves, 64>,
-             dim3(unsigned((a.k / 8 + kPrep - 1) / kPrep), unsigned(std::min<int64_t>(x_rows, 65535))), dim3(kPrep), 0,
-             static_cast<const T*>(a.x.data), a.x.row_stride, x_rows, int(a.k), img, units);
+  const int64_t slots = a.tokens * a.top_k;
+  const ScratchBuffer image = prepare_x_image<T, k::NibbleOrder::kHalves, 64>(s, op, a.x, a.k);
   k::qmlx::QmmParams p{};
   p.packed = static_cast<const uint32_t*>(a.w);
   p.experts = a.experts;
   p.n = a.n;
   p.k = a.k;
-  p.x = img;
-  p.x_stride = units;
+  p.x = image.data();
+  p.x_stride = k::QmvI8Image::units(a.k);
   p.out = a.out.data;
   p.out_stride = a.out.row_stride;
   p.m = a.tokens;
@@ -120,9 +116,8 @@ void launch_kquant_i8(Session& s, const detail::GgufMatmulArgs& a) {
 // 16-byte vectors, a 16-byte aligned weight, and row tiles within the kernel's 32-bit offsets
 // and the grid's y.
 bool kquant_integer_matvec(const detail::GgufMatmulArgs& a) {
-  const bool x_vec = aligned16(a.x.data) && (a.x.row_stride * int64_t(element_size(a.x.dtype))) % 16 == 0;
-  return (a.w_dtype == DType::q4_k || a.w_dtype == DType::q5_k) && a.tokens == 1 && a.x.dtype != DType::f32 && x_vec &&
-         aligned16(a.w) && a.w_row_bytes < (int64_t(1) << 27) && (a.n + 15) / 16 <= 65535;
+  return (a.w_dtype == DType::q4_k || a.w_dtype == DType::q5_k) && a.tokens == 1 && a.x.dtype != DType::f32 &&
+         vectorizable(a.x, 8) && aligned16(a.w) && a.w_row_bytes < (int64_t(1) << 27) && (a.n + 15) / 16 <= 65535;
 }
 
 void gguf_matvec_kquant_i8(Session& s, const detail::GgufMatmulArgs& a) {

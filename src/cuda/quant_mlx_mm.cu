@@ -14,6 +14,7 @@
 #include "cuda/common/launch.h"
 #include "cuda/kernels/quant_mlx_qmv.cuh"
 #include "cuda/kernels/quant_mlx_qmv_i8.cuh"
+#include "cuda/qmv_i8_image.h"
 #include "mlxn/ops/matmul.h"
 #include "ops/quant_mlx_args.h"
 #include "ops/registry.h"
@@ -74,17 +75,12 @@ bool integer_matvec(const QuantMlxArgs& a, const k::QmmParams& p, bool routed) {
 // launch with PDL, and the mat-vec's weight loads overlap the conversion.
 template <class CT, class ST>
 void run_matvec_i8(Session& s, const QuantMlxArgs& a, k::QmmParams p, int64_t units, const char* op) {
-  constexpr int kPrep = kernels::QmvI8Config::kPrepareThreads;
-  const int64_t rows = a.x.rows, K = a.w.cols, row_units = kernels::QmvI8Image::units(K);
-  ScratchBuffer image = s.pool().acquire(size_t(rows * row_units) * 16);
-  uint4* img = static_cast<uint4*>(image.data());
+  const int64_t K = a.w.cols;
   detail::dispatch_int<32, 64, 128>(a.w.group_size, [&]<int GS>() {
     constexpr int XG = GS == 32 ? 32 : 64;  // an x group lies in one weight group
-    launch_pdl(s, op, kernels::qmv_i8_prepare_x<CT, kernels::NibbleOrder::kPairs, XG>,
-               dim3(unsigned((K / 8 + kPrep - 1) / kPrep), unsigned(std::min(rows, kMaxGridY))), dim3(kPrep), 0,
-               static_cast<const CT*>(a.x.data), a.x.row_stride, rows, int(K), img, row_units);
-    p.x = img;
-    p.x_stride = row_units;
+    const ScratchBuffer image = prepare_x_image<CT, kernels::NibbleOrder::kPairs, XG>(s, op, a.x, K);
+    p.x = image.data();
+    p.x_stride = kernels::QmvI8Image::units(K);
     // Pairs of steps with 8-byte scale vectors where the layout allows; the tile's scales and
     // biases staged in shared memory for plain calls where they fit (quant_mlx_qmv_i8.cuh).
     constexpr bool kCanPair = GS == 64 && sizeof(ST) == 2;
