@@ -2,6 +2,7 @@
 // step, conv prefill) and the CPU comparison of the chunked and recurrent paths.
 // FLA's times for the same shapes come from bench/peers/fla_gdn.py run on the same GPU.
 #include <cmath>
+#include <memory>
 
 #include "harness.h"
 #include "mlxn/ops/gdn.h"
@@ -51,14 +52,18 @@ Workload delta_case(Session& s, const Shape& d, DType dt, Path path, bool state)
   Array g, beta;
   make_gates(s, d, dt, g, beta);
   Array out = Array::empty({d.B, d.T, d.H, d.V}, dt, s.device());
-  Array st = random_device_array(s, {state ? d.B : 1, d.H, d.K, d.V}, DType::f32, 4);  // unused without state
+  // The state is updated in place, as a decode step does; states rotate (l2_rotation) so that
+  // no call finds its state in L2, as in a model, where a layer's state comes back one step later.
+  auto states = std::make_shared<Rotation<Array>>();
+  if (state) {
+    const int copies = l2_rotation(s, 4.0 * double(d.B * d.H * d.K * d.V));
+    for (int i = 0; i < copies; ++i)
+      states->items.push_back(random_device_array(s, {d.B, d.H, d.K, d.V}, DType::f32, 4 + uint64_t(i)));
+  }
   GdnOptions o;
   o.l2_norm_qk = true;  // keys of unit norm, as the model gives them
-  if (state) {
-    o.initial_state = st.tensor();
-    o.final_state = st.tensor();  // decode updates the state in place
-  }
-  auto run = [&s, q, k, v, g, beta, out, st, o, path] {
+  auto run = [&s, q, k, v, g, beta, out, states, o, path]() mutable {
+    if (!states->items.empty()) o.initial_state = o.final_state = states->next().tensor();
     if (path == Path::chunk)
       gdn_chunk(s, q, k, v, g, beta, out, o);
     else

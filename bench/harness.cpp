@@ -95,6 +95,27 @@ bool register_case(Case c) {
   return true;
 }
 
+int l2_rotation(const Session& s, double bytes) {
+  return s.device().is_cuda() ? int(std::max(1.0, std::ceil(192e6 / bytes))) : 1;
+}
+
+std::vector<Array> routed_ids(Session& s, int64_t experts, int64_t tokens, int64_t top_k, double expert_bytes) {
+  const int64_t slots = tokens * top_k;
+  const int64_t rotations =
+      std::clamp<int64_t>(l2_rotation(s, double(slots) * expert_bytes), 1, std::max<int64_t>(1, experts / slots));
+  std::vector<Array> out;
+  std::vector<uint32_t> ids(static_cast<size_t>(slots));
+  for (int64_t r = 0; r < rotations; ++r) {
+    // slot q of routing r: expert r + rotations q (mod experts), distinct over all (r, q)
+    // while rotations x slots <= experts
+    for (int64_t q = 0; q < slots; ++q) ids[size_t(q)] = uint32_t((r + rotations * q) % experts);
+    Array a = Array::empty({tokens, top_k}, DType::u32, s.device());
+    s.upload(a, ids.data(), ids.size() * 4);
+    out.push_back(a);
+  }
+  return out;
+}
+
 Array random_device_array(Session& s, Dims shape, DType dtype, uint64_t seed) {
   Array a = Array::empty(shape, dtype, s.device());
   const int64_t n = a->numel();

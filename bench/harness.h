@@ -45,6 +45,26 @@ int run_benchmarks(const BenchOptions& opts);
 // Random contiguous device data (uniform [-1, 1)); bench inputs are never zeros.
 Array random_device_array(Session& s, Dims shape, DType dtype, uint64_t seed);
 
+// How many copies of an operand of `bytes` a case cycles through so that no call finds it in
+// L2, as in a model, where every other layer's weights stream through L2 between two calls of
+// one layer: at least 192 MB in rotation on a GPU (the H100's and H200's L2 hold 50 MB), one
+// on the CPU.
+int l2_rotation(const Session& s, double bytes);
+
+// Routings of `tokens` x `top_k` slots over `experts` for an expert-routed case ([tokens,
+// top_k] u32 each): as many as l2_rotation asks for `expert_bytes` per selected expert, at
+// most experts / (tokens x top_k), and no expert in two of them, so no call finds its experts
+// in L2. Within one routing the slots take distinct experts while there are enough.
+std::vector<Array> routed_ids(Session& s, int64_t experts, int64_t tokens, int64_t top_k, double expert_bytes);
+
+// The operands a case cycles through, one per call (shared by the case's callable).
+template <class T>
+struct Rotation {
+  std::vector<T> items;
+  size_t calls = 0;
+  const T& next() { return items[calls++ % items.size()]; }
+};
+
 }  // namespace mlxn::bench
 
 #define MLXN_BENCH_CONCAT2(a, b) a##b

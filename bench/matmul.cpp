@@ -41,24 +41,16 @@ Workload gqa_case(Session& s, int64_t hq, int64_t hkv, int64_t m, int64_t n, int
 }
 
 // Routed product: T tokens x top_k experts of E, each expert [N, K]. Decode-sized cases
-// rotate over 8 routings with disjoint experts, so that no call finds its weights in L2.
+// rotate over routings with disjoint experts (routed_ids), so that no call finds its weights in
+// L2.
 Workload matmul_id_case(Session& s, int64_t t, int64_t top_k, int64_t e, int64_t n, int64_t k) {
-  const int64_t rot = t <= 8 ? 8 : 1;
   Array x = random_device_array(s, {t, k}, DType::bf16, 5);
   Array w = random_device_array(s, {e, n, k}, DType::bf16, 6);
-  // pair q of rotation r gets expert 7 (r * pairs + q) mod E: distinct while that stays below E
-  std::vector<uint32_t> ids(static_cast<size_t>(rot * t * top_k));
-  for (size_t q = 0; q < ids.size(); ++q) ids[q] = uint32_t((q * 7) % size_t(e));
-  Array id = Array::empty({rot, t, top_k}, DType::u32, s.device());
-  s.upload(id, ids.data(), ids.size() * 4);
+  auto ids = std::make_shared<Rotation<Array>>(routed_ids(s, e, t, top_k, double(n * k) * 2.0));
   Array out = Array::empty({t, top_k, n}, DType::bf16, s.device());
-  std::vector<bool> used(static_cast<size_t>(e));
-  for (int64_t q = 0; q < t * top_k; ++q) used[ids[size_t(q)]] = true;
-  const double experts_read = double(std::count(used.begin(), used.end(), true));
+  const double experts_read = double(std::min(t * top_k, e));
   const double bytes = (experts_read * double(n * k) + double(t * k) + double(t * top_k * n)) * 2.0;
-  auto next = std::make_shared<int64_t>(0);
-  return {[&s, x, w, id, out, next, rot] { matmul_id(s, x, w, id.tensor().select(0, (*next)++ % rot), out); }, bytes,
-          gemm_flops(t * top_k, n, k)};
+  return {[&s, x, w, ids, out] { matmul_id(s, x, w, ids->next(), out); }, bytes, gemm_flops(t * top_k, n, k)};
 }
 
 #ifdef MLXN_BENCH_DIRECT_LT

@@ -1,6 +1,9 @@
 // GGUF quant benchmarks: the decode mat-vec bars (x [M, 4096] by W [14336, 4096], M = 1 and
-// 8) and the prefill matmul (M = 512..4096).
+// 8) and the prefill matmul (M = 512..4096). Decode-sized calls rotate their weights (or, routed,
+// their experts) through more than L2 holds, so every call streams W from device memory as it
+// would in a model.
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "harness.h"
@@ -33,11 +36,15 @@ Array random_blocks(Session& s, Dims shape, DType t, uint64_t seed) {
 }
 
 Workload matmul_case(Session& s, DType t, int64_t m) {
-  Array w = random_blocks(s, {kN, kK}, t, 7);
+  auto ws = std::make_shared<Rotation<Array>>();
+  ws->items.push_back(random_blocks(s, {kN, kK}, t, 7));
+  const double wb = double(ws->items[0]->nbytes());
+  const int copies = m <= 128 ? l2_rotation(s, wb) : 1;  // prefill reads W many times anyway
+  for (int i = 1; i < copies; ++i) ws->items.push_back(random_blocks(s, {kN, kK}, t, 7 + uint64_t(i)));
   Array x = random_device_array(s, {m, kK}, DType::bf16, 8);
   Array y = Array::empty({m, kN}, DType::bf16, s.device());
-  const double bytes = double(w->nbytes()) + 2.0 * double(m * kK) + 2.0 * double(m * kN);
-  return {[&s, x, w, y] { gguf_matmul(s, x, w, y); }, bytes, 2.0 * double(m) * double(kN) * double(kK)};
+  const double bytes = wb + 2.0 * double(m * kK) + 2.0 * double(m * kN);
+  return {[&s, x, ws, y] { gguf_matmul(s, x, ws->next(), y); }, bytes, 2.0 * double(m) * double(kN) * double(kK)};
 }
 
 #define MLXN_GGUF_MATVEC(type, tname, m, goal)                                      \
@@ -74,12 +81,11 @@ Workload moe_case(Session& s) {
   constexpr int64_t e = 128, n = 768, k = 2048, top_k = 8;
   Array w = random_blocks(s, {e, n, k}, DType::q4_k, 9);
   Array x = random_device_array(s, {1, k}, DType::bf16, 10);
-  std::vector<int32_t> idh{3, 17, 30, 41, 64, 77, 100, 127};
-  Array ids = Array::empty({1, top_k}, DType::i32, s.device());
-  s.upload(ids, idh.data(), idh.size() * 4);
+  const double expert_bytes = double(w->nbytes()) / double(e);
+  auto ids = std::make_shared<Rotation<Array>>(routed_ids(s, e, 1, top_k, expert_bytes));
   Array y = Array::empty({1, top_k, n}, DType::bf16, s.device());
-  const double bytes = double(w->nbytes()) / double(e) * double(top_k) + 2.0 * double(k) + 2.0 * double(top_k * n);
-  return {[&s, x, w, ids, y] { gguf_matmul_id(s, x, w, ids, y); }, bytes, 2.0 * double(top_k * n * k)};
+  const double bytes = expert_bytes * double(top_k) + 2.0 * double(k) + 2.0 * double(top_k * n);
+  return {[&s, x, w, ids, y] { gguf_matmul_id(s, x, w, ids->next(), y); }, bytes, 2.0 * double(top_k * n * k)};
 }
 MLXN_BENCH(Case{"gguf q4_k matmul_id 128x[768,2048] top8 [1,2048]", "quant_gguf", moe_case, 0, 0, true});
 

@@ -28,20 +28,16 @@ double weight_bytes(int64_t n, int64_t k, MlxQuant q) {
   return double(n) * double(k) * q.bits / 8.0 + 2.0 * 2.0 * double(n) * double(k / q.group_size);
 }
 
-// At least 192 MB of weights in rotation (the H100's L2 is 50 MB, the H200's 60 MB).
-int copies_for(double bytes) { return int(std::max(1.0, std::ceil(192e6 / bytes))); }
-
 Workload qmm_case(Session& s, int64_t m, int64_t n, int64_t k, MlxQuant q) {
   const double wb = weight_bytes(n, k, q);
-  const int copies = s.device().is_cuda() && m <= 128 ? copies_for(wb) : 1;
-  auto ws = std::make_shared<std::vector<QWeights>>();
-  for (int i = 0; i < copies; ++i) ws->push_back(make_weights(s, 0, n, k, q, 10 + 3 * uint64_t(i)));
+  const int copies = m <= 128 ? l2_rotation(s, wb) : 1;  // prefill reads W many times anyway
+  auto ws = std::make_shared<Rotation<QWeights>>();
+  for (int i = 0; i < copies; ++i) ws->items.push_back(make_weights(s, 0, n, k, q, 10 + 3 * uint64_t(i)));
   Array x = random_device_array(s, {m, k}, DType::bf16, 1);
   Array out = Array::empty({m, n}, DType::bf16, s.device());
-  auto next = std::make_shared<int>(0);
   Workload w;
-  w.run = [&s, ws, x, out, q, next] {
-    const QWeights& c = (*ws)[size_t((*next)++ % int(ws->size()))];
+  w.run = [&s, ws, x, out, q] {
+    const QWeights& c = ws->next();
     quantized_matmul(s, x, c.packed, c.scales, c.biases, q, out);
   };
   w.bytes = wb + 2.0 * double(m * k) + 2.0 * double(m * n);
@@ -50,18 +46,18 @@ Workload qmm_case(Session& s, int64_t m, int64_t n, int64_t k, MlxQuant q) {
 }
 
 // One MoE decode step's gate (or up) projection: 1 token, top 8 of 128 experts, hidden 2048,
-// expert width 768. Bytes: the 8 selected experts' weights once, x and out.
+// expert width 768. Bytes: the 8 selected experts' weights once, x and out. The routings
+// rotate over disjoint expert sets (routed_ids), so no call finds its experts in L2.
 Workload moe_case(Session& s, int64_t tokens, MlxQuant q) {
   constexpr int64_t E = 128, top_k = 8, hidden = 2048, width = 768;
   QWeights w8 = make_weights(s, E, width, hidden, q, 40);
   Array x = random_device_array(s, {tokens, hidden}, DType::bf16, 41);
-  std::vector<int32_t> ids_host;
-  for (int64_t i = 0; i < tokens * top_k; ++i) ids_host.push_back(int32_t((i * 37 + 11) % E));
-  Array ids = Array::empty({tokens, top_k}, DType::i32, s.device());
-  s.upload(ids, ids_host.data(), ids_host.size() * 4);
+  auto ids = std::make_shared<Rotation<Array>>(routed_ids(s, E, tokens, top_k, weight_bytes(width, hidden, q)));
   Array out = Array::empty({tokens, top_k, width}, DType::bf16, s.device());
   Workload w;
-  w.run = [&s, w8, x, ids, out, q] { quantized_matmul_id(s, x, w8.packed, w8.scales, w8.biases, ids, q, out); };
+  w.run = [&s, w8, x, ids, out, q] {
+    quantized_matmul_id(s, x, w8.packed, w8.scales, w8.biases, ids->next(), q, out);
+  };
   w.bytes = double(tokens * top_k) * weight_bytes(width, hidden, q) + 2.0 * double(tokens * hidden) +
             2.0 * double(tokens * top_k * width);
   w.flops = 2.0 * double(tokens * top_k) * double(width) * double(hidden);
