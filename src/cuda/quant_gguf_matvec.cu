@@ -105,15 +105,8 @@ void launch_kquant_i8(Session& s, const detail::GgufMatmulArgs& a) {
     p.x_per_slot = a.x_per_slot;
     p.slots = slots;
   }
-  // Plain calls stage their tile's headers (routed calls, a few superblocks per block, keep
-  // loading them beside the codes, as the MLX kernel's routed calls keep their scale loads).
-  const int64_t staged = k::kquant_staged_bytes(a.k);
-  const bool stage = !a.ids && staged <= k::QmvI8Config::kMaxStagedBytes;
-  const bool five = a.w_dtype == DType::q5_k;
-  auto kern = five ? (stage ? k::kquant_i8_kernel<T, true, true> : k::kquant_i8_kernel<T, true, false>)
-                   : (stage ? k::kquant_i8_kernel<T, false, true> : k::kquant_i8_kernel<T, false, false>);
-  launch_pdl(s, op, kern, dim3(grid_dim(op, slots), unsigned((a.n + 15) / 16)), dim3(k::QmvI8Config::kThreads),
-             stage ? size_t(staged) : 0, p);
+  auto kern = a.w_dtype == DType::q5_k ? k::kquant_i8_kernel<T, true> : k::kquant_i8_kernel<T, false>;
+  launch_pdl(s, op, kern, dim3(grid_dim(op, slots), unsigned((a.n + 15) / 16)), dim3(k::QmvI8Config::kThreads), 0, p);
 }
 
 }  // namespace

@@ -34,6 +34,9 @@ namespace {
 // written, 33 MB read, ~38 us) + GEMM 75.6 us at 49 rows. They cross near 27 rows.
 constexpr int64_t kMatvecMaxRows = 24;
 constexpr int64_t kMaxGridY = 65535;
+// The integer mat-vec stages a tile's scales and biases in shared memory up to this size
+// (K = 16384 at group size 64): 7 blocks then hold 112 KB of an SM's 228.
+constexpr int64_t kMaxStagedBytes = 16 * 1024;
 
 k::QmmParams params(const QuantMlxArgs& a, bool routed) {
   k::QmmParams p{};
@@ -86,7 +89,7 @@ void run_matvec_i8(Session& s, const QuantMlxArgs& a, k::QmmParams p, int64_t un
     const int64_t staged = k::qmv_staged_bytes<ST>(K / GS);
     // Group 32 staged measured slower (12.18 us against 11.79, run 69): it keeps its 4 loads.
     const bool stage =
-        GS != 32 && !p.ids && staged <= kernels::QmvI8Config::kMaxStagedBytes && (K / GS * int64_t(sizeof(ST))) % 8 == 0 && aligned;
+        GS != 32 && !p.ids && staged <= kMaxStagedBytes && (K / GS * int64_t(sizeof(ST))) % 8 == 0 && aligned;
     auto kern = stage ? k::qmv_i8_kernel<CT, ST, GS, false, true> : k::qmv_i8_kernel<CT, ST, GS, false, false>;
     if constexpr (kCanPair)
       if (pairs) kern = stage ? k::qmv_i8_kernel<CT, ST, GS, true, true> : k::qmv_i8_kernel<CT, ST, GS, true, false>;

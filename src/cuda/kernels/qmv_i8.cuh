@@ -54,9 +54,6 @@ struct QmvI8Config {
   // registers that 7 mat-vec blocks leave of an SM, so it can be resident, waiting, while the
   // kernel before it (often the previous mat-vec) finishes.
   static constexpr int kPrepareThreads = 32, kPrepareRegisters = 32;
-  // Plain calls stage a tile's scales (MLX) or superblock headers (K-quants) in shared memory
-  // up to this size (K = 16384 at either): 7 blocks then hold 112 KB of an SM's 228.
-  static constexpr int64_t kMaxStagedBytes = 16 * 1024;
 };
 
 // Four values of x as fixed point: round(v / s_x) by adding 1.5 * 2^23 (the float's low bits

@@ -17,13 +17,10 @@
 // of x). Q5_K builds both classes' codes as 5-bit bytes from the nibbles and the high bits.
 //
 // Block: 16 rows (a row tile), 4 warps splitting K by superblocks (warp w: w, w + 4, ...); per
-// lane a register ring of the two steps' codes of its rows, loaded a superblock (two steps)
-// before use, and (Q5_K) the high bits, loaded once the current ones have served step 0. The
-// headers: kStaged (plain calls whose tile's headers fit kquant_staged_bytes): the block copies
-// all of its tile's headers to shared memory first (cp.async, before the PDL wait), as the MLX
-// kernel stages its scales, so the K loop's only DRAM stream is the codes; else each lane loads
-// its rows' headers a superblock ahead, next to the codes. Q4_K: 72 registers or fewer, 7
-// blocks per SM, as the MLX kernel; Q5_K: see KQuantI8Format.
+// lane a register ring of the two steps' codes of its rows and their headers, each loaded a
+// superblock (two steps) before use, and (Q5_K) the high bits, loaded once the current ones
+// have served step 0. Q4_K: 72 registers or fewer, 7 blocks per SM, as the MLX kernel; Q5_K:
+// see KQuantI8Format.
 #include "cuda/kernels/qmv_i8.cuh"
 #include "cuda/kernels/quant_mlx_qmv.cuh"
 
@@ -65,16 +62,13 @@ struct KQuantI8Format {
   static constexpr int kMinBlocks = kFive ? 5 : QmvI8Config::kMinBlocks;
 };
 
-// Shared memory of kStaged: the 16-byte headers of a row tile, [16 rows][superblocks].
-constexpr int64_t kquant_staged_bytes(int64_t k) { return 16 * (k / 256) * 16; }
-
 // p (QmmParams, quant_mlx_qmv.cuh, for its routing and rows; scales and biases unused):
 // packed = the weight [experts, n, k] (k % 256 == 0, 16-byte aligned), x = x's image
 // (QmvI8Image, NibbleOrder::kHalves, x groups of 64; x_stride in 16-byte units), one x row per
 // unit: a plain single-row call (m = 1) or one routed slot. Grid: (units, row tiles of 16). A
 // row tile spans fewer than 2^31 16-byte units after its first row (launcher). kFive: Q5_K,
-// else Q4_K. kStaged: dynamic shared memory of kquant_staged_bytes(k).
-template <class CT, bool kFive, bool kStaged>
+// else Q4_K.
+template <class CT, bool kFive>
 __global__ void __launch_bounds__(QmvI8Config::kThreads, KQuantI8Format<kFive>::kMinBlocks)
     kquant_i8_kernel(qmlx::QmmParams p) {
   using F = KQuantI8Format<kFive>;
@@ -94,20 +88,6 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, KQuantI8Format<kFive>::
   const int w_b = int(rb * row_units);
   const int count = sbs > warp ? (sbs - warp + NW - 1) / NW : 0;
 
-  // kStaged: tile row r's headers at headers[r][superblock] (rows past N repeat the last row,
-  // as tile_rows' rows do); row a is tile row g, row b tile row g + rb.
-  extern __shared__ uint4 headers[];
-  if constexpr (kStaged) {
-    const uint4* w0 = reinterpret_cast<const uint4*>(p.packed);
-    for (int i = threadIdx.x; i < 16 * sbs; i += QmvI8Config::kThreads) {
-      const int64_t row = un.expert * n + min(n0 + i / sbs, n - 1);
-      cp_async<16>(headers + i, w0 + row * row_units + int64_t(i % sbs) * F::kUnits);
-    }
-    cp_async_commit();
-  }
-  const uint4* hs_a = headers + g * sbs + warp;
-  const int hs_b = rb * sbs;
-
   // The ring: codes per step of a superblock, the superblock's headers, and (Q5_K) the high
   // bits of the lane's 16 values per sub-block: unit t % 2 of the 32 bytes.
   uint4 ca[2], cb[2], ha, hb, qa, qb;
@@ -126,16 +106,12 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, KQuantI8Format<kFive>::
   if (count > 0) {
     load_codes(0, wp);
     load_codes(1, wp);
-    if constexpr (!kStaged) load_header(wp);
+    load_header(wp);
     if constexpr (kFive) load_high_bits(wp);
   }
   // The weight loads above go out before the wait (qmv_i8_prepare_x says why that is safe).
   pdl_wait();
   pdl_launch_dependents();
-  if constexpr (kStaged) {
-    cp_async_wait<0>();
-    __syncthreads();
-  }
 
   const uint4* img = static_cast<const uint4*>(p.x) + un.x_row * p.x_stride;
   int lo_unit, hi_unit;
@@ -150,12 +126,8 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, KQuantI8Format<kFive>::
   float acc_a = 0.f, acc_b = 0.f;
   for (int i = 0; i < count; ++i) {
     const bool more = i + 1 < count;
-    if constexpr (kStaged) {
-      ha = hs_a[NW * i];
-      hb = hs_a[NW * i + hs_b];
-    }
     const KQuantRowScales sa = kquant_row_scales(ha, chunk, part), sb = kquant_row_scales(hb, chunk, part);
-    if (!kStaged && more) load_header(wp + kStride);
+    if (more) load_header(wp + kStride);
     // Q5_K: the high bits, shifted so that bit 0 of each byte is the step's sub-block 2 chunk
     // (+ 4 at step 1) and bit 1 the next one. Step 1's are taken once step 0 has used the
     // loaded ones, and the next superblock's then load into their registers.
