@@ -84,30 +84,34 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, KQuantI8Format<kFive>::
   int64_t ra;
   int rb;
   if (!qmlx::tile_rows<CT>(p, 1, n0, g, un, ra, rb)) return;
-  const uint4* wp = reinterpret_cast<const uint4*>(p.packed) + ra * row_units + warp * F::kUnits;
-  const int w_b = int(rb * row_units);
+  // Rows a and b at this warp's current superblock: one pointer each, with the lane's code
+  // unit folded in, so the ring's loads are a pointer and an immediate offset (with a row
+  // offset instead, ptxas rebuilt it from n before every load, ~35 instructions a superblock).
+  const uint4* wa = reinterpret_cast<const uint4*>(p.packed) + ra * row_units + warp * F::kUnits + t;
+  const uint4* wb = wa + rb * row_units;
   const int count = sbs > warp ? (sbs - warp + NW - 1) / NW : 0;
 
   // The ring: codes per step of a superblock, the superblock's headers, and (Q5_K) the high
-  // bits of the lane's 16 values per sub-block: unit t % 2 of the 32 bytes.
+  // bits of the lane's 16 values per sub-block: unit t % 2 of the 32 bytes. `ahead`: 0 for
+  // the current superblock, kStride for the next.
   uint4 ca[2], cb[2], ha, hb, qa, qb;
-  auto load_codes = [&](int h, const uint4* sb) {
-    ca[h] = __ldcs(sb + F::kCodes + 4 * h + t);  // evict-first: W is read once (math.cuh, load_once)
-    cb[h] = __ldcs(sb + w_b + F::kCodes + 4 * h + t);
+  auto load_codes = [&](int h, int ahead) {
+    ca[h] = __ldcs(wa + ahead + F::kCodes + 4 * h);  // evict-first: W is read once (math.cuh, load_once)
+    cb[h] = __ldcs(wb + ahead + F::kCodes + 4 * h);
   };
-  auto load_header = [&](const uint4* sb) {
-    ha = __ldcs(sb);
-    hb = __ldcs(sb + w_b);
+  auto load_header = [&](int ahead) {
+    ha = __ldcs(wa + ahead - t);
+    hb = __ldcs(wb + ahead - t);
   };
-  auto load_high_bits = [&](const uint4* sb) {
-    qa = __ldcs(sb + F::kHighBits + (t & 1));
-    qb = __ldcs(sb + w_b + F::kHighBits + (t & 1));
+  auto load_high_bits = [&](int ahead) {
+    qa = __ldcs(wa + ahead + F::kHighBits - (t >> 1));
+    qb = __ldcs(wb + ahead + F::kHighBits - (t >> 1));
   };
   if (count > 0) {
-    load_codes(0, wp);
-    load_codes(1, wp);
-    load_header(wp);
-    if constexpr (kFive) load_high_bits(wp);
+    load_codes(0, 0);
+    load_codes(1, 0);
+    load_header(0);
+    if constexpr (kFive) load_high_bits(0);
   }
   // The weight loads above go out before the wait (qmv_i8_prepare_x says why that is safe).
   pdl_wait();
@@ -127,7 +131,7 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, KQuantI8Format<kFive>::
   for (int i = 0; i < count; ++i) {
     const bool more = i + 1 < count;
     const KQuantRowScales sa = kquant_row_scales(ha, chunk, part), sb = kquant_row_scales(hb, chunk, part);
-    if (more) load_header(wp + kStride);
+    if (more) load_header(kStride);
     // Q5_K: the high bits, shifted so that bit 0 of each byte is the step's sub-block 2 chunk
     // (+ 4 at step 1) and bit 1 the next one. Step 1's are taken once step 0 has used the
     // loaded ones, and the next superblock's then load into their registers.
@@ -160,12 +164,12 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, KQuantI8Format<kFive>::
         if (h == 0) {
           bits_a = shr(bits_a, 4);
           bits_b = shr(bits_b, 4);
-          if (more) load_high_bits(wp + kStride);
+          if (more) load_high_bits(kStride);
         }
       } else {
         step_products<false>(c, ca[h], cb[h], xl, xh);
       }
-      if (more) load_codes(h, wp + kStride);
+      if (more) load_codes(h, kStride);
       // |sc c| < 2^23 per class (32 codes < 32, parts <= 2^7 in magnitude, sc < 64), the sum
       // < 2^24: exact as a float.
       const int hs = kFive ? 0 : 4;  // Q4_K's high class is 16 q
@@ -176,7 +180,8 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, KQuantI8Format<kFive>::
       ma = fmaf(sa.m[h], fx.y, ma);
       mb = fmaf(sb.m[h], fx.y, mb);
     }
-    wp += kStride;
+    wa += kStride;
+    wb += kStride;
     acc_a = fmaf(sa.d, da, acc_a) - ma;
     acc_b = fmaf(sb.d, db, acc_b) - mb;
   }
