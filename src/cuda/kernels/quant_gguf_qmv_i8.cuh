@@ -37,19 +37,35 @@ struct KQuantRowScales {
   float m[2], d;
 };
 
-__device__ __forceinline__ KQuantRowScales kquant_row_scales(const uint4& hd, int j, int p) {
-  KQuantRowScales r;
-  const uint32_t s1 = hd.y >> (16 * j), s2 = hd.z >> (16 * j), s3 = hd.w >> (16 * j);
-  const uint32_t s2p = s2 >> (8 * p), s3p = s3 >> (8 * p);
-  r.sc[0][0] = int(s1 & 63u);
-  r.sc[0][1] = int((s1 >> 8) & 63u);
-  r.sc[1][0] = int((s3 & 15u) | ((s1 >> 2) & 48u));
-  r.sc[1][1] = int(((s3 >> 8) & 15u) | ((s1 >> 10) & 48u));
-  const float2 dd = __half22float2(*reinterpret_cast<const __half2*>(&hd.x));
-  r.d = dd.x;
-  r.m[0] = float(s2p & 63u) * dd.y;
-  r.m[1] = float(((s3p >> 4) & 15u) | ((s2p >> 2) & 48u)) * dd.y;
-  return r;
+// The lane's header bytes of both of its rows: KQuantHeaderBytes{j, p}.sc picks q[2 j],
+// q[2 j + 1] of row a then of row b out of two header words (__byte_perm), .m picks q[2 j + p]
+// of row a and of row b, so each mask and shift below serves both rows.
+struct KQuantHeaderBytes {
+  uint32_t sc, m;
+  __device__ KQuantHeaderBytes(int j, int p)
+      : sc(uint32_t(2 * j) | uint32_t(2 * j + 1) << 4 | uint32_t(2 * j + 4) << 8 | uint32_t(2 * j + 5) << 12),
+        m(uint32_t(2 * j + p) | uint32_t(2 * j + p + 4) << 4) {}
+};
+
+// Rows a and b's scales (KQuantRowScales) from their headers ha, hb.
+__device__ __forceinline__ void kquant_row_scales(const uint4& ha, const uint4& hb, KQuantHeaderBytes sel,
+                                                  KQuantRowScales& ra, KQuantRowScales& rb) {
+  const uint32_t y = __byte_perm(ha.y, hb.y, sel.sc), w = __byte_perm(ha.w, hb.w, sel.sc);
+  const uint32_t s0 = y & 0x3f3f3f3fu;                                  // step 0: q[s] & 63
+  const uint32_t s1 = (w & 0x0f0f0f0fu) | ((y >> 2) & 0x30303030u);     // step 1
+  const uint32_t z = __byte_perm(ha.z, hb.z, sel.m), wm = __byte_perm(ha.w, hb.w, sel.m);
+  const uint32_t m0 = z & 0x3f3fu, m1 = ((wm >> 4) & 0x0f0fu) | ((z >> 2) & 0x3030u);
+  auto byte = [](uint32_t v, int i) { return (v >> (8 * i)) & 0xffu; };
+#pragma unroll
+  for (int c = 0; c < 2; ++c) {
+    ra.sc[0][c] = int(byte(s0, c)), rb.sc[0][c] = int(byte(s0, 2 + c));
+    ra.sc[1][c] = int(byte(s1, c)), rb.sc[1][c] = int(byte(s1, 2 + c));
+  }
+  const float2 da = __half22float2(*reinterpret_cast<const __half2*>(&ha.x));
+  const float2 db = __half22float2(*reinterpret_cast<const __half2*>(&hb.x));
+  ra.d = da.x, rb.d = db.x;
+  ra.m[0] = float(byte(m0, 0)) * da.y, rb.m[0] = float(byte(m0, 1)) * db.y;
+  ra.m[1] = float(byte(m1, 0)) * da.y, rb.m[1] = float(byte(m1, 1)) * db.y;
 }
 
 // The superblock layouts, in 16-byte units: the header, the high bits (Q5_K), the codes.
@@ -104,8 +120,8 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, KQuantI8Format<kFive>::
     hb = __ldcs(wb + ahead - t);
   };
   auto load_high_bits = [&](int ahead) {
-    qa = __ldcs(wa + ahead + F::kHighBits - (t >> 1));
-    qb = __ldcs(wb + ahead + F::kHighBits - (t >> 1));
+    qa = __ldcs(wa + ahead + F::kHighBits + (t & 1) - t);
+    qb = __ldcs(wb + ahead + F::kHighBits + (t & 1) - t);
   };
   if (count > 0) {
     load_codes(0, 0);
@@ -125,12 +141,14 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, KQuantI8Format<kFive>::
   const float2* table = reinterpret_cast<const float2*>(img + I::table_unit(k)) + 4 * 2 * warp + t;
   // From step 1 of a superblock to the next one's step 0.
   constexpr int kXNext = (2 * NW - 1) * I::kStepUnits;
-  const int chunk = t >> 1, part = t & 1;
+  const int chunk = t >> 1;
+  const KQuantHeaderBytes header_bytes(chunk, t & 1);
 
   float acc_a = 0.f, acc_b = 0.f;
   for (int i = 0; i < count; ++i) {
     const bool more = i + 1 < count;
-    const KQuantRowScales sa = kquant_row_scales(ha, chunk, part), sb = kquant_row_scales(hb, chunk, part);
+    KQuantRowScales sa, sb;
+    kquant_row_scales(ha, hb, header_bytes, sa, sb);
     if (more) load_header(kStride);
     // Q5_K: the high bits, shifted so that bit 0 of each byte is the step's sub-block 2 chunk
     // (+ 4 at step 1) and bit 1 the next one. Step 1's are taken once step 0 has used the
