@@ -237,13 +237,22 @@ void launch_matvec(Session& s, const k::MatmulIdParams<T>& p, bool aligned) {
   launch_pdl(s, "matmul_id", kernel, grid, W * 32, 0, p);
 }
 
+// Output rows (over all pairs) up to which a mat-vec is latency, not bandwidth: a router's
+// 128 rows, a shared expert's one-row gate.
+constexpr int64_t kMatvecFewRows = 1024;
+
 // The mat-vec for decode-sized products (few routed rows, or a dense GEMV): two rows per
 // warp (x loaded once per two rows), two 16-byte loads per row and lane in flight, registers
 // capped at 64 so that 32 warps stay resident per SM; the fastest of the shapes compared in
-// bench/NOTES.md.
+// bench/NOTES.md. A few rows in all take one row per warp with eight loads per lane in flight
+// instead: a row of up to 2048 bf16 values is then one DRAM round trip, not four, and the
+// warps that the default's register cap keeps resident would have no rows to take anyway.
 template <class T>
 void matvec(Session& s, const k::MatmulIdParams<T>& p, bool aligned) {
-  launch_matvec<T, 2, 2, 4, 8>(s, p, aligned);
+  if (int64_t(p.pairs) * p.n <= kMatvecFewRows)
+    launch_matvec<T, 1, 8, 4, 1>(s, p, aligned);
+  else
+    launch_matvec<T, 2, 2, 4, 8>(s, p, aligned);
 }
 
 template <class T, int BM>
