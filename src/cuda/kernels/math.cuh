@@ -163,11 +163,12 @@ __device__ __forceinline__ float warp_max(float v) {
 // Maximum over the warp of packed (key, index) words: argmax and top-k with ties broken by
 // the packing.
 __device__ __forceinline__ uint64_t warp_max_u64(uint64_t v) {
-  // The high halves' maximum, then the largest low half among the lanes holding it: two
-  // redux.sync instructions instead of five rounds of 64-bit shuffles and compares.
-  const uint32_t hi = __reduce_max_sync(0xffffffffu, uint32_t(v >> 32));
-  const uint32_t lo = __reduce_max_sync(0xffffffffu, uint32_t(v >> 32) == hi ? uint32_t(v) : 0u);
-  return uint64_t(hi) << 32 | lo;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const uint64_t w = __shfl_xor_sync(0xffffffffu, v, o);
+    v = w > v ? w : v;
+  }
+  return v;
 }
 
 // Sum over the block; every thread gets the result. `scratch` holds >= 32 floats.
