@@ -90,32 +90,25 @@ __global__ void __launch_bounds__(128) route_warp_kernel(RouteParams p) {
     key[j] = e < p.experts ? route_pack(route_key(logit[j], p.bias ? score_of(logit[j]) : 0.f, p.bias, e), e) : 0;
   }
   int my_id[V];
-  float my_logit[V];
 #pragma unroll
-  for (int q = 0; q < V; ++q) my_id[q] = 0, my_logit[q] = 0.f;
+  for (int q = 0; q < V; ++q) my_id[q] = 0;
   for (int r = 0; r < p.top_k; ++r) {
     uint64_t best = key[0];
 #pragma unroll
     for (int j = 1; j < V; ++j) best = key[j] > best ? key[j] : best;
     const int bi = route_unpack_index(warp_max_u64(best));
-    // the winner's logit, from the lane that holds it (no second read of the row)
-    float held = logit[0];
-#pragma unroll
-    for (int j = 1; j < V; ++j)
-      if ((bi >> 5) == j) held = logit[j];
-    const float won = __shfl_sync(0xffffffffu, held, bi & 31);
 #pragma unroll
     for (int j = 0; j < V; ++j)
       if (lane + 32 * j == bi) key[j] = 0;  // the owner retires the winner
 #pragma unroll
     for (int q = 0; q < V; ++q)
-      if (q == (r >> 5) && lane == (r & 31)) my_id[q] = bi, my_logit[q] = won;
+      if (q == (r >> 5) && lane == (r & 31)) my_id[q] = bi;
   }
   float my_w[V];
   float sum = 0.f;
 #pragma unroll
   for (int q = 0; q < V; ++q) {
-    my_w[q] = q * 32 + lane < p.top_k ? score_of(my_logit[q]) : 0.f;
+    my_w[q] = q * 32 + lane < p.top_k ? score_of(to_f32(l[my_id[q]])) : 0.f;
     sum += my_w[q];
   }
   const float norm = p.renormalize ? 1.f / warp_sum(sum) : 1.f;
