@@ -55,9 +55,7 @@ Workload moe_case(Session& s, int64_t tokens, MlxQuant q) {
   auto ids = std::make_shared<Rotation<Array>>(routed_ids(s, E, tokens, top_k, weight_bytes(width, hidden, q)));
   Array out = Array::empty({tokens, top_k, width}, DType::bf16, s.device());
   Workload w;
-  w.run = [&s, w8, x, ids, out, q] {
-    quantized_matmul_id(s, x, w8.packed, w8.scales, w8.biases, ids->next(), q, out);
-  };
+  w.run = [&s, w8, x, ids, out, q] { quantized_matmul_id(s, x, w8.packed, w8.scales, w8.biases, ids->next(), q, out); };
   w.bytes = double(tokens * top_k) * weight_bytes(width, hidden, q) + 2.0 * double(tokens * hidden) +
             2.0 * double(tokens * top_k * width);
   w.flops = 2.0 * double(tokens * top_k) * double(width) * double(hidden);

@@ -42,9 +42,9 @@ TEST_P(MatmulTest, EveryDtypeAndShape) {
   // includes decode-sized products (M <= 4, the mat-vec path on CUDA), vector-aligned or not;
   // a router (1 x 128 x 2048) and 2 x 5 x 4104 take its few-rows form (several rounds of loads
   // per lane, the last one partial)
-  const std::vector<Shape> shapes{{1, 1, 1},      {1, 33, 65},    {3, 100, 64},  {4, 257, 2048}, {31, 32, 33},
-                                  {33, 17, 1025}, {100, 257, 64}, {7, 4099, 16}, {2, 3, 4101},   {1, 128, 2048},
-                                  {2, 5, 4104}};
+  const std::vector<Shape> shapes{{1, 1, 1},    {1, 33, 65},    {3, 100, 64},   {4, 257, 2048},
+                                  {31, 32, 33}, {33, 17, 1025}, {100, 257, 64}, {7, 4099, 16},
+                                  {2, 3, 4101}, {1, 128, 2048}, {2, 5, 4104}};
   for (DType dt : float_dtypes())
     for (const Shape& sh : shapes) {
       SCOPED_TRACE(::testing::Message() << name(dt) << " m=" << sh.m << " n=" << sh.n << " k=" << sh.k);

@@ -51,8 +51,8 @@ struct KQuantHeaderBytes {
 __device__ __forceinline__ void kquant_row_scales(const uint4& ha, const uint4& hb, KQuantHeaderBytes sel,
                                                   KQuantRowScales& ra, KQuantRowScales& rb) {
   const uint32_t y = __byte_perm(ha.y, hb.y, sel.sc), w = __byte_perm(ha.w, hb.w, sel.sc);
-  const uint32_t s0 = y & 0x3f3f3f3fu;                                  // step 0: q[s] & 63
-  const uint32_t s1 = (w & 0x0f0f0f0fu) | ((y >> 2) & 0x30303030u);     // step 1
+  const uint32_t s0 = y & 0x3f3f3f3fu;                               // step 0: q[s] & 63
+  const uint32_t s1 = (w & 0x0f0f0f0fu) | ((y >> 2) & 0x30303030u);  // step 1
   const uint32_t z = __byte_perm(ha.z, hb.z, sel.m), wm = __byte_perm(ha.w, hb.w, sel.m);
   const uint32_t m0 = z & 0x3f3fu, m1 = ((wm >> 4) & 0x0f0fu) | ((z >> 2) & 0x3030u);
   auto byte = [](uint32_t v, int i) { return (v >> (8 * i)) & 0xffu; };
