@@ -233,7 +233,7 @@ void launch_matvec(Session& s, const k::MatmulIdParams<T>& p, bool aligned) {
   auto kernel = aligned ? k::matvec_id_kernel<T, R, U, W, MINB, true> : k::matvec_id_kernel<T, R, U, W, MINB, false>;
   const int64_t row_blocks = (p.n + kRowsPerBlock - 1) / kRowsPerBlock;
   const int64_t slots = std::max<int64_t>(1, resident_blocks(kernel, W * 32) / p.pairs);
-  const dim3 grid(unsigned(p.pairs), unsigned(std::min<int64_t>({row_blocks, slots, 65535})));
+  const dim3 grid(unsigned(p.pairs), unsigned(std::min({row_blocks, slots, kMaxGridY})));
   launch_pdl(s, "matmul_id", kernel, grid, W * 32, 0, p);
 }
 
@@ -362,7 +362,8 @@ void matmul_id_typed(Session& s, const MatmulIdArgs& a) {
   launch_pdl(s, op, k::group_tiles_kernel, 1, 1024, 0, gp.offsets, int(e), bm, static_cast<int*>(tiles_buf.data()));
   // Row tiles: at most one partial tile per expert beyond the full ones.
   const int64_t tile_bound = (pairs + bm - 1) / bm + std::min(e, pairs);
-  if (tile_bound > 65535) throw_error<Unsupported>(op, "cuda: ", pairs, " routed rows need more than 65535 row tiles");
+  if (tile_bound > kMaxGridY)
+    throw_error<Unsupported>(op, "cuda: ", pairs, " routed rows need more than ", kMaxGridY, " row tiles");
   if constexpr (!std::is_same_v<T, float>) {
     if (tensor_cores) {
       if (bm == 32)

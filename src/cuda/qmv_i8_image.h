@@ -19,7 +19,7 @@ ScratchBuffer prepare_x_image(Session& s, const char* op, const detail::RowView&
   ScratchBuffer image = s.pool().acquire(size_t(x.rows * units) * 16);
   launch_pdl(
       s, op, kernels::qmv_i8_prepare_x<CT, O, XG>,
-      dim3(unsigned((k / 8 + C::kPrepareThreads - 1) / C::kPrepareThreads), unsigned(std::min<int64_t>(x.rows, 65535))),
+      dim3(unsigned((k / 8 + C::kPrepareThreads - 1) / C::kPrepareThreads), unsigned(std::min(x.rows, kMaxGridY))),
       dim3(C::kPrepareThreads), 0, static_cast<const CT*>(x.data), x.row_stride, x.rows, int(k),
       static_cast<uint4*>(image.data()), units);
   return image;

@@ -117,7 +117,7 @@ void launch_kquant_i8(Session& s, const detail::GgufMatmulArgs& a) {
 // and the grid's y.
 bool kquant_integer_matvec(const detail::GgufMatmulArgs& a) {
   return (a.w_dtype == DType::q4_k || a.w_dtype == DType::q5_k) && a.tokens == 1 && a.x.dtype != DType::f32 &&
-         vectorizable(a.x, 8) && aligned16(a.w) && a.w_row_bytes < (int64_t(1) << 27) && (a.n + 15) / 16 <= 65535;
+         vectorizable(a.x, 8) && aligned16(a.w) && a.w_row_bytes < (int64_t(1) << 27) && (a.n + 15) / 16 <= kMaxGridY;
 }
 
 void gguf_matvec_kquant_i8(Session& s, const detail::GgufMatmulArgs& a) {

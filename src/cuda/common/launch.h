@@ -33,6 +33,10 @@ inline unsigned grid_dim(const char* op, int64_t blocks) {
 
 inline int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
+// CUDA's limit on a grid's y (and z) extent: kernels stride rows over y past it, launchers
+// refuse shapes whose row tiles would need more.
+inline constexpr int64_t kMaxGridY = 65535;
+
 // Row kernels (one block per row) with at least this many rows are shaped for bandwidth
 // (128 threads, several 16-byte chunks each: more rows resident per SM); fewer rows, a
 // decode-sized call, for the shortest dependency chain (more threads, fewer chunks each).
