@@ -98,6 +98,15 @@ MLXN_BENCH(Case{"qmm 4-bit g64 [8,4096]x[14336,4096]", "quant_mlx",
                   return qmm_case(s, 8, kN, kK, {4, 64});
                 },
                 0});
+// 8 rows at the other group sizes (no bar): 4 passes over the x groups of 32, 2 at 128.
+#define MLXN_QMM_BATCH_GROUP(gs)                                           \
+  MLXN_BENCH(Case{"qmm 4-bit g" #gs " [8,4096]x[14336,4096]", "quant_mlx", \
+                  [](Session& s) {                                         \
+                    return qmm_case(s, 8, kN, kK, {4, gs});                \
+                  },                                                       \
+                  0})
+MLXN_QMM_BATCH_GROUP(32);
+MLXN_QMM_BATCH_GROUP(128);
 // The mat-vec at 16 rows, either side of its limit (24 rows: 3 mat-vec passes against
 // dequantize + GEMM), and 48 rows on the GEMM path.
 #define MLXN_QMM_ROWS(m)                                                   \

@@ -401,34 +401,45 @@ TEST_P(QuantMlxTest, MatvecRingAndLongK) {
       }
 }
 
-// The single-row 4-bit path at every group size (on CUDA x becomes 15-bit fixed point per 64
-// values, 32 at group size 32, and the product runs on the integer tensor cores): both 16-bit
-// x types and every scale type, K of one step to many (warps without steps), N not a multiple
-// of 16, and x rows with an outlier 10^3 times their other values, a group of zeros and one
-// of tiny values.
+// The 4-bit mat-vec of 1..8 rows at every group size (on CUDA x becomes 15-bit fixed point
+// per 64 values, 32 at group size 32, and the product runs on the integer tensor cores: one
+// row, or 2..8 rows as columns of one pass over W): both 16-bit x types and every scale type,
+// K of one step to many (warps without steps), N not a multiple of 16, 1, 3 (a partial pass)
+// and 8 rows, each with an outlier 10^3 times its other values, a group of zeros and one of
+// tiny values.
 // Each output must be within the fixed point's bound (support.h; at group size 32 the fixed
 // point is finer than the bound assumes): an 8-bit x would miss it by ~2^8.
-TEST_P(QuantMlxTest, MatvecSingleRowFixedPointX) {
+TEST_P(QuantMlxTest, MatvecFixedPointX) {
   Session& s = session();
   int combo = 0;
   for (int gs : kGroups)
     for (DType xdt : {DType::bf16, DType::f16})
-      for (auto [n, k] : {std::pair<int64_t, int64_t>{1, 128}, {17, 384}, {40, 4096}}) {
-        const DType sdt = float_dtypes()[size_t(combo++) % 3];
-        const MlxQuant q{4, gs};
-        SCOPED_TRACE(::testing::Message()
-                     << "gs=" << gs << " x " << name(xdt) << " scales " << name(sdt) << " N=" << n << " K=" << k);
-        QMatrix w = random_qmatrix(s, rng(), 1, n, k, q, sdt);
-        std::vector<double> xv = random_array(s, rng(), {1, k}, xdt).values;
-        make_fixed_point_stress_row(xv);
-        Array x = from_values(s, xv, {1, k}, xdt);
-        xv = host_values(s, x.tensor());
-        Array out = poisoned(s, {1, n}, xdt);
-        quantized_matmul(s, x, w.packed, w.scales, w.biases, q, out);
-        ASSERT_TRUE(fixed_point_matvec_close(
-            host_values(s, out), ref_matmul(xv, 1, w, {0}, {0}), xv,
-            [&](int64_t r, int64_t i) { return w.exact(0, r, i); }, xdt));
-      }
+      for (auto [n, k] : {std::pair<int64_t, int64_t>{1, 128}, {17, 384}, {40, 4096}})
+        for (int64_t m_rows : {1, 3, 8}) {
+          const DType sdt = float_dtypes()[size_t(combo++) % 3];
+          const MlxQuant q{4, gs};
+          SCOPED_TRACE(::testing::Message() << "gs=" << gs << " x " << name(xdt) << " scales " << name(sdt)
+                                            << " M=" << m_rows << " N=" << n << " K=" << k);
+          QMatrix w = random_qmatrix(s, rng(), 1, n, k, q, sdt);
+          std::vector<double> xv;
+          for (int64_t r = 0; r < m_rows; ++r) {
+            std::vector<double> row = random_array(s, rng(), {1, k}, xdt).values;
+            make_fixed_point_stress_row(row);
+            xv.insert(xv.end(), row.begin(), row.end());
+          }
+          Array x = from_values(s, xv, {m_rows, k}, xdt);
+          xv = host_values(s, x.tensor());
+          Array out = poisoned(s, {m_rows, n}, xdt);
+          quantized_matmul(s, x, w.packed, w.scales, w.biases, q, out);
+          const std::vector<double> got = host_values(s, out);
+          for (int64_t r = 0; r < m_rows; ++r) {
+            SCOPED_TRACE(::testing::Message() << "row " << r);
+            const std::vector<double> xr(xv.begin() + r * k, xv.begin() + (r + 1) * k);
+            ASSERT_TRUE(fixed_point_matvec_close(
+                std::vector<double>(got.begin() + r * n, got.begin() + (r + 1) * n), ref_matmul(xr, 1, w, {0}, {0}), xr,
+                [&](int64_t row, int64_t i) { return w.exact(0, row, i); }, xdt));
+          }
+        }
 }
 
 // Decode as a model runs it: x written by the kernel just before the matmul (rms_norm, which

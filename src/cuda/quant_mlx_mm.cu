@@ -1,6 +1,7 @@
 // CUDA entry for MLX affine quantized matmuls:
-//   one row of x, or every expert-routed slot, at 4 bits (x bf16/f16): x turned into fixed
-//     point once, then the integer tensor-core mat-vec (quant_mlx_qmv_i8.cuh);
+//   up to 8 rows of x, or every expert-routed slot, at 4 bits (x bf16/f16): x turned into
+//     fixed point once, then the integer tensor-core mat-vec (quant_mlx_qmv_i8.cuh for one
+//     row or slot, quant_mlx_qmv_i8_rows.cuh for 2..8 rows);
 //   up to kMatvecMaxRows rows of x, and the other expert-routed calls: x written once in the
 //     mma's order, then the tensor-core mat-vec (quant_mlx_qmv.cuh; x bf16/f16, packed
 //     matrix 16-byte aligned), else the plain f32 kernel;
@@ -14,6 +15,7 @@
 #include "cuda/common/launch.h"
 #include "cuda/kernels/quant_mlx_qmv.cuh"
 #include "cuda/kernels/quant_mlx_qmv_i8.cuh"
+#include "cuda/kernels/quant_mlx_qmv_i8_rows.cuh"
 #include "cuda/qmv_i8_image.h"
 #include "mlxn/ops/matmul.h"
 #include "ops/quant_mlx_args.h"
@@ -64,10 +66,15 @@ k::QmmParams params(const QuantMlxArgs& a, bool routed) {
   return p;
 }
 
-// The integer mat-vec's domain: one x row per unit (a single-row matmul or any routed call),
-// 4 bits, whole 128-value steps, 16-byte vectors (x bf16/f16: the caller's tensor-core branch).
+// The integer mat-vecs' domain: 4 bits, whole 128-value steps, 16-byte vectors (x bf16/f16:
+// the caller's tensor-core branch), and one x row per unit (a single-row matmul or any routed
+// call), or up to 8 rows of a plain call whose scales and biases load as aligned pairs.
 bool integer_matvec(const QuantMlxArgs& a, const k::QmmParams& p, bool routed) {
-  return a.w.bits == 4 && (routed || a.x.rows == 1) && a.w.cols % 128 == 0 && p.x_vec;
+  if (a.w.bits != 4 || a.w.cols % 128 != 0 || !p.x_vec) return false;
+  if (routed || a.x.rows == 1) return true;
+  const size_t pair = 2 * element_size(a.w.scale_dtype);
+  return a.x.rows <= k::QmvI8RowsConfig::kMaxRows &&
+         (a.w.group_size == 128 || (aligned_to(a.w.scales, pair) && aligned_to(a.w.biases, pair)));
 }
 
 // x's rows into their fixed-point image (pooled scratch), then the mat-vec reading it; both
@@ -80,6 +87,11 @@ void run_matvec_i8(Session& s, const QuantMlxArgs& a, k::QmmParams p, int64_t un
     const ScratchBuffer image = prepare_x_image<CT, kernels::NibbleOrder::kPairs, XG>(s, op, a.x, K);
     p.x = image.data();
     p.x_stride = kernels::QmvI8Image::units(K);
+    if (!p.ids && a.x.rows > 1) {  // every row of x in one pass over W
+      launch_pdl(s, op, k::qmv_i8_rows_kernel<CT, ST, GS>, dim3(1, unsigned((a.w.rows + 15) / 16)),
+                 dim3(k::QmvI8RowsConfig::kThreads), 0, p);
+      return;
+    }
     // Pairs of steps with 8-byte scale vectors where the layout allows; the tile's scales and
     // biases staged in shared memory for plain calls where they fit (quant_mlx_qmv_i8.cuh).
     constexpr bool kCanPair = GS == 64 && sizeof(ST) == 2;
