@@ -1,7 +1,7 @@
 // CUDA entry for MLX affine quantized matmuls:
 //   up to 8 rows of x, or every expert-routed slot, at 4 bits (x bf16/f16): x turned into
 //     fixed point once, then the integer tensor-core mat-vec (quant_mlx_qmv_i8.cuh for one
-//     row or slot, quant_mlx_qmv_i8_rows.cuh for 2..8 rows);
+//     row or slot, quant_mlx_qmv_i8_batch.cuh for 2..8 rows at group size 64 or 128);
 //   up to kMatvecMaxRows rows of x, and the other expert-routed calls: x written once in the
 //     mma's order, then the tensor-core mat-vec (quant_mlx_qmv.cuh; x bf16/f16, packed
 //     matrix 16-byte aligned), else the plain f32 kernel;
@@ -15,7 +15,7 @@
 #include "cuda/common/launch.h"
 #include "cuda/kernels/quant_mlx_qmv.cuh"
 #include "cuda/kernels/quant_mlx_qmv_i8.cuh"
-#include "cuda/kernels/quant_mlx_qmv_i8_rows.cuh"
+#include "cuda/kernels/quant_mlx_qmv_i8_batch.cuh"
 #include "cuda/qmv_i8_image.h"
 #include "mlxn/ops/matmul.h"
 #include "ops/quant_mlx_args.h"
@@ -68,13 +68,33 @@ k::QmmParams params(const QuantMlxArgs& a, bool routed) {
 
 // The integer mat-vecs' domain: 4 bits, whole 128-value steps, 16-byte vectors (x bf16/f16:
 // the caller's tensor-core branch), and one x row per unit (a single-row matmul or any routed
-// call), or up to 8 rows of a plain call whose scales and biases load as aligned pairs.
+// call), or 2..8 rows of a plain call at group size 64 or 128 whose tile's scales and biases
+// the batch kernel can stage in shared memory (quant_mlx_qmv_i8_batch.cuh).
 bool integer_matvec(const QuantMlxArgs& a, const k::QmmParams& p, bool routed) {
   if (a.w.bits != 4 || a.w.cols % 128 != 0 || !p.x_vec) return false;
   if (routed || a.x.rows == 1) return true;
-  const size_t pair = 2 * element_size(a.w.scale_dtype);
-  return a.x.rows <= k::QmvI8RowsConfig::kMaxRows &&
-         (a.w.group_size == 128 || (aligned_to(a.w.scales, pair) && aligned_to(a.w.biases, pair)));
+  const int64_t groups = a.w.cols / a.w.group_size, row_bytes = groups * int64_t(element_size(a.w.scale_dtype));
+  return a.x.rows <= k::QmvI8Batch::kRows && (a.w.group_size == 64 || a.w.group_size == 128) && row_bytes % 4 == 0 &&
+         2 * 16 * row_bytes <= kMaxStagedBytes && aligned_to(a.w.scales, 4) && aligned_to(a.w.biases, 4);
+}
+
+// 2..8 rows: x's rows into the batch image, then the batch mat-vec, both with PDL.
+template <class CT, class ST>
+void run_matvec_i8_batch(Session& s, const QuantMlxArgs& a, k::QmmParams p, const char* op) {
+  using I = k::QmvI8Batch;
+  const int64_t K = a.w.cols;
+  const ScratchBuffer image = s.pool().acquire(size_t(I::units(K)) * 16);
+  launch_pdl(s, op, k::qmv_i8_batch_prepare_x<CT>,
+             dim3(unsigned((K / 8 + I::kPrepareThreads - 1) / I::kPrepareThreads), unsigned(I::kRows)),
+             dim3(I::kPrepareThreads), 0, static_cast<const CT*>(a.x.data), a.x.row_stride, a.x.rows, int(K),
+             static_cast<uint4*>(image.data()));
+  p.x = image.data();
+  auto kern = a.w.group_size == 64 ? k::qmv_i8_batch_kernel<CT, ST, 64> : k::qmv_i8_batch_kernel<CT, ST, 128>;
+  const size_t smem = size_t(k::QmvI8BatchSmem<ST>::bytes(K / a.w.group_size));
+  // Per launch rather than once: the attribute belongs to the current device.
+  if (smem > 48 * 1024)
+    MLXN_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  launch_pdl(s, op, kern, dim3(1, unsigned((a.w.rows + 15) / 16)), dim3(I::kThreads), smem, p);
 }
 
 // x's rows into their fixed-point image (pooled scratch), then the mat-vec reading it; both
@@ -87,11 +107,6 @@ void run_matvec_i8(Session& s, const QuantMlxArgs& a, k::QmmParams p, int64_t un
     const ScratchBuffer image = prepare_x_image<CT, kernels::NibbleOrder::kPairs, XG>(s, op, a.x, K);
     p.x = image.data();
     p.x_stride = kernels::QmvI8Image::units(K);
-    if (!p.ids && a.x.rows > 1) {  // every row of x in one pass over W
-      launch_pdl(s, op, k::qmv_i8_rows_kernel<CT, ST, GS>, dim3(1, unsigned((a.w.rows + 15) / 16)),
-                 dim3(k::QmvI8RowsConfig::kThreads), 0, p);
-      return;
-    }
     // Pairs of steps with 8-byte scale vectors where the layout allows; the tile's scales and
     // biases staged in shared memory for plain calls where they fit (quant_mlx_qmv_i8.cuh).
     constexpr bool kCanPair = GS == 64 && sizeof(ST) == 2;
@@ -135,7 +150,10 @@ void run_matvec(Session& s, const QuantMlxArgs& a, k::QmmParams p, bool routed, 
   auto launch = [&]<class CT>() {
     if constexpr (B == 4) {
       if (integer_matvec(a, p, routed)) {
-        run_matvec_i8<CT, ST>(s, a, p, units, op);
+        if (!routed && a.x.rows > 1)
+          run_matvec_i8_batch<CT, ST>(s, a, p, op);
+        else
+          run_matvec_i8<CT, ST>(s, a, p, units, op);
         return;
       }
     }
