@@ -1,11 +1,12 @@
 #pragma once
-// Host side of the integer mat-vecs' x image (kernels/qmv_i8.cuh), shared by the MLX and the
-// GGUF launchers: x's rows converted into pooled scratch by qmv_i8_prepare_x, launched with
-// PDL (it releases the mat-vec launched next before its own wait).
+// Host side of the integer mat-vecs' x images (kernels/qmv_i8.cuh, qmv_i8_batch.cuh), shared
+// by the MLX and the GGUF launchers: x's rows converted into pooled scratch by a small kernel
+// launched with PDL (it releases the mat-vec launched next before its own wait).
 #include <algorithm>
 
 #include "cuda/common/launch.h"
 #include "cuda/kernels/qmv_i8.cuh"
+#include "cuda/kernels/qmv_i8_batch.cuh"
 #include "mlxn/session.h"
 #include "ops/validate.h"
 
@@ -22,6 +23,19 @@ ScratchBuffer prepare_x_image(Session& s, const char* op, const detail::RowView&
       dim3(unsigned((k / 8 + C::kPrepareThreads - 1) / C::kPrepareThreads), unsigned(std::min(x.rows, kMaxGridY))),
       dim3(C::kPrepareThreads), 0, static_cast<const CT*>(x.data), x.row_stride, x.rows, int(k),
       static_cast<uint4*>(image.data()), units);
+  return image;
+}
+
+// The batch mat-vecs' image of x's 1..8 rows (kernels/qmv_i8_batch.cuh): QmvI8Batch<XG>::units(k)
+// 16-byte units, x groups of 64 (kPairs) or 32 (kHalves).
+template <class CT, kernels::NibbleOrder O>
+ScratchBuffer prepare_batch_image(Session& s, const char* op, const detail::RowView& x, int64_t k) {
+  using I = kernels::QmvI8Batch<O == kernels::NibbleOrder::kPairs ? 64 : 32>;
+  ScratchBuffer image = s.pool().acquire(size_t(I::units(k)) * 16);
+  launch_pdl(s, op, kernels::qmv_i8_batch_prepare_x<CT, O>,
+             dim3(unsigned((k / 8 + I::kPrepareThreads - 1) / I::kPrepareThreads), unsigned(I::kRows)),
+             dim3(I::kPrepareThreads), 0, static_cast<const CT*>(x.data), x.row_stride, x.rows, int(k),
+             static_cast<uint4*>(image.data()));
   return image;
 }
 

@@ -74,27 +74,23 @@ bool integer_matvec(const QuantMlxArgs& a, const k::QmmParams& p, bool routed) {
   if (a.w.bits != 4 || a.w.cols % 128 != 0 || !p.x_vec) return false;
   if (routed || a.x.rows == 1) return true;
   const int64_t groups = a.w.cols / a.w.group_size, row_bytes = groups * int64_t(element_size(a.w.scale_dtype));
-  return a.x.rows <= k::QmvI8Batch::kRows && (a.w.group_size == 64 || a.w.group_size == 128) && row_bytes % 4 == 0 &&
-         2 * 16 * row_bytes <= kMaxStagedBytes && aligned_to(a.w.scales, 4) && aligned_to(a.w.biases, 4);
+  return a.x.rows <= kernels::QmvI8BatchConfig::kRows && (a.w.group_size == 64 || a.w.group_size == 128) &&
+         row_bytes % 4 == 0 && 2 * 16 * row_bytes <= kMaxStagedBytes && aligned_to(a.w.scales, 4) &&
+         aligned_to(a.w.biases, 4);
 }
 
 // 2..8 rows: x's rows into the batch image, then the batch mat-vec, both with PDL.
 template <class CT, class ST>
 void run_matvec_i8_batch(Session& s, const QuantMlxArgs& a, k::QmmParams p, const char* op) {
-  using I = k::QmvI8Batch;
   const int64_t K = a.w.cols;
-  const ScratchBuffer image = s.pool().acquire(size_t(I::units(K)) * 16);
-  launch_pdl(s, op, k::qmv_i8_batch_prepare_x<CT>,
-             dim3(unsigned((K / 8 + I::kPrepareThreads - 1) / I::kPrepareThreads), unsigned(I::kRows)),
-             dim3(I::kPrepareThreads), 0, static_cast<const CT*>(a.x.data), a.x.row_stride, a.x.rows, int(K),
-             static_cast<uint4*>(image.data()));
+  const ScratchBuffer image = prepare_batch_image<CT, kernels::NibbleOrder::kPairs>(s, op, a.x, K);
   p.x = image.data();
   auto kern = a.w.group_size == 64 ? k::qmv_i8_batch_kernel<CT, ST, 64> : k::qmv_i8_batch_kernel<CT, ST, 128>;
   const size_t smem = size_t(k::QmvI8BatchSmem<ST>::bytes(K / a.w.group_size));
   // Per launch rather than once: the attribute belongs to the current device.
   if (smem > 48 * 1024)
     MLXN_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-  launch_pdl(s, op, kern, dim3(1, unsigned((a.w.rows + 15) / 16)), dim3(I::kThreads), smem, p);
+  launch_pdl(s, op, kern, dim3(1, unsigned((a.w.rows + 15) / 16)), dim3(kernels::QmvI8BatchConfig::kThreads), smem, p);
 }
 
 // x's rows into their fixed-point image (pooled scratch), then the mat-vec reading it; both

@@ -1,88 +1,18 @@
 #pragma once
 // MLX affine 4-bit mat-vec on the integer tensor cores for 2..8 rows of x (decode of a small
-// batch), group size 64 or 128: the u8 x s8 products of the single-row kernel (qmv_i8.cuh),
-// with the mma's 8 columns spent on the 8 rows of x.
-//
-// Why its own x image and lane order: in the single-row kernel an mma's k runs over the four
-// lanes of a quad, which hold different x groups, and its columns keep the groups apart. With
-// x rows as columns nothing is left to separate groups, so here every mma is group-pure: per
+// batch), group size 64 or 128, on the batch image (qmv_i8_batch.cuh says why and how): per
 // 128-value step (two x groups of 64, 32 code bytes each) lane t of a quad takes bytes
-// 8t .. 8t + 7 of each group, one 8-byte load per group and row, and the mma for (group,
-// part, class) covers the quad's 32 bytes of that group. Both nibble classes of a byte are
-// one group, so the high nibbles are shifted down and share the low ones' accumulator;
-// each part (h, l) has its own: 8 mma per step for all 8 rows of x.
-//
-// x's image is written in the B operand's order, so that each of a lane's four loads per
-// step is one coalesced 512-byte warp access (the first form of this kernel read the
-// single-row image, 64 bytes apart per lane, and saturated L1: 85% L1 throughput, run 88).
-// Per step s, group G and part p a "fragment" of 32 16-byte units, unit g * 4 + t for B lane
-// (g, t): x row g's part bytes for lane t's values of group G, words (low class: values
-// 16t + {0, 2, 4, 6}, + {8, ..}; high class: the odd ones), the order of b0, b1 of the two
-// mma. Rows past the call's are zeros. After the fragments, per (step, group) and x row a
-// float2 (s_x, sum of x over the group).
+// 8t .. 8t + 7 of each group. Both nibble classes of a byte are one group, so the high
+// nibbles are shifted down and share the low ones' accumulator; each part (h, l) has its
+// own: 8 mma per step for all 8 rows of x.
 //
 // Block: 16 rows of W, 4 warps splitting K in steps, each with its own shared-memory ring of
 // codes, scales and biases (cp.async), so that the bytes in flight do not cost registers.
 // Lane (g, t) ends with rows g and g + 8 by x rows 2t and 2t + 1.
-#include "cuda/kernels/mma.cuh"
-#include "cuda/kernels/qmv_i8.cuh"
+#include "cuda/kernels/qmv_i8_batch.cuh"
 #include "cuda/kernels/quant_mlx_qmv.cuh"
 
 namespace mlxn::kernels::qmlx {
-
-struct QmvI8Batch {
-  static constexpr int kRows = 8;                    // rows of x: the mma's columns
-  static constexpr int kFragUnits = 32;              // one 16-byte unit per lane
-  static constexpr int kStepUnits = 4 * kFragUnits;  // (group, part) fragments per step
-  // 4 warps split a block's K, each streaming its steps through its own ring of
-  // shared-memory stages (cp.async, no registers held for loads in flight).
-  // 72 registers: 7 blocks per SM hold the 896 row tiles of N = 14336 in one wave.
-  static constexpr int kWarps = 4, kThreads = 32 * kWarps, kMinBlocks = 7;
-  static constexpr int kPrepareThreads = 128;
-  static constexpr int64_t table_unit(int64_t k) { return k / 128 * kStepUnits; }
-  // The image in 16-byte units: the fragments, then K / 64 groups x 8 rows of float2.
-  static constexpr int64_t units(int64_t k) { return table_unit(k) + k / 64 * kRows / 2; }
-};
-
-// One thread per 8 values of one x row (grid: (K / 8 / kPrepareThreads, 8 rows)); rows past
-// `rows` write zeros. Releases the mat-vec first, as qmv_i8_prepare_x does (and for the
-// same reason: the mat-vec reads only the weight before its own wait).
-template <class CT>
-__global__ void __launch_bounds__(QmvI8Batch::kPrepareThreads)
-    qmv_i8_batch_prepare_x(const CT* x, int64_t x_stride, int64_t rows, int k, uint4* img) {
-  pdl_launch_dependents();
-  pdl_wait();
-  using I = QmvI8Batch;
-  const int i = int(blockIdx.x) * I::kPrepareThreads + int(threadIdx.x), r = int(blockIdx.y);
-  const bool in = i < k / 8 && r < rows;
-  const uint4 raw = in ? __ldg(reinterpret_cast<const uint4*>(x + r * x_stride) + i) : make_uint4(0, 0, 0, 0);
-  float v[8];
-  unpack_f32<CT>(raw, v);
-  float amax = 0.f, sum = 0.f;
-#pragma unroll
-  for (int j = 0; j < 8; ++j) {
-    amax = fmaxf(amax, fabsf(v[j]));
-    sum += v[j];
-  }
-#pragma unroll
-  for (int o = 1; o < 8; o *= 2) {  // the 8 lanes of one x group of 64 (K % 128 == 0: whole groups)
-    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-    sum += __shfl_xor_sync(0xffffffffu, sum, o);
-  }
-  if (i >= k / 8) return;
-  const float inv = amax > 0.f ? float(QmvI8Image::kFixedMax) / amax : 0.f;
-  const int k0 = 8 * i, s = k0 / 128, grp = (k0 % 128) / 64, o = k0 % 64, t = o / 16, half = (o % 16) / 8;
-  uint32_t h_lo, l_lo, h_hi, l_hi;
-  fixed_point_words({v[0], v[2], v[4], v[6]}, inv, h_lo, l_lo);
-  fixed_point_words({v[1], v[3], v[5], v[7]}, inv, h_hi, l_hi);
-  uint32_t* frag = reinterpret_cast<uint32_t*>(img + int64_t(s) * I::kStepUnits + grp * 2 * I::kFragUnits);
-  uint32_t *h = frag + (r * 4 + t) * 4, *l = h + I::kFragUnits * 4;
-  h[half] = h_lo, h[2 + half] = h_hi;
-  l[half] = l_lo, l[2 + half] = l_hi;
-  if (o == 0)
-    reinterpret_cast<float2*>(img + I::table_unit(k))[(s * 2 + grp) * I::kRows + r] =
-        make_float2(amax / float(QmvI8Image::kFixedMax), sum);
-}
 
 // Shared memory of the batch kernel: per warp a ring of kRing stages, each the step's codes of
 // the tile's 16 rows (64 bytes each at a 96-byte pitch: the 8 rows a warp load reads fall in
@@ -91,7 +21,7 @@ __global__ void __launch_bounds__(QmvI8Batch::kPrepareThreads)
 template <class ST>
 struct QmvI8BatchSmem {
   static constexpr int kPitch = 96, kStage = 16 * kPitch, kRing = 3;
-  static constexpr int kCodes = QmvI8Batch::kWarps * kRing * kStage;
+  static constexpr int kCodes = QmvI8BatchConfig::kWarps * kRing * kStage;
   // A row of scales (whole 4-byte words) and one word of padding.
   static constexpr int pitch_words(int64_t groups) { return int(groups * int64_t(sizeof(ST)) / 4) + 1; }
   static constexpr int64_t scale_bytes(int64_t groups) { return 2 * 16 * 4 * int64_t(pitch_words(groups)); }
@@ -103,8 +33,9 @@ struct QmvI8BatchSmem {
 // QmvI8BatchSmem<ST>::bytes(K / GS). Requires K % 128 == 0, the packed matrix 16-byte aligned
 // and scales and biases 4-byte aligned with rows of whole 4-byte words.
 template <class CT, class ST, int GS>
-__global__ void __launch_bounds__(QmvI8Batch::kThreads, QmvI8Batch::kMinBlocks) qmv_i8_batch_kernel(QmmParams p) {
-  using I = QmvI8Batch;
+__global__ void __launch_bounds__(QmvI8BatchConfig::kThreads, QmvI8BatchConfig::kMinBlocks)
+    qmv_i8_batch_kernel(QmmParams p) {
+  using I = QmvI8Batch<64>;
   using Sm = QmvI8BatchSmem<ST>;
   constexpr int NW = I::kWarps, S = Sm::kRing;
   static_assert(GS == 64 || GS == 128, "x groups of 64 lie in one weight group");
@@ -207,21 +138,7 @@ __global__ void __launch_bounds__(QmvI8Batch::kThreads, QmvI8Batch::kMinBlocks) 
     tp += NW * 2 * I::kRows / 2;
   }
   cp_async_wait<0>();
-  // The NW warps' parts of K.
-#pragma unroll
-  for (int c = 0; c < 4; ++c) red[warp][lane][c] = acc[c];
-  __syncthreads();
-  if (warp == 0) {
-    CT* out = static_cast<CT*>(p.out);
-#pragma unroll
-    for (int c = 0; c < 4; ++c) {
-      const int xr = 2 * t + (c & 1), row = n0 + g + (c >> 1) * 8;
-      float v = 0.f;
-#pragma unroll
-      for (int w = 0; w < NW; ++w) v += red[w][lane][c];
-      if (xr < un.rows && row < N) out[(un.out_row + xr) * p.out_stride + row] = from_f32<CT>(v);
-    }
-  }
+  store_batch_tile<CT>(acc, red, static_cast<CT*>(p.out) + un.out_row * p.out_stride, p.out_stride, n0, N, un.rows);
 }
 
 }  // namespace mlxn::kernels::qmlx
