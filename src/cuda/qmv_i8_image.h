@@ -26,13 +26,13 @@ ScratchBuffer prepare_x_image(Session& s, const char* op, const detail::RowView&
   return image;
 }
 
-// The batch mat-vecs' image of x's 1..8 rows (kernels/qmv_i8_batch.cuh): QmvI8Batch<XG>::units(k)
-// 16-byte units, x groups of 64 (kPairs) or 32 (kHalves).
-template <class CT, kernels::NibbleOrder O>
+// The batch mat-vec's image of x's 1..8 rows (kernels/qmv_i8_batch.cuh): QmvI8Batch::units(k)
+// 16-byte units.
+template <class CT>
 ScratchBuffer prepare_batch_image(Session& s, const char* op, const detail::RowView& x, int64_t k) {
-  using I = kernels::QmvI8Batch<O == kernels::NibbleOrder::kPairs ? 64 : 32>;
+  using I = kernels::QmvI8Batch;
   ScratchBuffer image = s.pool().acquire(size_t(I::units(k)) * 16);
-  launch_pdl(s, op, kernels::qmv_i8_batch_prepare_x<CT, O>,
+  launch_pdl(s, op, kernels::qmv_i8_batch_prepare_x<CT>,
              dim3(unsigned((k / 8 + I::kPrepareThreads - 1) / I::kPrepareThreads), unsigned(I::kRows)),
              dim3(I::kPrepareThreads), 0, static_cast<const CT*>(x.data), x.row_stride, x.rows, int(k),
              static_cast<uint4*>(image.data()));

@@ -1,25 +1,26 @@
 #pragma once
 // The integer tensor-core mat-vec for 2..8 rows of x (decode of a small batch), the parts that
-// do not depend on the weight format: x's batch image, the kernel that writes it, and the
-// block's final sum. Its users: the MLX affine 4-bit kernel (quant_mlx_qmv_i8_batch.cuh) and
-// the GGUF Q4_K kernel (quant_gguf_qmv_i8_batch.cuh).
+// do not depend on the weight's scale layout: x's batch image, the kernel that writes it, and
+// the block's final sum. Its user: the MLX affine 4-bit kernel (quant_mlx_qmv_i8_batch.cuh).
+// (A Q4_K form on the same image, x groups of 32 for its sub-blocks, measured no faster than
+// the split-K mat-vec: bench/NOTES.md, runs 92-94.)
 //
 // The products are the single-row kernel's (qmv_i8.cuh: u8 codes by 15-bit fixed-point x in
 // two int8 parts, each group's scales applied once to the exact integer sums), but the mma's
 // 8 columns are the 8 rows of x. The single-row kernel's columns keep apart the x groups that
 // an mma's k mixes (k runs over the four lanes of a quad); here nothing is left to separate
 // them, so every mma is group-pure: per 128-value step lane t of a quad takes bytes
-// 8t .. 8t + 7 of each 32-byte run of codes, and the mma for (run, part, nibble class) covers
-// the quad's 32 bytes of one run. A run is an x group or two (MLX: one group of 64; K-quants:
-// a 64-value chunk whose low nibbles are one sub-block of 32 and high nibbles the next).
+// 8t .. 8t + 7 of each 32-byte run of codes (an x group of 64), and the mma for (group, part,
+// nibble class) covers the quad's 32 bytes of one group.
 //
 // The batch image is x in the B operand's order, so that each of a lane's loads is one
 // coalesced 512-byte warp access (reading the single-row image, 64 bytes apart per lane,
-// saturated L1: bench/NOTES.md, run 88). Per step s, run G and part p a "fragment" of 32
+// saturated L1: bench/NOTES.md, run 88). Per step s, group G and part p a "fragment" of 32
 // 16-byte units, unit g * 4 + t for B lane (g, t): x row g's part bytes for lane t's values
-// of run G, four words: the low class's b0, b1 and the high class's b0, b1. Rows past the
-// call's are zeros. After the fragments, per (step, x group of the step) and x row a float2
-// (s_x, sum of x over the group).
+// of group G (16t .. 16t + 15, byte j holding values 2j and 2j + 1), four words: the low
+// class's b0, b1 (the even values) and the high class's b0, b1. Rows past the call's are
+// zeros. After the fragments, per (step, group) and x row a float2 (s_x, sum of x over the
+// group).
 #include "cuda/kernels/mma.cuh"
 #include "cuda/kernels/qmv_i8.cuh"
 
@@ -36,27 +37,23 @@ struct QmvI8BatchConfig {
   static constexpr int kPrepareThreads = 128;
 };
 
-// The image's layout for x groups of XG values (64: MLX, whose runs are groups; 32: K-quants,
-// whose nibble classes are sub-blocks of 32).
-template <int XG>
+// The image's layout, x groups of 64.
 struct QmvI8Batch : QmvI8BatchConfig {
-  static constexpr int kGroupsPerStep = 128 / XG;
+  static constexpr int kGroupsPerStep = 2;
   static constexpr int64_t table_unit(int64_t k) { return k / 128 * kStepUnits; }
-  // In 16-byte units: the fragments, then K / XG groups x 8 rows of float2.
-  static constexpr int64_t units(int64_t k) { return table_unit(k) + k / XG * kRows / 2; }
+  // In 16-byte units: the fragments, then K / 64 groups x 8 rows of float2.
+  static constexpr int64_t units(int64_t k) { return table_unit(k) + k / 64 * kRows / 2; }
 };
 
 // One thread per 8 values of one x row (grid: (K / 8 / kPrepareThreads, 8 rows)); rows past
-// `rows` write zeros. O says which values a code byte's nibbles hold (qmv_i8.cuh): kPairs,
-// x groups of 64; kHalves, x groups of 32. Releases the mat-vec first, as qmv_i8_prepare_x
-// does (and for the same reason: the mat-vec reads only the weight before its own wait).
-template <class CT, NibbleOrder O>
+// `rows` write zeros. Releases the mat-vec first, as qmv_i8_prepare_x does (and for the same
+// reason: the mat-vec reads only the weight before its own wait).
+template <class CT>
 __global__ void __launch_bounds__(QmvI8BatchConfig::kPrepareThreads)
     qmv_i8_batch_prepare_x(const CT* x, int64_t x_stride, int64_t rows, int k, uint4* img) {
   pdl_launch_dependents();
   pdl_wait();
-  constexpr int XG = O == NibbleOrder::kPairs ? 64 : 32;
-  using I = QmvI8Batch<XG>;
+  using I = QmvI8Batch;
   const int i = int(blockIdx.x) * I::kPrepareThreads + int(threadIdx.x), r = int(blockIdx.y);
   const bool in = i < k / 8 && r < rows;
   const uint4 raw = in ? __ldg(reinterpret_cast<const uint4*>(x + r * x_stride) + i) : make_uint4(0, 0, 0, 0);
@@ -69,35 +66,23 @@ __global__ void __launch_bounds__(QmvI8BatchConfig::kPrepareThreads)
     sum += v[j];
   }
 #pragma unroll
-  for (int o = 1; o < XG / 8; o *= 2) {  // the lanes of one x group (K % 128 == 0: whole groups)
+  for (int o = 1; o < 8; o *= 2) {  // the 8 lanes of one x group (K % 128 == 0: whole groups)
     amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
     sum += __shfl_xor_sync(0xffffffffu, sum, o);
   }
   if (i >= k / 8) return;
   const float inv = amax > 0.f ? float(QmvI8Image::kFixedMax) / amax : 0.f;
-  const int k0 = 8 * i, s = k0 / 128, run = (k0 % 128) / 64, o = k0 % 64;
-  // The lane t whose bytes hold these values, and the words of its unit they fill.
-  uint32_t h[2], l[2];
-  int t, word[2];
-  if constexpr (O == NibbleOrder::kPairs) {  // values 16t .. 16t + 15: byte j holds 2j, 2j + 1
-    t = o / 16;
-    const int half = (o % 16) / 8;
-    fixed_point_words({v[0], v[2], v[4], v[6]}, inv, h[0], l[0]);  // low class: even values
-    fixed_point_words({v[1], v[3], v[5], v[7]}, inv, h[1], l[1]);
-    word[0] = half, word[1] = 2 + half;
-  } else {  // low nibbles values 0..31 of the run, high nibbles 32..63: lane t has 8t .. 8t + 7
-    t = (o % 32) / 8;
-    const int cls = o / 32;
-    fixed_point_words({v[0], v[1], v[2], v[3]}, inv, h[0], l[0]);
-    fixed_point_words({v[4], v[5], v[6], v[7]}, inv, h[1], l[1]);
-    word[0] = 2 * cls, word[1] = 2 * cls + 1;
-  }
-  uint32_t* hu = reinterpret_cast<uint32_t*>(img + int64_t(s) * I::kStepUnits + (run * 2 * 32 + r * 4 + t));
-  uint32_t* lu = hu + I::kFragUnits * 4;
-#pragma unroll
-  for (int j = 0; j < 2; ++j) hu[word[j]] = h[j], lu[word[j]] = l[j];
-  if (o % XG == 0)
-    reinterpret_cast<float2*>(img + I::table_unit(k))[(s * I::kGroupsPerStep + (k0 % 128) / XG) * I::kRows + r] =
+  // Values 8i .. 8i + 7: lane t's (t = o / 16) half (o % 16) / 8 of group G of step s.
+  const int k0 = 8 * i, s = k0 / 128, grp = (k0 % 128) / 64, o = k0 % 64, t = o / 16, half = (o % 16) / 8;
+  uint32_t h_lo, l_lo, h_hi, l_hi;
+  fixed_point_words({v[0], v[2], v[4], v[6]}, inv, h_lo, l_lo);  // low class: even values
+  fixed_point_words({v[1], v[3], v[5], v[7]}, inv, h_hi, l_hi);
+  uint32_t* h = reinterpret_cast<uint32_t*>(img + int64_t(s) * I::kStepUnits + (grp * 2 * I::kFragUnits + r * 4 + t));
+  uint32_t* l = h + I::kFragUnits * 4;
+  h[half] = h_lo, h[2 + half] = h_hi;
+  l[half] = l_lo, l[2 + half] = l_hi;
+  if (o == 0)
+    reinterpret_cast<float2*>(img + I::table_unit(k))[(s * 2 + grp) * I::kRows + r] =
         make_float2(amax / float(QmvI8Image::kFixedMax), sum);
 }
 
