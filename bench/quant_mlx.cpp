@@ -98,7 +98,8 @@ MLXN_BENCH(Case{"qmm 4-bit g64 [8,4096]x[14336,4096]", "quant_mlx",
                   return qmm_case(s, 8, kN, kK, {4, 64});
                 },
                 0});
-// 8 rows at the other group sizes (no bar): 4 passes over the x groups of 32, 2 at 128.
+// 8 rows at the other group sizes (no bar): group 128 takes the integer batch kernel, group 32
+// the bf16 mat-vec.
 #define MLXN_QMM_BATCH_GROUP(gs)                                           \
   MLXN_BENCH(Case{"qmm 4-bit g" #gs " [8,4096]x[14336,4096]", "quant_mlx", \
                   [](Session& s) {                                         \

@@ -10,7 +10,7 @@
 // 8 columns are the 8 rows of x. The single-row kernel's columns keep apart the x groups that
 // an mma's k mixes (k runs over the four lanes of a quad); here nothing is left to separate
 // them, so every mma is group-pure: per 128-value step lane t of a quad takes bytes
-// 8t .. 8t + 7 of each 32-byte run of codes (an x group of 64), and the mma for (group, part,
+// 8t .. 8t + 7 of each x group of 64 (32 code bytes), and the mma for (group, part,
 // nibble class) covers the quad's 32 bytes of one group.
 //
 // The batch image is x in the B operand's order, so that each of a lane's loads is one
@@ -29,7 +29,7 @@ namespace mlxn::kernels {
 struct QmvI8BatchConfig {
   static constexpr int kRows = 8;                    // rows of x: the mma's columns
   static constexpr int kFragUnits = 32;              // one 16-byte unit per lane
-  static constexpr int kStepUnits = 4 * kFragUnits;  // (run, part) fragments per step
+  static constexpr int kStepUnits = 4 * kFragUnits;  // (group, part) fragments per step
   // 4 warps split a block's K, each streaming its steps through its own ring of shared-memory
   // stages (cp.async, no registers held for loads in flight); 72 registers: 7 blocks per SM
   // hold the 896 row tiles of N = 14336 in one wave on 132 SMs.

@@ -7,8 +7,8 @@
 // own: 8 mma per step for all 8 rows of x.
 //
 // Block: 16 rows of W, 4 warps splitting K in steps, each with its own shared-memory ring of
-// codes, scales and biases (cp.async), so that the bytes in flight do not cost registers.
-// Lane (g, t) ends with rows g and g + 8 by x rows 2t and 2t + 1.
+// codes (cp.async), so that the bytes in flight do not cost registers; the tile's scales and
+// biases are staged once. Lane (g, t) ends with rows g and g + 8 by x rows 2t and 2t + 1.
 #include "cuda/kernels/qmv_i8_batch.cuh"
 #include "cuda/kernels/quant_mlx_qmv.cuh"
 
@@ -53,7 +53,7 @@ __global__ void __launch_bounds__(QmvI8BatchConfig::kThreads, QmvI8BatchConfig::
   // The tile's scales and biases, whole rows in 4-byte pieces (rows past N copy row N - 1),
   // at a pitch of one word more than a row: the 8 rows a warp reads at once in different banks
   // (at the bare pitch, 128 bytes at group size 64, all 8 fell in one bank: 17.1 us against
-  // 11.3 at group size 128, run 90).
+  // 11.3 at group size 128, run 91).
   const int words = groups * int(sizeof(ST)) / 4, pitch = Sm::pitch_words(groups);
   {
     const int pieces = 2 * 16 * words;
