@@ -67,6 +67,24 @@ __device__ __forceinline__ void fixed_point_words(const float (&v)[4], float inv
   h = __byte_perm(__byte_perm(f[0] + 128, f[1] + 128, 0x0051), __byte_perm(f[2] + 128, f[3] + 128, 0x0051), 0x5410);
 }
 
+// The largest |v| of 8 values per lane over AmaxLanes adjacent lanes (a power of two, aligned),
+// and their sum over the first SumLanes of them (SumLanes <= AmaxLanes): an x group's scale and
+// the sum its bias multiplies.
+template <int AmaxLanes, int SumLanes>
+__device__ __forceinline__ void lanes_amax_sum(const float (&v)[8], float& amax, float& sum) {
+  amax = 0.f, sum = 0.f;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    amax = fmaxf(amax, fabsf(v[j]));
+    sum += v[j];
+  }
+#pragma unroll
+  for (int o = 1; o < AmaxLanes; o *= 2) {
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    if (o < SumLanes) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  }
+}
+
 // One row of x into its image: thread i (all K / 8 of them present, whole warps) takes values
 // 8 i .. 8 i + 7; an x group is XG / 8 adjacent lanes.
 template <class CT, NibbleOrder O, int XG>
@@ -75,19 +93,9 @@ __device__ __forceinline__ void prepare_x_row(const CT* xr, int k, int i, uint4*
   constexpr int kSumLanes = O == NibbleOrder::kHalves ? 4 : XG / 8;  // a half, or the group
   const bool in = i < k / 8;
   const uint4 raw = in ? __ldg(reinterpret_cast<const uint4*>(xr) + i) : make_uint4(0, 0, 0, 0);
-  float v[8];
+  float v[8], amax, sum;
   unpack_f32<CT>(raw, v);
-  float amax = 0.f, sum = 0.f;
-#pragma unroll
-  for (int j = 0; j < 8; ++j) {
-    amax = fmaxf(amax, fabsf(v[j]));
-    sum += v[j];
-  }
-#pragma unroll
-  for (int o = 1; o < XG / 8; o *= 2) {  // the lanes of one group (K % 128 == 0: whole groups)
-    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-    if (o < kSumLanes) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-  }
+  lanes_amax_sum<XG / 8, kSumLanes>(v, amax, sum);  // the lanes of one group (K % 128 == 0: whole groups)
   if (!in) return;
   const float inv = amax > 0.f ? float(QmvI8Image::kFixedMax) / amax : 0.f;
   const int k0 = 8 * i, s = k0 / 128, r = k0 % 128;

@@ -57,19 +57,9 @@ __global__ void __launch_bounds__(QmvI8BatchConfig::kPrepareThreads)
   const int i = int(blockIdx.x) * I::kPrepareThreads + int(threadIdx.x), r = int(blockIdx.y);
   const bool in = i < k / 8 && r < rows;
   const uint4 raw = in ? __ldg(reinterpret_cast<const uint4*>(x + r * x_stride) + i) : make_uint4(0, 0, 0, 0);
-  float v[8];
+  float v[8], amax, sum;
   unpack_f32<CT>(raw, v);
-  float amax = 0.f, sum = 0.f;
-#pragma unroll
-  for (int j = 0; j < 8; ++j) {
-    amax = fmaxf(amax, fabsf(v[j]));
-    sum += v[j];
-  }
-#pragma unroll
-  for (int o = 1; o < 8; o *= 2) {  // the 8 lanes of one x group (K % 128 == 0: whole groups)
-    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-    sum += __shfl_xor_sync(0xffffffffu, sum, o);
-  }
+  lanes_amax_sum<8, 8>(v, amax, sum);  // the 8 lanes of one x group (K % 128 == 0: whole groups)
   if (i >= k / 8) return;
   const float inv = amax > 0.f ? float(QmvI8Image::kFixedMax) / amax : 0.f;
   // Values 8i .. 8i + 7: lane t's (t = o / 16) half (o % 16) / 8 of group G of step s.
