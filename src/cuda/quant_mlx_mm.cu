@@ -35,9 +35,9 @@ namespace {
 // mat-vec 25.6 us at 8 rows, 48.0 at 16, 124.8 at 48 (~2.4 us per row); dequantize (117 MB
 // written, 33 MB read, ~38 us) + GEMM 75.6 us at 49 rows. They cross near 27 rows.
 constexpr int64_t kMatvecMaxRows = 24;
-// The integer mat-vecs stage a tile's scales and biases in shared memory up to this size
-// (K = 16384 at group size 64, rows padded): 7 blocks then hold 119 KB of an SM's 228.
-constexpr int64_t kMaxStagedBytes = 17 * 1024;
+// The integer mat-vec stages a tile's scales and biases in shared memory up to this size
+// (K = 16384 at group size 64): 7 blocks then hold 112 KB of an SM's 228.
+constexpr int64_t kMaxStagedBytes = 16 * 1024;
 
 k::QmmParams params(const QuantMlxArgs& a, bool routed) {
   k::QmmParams p{};

@@ -33,17 +33,10 @@
 
 namespace mlxn::kernels::qmlx {
 
-// Shared memory of kStaged: [scales, biases][16 rows][groups], rows 8 bytes longer than the
-// values: the 8 rows a warp reads at once then fall in different banks (at group size 64 a bare
-// 128-byte row put all 8 in one bank; the batch kernel measured what such conflicts cost,
-// bench/NOTES.md run 91).
-template <class ST>
-constexpr int64_t qmv_staged_pitch(int64_t groups) {
-  return groups * int64_t(sizeof(ST)) + 8;
-}
+// Shared memory of kStaged: [scales, biases][16 rows][groups].
 template <class ST>
 constexpr int64_t qmv_staged_bytes(int64_t groups) {
-  return 2 * 16 * qmv_staged_pitch<ST>(groups);
+  return 2 * 16 * groups * int64_t(sizeof(ST));
 }
 
 // CT: x's dtype (only the output is stored in it); ST: the scales' dtype; GS: 32, 64 or 128;
@@ -86,14 +79,13 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
   const int count = kPairs ? (pairs > warp ? (pairs - warp + NW - 1) / NW * 2 : 0)
                            : (steps > warp ? (steps - warp + NW - 1) / NW : 0);
 
-  extern __shared__ __align__(16) uint8_t staged[];     // kStaged: [scales, biases][16 rows][groups]
-  const int pitch = int(qmv_staged_pitch<ST>(groups));  // kStaged: a row's bytes in shared memory
+  extern __shared__ __align__(16) uint8_t staged[];  // kStaged: [scales, biases][16 rows][groups]
   if constexpr (kStaged) {
     const int row_bytes = groups * int(sizeof(ST)), per_row = row_bytes / 8, pieces = 2 * 16 * per_row;
     for (int i = threadIdx.x; i < pieces; i += C::kThreads) {
       const int arr = i / (16 * per_row), r = i / per_row % 16, c = i % per_row;
       const int64_t row = un.expert * N + min(n0 + r, N - 1);
-      cp_async<8>(staged + (arr * 16 + r) * pitch + 8 * c,
+      cp_async<8>(staged + (arr * 16 + r) * row_bytes + 8 * c,
                   static_cast<const uint8_t*>(arr ? p.biases : p.scales) + row * row_bytes + 8 * c);
     }
     cp_async_commit();
@@ -131,14 +123,12 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
   pdl_launch_dependents();
   // kStaged: this lane's pair vectors, row a's scales at [0][g][4 P], row b's and the bias
   // row's at fixed offsets from it (in 8-byte units).
-  const int pu = pitch / 8, pe = pitch / int(sizeof(ST));  // the pitch in 8-byte units, elements
-  const uint2* staged_p = reinterpret_cast<const uint2*>(staged) + g * pu + warp;
-  const int staged_b = rb * pu, staged_bias = 16 * pu + ((t & 1) ? rb * pu : 0);
+  const uint2* staged_p = reinterpret_cast<const uint2*>(staged) + g * groups / 4 + warp;
+  const int staged_b = rb * groups / 4, staged_bias = (16 * groups + ((t & 1) ? rb * groups : 0)) / 4;
   // kStaged, single steps: row a's scale of the lane's group in the current step, the rest at
   // fixed offsets (in elements).
-  const ST* staged_s = reinterpret_cast<const ST*>(staged) + g * pe + g_lane;
-  const int staged_sb = rb * pe;
-  const int staged_bi = 16 * pe + (!kPerChunk && (t & 1) ? rb * pe : 0), staged_bi_b = 16 * pe + rb * pe;
+  const ST* staged_s = reinterpret_cast<const ST*>(staged) + g * groups + g_lane;
+  const int staged_bi = 16 * groups + (!kPerChunk && (t & 1) ? rb * groups : 0), staged_bi_b = 16 * groups + s_b;
   if constexpr (kStaged) {
     cp_async_wait<0>();
     __syncthreads();
@@ -171,7 +161,7 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
         table += 4 * next_step(j);
         if constexpr (kStaged && !kPairs) {
           sa[j] = staged_s[0];
-          sb[j] = staged_s[staged_sb];
+          sb[j] = staged_s[s_b];
           bi[j] = staged_s[staged_bi];
           if constexpr (kPerChunk) bi_b[j] = staged_s[staged_bi_b];
           staged_s += next_step(j) * (128 / GS);
