@@ -64,73 +64,36 @@ Workload moe_case(Session& s, int64_t tokens, MlxQuant q) {
 
 constexpr int64_t kN = 14336, kK = 4096;
 
-MLXN_BENCH(Case{"qmm 4-bit g64 [1,4096]x[14336,4096]", "quant_mlx",
-                [](Session& s) {
-                  return qmm_case(s, 1, kN, kK, {4, 64});
-                },
-                75});
+// Decode-sized cases: BITS-bit, group size GS, M rows of x by W [14336, 4096]; GOAL the % of
+// copy bandwidth its bar asks (0: no bar of its own).
+#define MLXN_QMM(BITS, GS, M, GOAL)                                                     \
+  MLXN_BENCH(Case{"qmm " #BITS "-bit g" #GS " [" #M ",4096]x[14336,4096]", "quant_mlx", \
+                  [](Session& s) {                                                      \
+                    return qmm_case(s, M, kN, kK, {BITS, GS});                          \
+                  },                                                                    \
+                  GOAL})
+MLXN_QMM(4, 64, 1, 75);
 // The other group sizes of the single-row path (no bar).
-#define MLXN_QMM_GROUP(gs)                                                 \
-  MLXN_BENCH(Case{"qmm 4-bit g" #gs " [1,4096]x[14336,4096]", "quant_mlx", \
-                  [](Session& s) {                                         \
-                    return qmm_case(s, 1, kN, kK, {4, gs});                \
-                  },                                                       \
-                  0})
-MLXN_QMM_GROUP(32);
-MLXN_QMM_GROUP(128);
-MLXN_BENCH(Case{"qmm 8-bit g64 [1,4096]x[14336,4096]", "quant_mlx",
-                [](Session& s) {
-                  return qmm_case(s, 1, kN, kK, {8, 64});
-                },
-                70});
-MLXN_BENCH(Case{"qmm 4-bit g64 [2,4096]x[14336,4096]", "quant_mlx",
-                [](Session& s) {
-                  return qmm_case(s, 2, kN, kK, {4, 64});
-                },
-                0});
-MLXN_BENCH(Case{"qmm 4-bit g64 [4,4096]x[14336,4096]", "quant_mlx",
-                [](Session& s) {
-                  return qmm_case(s, 4, kN, kK, {4, 64});
-                },
-                0});
-MLXN_BENCH(Case{"qmm 4-bit g64 [8,4096]x[14336,4096]", "quant_mlx",
-                [](Session& s) {
-                  return qmm_case(s, 8, kN, kK, {4, 64});
-                },
-                0});
+MLXN_QMM(4, 32, 1, 0);
+MLXN_QMM(4, 128, 1, 0);
+MLXN_QMM(8, 64, 1, 70);
+// 2..8 rows: the bar is the growth from 1 row (under 30% at 8), read off these rows.
+MLXN_QMM(4, 64, 2, 0);
+MLXN_QMM(4, 64, 4, 0);
+MLXN_QMM(4, 64, 8, 0);
 // 8 rows at the other group sizes (no bar): group 128 takes the integer batch kernel, group 32
 // the bf16 mat-vec.
-#define MLXN_QMM_BATCH_GROUP(gs)                                           \
-  MLXN_BENCH(Case{"qmm 4-bit g" #gs " [8,4096]x[14336,4096]", "quant_mlx", \
-                  [](Session& s) {                                         \
-                    return qmm_case(s, 8, kN, kK, {4, gs});                \
-                  },                                                       \
-                  0})
-MLXN_QMM_BATCH_GROUP(32);
-MLXN_QMM_BATCH_GROUP(128);
+MLXN_QMM(4, 32, 8, 0);
+MLXN_QMM(4, 128, 8, 0);
 // The mat-vec at 16 rows, either side of its limit (24 rows: 3 mat-vec passes against
 // dequantize + GEMM), and 48 rows on the GEMM path.
-#define MLXN_QMM_ROWS(m)                                                   \
-  MLXN_BENCH(Case{"qmm 4-bit g64 [" #m ",4096]x[14336,4096]", "quant_mlx", \
-                  [](Session& s) {                                         \
-                    return qmm_case(s, m, kN, kK, {4, 64});                \
-                  },                                                       \
-                  0})
-MLXN_QMM_ROWS(16);
-MLXN_QMM_ROWS(24);
-MLXN_QMM_ROWS(25);
-MLXN_QMM_ROWS(48);
-#undef MLXN_QMM_ROWS
-MLXN_BENCH(Case{"qmm 3-bit g64 [1,4096]x[14336,4096]", "quant_mlx",
-                [](Session& s) {
-                  return qmm_case(s, 1, kN, kK, {3, 64});
-                },
-                0});
-MLXN_BENCH(Case{"qmm 6-bit g64 [1,4096]x[14336,4096]", "quant_mlx",
-                [](Session& s) {
-                  return qmm_case(s, 1, kN, kK, {6, 64});
-                },
-                0});
+MLXN_QMM(4, 64, 16, 0);
+MLXN_QMM(4, 64, 24, 0);
+MLXN_QMM(4, 64, 25, 0);
+MLXN_QMM(4, 64, 48, 0);
+MLXN_QMM(3, 64, 1, 0);
+MLXN_QMM(6, 64, 1, 0);
+#undef MLXN_QMM
 MLXN_BENCH(Case{"qmm 4-bit g64 [512,4096]x[14336,4096] (prefill)", "quant_mlx",
                 [](Session& s) {
                   return qmm_case(s, 512, kN, kK, {4, 64});
