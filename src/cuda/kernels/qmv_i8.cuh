@@ -22,6 +22,7 @@
 // (g, t) serves column g for vector t's bytes: its x data when vector t belongs to column g,
 // else the step's zero unit (every lane then steps by the same stride, with no branch).
 #include "cuda/kernels/math.cuh"
+#include "cuda/kernels/mma.cuh"
 
 namespace mlxn::kernels {
 
@@ -83,6 +84,23 @@ __device__ __forceinline__ void lanes_amax_sum(const float (&v)[8], float& amax,
     amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
     if (o < SumLanes) sum += __shfl_xor_sync(0xffffffffu, sum, o);
   }
+}
+
+// A row tile's scales and biases into shared memory, [scales, biases][16 rows] at `pitch`
+// bytes a row, each row's row_bytes copied in PIECE-byte cp.async pieces by the block's
+// THREADS threads (one commit group). Rows are rows first_row + min(n0 + r, n - 1) of the
+// arrays (rows past n copy the last; their outputs are never stored).
+template <int PIECE, int THREADS>
+__device__ __forceinline__ void stage_tile_scales(uint8_t* dst, int pitch, const void* scales, const void* biases,
+                                                  int64_t first_row, int n0, int n, int row_bytes) {
+  const int per_row = row_bytes / PIECE, pieces = 2 * 16 * per_row;
+  for (int i = threadIdx.x; i < pieces; i += THREADS) {
+    const int arr = i / (16 * per_row), r = i / per_row % 16, c = i % per_row;
+    const int64_t row = first_row + min(n0 + r, n - 1);
+    cp_async<PIECE>(dst + (arr * 16 + r) * pitch + PIECE * c,
+                    static_cast<const uint8_t*>(arr ? biases : scales) + row * row_bytes + PIECE * c);
+  }
+  cp_async_commit();
 }
 
 // One row of x into its image: thread i (all K / 8 of them present, whole warps) takes values

@@ -81,14 +81,8 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
 
   extern __shared__ __align__(16) uint8_t staged[];  // kStaged: [scales, biases][16 rows][groups]
   if constexpr (kStaged) {
-    const int row_bytes = groups * int(sizeof(ST)), per_row = row_bytes / 8, pieces = 2 * 16 * per_row;
-    for (int i = threadIdx.x; i < pieces; i += C::kThreads) {
-      const int arr = i / (16 * per_row), r = i / per_row % 16, c = i % per_row;
-      const int64_t row = un.expert * N + min(n0 + r, N - 1);
-      cp_async<8>(staged + (arr * 16 + r) * row_bytes + 8 * c,
-                  static_cast<const uint8_t*>(arr ? p.biases : p.scales) + row * row_bytes + 8 * c);
-    }
-    cp_async_commit();
+    const int row_bytes = groups * int(sizeof(ST));
+    stage_tile_scales<8, C::kThreads>(staged, row_bytes, p.scales, p.biases, un.expert * N, n0, N, row_bytes);
   }
   uint4 ca[S], cb[S];
   ST sa[S], sb[S], bi[S], bi_b[S];  // bi_b: row b's bias (groups of 32 only)

@@ -54,17 +54,9 @@ __global__ void __launch_bounds__(QmvI8BatchConfig::kThreads, QmvI8BatchConfig::
   // at a pitch of one word more than a row: the 8 rows a warp reads at once in different banks
   // (at the bare pitch, 128 bytes at group size 64, all 8 fell in one bank: 17.1 us against
   // 11.3 at group size 128, run 91).
-  const int words = groups * int(sizeof(ST)) / 4, pitch = Sm::pitch_words(groups);
-  {
-    const int pieces = 2 * 16 * words;
-    for (int i = threadIdx.x; i < pieces; i += I::kThreads) {
-      const int arr = i / (16 * words), r = i / words % 16, c = i % words;
-      const int64_t row = min(n0 + r, N - 1);
-      cp_async<4>(smem + Sm::kCodes + 4 * ((arr * 16 + r) * pitch + c),
-                  static_cast<const uint8_t*>(arr ? p.biases : p.scales) + (row * words + c) * 4);
-    }
-    cp_async_commit();
-  }
+  const int pitch = Sm::pitch_words(groups);
+  stage_tile_scales<4, I::kThreads>(smem + Sm::kCodes, 4 * pitch, p.scales, p.biases, 0, n0, N,
+                                    groups * int(sizeof(ST)));
   // The ring's copies: lane (g, t) moves 16-byte unit t of its rows a and b's 64 code bytes;
   // every lane later reads only its own rows' bytes, which its quad copied (so __syncwarp per
   // stage, no block barrier).
