@@ -38,14 +38,16 @@ void dispatch_param(DType dt, F&& f) {
     f.template operator()<T>();
 }
 
-// One wave: each warp's run of tokens is sized so that all warps are resident at once
-// (occupancy x SMs) and stream their tokens side by side, with no partial last wave; runs are
-// whole batches of kConvDepth tokens, at least one (short inputs: one batch per warp). Both
-// the conv and the state kernel after it launch with launch_pdl, so the small state kernel's
-// launch overlaps the conv's last tokens instead of adding a gap (bench case: 44.4 -> 43.8 us).
+// One wave: runs of tokens are sized so that all blocks are resident at once (occupancy x
+// SMs) and stream their tokens side by side, with no partial last wave; runs are whole
+// batches (at least one: short inputs get one batch per run). Rows that allow 16-byte
+// accesses take the bulk-copy kernel (a block per run and 2 KB of channels), the others the
+// register-ring kernel (a warp per run and 512 bytes of channels). Both the conv and the
+// state kernel after it launch with launch_pdl, so the small state kernel's launch overlaps
+// the conv's last tokens instead of adding a gap (bench case: 44.4 -> 43.8 us).
 template <class T>
 void launch_conv(Session& s, const SsmConvArgs& a) {
-  constexpr int NC = kernels::Vec<T>::N, D = k::kConvDepth, kWarps = k::kConvThreads / 32;
+  constexpr int NC = kernels::Vec<T>::N;
   k::ConvParams<T> p{};
   p.x = static_cast<const T*>(a.x.data);
   p.out = static_cast<T*>(a.out.data);
@@ -61,13 +63,28 @@ void launch_conv(Session& s, const SsmConvArgs& a) {
   p.tokens = a.seq.B * a.seq.T;
   p.C = int(a.C);
   p.silu = a.silu;
+  // Runs of whole batches of `batch` tokens over `runs` side by side.
+  auto run_of = [&](int64_t runs, int batch) {
+    return ((p.tokens + std::max<int64_t>(1, runs) - 1) / std::max<int64_t>(1, runs) + batch - 1) / batch * batch;
+  };
   const bool vec = vectorizable(a.x, NC) && vectorizable(a.out, NC);
   if (p.tokens > 0) {
     dispatch_width(a.W, [&]<int W>() {
-      auto kernel = vec ? k::conv_prefill_kernel<T, W, true> : k::conv_prefill_kernel<T, W, false>;
+      if (vec) {
+        auto kernel = k::conv_bulk_kernel<T, W>;
+        // Per launch rather than once: the attribute belongs to the current device.
+        MLXN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, k::kBulkSmem));
+        const int64_t cols = (a.C + k::kBulkRowUnits * NC - 1) / (k::kBulkRowUnits * NC);
+        p.run = run_of(resident_blocks(kernel, k::kBulkThreads, k::kBulkSmem) / cols, k::kBulkRows);
+        launch_pdl(s, "ssm_conv", kernel,
+                   dim3(grid_dim("ssm_conv", cols), grid_dim("ssm_conv", (p.tokens + p.run - 1) / p.run)),
+                   dim3(k::kBulkThreads), k::kBulkSmem, p);
+        return;
+      }
+      constexpr int kWarps = k::kConvThreads / 32;
+      auto kernel = k::conv_prefill_kernel<T, W, false>;
       const int64_t cols = (a.C + 32 * NC - 1) / (32 * NC);  // warps across the channels
-      const int64_t runs = std::max<int64_t>(1, resident_blocks(kernel, k::kConvThreads) * kWarps / cols);
-      p.run = ((p.tokens + runs - 1) / runs + D - 1) / D * D;
+      p.run = run_of(resident_blocks(kernel, k::kConvThreads) * kWarps / cols, k::kConvDepth);
       const int64_t blocks = ((p.tokens + p.run - 1) / p.run + kWarps - 1) / kWarps;
       launch_pdl(s, "ssm_conv", kernel, dim3(grid_dim("ssm_conv", cols), grid_dim("ssm_conv", blocks)),
                  dim3(k::kConvThreads), 0, p);

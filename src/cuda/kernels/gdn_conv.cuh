@@ -1,6 +1,7 @@
 #pragma once
 // Causal depthwise conv + SiLU (prefill, state update, decode step) and the GDN gates.
 // x, out: [tokens, C] rows `stride` elements apart; weight [C, W]; states [N, W - 1, C].
+#include "cuda/kernels/bulk_copy.cuh"
 #include "cuda/kernels/gdn_common.cuh"
 
 namespace mlxn::kernels::gdn {
@@ -51,20 +52,104 @@ __host__ __device__ constexpr int conv_min_blocks(int W) {
   return W <= 4 ? 3 : 2;
 }
 
+// What one thread of either prefill kernel holds for its NC channels from c0 (nc of them in
+// range, 0 for a thread past C): the taps and bias as f32, the inputs of the S = W - 1 rows
+// before the next token (the window, sliding by renaming in unrolled loops), and where the
+// next token's sequence begins and ends.
+template <class T, int W>
+struct ConvLane {
+  static constexpr int NC = Vec<T>::N, S = W - 1;
+  const ConvParams<T>& p;
+  int c0, nc;
+  float w[W][NC], bias[NC];
+  float xw[S][NC];  // xw[k]: input row t - S + k of the next token t (rows before 0: never used)
+  int64_t n = 0, begin = 0, next = 0;
+
+  __device__ ConvLane(const ConvParams<T>& params, int c) : p(params), c0(c), nc(p.C - c < NC ? max(p.C - c, 0) : NC) {
+#pragma unroll
+    for (int j = 0; j < NC; ++j) {
+      const int ch = j < nc ? c0 + j : 0;
+#pragma unroll
+      for (int k = 0; k < W; ++k) w[k][j] = nc ? param_f32(p.weight, p.weight_kind, int64_t(ch) * W + k) : 0.f;
+      bias[j] = p.bias && nc ? param_f32(p.bias, p.bias_kind, ch) : 0.f;
+    }
+  }
+
+  __device__ int64_t seq_end() const { return p.seq.cu ? clamp_tok(p.seq.cu[n + 1], begin, p.tokens) : begin + p.seq.T; }
+  __device__ void start(int64_t t) {
+    n = seq_of(p.seq, t, begin);
+    next = seq_end();
+  }
+  // To the sequence of token t (t at or after the current one's start).
+  __device__ void advance(int64_t t) {
+    while (t >= next && n + 1 < p.seq.N) {  // crossed into the next (non-empty) sequence
+      ++n;
+      begin = next;
+      next = seq_end();
+    }
+  }
+  // A batch of `rows` tokens from t whose windows all lie inside one sequence.
+  __device__ bool inside(int64_t t, int rows) const { return t - S >= begin && t + rows <= next; }
+
+  // Token tt's pre-activation (input row cur) into acc, then the window slides. kSeqChecks:
+  // taps before the sequence's first token come from the initial state (or are zero).
+  template <bool kSeqChecks>
+  __device__ void sum_taps(int64_t tt, const float (&cur)[NC], float (&acc)[NC]) {
+#pragma unroll
+    for (int j = 0; j < NC; ++j) acc[j] = bias[j];
+#pragma unroll
+    for (int k = 0; k < S; ++k) {
+      const int64_t from = tt - S + k;
+      if (!kSeqChecks || from >= begin) {
+#pragma unroll
+        for (int j = 0; j < NC; ++j) acc[j] += w[k][j] * xw[k][j];
+      } else if (p.state_in) {
+        // before the sequence: the state row S - (begin - from)
+        const T* st = p.state_in + (n * S + S - (begin - from)) * p.C + c0;
+#pragma unroll
+        for (int j = 0; j < NC; ++j)
+          if (j < nc) acc[j] += w[k][j] * to_f32(st[j]);
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < NC; ++j) acc[j] += w[S][j] * cur[j];
+    slide(cur);
+  }
+  static __device__ void silu_all(float (&acc)[NC]) {
+#pragma unroll
+    for (int j = 0; j < NC; ++j) acc[j] = silu_f(acc[j]);
+  }
+  // Token tt's output into dst (its nc channels), the activation a runtime choice.
+  template <bool kVec, bool kSeqChecks>
+  __device__ void token(int64_t tt, const float (&cur)[NC], T* dst) {
+    float acc[NC];
+    sum_taps<kSeqChecks>(tt, cur, acc);
+    if (p.silu) silu_all(acc);  // one uniform branch per token, not one per channel
+    store_chunk<kVec>(dst, 0, nc, acc);
+  }
+  __device__ void slide(const float (&cur)[NC]) {
+#pragma unroll
+    for (int k = 0; k + 1 < S; ++k)
+#pragma unroll
+      for (int j = 0; j < NC; ++j) xw[k][j] = xw[k + 1][j];
+#pragma unroll
+    for (int j = 0; j < NC; ++j) xw[S - 1][j] = cur[j];
+  }
+};
+
 // Thread = one 16-byte vector of channels (NC = 8 bf16/f16, 4 f32) x a run of p.run tokens
 // (a multiple of kConvDepth); a warp covers 32 consecutive vectors, so each of its loads and
-// stores moves 512 contiguous bytes of one token row. Everything stays in registers: the
-// weights and bias as f32, the inputs of the S = W - 1 previous rows as f32 (the window slides
-// by renaming in the unrolled batch of D tokens), and D raw rows in flight: the register of
-// the row a token consumes is refilled with the row D ahead, so a thread waits only on its
-// oldest load while the other D - 1 stay outstanding (a software pipeline in registers: no
-// shared memory, no cp.async, no barrier). Rows are plain loads (load_once): the S halo rows
-// before the run are read again by the previous run, and an evict-first hint would only slow
-// the stores beside it.
-// A batch of kConvDepth tokens whose window lies inside one sequence skips the sequence
-// checks; the others step into each next sequence and read taps before its start from the
-// initial state (or zero). kVec is false for rows that do not allow 16-byte accesses (odd
-// strides, C not a multiple of NC): the same pipeline with scalar loads and stores.
+// stores moves 512 contiguous bytes of one token row. Everything stays in registers: D raw
+// rows in flight, the register of the row a token consumes refilled with the row D ahead, so
+// a thread waits only on its oldest load while the other D - 1 stay outstanding (a software
+// pipeline in registers: no shared memory, no barrier). Rows are plain loads (load_once):
+// the S halo rows before the run are read again by the previous run, and an evict-first hint
+// would only slow the stores beside it. The rows that allow 16-byte accesses take
+// conv_bulk_kernel; this kernel serves them too (kVec) but runs for the others: odd strides
+// or C not a multiple of NC, the same pipeline with scalar loads and stores.
+// A batch of D tokens whose window lies inside one sequence skips the sequence checks; the
+// others step into each next sequence and read taps before its start from the initial state
+// (or zero).
 template <class T, int W, bool kVec>
 __global__ void __launch_bounds__(kConvThreads, conv_min_blocks<T>(W)) conv_prefill_kernel(ConvParams<T> p) {
   // The scalar path holds each 16-bit element of a row in flight in a register of its own:
@@ -102,30 +187,10 @@ __global__ void __launch_bounds__(kConvThreads, conv_min_blocks<T>(W)) conv_pref
   const T* src = xc + (t0 + D) * p.x_stride;  // the next row to load
   T* dst = p.out + t0 * p.out_stride + c0;    // the next row to store
 
-  float w[W][NC], bias[NC];
+  ConvLane<T, W> cl(p, c0);
 #pragma unroll
-  for (int j = 0; j < NC; ++j) {
-    const int c = c0 + (j < nc ? j : 0);
-#pragma unroll
-    for (int k = 0; k < W; ++k) w[k][j] = param_f32(p.weight, p.weight_kind, int64_t(c) * W + k);
-    bias[j] = p.bias ? param_f32(p.bias, p.bias_kind, c) : 0.f;
-  }
-
-  float xw[S][NC];  // xw[k]: input row t - S + k of the next token t (rows before 0: never used)
-#pragma unroll
-  for (int k = 0; k < S; ++k) unpack_f32<T>(halo[k], xw[k]);
-
-  int64_t begin = 0;
-  int64_t n = seq_of(p.seq, t0, begin);
-  auto seq_end = [&] { return p.seq.cu ? clamp_tok(p.seq.cu[n + 1], begin, p.tokens) : begin + p.seq.T; };
-  int64_t next = seq_end();
-  auto advance = [&](int64_t t) {
-    while (t >= next && n + 1 < p.seq.N) {  // crossed into the next (non-empty) sequence
-      ++n;
-      begin = next;
-      next = seq_end();
-    }
-  };
+  for (int k = 0; k < S; ++k) unpack_f32<T>(halo[k], cl.xw[k]);
+  cl.start(t0);
 
   // Tokens t .. t + D - 1 (those before t_end).
   auto batch = [&]<bool kSeqChecks>(int64_t t) {
@@ -139,49 +204,158 @@ __global__ void __launch_bounds__(kConvThreads, conv_min_blocks<T>(W)) conv_pref
       if (i < ahead) q[i] = load(src);  // row tt + D: D rows stay in flight
       src += p.x_stride;
       if (!kSeqChecks || tt < t_end) {
-        if constexpr (kSeqChecks) advance(tt);
-        float acc[NC];
-#pragma unroll
-        for (int j = 0; j < NC; ++j) acc[j] = bias[j];
-#pragma unroll
-        for (int k = 0; k < S; ++k) {
-          const int64_t from = tt - S + k;
-          if (!kSeqChecks || from >= begin) {
-#pragma unroll
-            for (int j = 0; j < NC; ++j) acc[j] += w[k][j] * xw[k][j];
-          } else if (p.state_in) {
-            // before the sequence: the state row S - (begin - from)
-            const T* st = p.state_in + (n * S + S - (begin - from)) * p.C + c0;
-#pragma unroll
-            for (int j = 0; j < NC; ++j)
-              if (j < nc) acc[j] += w[k][j] * to_f32(st[j]);
-          }
-        }
-#pragma unroll
-        for (int j = 0; j < NC; ++j) acc[j] += w[S][j] * cur[j];
-        if (p.silu) {  // one uniform branch per token, not one per channel
-#pragma unroll
-          for (int j = 0; j < NC; ++j) acc[j] = silu_f(acc[j]);
-        }
-        store_chunk<kVec>(dst, 0, nc, acc);
+        if constexpr (kSeqChecks) cl.advance(tt);
+        cl.template token<kVec, kSeqChecks>(tt, cur, dst);
       }
       dst += p.out_stride;
-#pragma unroll
-      for (int k = 0; k + 1 < S; ++k)
-#pragma unroll
-        for (int j = 0; j < NC; ++j) xw[k][j] = xw[k + 1][j];
-#pragma unroll
-      for (int j = 0; j < NC; ++j) xw[S - 1][j] = cur[j];
     }
   };
   for (int64_t t = t0; t < t_end; t += D) {
-    advance(t);
+    cl.advance(t);
     // t + D <= next <= tokens, and runs are whole batches: every token of it is before t_end
-    if (t - S >= begin && t + D <= next)
+    if (cl.inside(t, D))
       batch.template operator()<false>(t);
     else
       batch.template operator()<true>(t);
   }
+}
+
+// The bulk-copy prefill (16-byte accessible rows). Block = kBulkWarps compute warps + one
+// producer warp, over kBulkWarps x 32 x NC channels (2 KB of every row) and a run of p.run
+// tokens (a multiple of kBulkRows). The rows t0 - S .. t_end - 1 stream through a ring of
+// kBulkStages stages of kBulkRows rows, both ways on the copy engine: the producer loads a
+// stage's rows (one cp.async.bulk per row, counted on the stage's full barrier); each compute
+// lane reads its 16 bytes of a row and writes the token's output over them (no one else
+// reads them); once every compute warp has released the stage, the producer stores its
+// output rows (bulk copies to global) and refills it. The compute warps make no global
+// access at all: with loads and stores on the copy engine, their issue is all arithmetic
+// (bench/NOTES.md, runs 32-38 and 100-).
+// Row j of the stream (token t0 - S + j) is row j % R of stage j / R. A batch of R tokens
+// from t0 + b R reads stream rows S + b R .. S + b R + R - 1: tokens i < R - S from stage b,
+// the rest from stage b + 1, a boundary known at compile time in the unrolled batch. There
+// the warp releases stage b: every row of it has been read and holds its output (rows < S
+// were written in batch b - 1).
+inline constexpr int kBulkWarps = 4, kBulkThreads = 32 * (kBulkWarps + 1);
+inline constexpr int kBulkRows = 8, kBulkStages = 4;
+inline constexpr int kBulkRowUnits = 32 * kBulkWarps;  // 16-byte vectors per row of a block
+inline constexpr int kBulkSmem = kBulkStages * kBulkRows * kBulkRowUnits * 16;
+// Blocks per SM: the ring allows 3; the register bound (128 at 3 blocks) holds the taps,
+// bias and window of 4 f32 channels at every width, of 8 16-bit channels up to W = 4 (W = 7, 8
+// spill at 2 blocks).
+template <class T>
+__host__ __device__ constexpr int conv_bulk_min_blocks(int W) {
+  return sizeof(T) == 4 || W <= 4 ? 3 : W <= 6 ? 2 : 1;
+}
+
+template <class T, int W>
+__global__ void __launch_bounds__(kBulkThreads, conv_bulk_min_blocks<T>(W)) conv_bulk_kernel(ConvParams<T> p) {
+  constexpr int NC = Vec<T>::N, S = W - 1, R = kBulkRows, K = kBulkStages;
+  static_assert(S < R, "a batch's window crosses at most one stage boundary");
+  extern __shared__ uint4 ring[];  // [K][R][kBulkRowUnits]
+  __shared__ uint64_t full[K], empty[K];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int slab = int(blockIdx.x) * kBulkRowUnits * NC;  // the block's first channel
+  const int64_t t0 = int64_t(blockIdx.y) * p.run, t_end = min(t0 + p.run, p.tokens);
+  const int stages = int((t_end - t0 + S + R - 1) / R);
+  if (threadIdx.x == 0) {
+    for (int k = 0; k < K; ++k) {
+      mbar_init(&full[k], 1);
+      mbar_init(&empty[k], kBulkWarps);
+    }
+  }
+  __syncthreads();
+  pdl_wait();  // launched with launch_pdl: the previous kernel's writes first
+  pdl_launch_dependents();
+
+  if (warp == kBulkWarps) {  // the producer: lane r moves row r of each stage
+    const uint32_t row_bytes = uint32_t(min(kBulkRowUnits * NC, p.C - slab)) * sizeof(T);
+    auto slot_row = [&](int s) { return ring + ((s % K) * R + lane) * kBulkRowUnits; };
+    // Stage s's output rows (tokens t0 .. t_end - 1 of it) to out, once all warps released it.
+    auto store = [&](int s) {
+      mbar_wait(&empty[s % K], (s / K) & 1);
+      const int64_t tok = t0 - S + int64_t(s) * R + lane;
+      if (lane < R && tok >= t0 && tok < t_end) bulk_copy_s2g(p.out + tok * p.out_stride + slab, slot_row(s), row_bytes);
+      bulk_commit();
+    };
+    for (int s = 0; s < stages; ++s) {
+      if (s >= K) {
+        store(s - K);
+        bulk_wait<0, true>();  // the stores have read the slot before the loads overwrite it
+      }
+      const int64_t first = t0 - S + int64_t(s) * R;  // token of the stage's row 0
+      const int64_t lo = max(first, int64_t(0)), hi = min(first + R, t_end);
+      if (lane == 0) mbar_arrive_expect(&full[s % K], uint32_t(hi - lo) * row_bytes);
+      __syncwarp();
+      const int64_t tok = first + lane;
+      if (lane < R && tok >= lo && tok < hi)
+        bulk_copy_g2s(slot_row(s), p.x + tok * p.x_stride + slab, row_bytes, &full[s % K]);
+    }
+    for (int s = max(stages - K, 0); s < stages; ++s) store(s);
+    bulk_wait<0, false>();
+    return;
+  }
+
+  const int unit = warp * 32 + lane;
+  ConvLane<T, W> cl(p, slab + unit * NC);
+  uint4* mine = ring + unit;  // + (slot R + row) kBulkRowUnits
+  auto at = [&](int s, int r) { return mine + ((s % K) * R + r) * kBulkRowUnits; };
+  auto release = [&](int s) {
+    fence_shared_for_bulk();  // this lane's outputs, before the producer's bulk stores read them
+    __syncwarp();
+    if (lane == 0) mbar_arrive(&empty[s % K]);
+  };
+
+  mbar_wait(&full[0], 0);
+#pragma unroll
+  for (int k = 0; k < S; ++k) unpack_f32<T>(*at(0, k), cl.xw[k]);
+  cl.start(t0);
+
+  // Tokens t0 + b R .. + R - 1 (those before t_end). The batches inside one sequence, where
+  // all the warp's channels are in range, have no branch per token (the activation is a
+  // template choice, the store unconditional), so their 8 tokens schedule as one block.
+  auto batch = [&]<bool kSeqChecks, bool kSilu>(int b) {
+    const int64_t t = t0 + int64_t(b) * R;
+#pragma unroll
+    for (int i = 0; i < R; ++i) {
+      if (i == R - S) {  // stage b is done with: release it, then wait for b + 1
+        release(b);
+        if (b + 1 < stages) mbar_wait(&full[(b + 1) % K], ((b + 1) / K) & 1);
+      }
+      const int64_t tt = t + i;
+      uint4* rw = at(i < R - S ? b : b + 1, (S + i) % R);
+      float cur[NC];
+      unpack_f32<T>(*rw, cur);
+      T* out = reinterpret_cast<T*>(rw);
+      if constexpr (kSeqChecks) {
+        if (tt < t_end) {
+          cl.advance(tt);
+          cl.template token<true, true>(tt, cur, out);
+        }
+      } else {
+        float acc[NC];
+        cl.template sum_taps<false>(tt, cur, acc);
+        if constexpr (kSilu) cl.silu_all(acc);
+        Vec<T> v;
+#pragma unroll
+        for (int j = 0; j < NC; ++j) v.v[j] = from_f32<T>(acc[j]);
+        store_vec(out, v);
+      }
+    }
+  };
+  const bool warp_in_range = slab + (warp + 1) * 32 * NC <= p.C;
+  int b = 0;
+  for (; t0 + int64_t(b) * R < t_end; ++b) {
+    const int64_t t = t0 + int64_t(b) * R;
+    cl.advance(t);
+    // t + R <= next <= tokens, and runs are whole batches: every token of it is before t_end
+    if (!cl.inside(t, R) || !warp_in_range)
+      batch.template operator()<true, false>(b);
+    else if (p.silu)
+      batch.template operator()<false, true>(b);
+    else
+      batch.template operator()<false, false>(b);
+  }
+  if (b < stages) release(b);  // the last stage, read (and written) by the last batch only
 }
 
 // The new state of every sequence: its last S inputs (from the state where the sequence
