@@ -74,7 +74,8 @@ void launch_conv(Session& s, const SsmConvArgs& a) {
         auto kernel = k::conv_bulk_kernel<T, W>;
         // Per launch rather than once: the attribute belongs to the current device.
         MLXN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, k::kBulkSmem));
-        const int64_t cols = (a.C + k::kBulkRowUnits * NC - 1) / (k::kBulkRowUnits * NC);
+        constexpr int kSlab = k::kBulkRowPieces * kernels::Vec<T, k::kBulkPiece>::N;  // channels per block
+        const int64_t cols = (a.C + kSlab - 1) / kSlab;
         p.run = run_of(resident_blocks(kernel, k::kBulkThreads, k::kBulkSmem) / cols, k::kBulkRows);
         launch_pdl(s, "ssm_conv", kernel,
                    dim3(grid_dim("ssm_conv", cols), grid_dim("ssm_conv", (p.tokens + p.run - 1) / p.run)),

@@ -56,9 +56,9 @@ __host__ __device__ constexpr int conv_min_blocks(int W) {
 // range, 0 for a thread past C): the taps and bias as f32, the inputs of the S = W - 1 rows
 // before the next token (the window, sliding by renaming in unrolled loops), and where the
 // next token's sequence begins and ends.
-template <class T, int W>
+template <class T, int W, int kChannels = Vec<T>::N>
 struct ConvLane {
-  static constexpr int NC = Vec<T>::N, S = W - 1;
+  static constexpr int NC = kChannels, S = W - 1;
   const ConvParams<T>& p;
   int c0, nc;
   float w[W][NC], bias[NC];
@@ -221,40 +221,42 @@ __global__ void __launch_bounds__(kConvThreads, conv_min_blocks<T>(W)) conv_pref
 }
 
 // The bulk-copy prefill (16-byte accessible rows). Block = kBulkWarps compute warps + one
-// producer warp, over kBulkWarps x 32 x NC channels (2 KB of every row) and a run of p.run
-// tokens (a multiple of kBulkRows). The rows t0 - S .. t_end - 1 stream through a ring of
-// kBulkStages stages of kBulkRows rows, both ways on the copy engine: the producer loads a
-// stage's rows (one cp.async.bulk per row, counted on the stage's full barrier); each compute
-// lane reads its 16 bytes of a row and writes the token's output over them (no one else
-// reads them); once every compute warp has released the stage, the producer stores its
-// output rows (bulk copies to global) and refills it. The compute warps make no global
-// access at all: with loads and stores on the copy engine, their issue is all arithmetic
-// (bench/NOTES.md, runs 32-38 and 100-).
+// producer warp, over 2 KB of every row (a lane's 8-byte piece: NC = 4 bf16/f16 or 2 f32
+// channels, whose taps and window fit 72 registers at W <= 4, so 24 compute warps share an
+// SM) and a run of p.run tokens (a multiple of kBulkRows). The rows t0 - S .. t_end - 1 stream
+// through a ring of kBulkStages stages of kBulkRows rows, both ways on the copy engine: the
+// producer loads a stage's rows (one cp.async.bulk per row, counted on the stage's full
+// barrier); each compute lane reads its piece of a row and writes the token's output over it
+// (no one else reads it); once every compute warp has released the stage, the producer
+// stores its output rows (bulk copies to global) and refills it. The compute warps make no
+// global access at all: their issue is all arithmetic (bench/NOTES.md, runs 32-38, 100-).
 // Row j of the stream (token t0 - S + j) is row j % R of stage j / R. A batch of R tokens
 // from t0 + b R reads stream rows S + b R .. S + b R + R - 1: tokens i < R - S from stage b,
 // the rest from stage b + 1, a boundary known at compile time in the unrolled batch. There
 // the warp releases stage b: every row of it has been read and holds its output (rows < S
 // were written in batch b - 1).
-inline constexpr int kBulkWarps = 4, kBulkThreads = 32 * (kBulkWarps + 1);
+inline constexpr int kBulkWarps = 8, kBulkThreads = 32 * (kBulkWarps + 1);
 inline constexpr int kBulkRows = 8, kBulkStages = 4;
-inline constexpr int kBulkRowUnits = 32 * kBulkWarps;  // 16-byte vectors per row of a block
-inline constexpr int kBulkSmem = kBulkStages * kBulkRows * kBulkRowUnits * 16;
-// Blocks per SM: the ring allows 3; the register bound (128 at 3 blocks) holds the taps,
-// bias and window of 4 f32 channels at every width, of 8 16-bit channels up to W = 4 (W = 7, 8
-// spill at 2 blocks).
+inline constexpr int kBulkPiece = 8;                   // bytes of a row per compute lane
+inline constexpr int kBulkRowPieces = 32 * kBulkWarps;  // pieces per row of a block
+inline constexpr int kBulkSmem = kBulkStages * kBulkRows * kBulkRowPieces * kBulkPiece;
+// Registers: 3 blocks per SM (the ring allows 3) hold the taps, bias and window of 4
+// channels up to W = 4 (or 2 f32 channels at every width); 16-bit channels at W = 5..7 take 2
+// blocks, and W = 8 one (at 2 blocks it spills).
 template <class T>
-__host__ __device__ constexpr int conv_bulk_min_blocks(int W) {
-  return sizeof(T) == 4 || W <= 4 ? 3 : W <= 6 ? 2 : 1;
+__host__ __device__ constexpr int conv_bulk_registers(int W) {
+  return sizeof(T) == 4 || W <= 4 ? 72 : W <= 7 ? 112 : 160;
 }
 
 template <class T, int W>
-__global__ void __launch_bounds__(kBulkThreads, conv_bulk_min_blocks<T>(W)) conv_bulk_kernel(ConvParams<T> p) {
-  constexpr int NC = Vec<T>::N, S = W - 1, R = kBulkRows, K = kBulkStages;
+__global__ void __launch_bounds__(kBulkThreads) __maxnreg__(conv_bulk_registers<T>(W)) conv_bulk_kernel(ConvParams<T> p) {
+  using Piece = RawOf<kBulkPiece>;
+  constexpr int NC = Vec<T, kBulkPiece>::N, S = W - 1, R = kBulkRows, K = kBulkStages;
   static_assert(S < R, "a batch's window crosses at most one stage boundary");
-  extern __shared__ uint4 ring[];  // [K][R][kBulkRowUnits]
+  extern __shared__ Piece ring[];  // [K][R][kBulkRowPieces]
   __shared__ uint64_t full[K], empty[K];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int slab = int(blockIdx.x) * kBulkRowUnits * NC;  // the block's first channel
+  const int slab = int(blockIdx.x) * kBulkRowPieces * NC;  // the block's first channel
   const int64_t t0 = int64_t(blockIdx.y) * p.run, t_end = min(t0 + p.run, p.tokens);
   const int stages = int((t_end - t0 + S + R - 1) / R);
   if (threadIdx.x == 0) {
@@ -268,8 +270,8 @@ __global__ void __launch_bounds__(kBulkThreads, conv_bulk_min_blocks<T>(W)) conv
   pdl_launch_dependents();
 
   if (warp == kBulkWarps) {  // the producer: lane r moves row r of each stage
-    const uint32_t row_bytes = uint32_t(min(kBulkRowUnits * NC, p.C - slab)) * sizeof(T);
-    auto slot_row = [&](int s) { return ring + ((s % K) * R + lane) * kBulkRowUnits; };
+    const uint32_t row_bytes = uint32_t(min(kBulkRowPieces * NC, p.C - slab)) * sizeof(T);
+    auto slot_row = [&](int s) { return ring + ((s % K) * R + lane) * kBulkRowPieces; };
     // Stage s's output rows (tokens t0 .. t_end - 1 of it) to out, once all warps released it.
     auto store = [&](int s) {
       mbar_wait(&empty[s % K], (s / K) & 1);
@@ -296,9 +298,9 @@ __global__ void __launch_bounds__(kBulkThreads, conv_bulk_min_blocks<T>(W)) conv
   }
 
   const int unit = warp * 32 + lane;
-  ConvLane<T, W> cl(p, slab + unit * NC);
-  uint4* mine = ring + unit;  // + (slot R + row) kBulkRowUnits
-  auto at = [&](int s, int r) { return mine + ((s % K) * R + r) * kBulkRowUnits; };
+  ConvLane<T, W, NC> cl(p, slab + unit * NC);
+  Piece* mine = ring + unit;  // + (slot R + row) kBulkRowPieces
+  auto at = [&](int s, int r) { return mine + ((s % K) * R + r) * kBulkRowPieces; };
   auto release = [&](int s) {
     fence_shared_for_bulk();  // this lane's outputs, before the producer's bulk stores read them
     __syncwarp();
@@ -312,7 +314,7 @@ __global__ void __launch_bounds__(kBulkThreads, conv_bulk_min_blocks<T>(W)) conv
 
   // Tokens t0 + b R .. + R - 1 (those before t_end). The batches inside one sequence, where
   // all the warp's channels are in range, have no branch per token (the activation is a
-  // template choice, the store unconditional), so their 8 tokens schedule as one block.
+  // template choice, the store unconditional), so their R tokens schedule as one block.
   auto batch = [&]<bool kSeqChecks, bool kSilu>(int b) {
     const int64_t t = t0 + int64_t(b) * R;
 #pragma unroll
@@ -322,20 +324,20 @@ __global__ void __launch_bounds__(kBulkThreads, conv_bulk_min_blocks<T>(W)) conv
         if (b + 1 < stages) mbar_wait(&full[(b + 1) % K], ((b + 1) / K) & 1);
       }
       const int64_t tt = t + i;
-      uint4* rw = at(i < R - S ? b : b + 1, (S + i) % R);
+      Piece* rw = at(i < R - S ? b : b + 1, (S + i) % R);
       float cur[NC];
       unpack_f32<T>(*rw, cur);
       T* out = reinterpret_cast<T*>(rw);
       if constexpr (kSeqChecks) {
         if (tt < t_end) {
           cl.advance(tt);
-          cl.template token<true, true>(tt, cur, out);
+          cl.template token<false, true>(tt, cur, out);
         }
       } else {
         float acc[NC];
         cl.template sum_taps<false>(tt, cur, acc);
         if constexpr (kSilu) cl.silu_all(acc);
-        Vec<T> v;
+        Vec<T, kBulkPiece> v;
 #pragma unroll
         for (int j = 0; j < NC; ++j) v.v[j] = from_f32<T>(acc[j]);
         store_vec(out, v);

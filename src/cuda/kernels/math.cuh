@@ -39,11 +39,16 @@ __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) {
   return __float2bfloat16_rn(v);
 }
 
-// N elements of T moved as one aligned 16-byte access.
-template <class T>
+// The raw register type of an aligned access of BYTES (16 or 8).
+template <int BYTES>
+using RawOf = std::conditional_t<BYTES == 16, uint4, uint2>;
+
+// N elements of T moved as one aligned access of BYTES (16, or 8).
+template <class T, int BYTES = 16>
 struct Vec {
-  static constexpr int N = 16 / sizeof(T);
-  alignas(16) T v[N];
+  static_assert(BYTES == 16 || BYTES == 8, "vector accesses are 16 or 8 bytes");
+  static constexpr int N = BYTES / int(sizeof(T));
+  alignas(BYTES) T v[N];
 };
 
 template <class T>
@@ -57,20 +62,19 @@ __device__ __forceinline__ Vec<T> load_vec(const T* p) {
 // points of copy bandwidth slower on an H200 than hints on neither side (bench/NOTES.md,
 // run 25). Read-only kernels (the mat-vecs) keep their evict-first weight reads.
 __device__ __forceinline__ uint4 load_once(const uint4* p) { return *p; }
-template <class T>
-__device__ __forceinline__ void store_vec(T* p, const Vec<T>& r) {
-  *reinterpret_cast<uint4*>(p) = *reinterpret_cast<const uint4*>(r.v);
+template <class T, int BYTES>
+__device__ __forceinline__ void store_vec(T* p, const Vec<T, BYTES>& r) {
+  *reinterpret_cast<RawOf<BYTES>*>(p) = *reinterpret_cast<const RawOf<BYTES>*>(r.v);
 }
 
 // A raw 16-byte piece of a row as its Vec<T>::N floats; bf16 by shift and mask. Kernels
 // that keep rows in registers hold them as uint4 (or Vec<T>) and unpack at each use: ptxas
 // gives each 16-bit element of a Vec<bf16/f16> carried across a loop a 32-bit register of
 // its own, and keeps fewer unpacked copies live this way than with __bfloat162float.
-template <class T>
-__device__ __forceinline__ void unpack_f32(const uint4& r, float (&f)[Vec<T>::N]) {
-  const uint32_t w[4] = {r.x, r.y, r.z, r.w};
+template <class T, int NW>
+__device__ __forceinline__ void unpack_words_f32(const uint32_t (&w)[NW], float (&f)[NW * 4 / sizeof(T)]) {
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < NW; ++i) {
     if constexpr (sizeof(T) == 4) {
       f[i] = __uint_as_float(w[i]);
     } else if constexpr (std::is_same_v<T, __half>) {
@@ -82,6 +86,15 @@ __device__ __forceinline__ void unpack_f32(const uint4& r, float (&f)[Vec<T>::N]
       f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
     }
   }
+}
+template <class T>
+__device__ __forceinline__ void unpack_f32(const uint4& r, float (&f)[Vec<T>::N]) {
+  unpack_words_f32<T>({r.x, r.y, r.z, r.w}, f);
+}
+// The same for an 8-byte piece (Vec<T, 8>::N floats).
+template <class T>
+__device__ __forceinline__ void unpack_f32(const uint2& r, float (&f)[Vec<T, 8>::N]) {
+  unpack_words_f32<T>({r.x, r.y}, f);
 }
 
 // N consecutive elements of a row from column c, as floats; columns at or past `end` read
