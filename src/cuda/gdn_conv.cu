@@ -42,7 +42,7 @@ void dispatch_param(DType dt, F&& f) {
 // SMs) and stream their tokens side by side, with no partial last wave; runs are whole
 // batches (at least one: short inputs get one batch per run). Rows that allow 16-byte
 // accesses take the bulk-copy kernel (a block per run and 2 KB of channels), the others the
-// register-ring kernel (a warp per run and 512 bytes of channels). Both the conv and the
+// scalar kernel (a warp per run and 32 x 16 bytes' worth of channels). Both the conv and the
 // state kernel after it launch with launch_pdl, so the small state kernel's launch overlaps
 // the conv's last tokens instead of adding a gap (bench case: 44.4 -> 43.8 us).
 template <class T>
@@ -83,7 +83,7 @@ void launch_conv(Session& s, const SsmConvArgs& a) {
         return;
       }
       constexpr int kWarps = k::kConvThreads / 32;
-      auto kernel = k::conv_prefill_kernel<T, W, false>;
+      auto kernel = k::conv_scalar_kernel<T, W>;
       const int64_t cols = (a.C + 32 * NC - 1) / (32 * NC);  // warps across the channels
       p.run = run_of(resident_blocks(kernel, k::kConvThreads) * kWarps / cols, k::kConvDepth);
       const int64_t blocks = ((p.tokens + p.run - 1) / p.run + kWarps - 1) / kWarps;

@@ -41,11 +41,11 @@ __device__ __forceinline__ float param_f32(const void* p, int kind, int64_t i) {
 }
 
 inline constexpr int kConvThreads = 128;  // 4 warps, each its own run of tokens
-inline constexpr int kConvDepth = 10;     // rows each thread keeps in flight
+inline constexpr int kConvDepth = 5;      // rows each thread keeps in flight
 
-// Blocks of kConvThreads per SM that the register bound allows without spills (ptxas, sm_90,
-// both the 16-byte and the scalar path): the weights, bias and window of 8 bf16/f16 channels
-// take 16 f32 registers per tap, 4 f32 channels half that.
+// Blocks of kConvThreads per SM that the register bound allows without spills (ptxas, sm_90):
+// the weights, bias and window of 8 bf16/f16 channels take 16 f32 registers per tap, 4 f32
+// channels half that.
 template <class T>
 __host__ __device__ constexpr int conv_min_blocks(int W) {
   if constexpr (sizeof(T) == 4) return W <= 5 ? 4 : 3;
@@ -119,13 +119,13 @@ struct ConvLane {
 #pragma unroll
     for (int j = 0; j < NC; ++j) acc[j] = silu_f(acc[j]);
   }
-  // Token tt's output into dst (its nc channels), the activation a runtime choice.
-  template <bool kVec, bool kSeqChecks>
+  // Token tt's output into dst (its nc channels, one by one), the activation a runtime choice.
+  template <bool kSeqChecks>
   __device__ void token(int64_t tt, const float (&cur)[NC], T* dst) {
     float acc[NC];
     sum_taps<kSeqChecks>(tt, cur, acc);
     if (p.silu) silu_all(acc);  // one uniform branch per token, not one per channel
-    store_chunk<kVec>(dst, 0, nc, acc);
+    store_chunk<false>(dst, 0, nc, acc);
   }
   __device__ void slide(const float (&cur)[NC]) {
 #pragma unroll
@@ -137,24 +137,19 @@ struct ConvLane {
   }
 };
 
-// Thread = one 16-byte vector of channels (NC = 8 bf16/f16, 4 f32) x a run of p.run tokens
-// (a multiple of kConvDepth); a warp covers 32 consecutive vectors, so each of its loads and
-// stores moves 512 contiguous bytes of one token row. Everything stays in registers: D raw
-// rows in flight, the register of the row a token consumes refilled with the row D ahead, so
-// a thread waits only on its oldest load while the other D - 1 stay outstanding (a software
-// pipeline in registers: no shared memory, no barrier). Rows are plain loads (load_once):
-// the S halo rows before the run are read again by the previous run, and an evict-first hint
-// would only slow the stores beside it. The rows that allow 16-byte accesses take
-// conv_bulk_kernel; this kernel serves them too (kVec) but runs for the others: odd strides
-// or C not a multiple of NC, the same pipeline with scalar loads and stores.
+// The prefill for rows that do not allow 16-byte accesses (odd strides, or C not a multiple
+// of 16 bytes; the others take conv_bulk_kernel). Thread = NC channels (a 16-byte vector's
+// worth: 8 bf16/f16, 4 f32) x a run of p.run tokens (a multiple of kConvDepth); a warp covers
+// 32 such groups. Everything stays in registers: D rows in flight, each 16-bit element in a
+// register of its own, the row a token consumes refilled with the row D ahead, so a thread
+// waits only on its oldest loads while the others stay outstanding (a software pipeline in
+// registers: no shared memory, no barrier).
 // A batch of D tokens whose window lies inside one sequence skips the sequence checks; the
 // others step into each next sequence and read taps before its start from the initial state
 // (or zero).
-template <class T, int W, bool kVec>
-__global__ void __launch_bounds__(kConvThreads, conv_min_blocks<T>(W)) conv_prefill_kernel(ConvParams<T> p) {
-  // The scalar path holds each 16-bit element of a row in flight in a register of its own:
-  // half as many rows in flight (runs stay whole batches: D divides kConvDepth).
-  constexpr int NC = Vec<T>::N, S = W - 1, D = kVec ? kConvDepth : kConvDepth / 2;
+template <class T, int W>
+__global__ void __launch_bounds__(kConvThreads, conv_min_blocks<T>(W)) conv_scalar_kernel(ConvParams<T> p) {
+  constexpr int NC = Vec<T>::N, S = W - 1, D = kConvDepth;
   pdl_wait();  // launched with launch_pdl: the previous kernel's writes first
   pdl_launch_dependents();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -165,16 +160,12 @@ __global__ void __launch_bounds__(kConvThreads, conv_min_blocks<T>(W)) conv_pref
   const int nc = p.C - c0 < NC ? p.C - c0 : NC;
   const T* xc = p.x + c0;
 
-  // One row of the thread's channels from `src`: a 16-byte load, or nc scalars and zeros.
+  // One row of the thread's channels from `src`: nc scalars and zeros.
   auto load = [&](const T* src) {
-    if constexpr (kVec) {
-      return load_once(reinterpret_cast<const uint4*>(src));
-    } else {
-      Vec<T> v;
+    Vec<T> v;
 #pragma unroll
-      for (int j = 0; j < NC; ++j) v.v[j] = j < nc ? src[j] : from_f32<T>(0.f);
-      return *reinterpret_cast<const uint4*>(v.v);
-    }
+    for (int j = 0; j < NC; ++j) v.v[j] = j < nc ? src[j] : from_f32<T>(0.f);
+    return *reinterpret_cast<const uint4*>(v.v);
   };
 
   // Prologue: the S halo rows and the first D rows in flight together.
@@ -205,7 +196,7 @@ __global__ void __launch_bounds__(kConvThreads, conv_min_blocks<T>(W)) conv_pref
       src += p.x_stride;
       if (!kSeqChecks || tt < t_end) {
         if constexpr (kSeqChecks) cl.advance(tt);
-        cl.template token<kVec, kSeqChecks>(tt, cur, dst);
+        cl.template token<kSeqChecks>(tt, cur, dst);
       }
       dst += p.out_stride;
     }
@@ -331,7 +322,7 @@ __global__ void __launch_bounds__(kBulkThreads) __maxnreg__(conv_bulk_registers<
       if constexpr (kSeqChecks) {
         if (tt < t_end) {
           cl.advance(tt);
-          cl.template token<false, true>(tt, cur, out);
+          cl.template token<true>(tt, cur, out);
         }
       } else {
         float acc[NC];
