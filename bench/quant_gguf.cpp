@@ -58,6 +58,8 @@ MLXN_GGUF_MATVEC(q4_0, "q4_0", 1, 70);
 MLXN_GGUF_MATVEC(q4_k, "q4_k", 1, 70);
 MLXN_GGUF_MATVEC(q6_k, "q6_k", 1, 70);
 MLXN_GGUF_MATVEC(q8_0, "q8_0", 1, 70);
+MLXN_GGUF_MATVEC(q4_k, "q4_k", 2, 0);
+MLXN_GGUF_MATVEC(q4_k, "q4_k", 4, 0);
 MLXN_GGUF_MATVEC(q4_0, "q4_0", 8, 54);
 MLXN_GGUF_MATVEC(q4_k, "q4_k", 8, 54);
 MLXN_GGUF_MATVEC(q6_k, "q6_k", 8, 54);

@@ -216,29 +216,41 @@ TEST_P(QuantGgufTest, MatmulDecodeAlignedRows) {
   }
 }
 
-// One bf16/f16 row by a Q4_K or Q5_K weight (CUDA: the integer mat-vec, x as 15-bit fixed
-// point per 64 values), x with an outlier, a zero group and a tiny group: each output within
-// the fixed point's bound (support.h). K from one superblock (three warps idle) to 18, some
-// warps taking one superblock more than others.
+// Rows of bf16/f16 x by a Q4_K or Q5_K weight (CUDA: the integer mat-vecs, x as 15-bit fixed
+// point per 64 values: one row, or 2..8 rows of Q4_K in the batch kernel), each row with an
+// outlier, a zero group and a tiny group: each output within the fixed point's bound
+// (support.h). K from one superblock (three warps idle) to 18, some warps taking one
+// superblock more than others.
 TEST_P(QuantGgufTest, MatvecKQuantFixedPointX) {
   Session& s = session();
   for (DType t : {DType::q4_k, DType::q5_k})
     for (DType xdt : {DType::bf16, DType::f16})
-      for (auto [n, k] : {std::pair<int64_t, int64_t>{1, 256}, {17, 768}, {16, 1280}, {40, 4608}}) {
-        SCOPED_TRACE(::testing::Message() << name(t) << " x " << name(xdt) << " N=" << n << " K=" << k);
-        const auto bytes = random_blocks(rng(), t, n, k);
-        const auto wref = dequantized(bytes, {n, k}, t);
-        Array w = upload_blocks(s, bytes, {n, k}, t);
-        std::vector<double> xv = random_array(s, rng(), {1, k}, xdt).values;
-        make_fixed_point_stress_row(xv);
-        Array x = from_values(s, xv, {1, k}, xdt);
-        xv = host_values(s, x.tensor());
-        Array out = poisoned(s, {1, n}, xdt);
-        gguf_matmul(s, x, w, out);
-        ASSERT_TRUE(fixed_point_matvec_close(
-            host_values(s, out), ref_matmul(xv, wref, 1, n, k), xv,
-            [&](int64_t r, int64_t i) { return wref[size_t(r * k + i)]; }, xdt));
-      }
+      for (auto [n, k] : {std::pair<int64_t, int64_t>{1, 256}, {17, 768}, {16, 1280}, {40, 4608}})
+        for (int64_t m : {1, 3, 8}) {
+          if (m > 1 && t != DType::q4_k) continue;
+          SCOPED_TRACE(::testing::Message() << name(t) << " x " << name(xdt) << " M=" << m << " N=" << n << " K=" << k);
+          const auto bytes = random_blocks(rng(), t, n, k);
+          const auto wref = dequantized(bytes, {n, k}, t);
+          Array w = upload_blocks(s, bytes, {n, k}, t);
+          std::vector<double> xv;
+          for (int64_t r = 0; r < m; ++r) {
+            std::vector<double> row = random_array(s, rng(), {1, k}, xdt).values;
+            make_fixed_point_stress_row(row);
+            xv.insert(xv.end(), row.begin(), row.end());
+          }
+          Array x = from_values(s, xv, {m, k}, xdt);
+          xv = host_values(s, x.tensor());
+          Array out = poisoned(s, {m, n}, xdt);
+          gguf_matmul(s, x, w, out);
+          const std::vector<double> got = host_values(s, out);
+          for (int64_t r = 0; r < m; ++r) {
+            SCOPED_TRACE(::testing::Message() << "row " << r);
+            const std::vector<double> xr(xv.begin() + r * k, xv.begin() + (r + 1) * k);
+            ASSERT_TRUE(fixed_point_matvec_close(
+                std::vector<double>(got.begin() + r * n, got.begin() + (r + 1) * n), ref_matmul(xr, wref, 1, n, k), xr,
+                [&](int64_t row, int64_t i) { return wref[size_t(row * k + i)]; }, xdt));
+          }
+        }
 }
 
 // Decode as a model runs it: x written by the kernel just before the matmul (rms_norm, which

@@ -26,13 +26,13 @@ ScratchBuffer prepare_x_image(Session& s, const char* op, const detail::RowView&
   return image;
 }
 
-// The batch mat-vec's image of x's 1..8 rows (kernels/qmv_i8_batch.cuh): QmvI8Batch::units(k)
-// 16-byte units.
-template <class CT>
+// The batch mat-vec's image of x's 1..8 rows (kernels/qmv_i8_batch.cuh), codes in order O:
+// QmvI8Batch<O>::units(k) 16-byte units.
+template <class CT, kernels::NibbleOrder O>
 ScratchBuffer prepare_batch_image(Session& s, const char* op, const detail::RowView& x, int64_t k) {
-  using I = kernels::QmvI8Batch;
+  using I = kernels::QmvI8Batch<O>;
   ScratchBuffer image = s.pool().acquire(size_t(I::units(k)) * 16);
-  launch_pdl(s, op, kernels::qmv_i8_batch_prepare_x<CT>,
+  launch_pdl(s, op, kernels::qmv_i8_batch_prepare_x<CT, O>,
              dim3(unsigned((k / 8 + I::kPrepareThreads - 1) / I::kPrepareThreads), unsigned(I::kRows)),
              dim3(I::kPrepareThreads), 0, static_cast<const CT*>(x.data), x.row_stride, x.rows, int(k),
              static_cast<uint4*>(image.data()));

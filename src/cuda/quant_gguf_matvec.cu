@@ -10,6 +10,7 @@
 #include "cuda/common/launch.h"
 #include "cuda/kernels/quant_gguf.cuh"
 #include "cuda/kernels/quant_gguf_qmv_i8.cuh"
+#include "cuda/kernels/quant_gguf_qmv_i8_batch.cuh"
 #include "cuda/kernels/quant_gguf_splitk.cuh"
 #include "cuda/qmv_i8_image.h"
 #include "cuda/quant_gguf.h"
@@ -109,22 +110,50 @@ void launch_kquant_i8(Session& s, const detail::GgufMatmulArgs& a) {
   launch_pdl(s, op, kern, dim3(grid_dim(op, slots), unsigned((a.n + 15) / 16)), dim3(k::QmvI8Config::kThreads), 0, p);
 }
 
+// 2..8 rows of x by a Q4_K weight (x bf16/f16): x's rows into the batch image, then the batch
+// integer mat-vec, both with PDL.
+template <class T>
+void launch_kquant_i8_batch(Session& s, const detail::GgufMatmulArgs& a) {
+  const char* op = "gguf_matmul";
+  const ScratchBuffer image = prepare_batch_image<T, k::NibbleOrder::kHalves>(s, op, a.x, a.k);
+  k::qmlx::QmmParams p{};
+  p.packed = static_cast<const uint32_t*>(a.w);
+  p.experts = 1;
+  p.n = a.n;
+  p.k = a.k;
+  p.x = image.data();
+  p.out = a.out.data;
+  p.out_stride = a.out.row_stride;
+  p.m = a.tokens;
+  launch_pdl(s, op, k::kquant_i8_batch_kernel<T>, dim3(1, unsigned((a.n + 15) / 16)),
+             dim3(k::QmvI8BatchConfig::kThreads), 0, p);
+}
+
 }  // namespace
 
-// The integer K-quant path's domain: Q4_K or Q5_K, one token (a single-row matmul, or the
-// top_k slots of one routed token: decode, where no expert is read twice), x bf16/f16 in
-// 16-byte vectors, a 16-byte aligned weight, and row tiles within the kernel's 32-bit offsets
-// and the grid's y.
+// The integer K-quant paths' domain: x bf16/f16 in 16-byte vectors, a 16-byte aligned weight,
+// row tiles within the kernels' 32-bit offsets and the grid's y; then one token by Q4_K or
+// Q5_K (a single-row matmul, or the top_k slots of one routed token: decode, where no expert
+// is read twice), or a plain matmul of 2..8 rows by Q4_K (the batch kernel).
 bool kquant_integer_matvec(const detail::GgufMatmulArgs& a) {
-  return (a.w_dtype == DType::q4_k || a.w_dtype == DType::q5_k) && a.tokens == 1 && a.x.dtype != DType::f32 &&
-         vectorizable(a.x, 8) && aligned16(a.w) && a.w_row_bytes < (int64_t(1) << 27) && (a.n + 15) / 16 <= kMaxGridY;
+  if (a.x.dtype == DType::f32 || !vectorizable(a.x, 8) || !aligned16(a.w) || a.w_row_bytes >= (int64_t(1) << 27) ||
+      (a.n + 15) / 16 > kMaxGridY)
+    return false;
+  if (a.tokens == 1) return a.w_dtype == DType::q4_k || a.w_dtype == DType::q5_k;
+  return a.w_dtype == DType::q4_k && !a.ids && a.tokens <= kernels::QmvI8BatchConfig::kRows;
 }
 
 void gguf_matvec_kquant_i8(Session& s, const detail::GgufMatmulArgs& a) {
+  auto go = [&]<class T>() {
+    if (a.tokens == 1)
+      launch_kquant_i8<T>(s, a);
+    else
+      launch_kquant_i8_batch<T>(s, a);
+  };
   if (a.x.dtype == DType::bf16)
-    launch_kquant_i8<__nv_bfloat16>(s, a);
+    go.template operator()<__nv_bfloat16>();
   else
-    launch_kquant_i8<__half>(s, a);
+    go.template operator()<__half>();
 }
 
 // Input rows per pass: 8 for decode-sized calls, 32 otherwise.

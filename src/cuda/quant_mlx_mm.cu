@@ -83,7 +83,7 @@ bool integer_matvec(const QuantMlxArgs& a, const k::QmmParams& p, bool routed) {
 template <class CT, class ST>
 void run_matvec_i8_batch(Session& s, const QuantMlxArgs& a, k::QmmParams p, const char* op) {
   const int64_t K = a.w.cols;
-  const ScratchBuffer image = prepare_batch_image<CT>(s, op, a.x, K);
+  const ScratchBuffer image = prepare_batch_image<CT, kernels::NibbleOrder::kPairs>(s, op, a.x, K);
   p.x = image.data();
   auto kern = a.w.group_size == 64 ? k::qmv_i8_batch_kernel<CT, ST, 64> : k::qmv_i8_batch_kernel<CT, ST, 128>;
   const size_t smem = size_t(k::QmvI8BatchSmem<ST>::bytes(K / a.w.group_size));

@@ -1,9 +1,8 @@
 #pragma once
 // The integer tensor-core mat-vec for 2..8 rows of x (decode of a small batch), the parts that
 // do not depend on the weight's scale layout: x's batch image, the kernel that writes it, and
-// the block's final sum. Its user: the MLX affine 4-bit kernel (quant_mlx_qmv_i8_batch.cuh).
-// (A Q4_K form on the same image, x groups of 32 for its sub-blocks, measured no faster than
-// the split-K mat-vec: bench/NOTES.md, runs 92-94.)
+// the block's final sum. Its users: the MLX affine 4-bit kernel (quant_mlx_qmv_i8_batch.cuh)
+// and the GGUF Q4_K kernel (quant_gguf_qmv_i8_batch.cuh).
 //
 // The products are the single-row kernel's (qmv_i8.cuh: u8 codes by 15-bit fixed-point x in
 // two int8 parts, each group's scales applied once to the exact integer sums), but the mma's
@@ -17,10 +16,13 @@
 // coalesced 512-byte warp access (reading the single-row image, 64 bytes apart per lane,
 // saturated L1: bench/NOTES.md, run 88). Per step s, group G and part p a "fragment" of 32
 // 16-byte units, unit g * 4 + t for B lane (g, t): x row g's part bytes for lane t's values
-// of group G (16t .. 16t + 15, byte j holding values 2j and 2j + 1), four words: the low
-// class's b0, b1 (the even values) and the high class's b0, b1. Rows past the call's are
-// zeros. After the fragments, per (step, group) and x row a float2 (s_x, sum of x over the
-// group).
+// of group G, four words: the low class's b0, b1 and the high class's b0, b1. Which values
+// those are follows the codes' NibbleOrder: kPairs (MLX), lane t's bytes 8t .. 8t + 7 hold
+// values 16t .. 16t + 15 (byte j: 2j low, 2j + 1 high); kHalves (K-quants), byte j holds
+// value j (low) and 32 + j (high). Rows past the call's are zeros. After the fragments, per
+// (step, group) and x row the table: kPairs a float2 (s_x, sum of x over the group); kHalves
+// a float4 (s_x, sum over the low half, sum over the high half, 0): the K-quants' mins
+// multiply each half's sum.
 #include "cuda/kernels/mma.cuh"
 #include "cuda/kernels/qmv_i8.cuh"
 
@@ -38,42 +40,62 @@ struct QmvI8BatchConfig {
 };
 
 // The image's layout, x groups of 64.
+template <NibbleOrder O = NibbleOrder::kPairs>
 struct QmvI8Batch : QmvI8BatchConfig {
   static constexpr int kGroupsPerStep = 2;
+  static constexpr int kTableFloats = O == NibbleOrder::kPairs ? 2 : 4;  // per group and x row
   static constexpr int64_t table_unit(int64_t k) { return k / 128 * kStepUnits; }
-  // In 16-byte units: the fragments, then K / 64 groups x 8 rows of float2.
-  static constexpr int64_t units(int64_t k) { return table_unit(k) + k / 64 * kRows / 2; }
+  // In 16-byte units: the fragments, then K / 64 groups x 8 rows of the table's entries.
+  static constexpr int64_t units(int64_t k) { return table_unit(k) + k / 64 * kRows * kTableFloats / 4; }
 };
 
 // One thread per 8 values of one x row (grid: (K / 8 / kPrepareThreads, 8 rows)); rows past
 // `rows` write zeros. Releases the mat-vec first, as qmv_i8_prepare_x does (and for the same
 // reason: the mat-vec reads only the weight before its own wait).
-template <class CT>
+template <class CT, NibbleOrder O>
 __global__ void __launch_bounds__(QmvI8BatchConfig::kPrepareThreads)
     qmv_i8_batch_prepare_x(const CT* x, int64_t x_stride, int64_t rows, int k, uint4* img) {
   pdl_launch_dependents();
   pdl_wait();
-  using I = QmvI8Batch;
+  using I = QmvI8Batch<O>;
+  constexpr bool kHalves = O == NibbleOrder::kHalves;
   const int i = int(blockIdx.x) * I::kPrepareThreads + int(threadIdx.x), r = int(blockIdx.y);
   const bool in = i < k / 8 && r < rows;
   const uint4 raw = in ? __ldg(reinterpret_cast<const uint4*>(x + r * x_stride) + i) : make_uint4(0, 0, 0, 0);
   float v[8], amax, sum;
   unpack_f32<CT>(raw, v);
-  lanes_amax_sum<8, 8>(v, amax, sum);  // the 8 lanes of one x group (K % 128 == 0: whole groups)
+  // The 8 lanes of one x group (K % 128 == 0: whole groups); sums over the group, or its half.
+  lanes_amax_sum<8, kHalves ? 4 : 8>(v, amax, sum);
   if (i >= k / 8) return;
   const float inv = amax > 0.f ? float(QmvI8Image::kFixedMax) / amax : 0.f;
-  // Values 8i .. 8i + 7: lane t's (t = o / 16) half (o % 16) / 8 of group G of step s.
-  const int k0 = 8 * i, s = k0 / 128, grp = (k0 % 128) / 64, o = k0 % 64, t = o / 16, half = (o % 16) / 8;
+  const int k0 = 8 * i, s = k0 / 128, grp = (k0 % 128) / 64, o = k0 % 64;
+  uint32_t* h0 = reinterpret_cast<uint32_t*>(img + int64_t(s) * I::kStepUnits + grp * 2 * I::kFragUnits + r * 4);
   uint32_t h_lo, l_lo, h_hi, l_hi;
-  fixed_point_words({v[0], v[2], v[4], v[6]}, inv, h_lo, l_lo);  // low class: even values
-  fixed_point_words({v[1], v[3], v[5], v[7]}, inv, h_hi, l_hi);
-  uint32_t* h = reinterpret_cast<uint32_t*>(img + int64_t(s) * I::kStepUnits + (grp * 2 * I::kFragUnits + r * 4 + t));
-  uint32_t* l = h + I::kFragUnits * 4;
-  h[half] = h_lo, h[2 + half] = h_hi;
-  l[half] = l_lo, l[2 + half] = l_hi;
-  if (o == 0)
-    reinterpret_cast<float2*>(img + I::table_unit(k))[(s * 2 + grp) * I::kRows + r] =
-        make_float2(amax / float(QmvI8Image::kFixedMax), sum);
+  if constexpr (kHalves) {
+    // Values 8i .. 8i + 7: bytes o % 32 .. + 7 of class o / 32, all of lane t = (o % 32) / 8.
+    const int t = (o % 32) / 8, cls = o / 32;
+    fixed_point_words({v[0], v[1], v[2], v[3]}, inv, h_lo, l_lo);  // b0
+    fixed_point_words({v[4], v[5], v[6], v[7]}, inv, h_hi, l_hi);  // b1
+    uint32_t* h = h0 + 4 * t + 2 * cls;
+    uint32_t* l = h + I::kFragUnits * 4;
+    h[0] = h_lo, h[1] = h_hi;
+    l[0] = l_lo, l[1] = l_hi;
+    float* e = reinterpret_cast<float*>(img + I::table_unit(k)) + ((s * 2 + grp) * I::kRows + r) * 4;
+    if (o % 32 == 0) e[1 + cls] = sum;
+    if (o == 0) e[0] = amax / float(QmvI8Image::kFixedMax), e[3] = 0.f;
+  } else {
+    // Values 8i .. 8i + 7: lane t's (t = o / 16) half (o % 16) / 8 of group G of step s.
+    const int t = o / 16, half = (o % 16) / 8;
+    fixed_point_words({v[0], v[2], v[4], v[6]}, inv, h_lo, l_lo);  // low class: even values
+    fixed_point_words({v[1], v[3], v[5], v[7]}, inv, h_hi, l_hi);
+    uint32_t* h = h0 + 4 * t;
+    uint32_t* l = h + I::kFragUnits * 4;
+    h[half] = h_lo, h[2 + half] = h_hi;
+    l[half] = l_lo, l[2 + half] = l_hi;
+    if (o == 0)
+      reinterpret_cast<float2*>(img + I::table_unit(k))[(s * 2 + grp) * I::kRows + r] =
+          make_float2(amax / float(QmvI8Image::kFixedMax), sum);
+  }
 }
 
 // The block's result: lane (g, t) of each warp holds its part of K of rows g (a) and g + 8 (b)

@@ -35,7 +35,7 @@ struct QmvI8BatchSmem {
 template <class CT, class ST, int GS>
 __global__ void __launch_bounds__(QmvI8BatchConfig::kThreads, QmvI8BatchConfig::kMinBlocks)
     qmv_i8_batch_kernel(QmmParams p) {
-  using I = QmvI8Batch;
+  using I = QmvI8Batch<>;
   using Sm = QmvI8BatchSmem<ST>;
   constexpr int NW = I::kWarps, S = Sm::kRing;
   static_assert(GS == 64 || GS == 128, "x groups of 64 lie in one weight group");
