@@ -232,14 +232,8 @@ TEST_P(QuantGgufTest, MatvecKQuantFixedPointX) {
           const auto bytes = random_blocks(rng(), t, n, k);
           const auto wref = dequantized(bytes, {n, k}, t);
           Array w = upload_blocks(s, bytes, {n, k}, t);
-          std::vector<double> xv;
-          for (int64_t r = 0; r < m; ++r) {
-            std::vector<double> row = random_array(s, rng(), {1, k}, xdt).values;
-            make_fixed_point_stress_row(row);
-            xv.insert(xv.end(), row.begin(), row.end());
-          }
-          Array x = from_values(s, xv, {m, k}, xdt);
-          xv = host_values(s, x.tensor());
+          const TestArray x = fixed_point_stress_rows(s, rng(), m, k, xdt);
+          const std::vector<double>& xv = x.values;
           Array out = poisoned(s, {m, n}, xdt);
           gguf_matmul(s, x, w, out);
           const std::vector<double> got = host_values(s, out);

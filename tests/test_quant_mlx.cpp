@@ -423,14 +423,8 @@ TEST_P(QuantMlxTest, MatvecFixedPointX) {
           SCOPED_TRACE(::testing::Message() << "gs=" << gs << " x " << name(xdt) << " scales " << name(sdt)
                                             << " M=" << m_rows << " N=" << n << " K=" << k);
           QMatrix w = random_qmatrix(s, rng(), 1, n, k, q, sdt);
-          std::vector<double> xv;
-          for (int64_t r = 0; r < m_rows; ++r) {
-            std::vector<double> row = random_array(s, rng(), {1, k}, xdt).values;
-            make_fixed_point_stress_row(row);
-            xv.insert(xv.end(), row.begin(), row.end());
-          }
-          Array x = from_values(s, xv, {m_rows, k}, xdt);
-          xv = host_values(s, x.tensor());
+          const TestArray x = fixed_point_stress_rows(s, rng(), m_rows, k, xdt);
+          const std::vector<double>& xv = x.values;
           Array out = poisoned(s, {m_rows, n}, xdt);
           quantized_matmul(s, x, w.packed, w.scales, w.biases, q, out);
           const std::vector<double> got = host_values(s, out);

@@ -170,6 +170,18 @@ void make_fixed_point_stress_row(std::vector<double>& x) {
   for (size_t i = 128; i < std::min<size_t>(k, 192); ++i) x[i] *= 1e-6;
 }
 
+TestArray fixed_point_stress_rows(Session& s, std::mt19937_64& rng, int64_t m, int64_t k, DType dt) {
+  std::vector<double> xv;
+  for (int64_t r = 0; r < m; ++r) {
+    std::vector<double> row = random_array(s, rng, {1, k}, dt).values;
+    make_fixed_point_stress_row(row);
+    xv.insert(xv.end(), row.begin(), row.end());
+  }
+  Array x = from_values(s, xv, {m, k}, dt);
+  std::vector<double> stored = host_values(s, x.tensor());
+  return {std::move(x), std::move(stored)};
+}
+
 ::testing::AssertionResult fixed_point_matvec_close(const std::vector<double>& got, const std::vector<double>& ref,
                                                     const std::vector<double>& x,
                                                     const std::function<double(int64_t, int64_t)>& w, DType out_dtype) {

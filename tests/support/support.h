@@ -81,6 +81,8 @@ double tolerance(DType dtype);
 // 64 values. A row of x that stresses that: value 5 an outlier of 1000, values 64..127 zero,
 // 128..191 scaled by 1e-6 (when present).
 void make_fixed_point_stress_row(std::vector<double>& x);
+// m such rows of k random values of dtype dt (2..8 rows: the batch mat-vecs), on the device.
+TestArray fixed_point_stress_rows(Session& s, std::mt19937_64& rng, int64_t m, int64_t k, DType dt);
 // Each output within its rounding in out_dtype, plus the fixed point's resolution (2^-15 of each
 // group's largest |x| times the group's sum of |w|: twice the rounding, for slack), plus f32
 // accumulation (1e-5 of the sum of |x w|). x: [k]; w(r, i): the exact weight; got, ref: [n].
