@@ -9,8 +9,7 @@
 // apply to the exact integer sums:
 //   v = sc_lo (256 c_h + c_l)_lo + sc_hi (256 c_h + c_l)_hi        (|v| < 2^31)
 //   row value += d s_x v - dmin (m_lo S_lo + m_hi S_hi)
-// with S the x row's sums over the chunk's halves (the image's table); d and dmin apply once
-// per superblock.
+// with S the x row's sums over the chunk's halves (the image's table), per chunk and x row.
 //
 // Block: 16 rows of W, 4 warps splitting K by superblocks, each streaming its steps through
 // its own shared-memory ring (cp.async), as the MLX batch kernel: a superblock's first step
