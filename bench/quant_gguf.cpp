@@ -78,18 +78,23 @@ MLXN_GGUF_MATMUL(512);
 MLXN_GGUF_MATMUL(2048);
 MLXN_GGUF_MATMUL(4096);
 
-// MoE decode shape: 128 experts [768, 2048] q4_k, one token routed to 8 of them.
-Workload moe_case(Session& s) {
+// MoE decode shape: 128 experts [768, 2048] q4_k, T tokens each routed to 8 of them (bytes:
+// every slot's expert, as if none were shared).
+Workload moe_case(Session& s, int64_t tokens) {
   constexpr int64_t e = 128, n = 768, k = 2048, top_k = 8;
   Array w = random_blocks(s, {e, n, k}, DType::q4_k, 9);
-  Array x = random_device_array(s, {1, k}, DType::bf16, 10);
+  Array x = random_device_array(s, {tokens, k}, DType::bf16, 10);
   const double expert_bytes = double(w->nbytes()) / double(e);
-  auto ids = std::make_shared<Rotation<Array>>(routed_ids(s, e, 1, top_k, expert_bytes));
-  Array y = Array::empty({1, top_k, n}, DType::bf16, s.device());
-  const double bytes = expert_bytes * double(top_k) + 2.0 * double(k) + 2.0 * double(top_k * n);
-  return {[&s, x, w, ids, y] { gguf_matmul_id(s, x, w, ids->next(), y); }, bytes, 2.0 * double(top_k * n * k)};
+  auto ids = std::make_shared<Rotation<Array>>(routed_ids(s, e, tokens, top_k, expert_bytes));
+  Array y = Array::empty({tokens, top_k, n}, DType::bf16, s.device());
+  const double slots = double(tokens * top_k);
+  const double bytes = expert_bytes * slots + 2.0 * double(tokens * k) + 2.0 * slots * double(n);
+  return {[&s, x, w, ids, y] { gguf_matmul_id(s, x, w, ids->next(), y); }, bytes, 2.0 * slots * double(n * k)};
 }
-MLXN_BENCH(Case{"gguf q4_k matmul_id 128x[768,2048] top8 [1,2048]", "quant_gguf", moe_case, 0, 0, true});
+MLXN_BENCH(Case{"gguf q4_k matmul_id 128x[768,2048] top8 [1,2048]", "quant_gguf",
+                [](Session& s) { return moe_case(s, 1); }, 0, 0, true});
+MLXN_BENCH(Case{"gguf q4_k matmul_id 128x[768,2048] top8 [4,2048]", "quant_gguf",
+                [](Session& s) { return moe_case(s, 4); }, 0, 0, true});
 
 }  // namespace
 }  // namespace mlxn::bench

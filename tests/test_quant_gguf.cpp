@@ -367,13 +367,12 @@ TEST_P(QuantGgufTest, MatmulIdMatchesEachExpertAlone) {
                 const auto av = host_values(session(), alone);
                 const std::vector<double> row(got.begin() + (tk * top_k + s) * n,
                                               got.begin() + (tk * top_k + s + 1) * n);
-                // The routed and the plain mat-vec round differently: they sum K in different
-                // orders (the plain one splits K over 4 warps), and on CUDA a plain K-quant row
-                // multiplies x as 15-bit fixed point while the routed kernel multiplies weights
-                // rounded to bf16. Each lies within about a unit in the last place of the
-                // exact product, so the two within two: 2^-6 relative for bf16 (a wrong expert
-                // or row is off by ~100%). At 2^-7 a q4_k row failed once in many draws.
-                const double tol = dt == DType::f32 ? 1e-6 : 1.0 / 64;
+                // The routed and the plain mat-vec may sum K in different orders (the plain
+                // one splits K over 4 warps), so an element may round to the neighbouring
+                // value of the output type: up to a unit in its last place, 2^-7 relative for
+                // bf16. (On CUDA a decode-sized K-quant call takes the same integer kernel
+                // either way, x as the same fixed point: equal.)
+                const double tol = dt == DType::f32 ? 1e-6 : 1.0 / 128;
                 if (!close(row, av, tol)) {
                   ADD_FAILURE() << "token " << tk << " slot " << s << " expert " << ex << ": "
                                 << close(row, av, tol).message();

@@ -131,21 +131,27 @@ void launch_kquant_i8_batch(Session& s, const detail::GgufMatmulArgs& a) {
 
 }  // namespace
 
+// Routed calls of at most this many tokens (decode of a small batch) take the integer
+// mat-vec slot by slot, as MLX routed calls do: an expert two slots share is read twice, which
+// costs less at this size than the routed bf16 kernel's decode (bench/NOTES.md, run 117).
+constexpr int64_t kRoutedIntegerTokens = 8;
+
 // The integer K-quant paths' domain: x bf16/f16 in 16-byte vectors, a 16-byte aligned weight,
-// row tiles within the kernels' 32-bit offsets and the grid's y; then one token by Q4_K or
-// Q5_K (a single-row matmul, or the top_k slots of one routed token: decode, where no expert
-// is read twice), or a plain matmul of 2..8 rows by Q4_K (the batch kernel).
+// row tiles within the kernels' 32-bit offsets and the grid's y; then one x row per unit by
+// Q4_K or Q5_K (a single-row matmul, or the slots of a routed call of up to
+// kRoutedIntegerTokens tokens), or a plain matmul of 2..8 rows by Q4_K (the batch kernel).
 bool kquant_integer_matvec(const detail::GgufMatmulArgs& a) {
   if (a.x.dtype == DType::f32 || !vectorizable(a.x, 8) || !aligned16(a.w) || a.w_row_bytes >= (int64_t(1) << 27) ||
       (a.n + 15) / 16 > kMaxGridY)
     return false;
-  if (a.tokens == 1) return a.w_dtype == DType::q4_k || a.w_dtype == DType::q5_k;
+  if (a.tokens == 1 || (a.ids && a.tokens <= kRoutedIntegerTokens))
+    return a.w_dtype == DType::q4_k || a.w_dtype == DType::q5_k;
   return a.w_dtype == DType::q4_k && !a.ids && a.tokens <= kernels::QmvI8BatchConfig::kRows;
 }
 
 void gguf_matvec_kquant_i8(Session& s, const detail::GgufMatmulArgs& a) {
   auto go = [&]<class T>() {
-    if (a.tokens == 1)
+    if (a.tokens == 1 || a.ids)
       launch_kquant_i8<T>(s, a);
     else
       launch_kquant_i8_batch<T>(s, a);
