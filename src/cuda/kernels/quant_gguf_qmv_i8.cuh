@@ -47,14 +47,24 @@ struct KQuantHeaderBytes {
         m(uint32_t(2 * j + p) | uint32_t(2 * j + p + 4) << 4) {}
 };
 
+// The sub-blocks' 6-bit scales, from the header words holding q[0..3] and q[8..11], and mins,
+// from q[4..7] and q[8..11] (formulas above), four sub-blocks per word: .x sub-blocks s < 4,
+// .y s >= 4. Byte i of the result comes from byte i of the words, which may be byte_perms of
+// two rows' words.
+__device__ __forceinline__ uint2 kquant_scales(uint32_t q0, uint32_t q8) {
+  return make_uint2(q0 & 0x3f3f3f3fu, (q8 & 0x0f0f0f0fu) | ((q0 >> 2) & 0x30303030u));
+}
+__device__ __forceinline__ uint2 kquant_mins(uint32_t q4, uint32_t q8) {
+  return make_uint2(q4 & 0x3f3f3f3fu, ((q8 >> 4) & 0x0f0f0f0fu) | ((q4 >> 2) & 0x30303030u));
+}
+
 // Rows a and b's scales (KQuantRowScales) from their headers ha, hb.
 __device__ __forceinline__ void kquant_row_scales(const uint4& ha, const uint4& hb, KQuantHeaderBytes sel,
                                                   KQuantRowScales& ra, KQuantRowScales& rb) {
-  const uint32_t y = __byte_perm(ha.y, hb.y, sel.sc), w = __byte_perm(ha.w, hb.w, sel.sc);
-  const uint32_t s0 = y & 0x3f3f3f3fu;                               // step 0: q[s] & 63
-  const uint32_t s1 = (w & 0x0f0f0f0fu) | ((y >> 2) & 0x30303030u);  // step 1
-  const uint32_t z = __byte_perm(ha.z, hb.z, sel.m), wm = __byte_perm(ha.w, hb.w, sel.m);
-  const uint32_t m0 = z & 0x3f3fu, m1 = ((wm >> 4) & 0x0f0fu) | ((z >> 2) & 0x3030u);
+  // .x: step 0's sub-blocks, .y: step 1's; the mins' bytes 0 and 1 are rows a and b.
+  const uint2 sc = kquant_scales(__byte_perm(ha.y, hb.y, sel.sc), __byte_perm(ha.w, hb.w, sel.sc));
+  const uint2 mn = kquant_mins(__byte_perm(ha.z, hb.z, sel.m), __byte_perm(ha.w, hb.w, sel.m));
+  const uint32_t s0 = sc.x, s1 = sc.y, m0 = mn.x, m1 = mn.y;
   auto byte = [](uint32_t v, int i) { return (v >> (8 * i)) & 0xffu; };
 #pragma unroll
   for (int c = 0; c < 2; ++c) {

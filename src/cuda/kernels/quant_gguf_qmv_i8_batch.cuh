@@ -15,6 +15,7 @@
 // its own shared-memory ring (cp.async), as the MLX batch kernel: a superblock's first step
 // brings its header (16 bytes) and 64 code bytes per row, the second 64 code bytes.
 #include "cuda/kernels/qmv_i8_batch.cuh"
+#include "cuda/kernels/quant_gguf_qmv_i8.cuh"  // kquant_scales, kquant_mins
 #include "cuda/kernels/quant_mlx_qmv.cuh"
 
 namespace mlxn::kernels {
@@ -26,26 +27,20 @@ struct KQuantBatchSmem {
   static constexpr int kBytes = QmvI8BatchConfig::kWarps * kRing * kStage;
 };
 
-// A superblock row's scales and mins as bytes (sub-block s: byte s % 4 of word s / 4) and its
-// d and dmin, from its 16-byte header h (w = h.y, h.z, h.w: the 12 bytes q):
-// s < 4: sc = q[s] & 63, m = q[s + 4] & 63;
-// s >= 4: sc = (q[s + 4] & 15) | (q[s - 4] >> 6) << 4, m = (q[s + 4] >> 4) | (q[s] >> 6) << 4.
+// A superblock row's scales and mins as bytes (kquant_scales, kquant_mins: sub-block s is byte
+// s % 4 of word s / 4) and its d and dmin, from its 16-byte header h.
 struct KQuantSubScales {
-  uint32_t sc[2], m[2];
+  uint2 sc, m;
   float d, dmin;
   KQuantSubScales() = default;
-  __device__ explicit KQuantSubScales(const uint4& h) {
-    sc[0] = h.y & 0x3f3f3f3fu;
-    m[0] = h.z & 0x3f3f3f3fu;
-    sc[1] = (h.w & 0x0f0f0f0fu) | ((h.y >> 2) & 0x30303030u);
-    m[1] = ((h.w >> 4) & 0x0f0f0f0fu) | ((h.z >> 2) & 0x30303030u);
+  __device__ explicit KQuantSubScales(const uint4& h) : sc(kquant_scales(h.y, h.w)), m(kquant_mins(h.z, h.w)) {
     const float2 dd = __half22float2(*reinterpret_cast<const __half2*>(&h.x));
     d = dd.x;
     dmin = dd.y;
   }
   // Sub-block s's scale, and its min as a float.
-  __device__ int scale(int s) const { return int(__byte_perm(sc[s >> 2], 0, 0x4440 | (s & 3))); }
-  __device__ float min(int s) const { return float(__byte_perm(m[s >> 2], 0, 0x4440 | (s & 3))); }
+  __device__ int scale(int s) const { return int(__byte_perm(s < 4 ? sc.x : sc.y, 0, 0x4440 | (s & 3))); }
+  __device__ float min(int s) const { return float(__byte_perm(s < 4 ? m.x : m.y, 0, 0x4440 | (s & 3))); }
 };
 
 // 72 registers: 7 blocks per SM hold the 896 row tiles of N = 14336 in one wave on 132 SMs
