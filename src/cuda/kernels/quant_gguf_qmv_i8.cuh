@@ -154,14 +154,6 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, KQuantI8Format<kFive>::
   const int chunk = t >> 1;
   const KQuantHeaderBytes header_bytes(chunk, t & 1);
 
-  // x's units and table entry for one step, loaded a step before their use.
-  struct XStep {
-    uint4 l, h;
-    float2 f;
-  };
-  XStep xq{};
-  if (count > 0) xq = XStep{__ldg(xl_p), __ldg(xh_p), __ldg(table)};
-
   float acc_a = 0.f, acc_b = 0.f;
   for (int i = 0; i < count; ++i) {
     const bool more = i + 1 < count;
@@ -180,15 +172,11 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, KQuantI8Format<kFive>::
     float da = 0.f, db = 0.f, ma = 0.f, mb = 0.f;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      // This step's x; the next step's loads go out now (past the warp's last step, this
-      // step's again: the image may end there).
-      const uint4 xl = xq.l, xh = xq.h;
-      const float2 fx = xq.f;
-      const int x_next = h == 0 ? I::kStepUnits : more ? kXNext : 0;
-      xl_p += x_next;
-      xh_p += x_next;
-      table += h == 0 ? 4 : more ? 4 * (2 * NW - 1) : 0;
-      xq = XStep{__ldg(xl_p), __ldg(xh_p), __ldg(table)};
+      const uint4 xl = __ldg(xl_p), xh = __ldg(xh_p);
+      const float2 fx = __ldg(table);
+      xl_p += h ? kXNext : I::kStepUnits;
+      xh_p += h ? kXNext : I::kStepUnits;
+      table += h ? 4 * (2 * NW - 1) : 4;
       int c[4] = {0, 0, 0, 0};
       if constexpr (kFive) {
         // Code bytes (nibble | high bit << 4) of each class: the low class takes bit 0 of

@@ -97,21 +97,6 @@ __global__ void __launch_bounds__(QmvI8BatchConfig::kThreads, kKQuantBatchMinBlo
   // The table's float4s of x rows 2t and 2t + 1.
   const float4* tp = reinterpret_cast<const float4*>(static_cast<const uint4*>(p.x) + I::table_unit(K)) + 2 * t;
 
-  // x's data for one chunk: its two fragments' units and the table entries of x rows 2t and
-  // 2t + 1. Each chunk's are loaded while the chunk before it computes (x is read from L1/L2 at
-  // every chunk, and loading at the point of use left the warps waiting on it).
-  struct XChunk {
-    uint4 xh, xl;
-    float4 e[2];
-  };
-  auto load_x = [&](int step, int G) {
-    const uint4* xf = xp + int64_t(step) * I::kStepUnits + 2 * G * I::kFragUnits;
-    const float4* te = tp + (int64_t(step) * 2 + G) * I::kRows;
-    return XChunk{__ldg(xf), __ldg(xf + I::kFragUnits), {__ldg(te), __ldg(te + 1)}};
-  };
-  XChunk xc{};
-  if (count > 0) xc = load_x(2 * warp, 0);
-
   float acc[4] = {0.f, 0.f, 0.f, 0.f};  // (row a, x row 2t), (a, 2t + 1), (b, 2t), (b, 2t + 1)
   for (int j = 0; j < count; ++j) {
     KQuantSubScales sa, sb;
@@ -133,12 +118,10 @@ __global__ void __launch_bounds__(QmvI8BatchConfig::kThreads, kKQuantBatchMinBlo
         const int c = 2 * h + G;  // the superblock's chunk: sub-blocks 2c (low) and 2c + 1 (high)
         const uint2 wa2 = *reinterpret_cast<const uint2*>(codes + g * Sm::kPitch + 32 * G + 8 * t);
         const uint2 wb2 = *reinterpret_cast<const uint2*>(codes + (g + 8) * Sm::kPitch + 32 * G + 8 * t);
-        // The next chunk: G + 1 of this step, or chunk 0 of the next step (the warp's next
-        // superblock after step 1); past the last, this chunk's other half again (unused).
-        const int next_step = G == 0 ? step : h == 0 ? step + 1 : j + 1 < count ? step + 2 * NW - 1 : step;
-        const XChunk xn = load_x(next_step, G ^ 1);
-        const uint4 xh = xc.xh, xl = xc.xl;
-        const float4(&e)[2] = xc.e;
+        const uint4* xf = xp + int64_t(step) * I::kStepUnits + 2 * G * I::kFragUnits;
+        const uint4 xh = __ldg(xf), xl = __ldg(xf + I::kFragUnits);
+        const float4* te = tp + (int64_t(step) * 2 + G) * I::kRows;
+        const float4 e[2] = {__ldg(te), __ldg(te + 1)};
         // Words x and y are k slots 4t and 16 + 4t; the high nibbles shifted down.
         const uint32_t a0 = wa2.x & kLow, a1 = wb2.x & kLow, a2 = wa2.y & kLow, a3 = wb2.y & kLow;
         const uint32_t q0 = (wa2.x >> 4) & kLow, q1 = (wb2.x >> 4) & kLow;
@@ -162,7 +145,6 @@ __global__ void __launch_bounds__(QmvI8BatchConfig::kThreads, kKQuantBatchMinBlo
           acc[q] = fmaf(d * e[xr].x, float(v), acc[q]);
           acc[q] = fmaf(-dm[row][0], e[xr].y, fmaf(-dm[row][1], e[xr].z, acc[q]));
         }
-        xc = xn;
       }
       __syncwarp();  // every lane is done with this slot before the next issue refills it
     }
