@@ -62,9 +62,6 @@ __device__ __forceinline__ Vec<T> load_vec(const T* p) {
 // points of copy bandwidth slower on an H200 than hints on neither side (bench/NOTES.md,
 // run 25). Read-only kernels (the mat-vecs) keep their evict-first weight reads.
 __device__ __forceinline__ uint4 load_once(const uint4* p) { return *p; }
-// Brings the 128-byte line holding p into L1, holding no register: for data other warps of the
-// SM have not touched yet (so in L2 only) that the warp reads a loop iteration later.
-__device__ __forceinline__ void prefetch_l1(const void* p) { asm volatile("prefetch.global.L1 [%0];\n" ::"l"(p)); }
 template <class T, int BYTES>
 __device__ __forceinline__ void store_vec(T* p, const Vec<T, BYTES>& r) {
   *reinterpret_cast<RawOf<BYTES>*>(p) = *reinterpret_cast<const RawOf<BYTES>*>(r.v);

@@ -154,22 +154,9 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, KQuantI8Format<kFive>::
   const int chunk = t >> 1;
   const KQuantHeaderBytes header_bytes(chunk, t & 1);
 
-  // The warp's x for its superblock i into L1 (run 119): its two steps' 34 units (at most six
-  // lines, lanes 0..5) and their 8 table entries (lanes 6, 7). The image was written by the
-  // kernel before, so the first read of each line on this SM misses to L2, and read at the
-  // point of use that latency was most of the kernel's stalls.
-  auto prefetch_x = [&](int i) {
-    const int step = 2 * (warp + NW * i);
-    const uint8_t* units = reinterpret_cast<const uint8_t*>(img + step * I::kStepUnits);
-    const uint8_t* entries = reinterpret_cast<const uint8_t*>(img + I::table_unit(k)) + step * 4 * sizeof(float2);
-    if (lane < 6) prefetch_l1(units + min(128 * lane, 2 * I::kStepUnits * 16 - 1));
-    else if (lane < 8) prefetch_l1(entries + (lane - 6) * (8 * sizeof(float2) - 1));
-  };
-
   float acc_a = 0.f, acc_b = 0.f;
   for (int i = 0; i < count; ++i) {
     const bool more = i + 1 < count;
-    if (more) prefetch_x(i + 1);
     KQuantRowScales sa, sb;
     kquant_row_scales(ha, hb, header_bytes, sa, sb);
     if (more) load_header(kStride);

@@ -97,22 +97,8 @@ __global__ void __launch_bounds__(QmvI8BatchConfig::kThreads, kKQuantBatchMinBlo
   // The table's float4s of x rows 2t and 2t + 1.
   const float4* tp = reinterpret_cast<const float4*>(static_cast<const uint4*>(p.x) + I::table_unit(K)) + 2 * t;
 
-  // The warp's x for its superblock j into L1 (as the single-row kernel, run 119): two steps'
-  // fragments (4 KB: a line per lane, and the last) and table entries (512 bytes).
-  auto prefetch_x = [&](int j) {
-    const int step = 2 * (warp + NW * j);
-    constexpr int kFrag = 2 * I::kStepUnits * 16, kTable = 2 * 2 * I::kRows * 16;
-    const uint8_t* frag = static_cast<const uint8_t*>(p.x) + int64_t(step) * I::kStepUnits * 16;
-    const uint8_t* entries = static_cast<const uint8_t*>(p.x) + (I::table_unit(K) + int64_t(step) * 2 * I::kRows) * 16;
-    prefetch_l1(frag + 128 * lane);
-    if (lane < 4) prefetch_l1(entries + 128 * lane);
-    else if (lane == 4) prefetch_l1(entries + kTable - 1);
-    else if (lane == 5) prefetch_l1(frag + kFrag - 1);
-  };
-
   float acc[4] = {0.f, 0.f, 0.f, 0.f};  // (row a, x row 2t), (a, 2t + 1), (b, 2t), (b, 2t + 1)
   for (int j = 0; j < count; ++j) {
-    if (j + 1 < count) prefetch_x(j + 1);
     KQuantSubScales sa, sb;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {

@@ -88,21 +88,8 @@ __global__ void __launch_bounds__(QmvI8BatchConfig::kThreads, QmvI8BatchConfig::
   cp_async_wait<S - 1>();  // the scales' group, the first, has landed (the ring's stay in flight)
   __syncthreads();         // and so have every other thread's pieces
 
-  // The warp's x for its step i into L1 (as the Q4_K kernels, run 119): the fragments (2 KB, a
-  // line per lane 0..15, and the last) and the table entries (128 bytes).
-  auto prefetch_x = [&](int i) {
-    const int step = warp + NW * i;
-    constexpr int kFrag = I::kStepUnits * 16, kTable = 2 * I::kRows * 8;
-    const uint8_t* frag = static_cast<const uint8_t*>(p.x) + int64_t(step) * kFrag;
-    const uint8_t* entries = static_cast<const uint8_t*>(p.x) + I::table_unit(K) * 16 + int64_t(step) * kTable;
-    if (lane < 16) prefetch_l1(frag + 128 * lane);
-    else if (lane == 16) prefetch_l1(frag + kFrag - 1);
-    else if (lane < 19) prefetch_l1(entries + (lane - 17) * (kTable - 1));
-  };
-
   float acc[4] = {0.f, 0.f, 0.f, 0.f};  // (row a, x row 2t), (a, 2t + 1), (b, 2t), (b, 2t + 1)
   for (int i = 0; i < count; ++i) {
-    if (i + 1 < count) prefetch_x(i + 1);
     issue(i + S - 1);
     cp_async_wait<S - 1>();  // this lane's copies of step i have landed
     __syncwarp();            // and so have its quad's
