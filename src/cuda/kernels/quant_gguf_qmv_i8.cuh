@@ -143,39 +143,20 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, KQuantI8Format<kFive>::
   pdl_wait();
   pdl_launch_dependents();
 
-  // x through a per-warp ring of two superblocks in shared memory, each staged (cp.async) a
-  // superblock before its use: its two steps' units and their 8 table entries (4 units). The
-  // image is written by the kernel just before, so each line's first read on an SM misses to
-  // L2; read at the point of use, that latency was most of the kernel's stalls (run 119).
-  constexpr int kXUnits = 2 * I::kStepUnits + 4;
-  __shared__ __align__(16) uint4 x_ring[NW][2][kXUnits];
   const uint4* img = static_cast<const uint4*>(p.x) + un.x_row * p.x_stride;
-  auto stage_x = [&](int i) {
-    const int step = 2 * (warp + NW * i);
-    uint4* dst = x_ring[warp][i & 1];
-    const uint4* units = img + step * I::kStepUnits;
-    cp_async<16>(dst + lane, units + lane);
-    if (lane < 2) cp_async<16>(dst + 32 + lane, units + 32 + lane);
-    else if (lane < 6) cp_async<16>(dst + 32 + lane, img + I::table_unit(k) + 2 * step + lane - 2);
-    cp_async_commit();
-  };
-  if (count > 0) stage_x(0);
   int lo_unit, hi_unit;
   group_part_class_units(g, t, lo_unit, hi_unit);
+  const uint4* xl_p = img + 2 * warp * I::kStepUnits + lo_unit;
+  const uint4* xh_p = img + 2 * warp * I::kStepUnits + hi_unit;
+  const float2* table = reinterpret_cast<const float2*>(img + I::table_unit(k)) + 4 * 2 * warp + t;
+  // From step 1 of a superblock to the next one's step 0.
+  constexpr int kXNext = (2 * NW - 1) * I::kStepUnits;
   const int chunk = t >> 1;
   const KQuantHeaderBytes header_bytes(chunk, t & 1);
 
   float acc_a = 0.f, acc_b = 0.f;
   for (int i = 0; i < count; ++i) {
     const bool more = i + 1 < count;
-    __syncwarp();  // every lane is done with the slot superblock i + 1 refills
-    if (more)
-      stage_x(i + 1);
-    else
-      cp_async_commit();  // an empty group, so that the wait below counts superblocks
-    cp_async_wait<1>();   // this lane's copies of superblock i have landed
-    __syncwarp();         // and so have the warp's
-    const uint4* xs = x_ring[warp][i & 1];
     KQuantRowScales sa, sb;
     kquant_row_scales(ha, hb, header_bytes, sa, sb);
     if (more) load_header(kStride);
@@ -191,8 +172,11 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, KQuantI8Format<kFive>::
     float da = 0.f, db = 0.f, ma = 0.f, mb = 0.f;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const uint4 xl = xs[h * I::kStepUnits + lo_unit], xh = xs[h * I::kStepUnits + hi_unit];
-      const float2 fx = reinterpret_cast<const float2*>(xs + 2 * I::kStepUnits)[4 * h + t];
+      const uint4 xl = __ldg(xl_p), xh = __ldg(xh_p);
+      const float2 fx = __ldg(table);
+      xl_p += h ? kXNext : I::kStepUnits;
+      xh_p += h ? kXNext : I::kStepUnits;
+      table += h ? 4 * (2 * NW - 1) : 4;
       int c[4] = {0, 0, 0, 0};
       if constexpr (kFive) {
         // Code bytes (nibble | high bit << 4) of each class: the low class takes bit 0 of
