@@ -85,9 +85,7 @@ struct KQuantI8Format {
   // Q5_K's high bits and code building take ~118 registers unbounded; at 72 (7 blocks per SM)
   // or 80 (6) the spills cost more than the blocks gain (18.98 us at 6 blocks against 14.16 at
   // 5, N = 14336, K = 4096: bench/NOTES.md, run 66), so it runs 5 blocks of 94 registers.
-  // Q4_K: 64 registers, no spill, 8 blocks per SM (run 121): its warps wait on x, and one
-  // more block per SM hides more of that (N = 14336's 896 row tiles still fit one wave).
-  static constexpr int kMinBlocks = kFive ? 5 : 8;
+  static constexpr int kMinBlocks = kFive ? 5 : QmvI8Config::kMinBlocks;
 };
 
 // p (QmmParams, quant_mlx_qmv.cuh, for its routing and rows; scales and biases unused):
