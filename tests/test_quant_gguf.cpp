@@ -184,6 +184,7 @@ TEST_P(QuantGgufTest, MatmulDecodeAlignedRows) {
   for (DType t : block_types()) shapes.push_back({t, 2048});
   shapes.insert(shapes.end(), {{DType::q4_k, 512},
                                {DType::q4_k, 1280},
+                               {DType::q4_0, 768},
                                {DType::q4_1, 2176},
                                {DType::q5_1, 2112},
                                {DType::q8_0, 2304},
@@ -216,14 +217,14 @@ TEST_P(QuantGgufTest, MatmulDecodeAlignedRows) {
   }
 }
 
-// Rows of bf16/f16 x by a Q4_K or Q5_K weight (CUDA: the integer mat-vecs, x as 15-bit fixed
-// point per 64 values: one row, or 2..8 rows of Q4_K in the batch kernel), each row with an
-// outlier, a zero group and a tiny group: each output within the fixed point's bound
-// (support.h). K from one superblock (three warps idle) to 18, some warps taking one
+// Rows of bf16/f16 x by a Q4_0, Q4_K or Q5_K weight (CUDA: the integer mat-vecs, x as 15-bit
+// fixed point per 64 values: one row, or 2..8 rows of Q4_K in the batch kernel), each row with
+// an outlier, a zero group and a tiny group: each output within the fixed point's bound
+// (support.h). K from one superblock of 256 (three warps idle) to 18, some warps taking one
 // superblock more than others.
-TEST_P(QuantGgufTest, MatvecKQuantFixedPointX) {
+TEST_P(QuantGgufTest, MatvecFixedPointX) {
   Session& s = session();
-  for (DType t : {DType::q4_k, DType::q5_k})
+  for (DType t : {DType::q4_0, DType::q4_k, DType::q5_k})
     for (DType xdt : {DType::bf16, DType::f16})
       for (auto [n, k] : {std::pair<int64_t, int64_t>{1, 256}, {17, 768}, {16, 1280}, {40, 4608}})
         for (int64_t m : {1, 3, 8}) {
@@ -330,7 +331,8 @@ TEST_P(QuantGgufTest, MatmulStridedRows) {
 // Each routed row equals the same row multiplied by its expert alone.
 TEST_P(QuantGgufTest, MatmulIdMatchesEachExpertAlone) {
   for (DType t : {DType::q4_0, DType::q5_1, DType::q3_k, DType::q4_k, DType::q6_k, DType::bf16}) {
-    const int64_t e = 5, n = 21, k = traits(t).block_elems == 256 ? 512 : 128;
+    // Q4_0 at K % 256 == 0, as its integer mat-vec takes it.
+    const int64_t e = 5, n = 21, k = traits(t).block_elems == 256 || t == DType::q4_0 ? 512 : 128;
     std::vector<uint8_t> bytes;
     TestArray wf;
     Array w;
@@ -406,11 +408,12 @@ TEST_P(QuantGgufTest, MatmulIdAgainstFloat64) {
   MLXN_EXPECT_CLOSE(host_values(session(), out), ref, mm_tol(DType::f32));
 }
 
-// One routed token by Q4_K or Q5_K experts (CUDA: the integer mat-vec, one slot per unit, no
-// grouping), x shared by the slots or one row per slot: each slot within the fixed point's
-// bound against float64 with its own expert, a repeated expert, and zeros for an id out of range.
-TEST_P(QuantGgufTest, MatmulIdKQuantOneToken) {
-  for (DType t : {DType::q4_k, DType::q5_k}) {
+// One routed token by Q4_0, Q4_K or Q5_K experts (CUDA: the integer mat-vecs, one slot per
+// unit, no grouping), x shared by the slots or one row per slot: each slot within the fixed
+// point's bound against float64 with its own expert, a repeated expert, and zeros for an id out
+// of range.
+TEST_P(QuantGgufTest, MatmulIdIntegerOneToken) {
+  for (DType t : {DType::q4_0, DType::q4_k, DType::q5_k}) {
     SCOPED_TRACE(name(t));
     Session& s = session();
     const int64_t e = 9, n = 40, k = 768, top_k = 8;

@@ -1,7 +1,7 @@
 // CUDA entry points of the GGUF quant family.
 //   dequantize / embedding: one thread per 32-value unit, decoded through the traits table.
-//   one token by a Q4_K or Q5_K weight (plain or routed; x bf16/f16): the integer tensor-core
-//     mat-vec (quant_gguf_matvec.cu);
+//   one token by a Q4_0 (K % 256 == 0), Q4_K or Q5_K weight (plain or routed; x bf16/f16),
+//     and 2..8 rows by Q4_K: the integer tensor-core mat-vecs (quant_gguf_matvec.cu);
 //   matmul, M <= 64, and every other expert-routed matmul: the tensor-core mat-vec
 //     (quant_gguf_matvec.cu), routed rows grouped by expert on the device first.
 //   matmul, M > 64: the weight dequantized once into a pooled scratch buffer in x's dtype,
@@ -206,8 +206,8 @@ void gemm_path(Session& s, const GgufMatmulArgs& a) {
 }
 
 void matmul_cuda(Session& s, const GgufMatmulArgs& a) {
-  if (kquant_integer_matvec(a)) {
-    gguf_matvec_kquant_i8(s, a);
+  if (integer_matvec(a)) {
+    gguf_matvec_i8(s, a);
     return;
   }
   const char* op = a.ids ? "gguf_matmul_id" : "gguf_matmul";

@@ -21,9 +21,10 @@ struct GgufGroups {
 // out rows = x rows · W^T on tensor cores, for a plain matmul (M <= 64) or routed rows.
 void gguf_matvec(Session& s, const detail::GgufMatmulArgs& a, const GgufGroups& groups);
 
-// The integer tensor-core mat-vec for one token by a Q4_K or Q5_K weight (plain or routed,
-// no grouping of routed rows needed), and whether a call is in its domain.
-bool kquant_integer_matvec(const detail::GgufMatmulArgs& a);
-void gguf_matvec_kquant_i8(Session& s, const detail::GgufMatmulArgs& a);
+// The integer tensor-core mat-vecs: one token by a Q4_0, Q4_K or Q5_K weight (plain or
+// routed, no grouping of routed rows needed) or 2..8 rows by Q4_K, and whether a call is in
+// their domain.
+bool integer_matvec(const detail::GgufMatmulArgs& a);
+void gguf_matvec_i8(Session& s, const detail::GgufMatmulArgs& a);
 
 }  // namespace mlxn::cuda

@@ -1,5 +1,5 @@
 // CUDA launchers of the GGUF mat-vecs (tensor cores), one instantiation per weight type and
-// input dtype: the integer mat-vec for one bf16/f16 token by a Q4_K or Q5_K weight, the
+// input dtype: the integer mat-vec for one bf16/f16 token by a Q4_0, Q4_K or Q5_K weight, the
 // split-K kernel for the other plain matmuls of at most 8 rows over 16-byte aligned weight
 // rows, the persistent routed kernel for everything else. The entry points are in
 // quant_gguf.cu.
@@ -9,6 +9,7 @@
 #include "cuda/common/dispatch.cuh"
 #include "cuda/common/launch.h"
 #include "cuda/kernels/quant_gguf.cuh"
+#include "cuda/kernels/quant_gguf_q4_0_i8.cuh"
 #include "cuda/kernels/quant_gguf_qmv_i8.cuh"
 #include "cuda/kernels/quant_gguf_qmv_i8_batch.cuh"
 #include "cuda/kernels/quant_gguf_splitk.cuh"
@@ -81,14 +82,17 @@ void launch_splitk(Session& s, const detail::GgufMatmulArgs& a, bool x_vec) {
   check_launch(s, "gguf_matvec");
 }
 
-// One x row per unit by a Q4_K or Q5_K weight (x bf16/f16): x's rows into their fixed-point
-// image (pooled scratch), then the integer mat-vec reading it; both launch with PDL, and the
-// mat-vec's weight loads overlap the conversion (routed calls wait for their ids first).
+// One x row per unit by a Q4_0, Q4_K or Q5_K weight (x bf16/f16): x's rows into their
+// fixed-point image (pooled scratch, in the weight's nibble order), then the integer mat-vec
+// reading it; both launch with PDL, and the mat-vec's weight loads overlap the conversion
+// (routed calls wait for their ids first).
 template <class T>
-void launch_kquant_i8(Session& s, const detail::GgufMatmulArgs& a) {
+void launch_integer_i8(Session& s, const detail::GgufMatmulArgs& a) {
   const char* op = a.ids ? "gguf_matmul_id" : "gguf_matmul";
   const int64_t slots = a.tokens * a.top_k;
-  const ScratchBuffer image = prepare_x_image<T, k::NibbleOrder::kHalves, 64>(s, op, a.x, a.k);
+  const bool q4_0 = a.w_dtype == DType::q4_0;
+  const ScratchBuffer image = q4_0 ? prepare_x_image<T, k::NibbleOrder::kBlocks, 64>(s, op, a.x, a.k)
+                                   : prepare_x_image<T, k::NibbleOrder::kHalves, 64>(s, op, a.x, a.k);
   k::qmlx::QmmParams p{};
   p.packed = static_cast<const uint32_t*>(a.w);
   p.experts = a.experts;
@@ -106,7 +110,9 @@ void launch_kquant_i8(Session& s, const detail::GgufMatmulArgs& a) {
     p.x_per_slot = a.x_per_slot;
     p.slots = slots;
   }
-  auto kern = a.w_dtype == DType::q5_k ? k::kquant_i8_kernel<T, true> : k::kquant_i8_kernel<T, false>;
+  auto kern = q4_0                       ? k::q4_0_i8_kernel<T>
+              : a.w_dtype == DType::q5_k ? k::kquant_i8_kernel<T, true>
+                                         : k::kquant_i8_kernel<T, false>;
   launch_pdl(s, op, kern, dim3(grid_dim(op, slots), unsigned((a.n + 15) / 16)), dim3(k::QmvI8Config::kThreads), 0, p);
 }
 
@@ -136,23 +142,24 @@ void launch_kquant_i8_batch(Session& s, const detail::GgufMatmulArgs& a) {
 // costs less at this size than the routed bf16 kernel's decode (bench/NOTES.md, run 117).
 constexpr int64_t kRoutedIntegerTokens = 8;
 
-// The integer K-quant paths' domain: x bf16/f16 in 16-byte vectors, a 16-byte aligned weight,
-// row tiles within the kernels' 32-bit offsets and the grid's y; then one x row per unit by
-// Q4_K or Q5_K (a single-row matmul, or the slots of a routed call of up to
-// kRoutedIntegerTokens tokens), or a plain matmul of 2..8 rows by Q4_K (the batch kernel).
-bool kquant_integer_matvec(const detail::GgufMatmulArgs& a) {
+// The integer paths' domain: x bf16/f16 in 16-byte vectors, a 16-byte aligned weight, row
+// tiles within the kernels' 32-bit offsets and the grid's y; then one x row per unit by Q4_0
+// (K % 256 == 0: rows of whole 144-byte superblocks), Q4_K or Q5_K (a single-row matmul, or
+// the slots of a routed call of up to kRoutedIntegerTokens tokens), or a plain matmul of 2..8
+// rows by Q4_K (the batch kernel).
+bool integer_matvec(const detail::GgufMatmulArgs& a) {
   if (a.x.dtype == DType::f32 || !vectorizable(a.x, 8) || !aligned16(a.w) || a.w_row_bytes >= (int64_t(1) << 27) ||
       (a.n + 15) / 16 > kMaxGridY)
     return false;
   if (a.tokens == 1 || (a.ids && a.tokens <= kRoutedIntegerTokens))
-    return a.w_dtype == DType::q4_k || a.w_dtype == DType::q5_k;
+    return a.w_dtype == DType::q4_k || a.w_dtype == DType::q5_k || (a.w_dtype == DType::q4_0 && a.k % 256 == 0);
   return a.w_dtype == DType::q4_k && !a.ids && a.tokens <= kernels::QmvI8BatchConfig::kRows;
 }
 
-void gguf_matvec_kquant_i8(Session& s, const detail::GgufMatmulArgs& a) {
+void gguf_matvec_i8(Session& s, const detail::GgufMatmulArgs& a) {
   auto go = [&]<class T>() {
     if (a.tokens == 1 || a.ids)
-      launch_kquant_i8<T>(s, a);
+      launch_integer_i8<T>(s, a);
     else
       launch_kquant_i8_batch<T>(s, a);
   };

@@ -1,8 +1,9 @@
 #pragma once
 // The integer tensor-core mat-vec, the parts that do not depend on the weight format: x's
 // fixed-point image and the kernel that writes it, the u8 x s8 product of one 128-value step,
-// and the block's final sum. Its users: the MLX affine 4-bit kernel (quant_mlx_qmv_i8.cuh)
-// and the GGUF Q4_K / Q5_K kernel (quant_gguf_qmv_i8.cuh).
+// and the block's final sum. Its users: the MLX affine 4-bit kernel (quant_mlx_qmv_i8.cuh),
+// the GGUF Q4_K / Q5_K kernel (quant_gguf_qmv_i8.cuh) and the GGUF Q4_0 kernel
+// (quant_gguf_q4_0_i8.cuh).
 //
 // Why integers: a bf16 mat-vec spends ~2 instructions per weight and lane on unpacking codes
 // into bf16 pairs and applying scales per pair, and is bound by that issue, not by DRAM. Here
@@ -31,14 +32,18 @@ namespace mlxn::kernels {
 //   2 i + 1 (high nibble);
 // kHalves (GGUF K-quants): per 64 values 32 bytes whose low nibbles are values 0..31 and high
 //   nibbles 32..63; vector t is bytes 16 (t % 2) .. of the 64-value chunk t / 2, so byte i holds
-//   values 64 (t / 2) + 16 (t % 2) + i and the same + 32.
-enum class NibbleOrder { kPairs, kHalves };
+//   values 64 (t / 2) + 16 (t % 2) + i and the same + 32;
+// kBlocks (GGUF Q4_0): vector t is the 16 code bytes of the step's block t, byte i holding
+//   values 32 t + i (low nibble) and 32 t + 16 + i (high nibble).
+// The x groups of 64 of kHalves and kBlocks carry each half's sum of x (a K-quant sub-block, a
+// Q4_0 block).
+enum class NibbleOrder { kPairs, kHalves, kBlocks };
 
 // x's image per row, in 16-byte units: per 128-value step s, 17 units: unit (t * 2 + part) *
 // 2 + cls holds the part bytes (h, l) of the x values of vector t's bytes i = 0..15, nibble
 // class cls, in the order an mma's B operand takes them, and unit 16 is zeros. After the
 // steps, the table: x groups of 64: per group G and part a float2 (s_x * (part ? 1 : 256),
-// sum of x over G (kPairs) or over G's half `part` (kHalves)); x groups of 32: per group a
+// sum of x over G (kPairs) or over G's half `part` (kHalves, kBlocks)); x groups of 32: per group a
 // float2 (s_x, sum of x over G). Both tables are K / 4 bytes.
 struct QmvI8Image {
   static constexpr int kFixedMax = 127 * 256;  // |256 h + l| <= this, so h fits int8
@@ -107,8 +112,8 @@ __device__ __forceinline__ void stage_tile_scales(uint8_t* dst, int pitch, const
 // 8 i .. 8 i + 7; an x group is XG / 8 adjacent lanes.
 template <class CT, NibbleOrder O, int XG>
 __device__ __forceinline__ void prepare_x_row(const CT* xr, int k, int i, uint4* out) {
-  static_assert(O == NibbleOrder::kPairs || XG == 64, "K-quant x groups are their 64-value chunks");
-  constexpr int kSumLanes = O == NibbleOrder::kHalves ? 4 : XG / 8;  // a half, or the group
+  static_assert(O == NibbleOrder::kPairs || XG == 64, "GGUF x groups are 64 values, summed by halves");
+  constexpr int kSumLanes = O != NibbleOrder::kPairs ? 4 : XG / 8;  // a half, or the group
   const bool in = i < k / 8;
   const uint4 raw = in ? __ldg(reinterpret_cast<const uint4*>(xr) + i) : make_uint4(0, 0, 0, 0);
   float v[8], amax, sum;
@@ -133,7 +138,9 @@ __device__ __forceinline__ void prepare_x_row(const CT* xr, int k, int i, uint4*
   } else {
     // 8 values of one class: words q and q + 1 (q even) of the h unit, and of the l unit 2
     // units on.
-    const int c = r / 64, cls = (r % 64) / 32, t = 2 * c + (r % 32) / 16, q = (r % 16) / 4;
+    const bool halves = O == NibbleOrder::kHalves;
+    const int cls = halves ? (r % 64) / 32 : (r % 32) / 16;
+    const int t = halves ? 2 * (r / 64) + (r % 32) / 16 : r / 32, q = (r % 16) / 4;
     uint2 h, l;
     fixed_point_words({v[0], v[1], v[2], v[3]}, inv, h.x, l.x);
     fixed_point_words({v[4], v[5], v[6], v[7]}, inv, h.y, l.y);
@@ -148,7 +155,7 @@ __device__ __forceinline__ void prepare_x_row(const CT* xr, int k, int i, uint4*
     const int grp = k0 / XG;
     if constexpr (XG == 32) {
       table[grp] = make_float2(sx, sum);
-    } else if constexpr (O == NibbleOrder::kHalves) {
+    } else if constexpr (O != NibbleOrder::kPairs) {
       const int half = (k0 % 64) / 32;
       table[2 * grp + half] = make_float2(half ? sx : sx * 256.f, sum);
     } else {

@@ -58,6 +58,7 @@ __global__ void __launch_bounds__(QmvI8BatchConfig::kPrepareThreads)
   pdl_launch_dependents();
   pdl_wait();
   using I = QmvI8Batch<O>;
+  static_assert(O != NibbleOrder::kBlocks, "the batch image has no Q4_0 order");
   constexpr bool kHalves = O == NibbleOrder::kHalves;
   const int i = int(blockIdx.x) * I::kPrepareThreads + int(threadIdx.x), r = int(blockIdx.y);
   const bool in = i < k / 8 && r < rows;
