@@ -82,6 +82,20 @@ void launch_splitk(Session& s, const detail::GgufMatmulArgs& a, bool x_vec) {
   check_launch(s, "gguf_matvec");
 }
 
+// What both integer launchers pass: the weight, x's image, out, the sizes.
+k::qmlx::QmmParams integer_params(const detail::GgufMatmulArgs& a, const ScratchBuffer& image) {
+  k::qmlx::QmmParams p{};
+  p.packed = static_cast<const uint32_t*>(a.w);
+  p.experts = a.experts;
+  p.n = a.n;
+  p.k = a.k;
+  p.x = image.data();
+  p.out = a.out.data;
+  p.out_stride = a.out.row_stride;
+  p.m = a.tokens;
+  return p;
+}
+
 // One x row per unit by a Q4_0, Q4_K or Q5_K weight (x bf16/f16): x's rows into their
 // fixed-point image (pooled scratch, in the weight's nibble order), then the integer mat-vec
 // reading it; both launch with PDL, and the mat-vec's weight loads overlap the conversion
@@ -93,16 +107,8 @@ void launch_integer_i8(Session& s, const detail::GgufMatmulArgs& a) {
   const bool q4_0 = a.w_dtype == DType::q4_0;
   const ScratchBuffer image = q4_0 ? prepare_x_image<T, k::NibbleOrder::kBlocks, 64>(s, op, a.x, a.k)
                                    : prepare_x_image<T, k::NibbleOrder::kHalves, 64>(s, op, a.x, a.k);
-  k::qmlx::QmmParams p{};
-  p.packed = static_cast<const uint32_t*>(a.w);
-  p.experts = a.experts;
-  p.n = a.n;
-  p.k = a.k;
-  p.x = image.data();
+  k::qmlx::QmmParams p = integer_params(a, image);
   p.x_stride = k::QmvI8Image::units(a.k);
-  p.out = a.out.data;
-  p.out_stride = a.out.row_stride;
-  p.m = a.tokens;
   if (a.ids) {
     p.ids = a.ids;
     p.ids_u32 = a.ids_dtype == DType::u32;
@@ -122,15 +128,7 @@ template <class T>
 void launch_kquant_i8_batch(Session& s, const detail::GgufMatmulArgs& a) {
   const char* op = "gguf_matmul";
   const ScratchBuffer image = prepare_batch_image<T, k::NibbleOrder::kHalves>(s, op, a.x, a.k);
-  k::qmlx::QmmParams p{};
-  p.packed = static_cast<const uint32_t*>(a.w);
-  p.experts = 1;
-  p.n = a.n;
-  p.k = a.k;
-  p.x = image.data();
-  p.out = a.out.data;
-  p.out_stride = a.out.row_stride;
-  p.m = a.tokens;
+  const k::qmlx::QmmParams p = integer_params(a, image);  // plain: experts == 1
   launch_pdl(s, op, k::kquant_i8_batch_kernel<T>, dim3(1, unsigned((a.n + 15) / 16)),
              dim3(k::QmvI8BatchConfig::kThreads), 0, p);
 }

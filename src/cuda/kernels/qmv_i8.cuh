@@ -227,6 +227,16 @@ __device__ __forceinline__ void group_part_class_units(int g, int t, int& lo, in
   hi = mine && (g & 1) == 1 ? unit + 1 : 16;
 }
 
+// B lane (g, t) for columns "(vector's 32 values, part)", both nibble classes in one column
+// (the high nibbles shifted down): column c is vector c >> 1's values, part c & 1, so lane
+// (g, t) finds in its accumulators columns 2t and 2t + 1: its own vector, both parts. Serves
+// MLX groups of 32 and Q4_0 blocks, whose scale is per vector.
+__device__ __forceinline__ void vector_part_units(int g, int t, int& lo, int& hi) {
+  const bool mine = (g >> 1) == t;
+  lo = mine ? (t * 2 + (g & 1)) * 2 : 16;
+  hi = mine ? lo + 1 : 16;
+}
+
 // The block's result: each lane holds partial sums of rows g (a) and g + 8 (b) of the tile at
 // n0; the quad's 4 lanes hold different terms of the same two rows and the 4 warps different
 // parts of K. out_row: the output row (N values).

@@ -84,11 +84,11 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
   pdl_launch_dependents();
 
   const uint4* img = static_cast<const uint4*>(p.x) + un.x_row * p.x_stride;
-  // Columns "(block, part)": B lane (g, t) serves column g (block g / 2, part g % 2) with its
-  // x for vector t's bytes when vector t is that block.
-  const bool mine = (g >> 1) == t;
-  const int lo_unit = mine ? (t * 2 + (g & 1)) * 2 : 16, hi_unit = mine ? lo_unit + 1 : 16;
-  const uint4* x_p = img + 2 * warp * I::kStepUnits;
+  // Columns "(block, part)", as MLX groups of 32 (vector_part_units).
+  int lo_unit, hi_unit;
+  vector_part_units(g, t, lo_unit, hi_unit);
+  const uint4* xl_p = img + 2 * warp * I::kStepUnits + lo_unit;
+  const uint4* xh_p = img + 2 * warp * I::kStepUnits + hi_unit;
   // Per step the table's two float2 of the lane's x group, as floats: (256 s_x, sum of x over
   // block 0 of the group, s_x, sum over block 1).
   const float* table = reinterpret_cast<const float*>(img + I::table_unit(k)) + 4 * (2 * 2 * warp + (t >> 1));
@@ -99,9 +99,10 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
     const bool more = i + 1 < count;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const uint4 xl = __ldg(x_p + lo_unit), xh = __ldg(x_p + hi_unit);
+      const uint4 xl = __ldg(xl_p), xh = __ldg(xh_p);
       const float sx = __ldg(table + 2), bias = -8.f * __ldg(table + 1 + 2 * (t & 1));
-      x_p += h ? (2 * NW - 1) * I::kStepUnits : I::kStepUnits;
+      xl_p += h ? (2 * NW - 1) * I::kStepUnits : I::kStepUnits;
+      xh_p += h ? (2 * NW - 1) * I::kStepUnits : I::kStepUnits;
       table += h ? 8 * (2 * NW - 1) : 8;
       // The unit after each lane's own: the next lane's (lane 0 offers its step 1 unit at
       // step 0, for lane 3); at step 1 lane 3 takes the ninth.

@@ -133,12 +133,10 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
   using I = QmvI8Image;
   const uint4* img = reinterpret_cast<const uint4*>(p.x) + un.x_row * p.x_stride;
   int lo_unit, hi_unit;
-  if constexpr (kPerChunk) {
-    lo_unit = (g >> 1) == t ? (t * 2 + (g & 1)) * 2 : 16;
-    hi_unit = lo_unit == 16 ? 16 : lo_unit + 1;
-  } else {
+  if constexpr (kPerChunk)
+    vector_part_units(g, t, lo_unit, hi_unit);
+  else
     group_part_class_units(g, t, lo_unit, hi_unit);
-  }
   const uint4* xl_p = img + first * I::kStepUnits + lo_unit;
   const uint4* xh_p = img + first * I::kStepUnits + hi_unit;
   const float2* table = reinterpret_cast<const float2*>(img + I::table_unit(K)) + 4 * first + t;
