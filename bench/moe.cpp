@@ -1,14 +1,14 @@
 // MoE benchmarks: a whole decode MoE layer replayed as a graph (router matmul, routing, gate/up
 // expert products, SwiGLU, down products, weighted sum with the residual) with bf16 experts
-// and, where the MLX-quantized routed product exists, 4-bit experts; and the routing ops alone.
+// and 4-bit MLX experts (moe_experts, and the same as its four ops); and the routing ops alone.
 #include <memory>
 #include <vector>
 
 #include "harness.h"
 #include "mlxn/ops/matmul.h"
 #include "mlxn/ops/moe.h"
-#if __has_include("mlxn/ops/quant_mlx.h")
-#include "mlxn/ops/quant_mlx.h"
+#if __has_include("mlxn/ops/moe_experts.h")
+#include "mlxn/ops/moe_experts.h"
 #define MLXN_BENCH_MOE_MLX4 1
 #endif
 
@@ -69,33 +69,42 @@ Workload moe_layer_bf16(Session& s) {
 }
 
 #ifdef MLXN_BENCH_MOE_MLX4
-// The same layer with MLX affine 4-bit experts (group 64, bf16 scales and biases).
+// The same layer with MLX affine 4-bit experts (group 64, bf16 scales and biases), gate and up
+// as separate stacks as MLX checkpoints hold them (switch_mlp.gate_proj, up_proj). kFused: the
+// expert half as one moe_experts call; else its four ops one after the other.
+template <bool kFused>
 Workload moe_layer_mlx4(Session& s) {
   constexpr int kBits = 4, kGroup = 64;
   auto st = std::make_shared<LayerState>(s, DType::bf16);
-  auto packed = [&](int64_t n, int64_t k, uint64_t seed) {
-    return random_device_array(s, {kExperts, n, k * kBits / 32}, DType::u32, seed);
+  auto stack = [&](int64_t n, int64_t k, uint64_t seed) {
+    return QuantizedExperts{random_device_array(s, {kExperts, n, k * kBits / 32}, DType::u32, seed),
+                            random_device_array(s, {kExperts, n, k / kGroup}, DType::bf16, seed + 1),
+                            random_device_array(s, {kExperts, n, k / kGroup}, DType::bf16, seed + 2)};
   };
-  auto groups = [&](int64_t n, int64_t k, uint64_t seed) {
-    return random_device_array(s, {kExperts, n, k / kGroup}, DType::bf16, seed);
-  };
-  Array gu_q = packed(2 * kWidth, kHidden, 31), gu_s = groups(2 * kWidth, kHidden, 32),
-        gu_b = groups(2 * kWidth, kHidden, 33);
-  Array d_q = packed(kHidden, kWidth, 34), d_s = groups(kHidden, kWidth, 35), d_b = groups(kHidden, kWidth, 36);
-  // per expert: packed weights + scales + biases of gate_up and down
+  const QuantizedExperts gate = stack(kWidth, kHidden, 31), up = stack(kWidth, kHidden, 34),
+                         down = stack(kHidden, kWidth, 37);
+  // per expert: packed weights + scales + biases of gate, up and down
   auto expert_bytes = [](int64_t n, int64_t k) {
     return double(n * k * kBits / 8) + 2.0 * double(n * (k / kGroup)) * 2.0;
   };
-  const double bytes = double(kTopK) * (expert_bytes(2 * kWidth, kHidden) + expert_bytes(kHidden, kWidth));
+  const double bytes = double(kTopK) * (2 * expert_bytes(kWidth, kHidden) + expert_bytes(kHidden, kWidth));
   MlxQuant q;
   q.bits = kBits;
   q.group_size = kGroup;
-  return {[&s, st, gu_q, gu_s, gu_b, d_q, d_s, d_b, q] {
+  return {[&s, st, gate, up, down, q] {
             const Tensor xi = st->route(s);
-            quantized_matmul_id(s, xi, gu_q, gu_s, gu_b, st->ids, q, st->gate_up);
-            moe_glu(s, st->gate_up, st->act, GluKind::silu);
-            quantized_matmul_id(s, st->act, d_q, d_s, d_b, st->ids, q, st->down);
-            st->finish(s, xi);
+            if constexpr (kFused) {
+              MoeExpertsParams p;
+              p.residual = xi;
+              moe_experts(s, xi, gate, up, down, q, st->ids, st->weights, st->out, p);
+            } else {
+              const Tensor g = st->gate_up.tensor().slice(2, 0, kWidth), u = st->gate_up.tensor().slice(2, kWidth, 2 * kWidth);
+              quantized_matmul_id(s, xi, gate.packed, gate.scales, gate.biases, st->ids, q, g);
+              quantized_matmul_id(s, xi, up.packed, up.scales, up.biases, st->ids, q, u);
+              moe_glu(s, st->gate_up, st->act, GluKind::silu);
+              quantized_matmul_id(s, st->act, down.packed, down.scales, down.biases, st->ids, q, st->down);
+              st->finish(s, xi);
+            }
           },
           bytes, 0};
 }
@@ -158,7 +167,8 @@ Case moe_case(std::string name, std::function<Workload(Session&)> make, bool cud
 // bandwidth, i.e. >= 77% of copy.
 MLXN_BENCH(moe_case("moe decode layer bf16 E128 top8 2048/768", moe_layer_bf16, true, 77));
 #ifdef MLXN_BENCH_MOE_MLX4
-MLXN_BENCH(moe_case("moe decode layer mlx4 E128 top8 2048/768", moe_layer_mlx4, true, 77));
+MLXN_BENCH(moe_case("moe decode layer mlx4 E128 top8 2048/768", moe_layer_mlx4<true>, true, 77));
+MLXN_BENCH(moe_case("moe decode layer mlx4 E128 top8 2048/768 (four ops)", moe_layer_mlx4<false>, true));
 #endif
 MLXN_BENCH(moe_case(
     "moe_route f32 T1 E128 top8 (decode)", [](Session& s) { return route_case(s, 1, 128, 8); }, false, 0, 3.0));

@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "cpu/common.h"
+#include "ops/elementwise_math.h"
 #include "ops/moe_args.h"
 #include "ops/registry.h"
 
@@ -104,12 +105,6 @@ void moe_weighted_sum_cpu(Session&, const MoeSumArgs& a) {
   dispatch_float(a.dtype, "moe_weighted_sum", [&]<class T>() { weighted_sum_rows<T>(a); });
 }
 
-inline float gelu_tanh(float x) {
-  constexpr float kC = 0.7978845608028654f;  // sqrt(2 / pi)
-  const float u = std::fmin(std::fmax(kC * (x + 0.044715f * x * x * x), -15.f), 15.f);
-  return 0.5f * x * (1.f + std::tanh(u));
-}
-
 template <class T>
 void glu_rows(const MoeGluArgs& a) {
   const int64_t n = a.out.cols;
@@ -119,7 +114,7 @@ void glu_rows(const MoeGluArgs& a) {
       load_row(static_cast<const T*>(a.gate_up.data) + r * a.gate_up.row_stride, gu.data(), 2 * n);
       for (int64_t i = 0; i < n; ++i) {
         const float g = gu[size_t(i)];
-        const float act = a.gelu ? gelu_tanh(g) : g / (1.f + std::exp(-g));
+        const float act = a.gelu ? ew::GluAct<true>{}(g) : ew::GluAct<false>{}(g);
         o[size_t(i)] = act * gu[size_t(n + i)];
       }
       store_row(o.data(), static_cast<T*>(a.out.data) + r * a.out.row_stride, n);

@@ -7,6 +7,7 @@
 // qualifiers sit behind MLXN_HD, and device code uses the fast hardware exp and divide,
 // which are accurate to a few ulp over the ranges these ops meet.
 #include <cmath>
+#include <type_traits>
 
 #include "ops/simd_exp.h"
 
@@ -109,6 +110,9 @@ struct ActMul {
 using SiluMul = ActMul<Silu>;
 using GeluTanhMul = ActMul<GeluTanh>;
 using GeluErfMul = ActMul<GeluErf>;
+// The gate's activation of moe_glu and moe_experts (GluKind silu or gelu_tanh).
+template <bool kGelu>
+using GluAct = std::conditional_t<kGelu, GeluTanh, Silu>;
 
 // x * sigmoid(g)
 struct SigmoidMul {

@@ -3,6 +3,7 @@
 #include "mlxn/ops/quant_mlx.h"
 
 #include <cmath>
+#include <string>
 
 #include "ops/quant_mlx_args.h"
 #include "ops/registry.h"
@@ -29,55 +30,6 @@ void check_cols(const char* op, const char* what, int64_t k, MlxQuant q) {
   if (k > kMaxRowWidth) throw_error<InvalidArgument>(op, what, " ", k, " is too large");
 }
 
-// Checks packed/scales/biases as a stack of `lead` dims (0: [N, ...], 1: [E, N, ...]) of
-// matrices with `k` columns (k < 0: derive K from packed) and returns the matrix view.
-MlxQuantMatrix check_matrix(const char* op, Session& s, const Tensor& packed, const Tensor& scales,
-                            const Tensor& biases, MlxQuant q, int lead, int64_t k) {
-  check_params(op, q);
-  check_device(op, s, "packed", packed);
-  check_device(op, s, "scales", scales);
-  check_device(op, s, "biases", biases);
-  check_dtype(op, "packed", packed, {DType::u32});
-  check_dtype(op, "scales", scales, kFloatTypes);
-  check_same_dtype(op, "scales", scales, "biases", biases);
-  const int nd = 2 + lead;
-  check_ndim(op, "packed", packed, nd, nd);
-  check_contiguous(op, "packed", packed);
-  check_contiguous(op, "scales", scales);
-  check_contiguous(op, "biases", biases);
-  MlxQuantMatrix m;
-  m.bits = q.bits;
-  m.group_size = q.group_size;
-  m.experts = lead ? packed.dim(0) : 1;
-  m.rows = packed.dim(-2);
-  if (k < 0) {
-    k = packed.dim(-1) * 32;
-    if (k % q.bits != 0)
-      throw_error<InvalidArgument>(op, "packed has ", packed.dim(-1), " words per row, not a whole number of ", q.bits,
-                                   "-bit values");
-    k /= q.bits;
-  }
-  check_cols(op, "K", k, q);
-  m.cols = k;
-  Dims pshape, sshape;
-  if (lead) {
-    pshape.push_back(m.experts);
-    sshape.push_back(m.experts);
-  }
-  pshape.push_back(m.rows);
-  sshape.push_back(m.rows);
-  pshape.push_back(k * q.bits / 32);
-  sshape.push_back(k / q.group_size);
-  check_shape(op, "packed", packed, pshape);
-  check_shape(op, "scales", scales, sshape);
-  check_shape(op, "biases", biases, sshape);
-  m.packed = packed.data();
-  m.scales = scales.data();
-  m.biases = biases.data();
-  m.scale_dtype = scales.dtype();
-  return m;
-}
-
 void check_float_out(const char* op, Session& s, const char* name, const Tensor& t) {
   check_device(op, s, name, t);
   check_dtype(op, name, t, kFloatTypes);
@@ -99,6 +51,58 @@ void check_ids(const char* op, Session& s, const Tensor& ids, const Dims& shape)
 
 }  // namespace
 
+namespace detail {
+
+MlxQuantMatrix check_quant_matrix(const char* op, Session& s, const Tensor& packed, const Tensor& scales,
+                                  const Tensor& biases, MlxQuant q, int lead, int64_t k, const std::string& name) {
+  check_params(op, q);
+  const std::string pn = name + "packed", sn = name + "scales", bn = name + "biases";
+  check_device(op, s, pn.c_str(), packed);
+  check_device(op, s, sn.c_str(), scales);
+  check_device(op, s, bn.c_str(), biases);
+  check_dtype(op, pn.c_str(), packed, {DType::u32});
+  check_dtype(op, sn.c_str(), scales, kFloatTypes);
+  check_same_dtype(op, sn.c_str(), scales, bn.c_str(), biases);
+  const int nd = 2 + lead;
+  check_ndim(op, pn.c_str(), packed, nd, nd);
+  check_contiguous(op, pn.c_str(), packed);
+  check_contiguous(op, sn.c_str(), scales);
+  check_contiguous(op, bn.c_str(), biases);
+  MlxQuantMatrix m;
+  m.bits = q.bits;
+  m.group_size = q.group_size;
+  m.experts = lead ? packed.dim(0) : 1;
+  m.rows = packed.dim(-2);
+  if (k < 0) {
+    k = packed.dim(-1) * 32;
+    if (k % q.bits != 0)
+      throw_error<InvalidArgument>(op, pn, " has ", packed.dim(-1), " words per row, not a whole number of ", q.bits,
+                                   "-bit values");
+    k /= q.bits;
+  }
+  check_cols(op, "K", k, q);
+  m.cols = k;
+  Dims pshape, sshape;
+  if (lead) {
+    pshape.push_back(m.experts);
+    sshape.push_back(m.experts);
+  }
+  pshape.push_back(m.rows);
+  sshape.push_back(m.rows);
+  pshape.push_back(k * q.bits / 32);
+  sshape.push_back(k / q.group_size);
+  check_shape(op, pn.c_str(), packed, pshape);
+  check_shape(op, sn.c_str(), scales, sshape);
+  check_shape(op, bn.c_str(), biases, sshape);
+  m.packed = packed.data();
+  m.scales = scales.data();
+  m.biases = biases.data();
+  m.scale_dtype = scales.dtype();
+  return m;
+}
+
+}  // namespace detail
+
 void quantize(Session& s, const Tensor& w, MlxQuant q, const Tensor& packed, const Tensor& scales,
               const Tensor& biases) {
   const char* op = "quantize";
@@ -108,7 +112,7 @@ void quantize(Session& s, const Tensor& w, MlxQuant q, const Tensor& packed, con
   check_ndim(op, "w", w, 2, 2);
   check_cols(op, "w's K", w.dim(1), q);
   QuantMlxArgs a;
-  a.w = check_matrix(op, s, packed, scales, biases, q, 0, w.dim(1));
+  a.w = check_quant_matrix(op, s, packed, scales, biases, q, 0, w.dim(1));
   if (a.w.rows != w.dim(0)) throw_error<InvalidArgument>(op, "packed has ", a.w.rows, " rows, w has ", w.dim(0));
   a.x = as_rows(op, "w", w);
   check_disjoint(op, "packed", packed, {&w, &scales, &biases}, {"w", "scales", "biases"});
@@ -123,7 +127,7 @@ void dequantize(Session& s, const Tensor& packed, const Tensor& scales, const Te
                 const Tensor& out) {
   const char* op = "dequantize";
   QuantMlxArgs a;
-  a.w = check_matrix(op, s, packed, scales, biases, q, 0, -1);
+  a.w = check_quant_matrix(op, s, packed, scales, biases, q, 0, -1);
   check_float_out(op, s, "out", out);
   check_shape(op, "out", out, {a.w.rows, a.w.cols});
   check_disjoint(op, "out", out, {&packed, &scales, &biases}, {"packed", "scales", "biases"});
@@ -140,7 +144,7 @@ void quantized_matmul(Session& s, const Tensor& x, const Tensor& packed, const T
   check_dtype(op, "x", x, kFloatTypes);
   check_ndim(op, "x", x, 1);
   QuantMlxArgs a;
-  a.w = check_matrix(op, s, packed, scales, biases, q, 0, -1);
+  a.w = check_quant_matrix(op, s, packed, scales, biases, q, 0, -1);
   if (x.dim(-1) != a.w.cols)
     throw_error<InvalidArgument>(op, "x has ", x.dim(-1), " columns but the quantized matrix has K = ", a.w.cols);
   check_float_out(op, s, "out", out);
@@ -167,7 +171,7 @@ void quantized_matmul_id(Session& s, const Tensor& x, const Tensor& packed, cons
   const int64_t t = ids.dim(0), top_k = ids.dim(1);
   check_ids(op, s, ids, {t, top_k});
   QuantMlxArgs a;
-  a.w = check_matrix(op, s, packed, scales, biases, q, 1, -1);
+  a.w = check_quant_matrix(op, s, packed, scales, biases, q, 1, -1);
   const bool per_slot = x.ndim() == 3;
   check_shape(op, "x", x, per_slot ? Dims{t, top_k, a.w.cols} : Dims{t, a.w.cols});
   check_float_out(op, s, "out", out);
@@ -190,7 +194,7 @@ void quantized_embedding(Session& s, const Tensor& packed, const Tensor& scales,
                          const Tensor& ids, const Tensor& out, float scale) {
   const char* op = "quantized_embedding";
   QuantMlxArgs a;
-  a.w = check_matrix(op, s, packed, scales, biases, q, 0, -1);
+  a.w = check_quant_matrix(op, s, packed, scales, biases, q, 0, -1);
   check_ndim(op, "ids", ids, 1, 1);
   check_ids(op, s, ids, {ids.dim(0)});
   check_float_out(op, s, "out", out);

@@ -1,5 +1,8 @@
 #pragma once
 // The one argument struct behind every MLX affine quantization op.
+#include <string>
+
+#include "mlxn/ops/quant_mlx.h"
 #include "ops/dispatch_int.h"
 #include "ops/validate.h"
 
@@ -29,6 +32,12 @@ struct QuantMlxArgs {
   bool x_per_slot = false;  // matmul_id: x is [T, top_k, K]
   float scale = 1.f;        // embedding
 };
+
+// Checks packed/scales/biases as one matrix (lead 0: [N, ...]) or a stack of them (lead 1:
+// [E, N, ...]) with `k` columns (k < 0: derived from packed), and returns the view. `name`
+// prefixes the arrays' names in errors ("gate " -> "gate packed").
+MlxQuantMatrix check_quant_matrix(const char* op, Session& s, const Tensor& packed, const Tensor& scales,
+                                  const Tensor& biases, MlxQuant q, int lead, int64_t k, const std::string& name = "");
 
 // Calls f.template operator()<BITS>() for the bit width (2, 3, 4, 5, 6 or 8): the one place
 // a run-time width becomes a compile-time one, for every backend.

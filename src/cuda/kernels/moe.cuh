@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "cuda/kernels/math.cuh"
+#include "ops/elementwise_math.h"
 
 namespace mlxn::kernels {
 
@@ -277,12 +278,6 @@ __global__ void __launch_bounds__(256) weighted_sum_kernel(WeightedSumParams<T, 
 
 // ---- gated activation ----------------------------------------------------------------------
 
-__device__ __forceinline__ float gelu_tanh_f(float x) {
-  constexpr float kC = 0.7978845608028654f;  // sqrt(2 / pi)
-  const float u = fminf(fmaxf(kC * (x + 0.044715f * x * x * x), -15.f), 15.f);
-  return 0.5f * x * (1.f + tanhf(u));
-}
-
 template <class T>
 struct GluParams {
   RowsPtr<const T> gate_up;  // [rows, 2I]
@@ -305,8 +300,7 @@ __global__ void __launch_bounds__(256) glu_kernel(GluParams<T> p) {
   moe_load<kVec>(row + p.width, c, u);
 #pragma unroll
   for (int j = 0; j < N; ++j) {
-    const float act = kGelu ? gelu_tanh_f(g[j]) : g[j] / (1.f + expf(-g[j]));
-    o[j] = act * u[j];
+    o[j] = ew::GluAct<kGelu>{}(g[j]) * u[j];
   }
   moe_store<kVec>(p.out.data + r * p.out.stride, c, o);
 }

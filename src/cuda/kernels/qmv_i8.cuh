@@ -237,13 +237,12 @@ __device__ __forceinline__ void vector_part_units(int g, int t, int& lo, int& hi
   hi = mine ? lo + 1 : 16;
 }
 
-// The block's result: each lane holds partial sums of rows g (a) and g + 8 (b) of the tile at
-// n0; the quad's 4 lanes hold different terms of the same two rows and the 4 warps different
-// parts of K. out_row: the output row (N values).
-template <class CT>
-__device__ __forceinline__ void store_tile(float a, float b, float (&red)[QmvI8Config::kWarps][32][2], CT* out_row,
-                                           int n0, int n) {
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4;
+// The block's sums of rows g (a) and g + 8 (b) of a tile: each lane holds partial sums of
+// them, the quad's 4 lanes different terms and the NW warps different parts of K. True on the
+// lanes that end with the totals (warp 0, t == 0), in va and vb.
+template <int NW>
+__device__ __forceinline__ bool tile_sums(float a, float b, float (&red)[NW][32][2], float& va, float& vb) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 #pragma unroll
   for (int o = 1; o < 4; o *= 2) {
     a += __shfl_xor_sync(0xffffffffu, a, o);
@@ -252,13 +251,22 @@ __device__ __forceinline__ void store_tile(float a, float b, float (&red)[QmvI8C
   red[warp][lane][0] = a;
   red[warp][lane][1] = b;
   __syncthreads();
-  if (warp == 0 && lane % 4 == 0) {
-    float va = 0.f, vb = 0.f;
+  if (warp != 0 || lane % 4 != 0) return false;
+  va = 0.f, vb = 0.f;
 #pragma unroll
-    for (int w = 0; w < QmvI8Config::kWarps; ++w) va += red[w][lane][0], vb += red[w][lane][1];
-    if (n0 + g < n) out_row[n0 + g] = from_f32<CT>(va);
-    if (n0 + g + 8 < n) out_row[n0 + g + 8] = from_f32<CT>(vb);
-  }
+  for (int w = 0; w < NW; ++w) va += red[w][lane][0], vb += red[w][lane][1];
+  return true;
+}
+
+// The block's result (tile_sums) into rows n0 + g and n0 + g + 8 of out_row (N values).
+template <class CT>
+__device__ __forceinline__ void store_tile(float a, float b, float (&red)[QmvI8Config::kWarps][32][2], CT* out_row,
+                                           int n0, int n) {
+  const int g = threadIdx.x % 32 / 4;
+  float va, vb;
+  if (!tile_sums(a, b, red, va, vb)) return;
+  if (n0 + g < n) out_row[n0 + g] = from_f32<CT>(va);
+  if (n0 + g + 8 < n) out_row[n0 + g + 8] = from_f32<CT>(vb);
 }
 
 }  // namespace mlxn::kernels
