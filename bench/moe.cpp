@@ -69,44 +69,74 @@ Workload moe_layer_bf16(Session& s) {
 }
 
 #ifdef MLXN_BENCH_MOE_MLX4
-// The same layer with MLX affine 4-bit experts (group 64, bf16 scales and biases), gate and up
-// as separate stacks as MLX checkpoints hold them (switch_mlp.gate_proj, up_proj). kFused: the
-// expert half as one moe_experts call; else its four ops one after the other.
+// 4-bit MLX experts (group 64, bf16 scales and biases), gate and up as separate stacks as MLX
+// checkpoints hold them (switch_mlp.gate_proj, up_proj). QuantizedExperts are views of the
+// arrays owned here.
+struct Mlx4Experts {
+  static constexpr int kBits = 4, kGroup = 64;
+  std::vector<Array> arrays;
+  QuantizedExperts gate, up, down;
+  MlxQuant q{kBits, kGroup};
+  explicit Mlx4Experts(Session& s) {
+    gate = stack(s, kWidth, kHidden, 31);
+    up = stack(s, kWidth, kHidden, 34);
+    down = stack(s, kHidden, kWidth, 37);
+  }
+  QuantizedExperts stack(Session& s, int64_t n, int64_t k, uint64_t seed) {
+    arrays.push_back(random_device_array(s, {kExperts, n, k * kBits / 32}, DType::u32, seed));
+    arrays.push_back(random_device_array(s, {kExperts, n, k / kGroup}, DType::bf16, seed + 1));
+    arrays.push_back(random_device_array(s, {kExperts, n, k / kGroup}, DType::bf16, seed + 2));
+    const size_t i = arrays.size() - 3;
+    return QuantizedExperts{arrays[i].tensor(), arrays[i + 1].tensor(), arrays[i + 2].tensor()};
+  }
+  // One expert's packed weights, scales and biases of an [n, k] matrix.
+  static double matrix_bytes(int64_t n, int64_t k) {
+    return double(n * k * kBits / 8) + 2.0 * double(n * (k / kGroup)) * 2.0;
+  }
+  static double expert_bytes() { return 2 * matrix_bytes(kWidth, kHidden) + matrix_bytes(kHidden, kWidth); }
+};
+
+// The layer with 4-bit experts. kFused: the expert half as one moe_experts call; else its four
+// ops one after the other.
 template <bool kFused>
 Workload moe_layer_mlx4(Session& s) {
-  constexpr int kBits = 4, kGroup = 64;
   auto st = std::make_shared<LayerState>(s, DType::bf16);
-  auto stack = [&](int64_t n, int64_t k, uint64_t seed) {
-    return QuantizedExperts{random_device_array(s, {kExperts, n, k * kBits / 32}, DType::u32, seed),
-                            random_device_array(s, {kExperts, n, k / kGroup}, DType::bf16, seed + 1),
-                            random_device_array(s, {kExperts, n, k / kGroup}, DType::bf16, seed + 2)};
-  };
-  const QuantizedExperts gate = stack(kWidth, kHidden, 31), up = stack(kWidth, kHidden, 34),
-                         down = stack(kHidden, kWidth, 37);
-  // per expert: packed weights + scales + biases of gate, up and down
-  auto expert_bytes = [](int64_t n, int64_t k) {
-    return double(n * k * kBits / 8) + 2.0 * double(n * (k / kGroup)) * 2.0;
-  };
-  const double bytes = double(kTopK) * (2 * expert_bytes(kWidth, kHidden) + expert_bytes(kHidden, kWidth));
-  MlxQuant q;
-  q.bits = kBits;
-  q.group_size = kGroup;
-  return {[&s, st, gate, up, down, q] {
+  auto ex = std::make_shared<Mlx4Experts>(s);
+  return {[&s, st, ex] {
             const Tensor xi = st->route(s);
             if constexpr (kFused) {
               MoeExpertsParams p;
               p.residual = xi;
-              moe_experts(s, xi, gate, up, down, q, st->ids, st->weights, st->out, p);
+              moe_experts(s, xi, ex->gate, ex->up, ex->down, ex->q, st->ids, st->weights, st->out, p);
             } else {
-              const Tensor g = st->gate_up.tensor().slice(2, 0, kWidth), u = st->gate_up.tensor().slice(2, kWidth, 2 * kWidth);
-              quantized_matmul_id(s, xi, gate.packed, gate.scales, gate.biases, st->ids, q, g);
-              quantized_matmul_id(s, xi, up.packed, up.scales, up.biases, st->ids, q, u);
+              const Tensor gu = st->gate_up.tensor();
+              quantized_matmul_id(s, xi, ex->gate.packed, ex->gate.scales, ex->gate.biases, st->ids, ex->q,
+                                  gu.slice(2, 0, kWidth));
+              quantized_matmul_id(s, xi, ex->up.packed, ex->up.scales, ex->up.biases, st->ids, ex->q,
+                                  gu.slice(2, kWidth, 2 * kWidth));
               moe_glu(s, st->gate_up, st->act, GluKind::silu);
-              quantized_matmul_id(s, st->act, down.packed, down.scales, down.biases, st->ids, q, st->down);
+              quantized_matmul_id(s, st->act, ex->down.packed, ex->down.scales, ex->down.biases, st->ids, ex->q,
+                                  st->down);
               st->finish(s, xi);
             }
           },
-          bytes, 0};
+          double(kTopK) * Mlx4Experts::expert_bytes(), 0};
+}
+
+// moe_experts alone, the routing given: ids rotate over disjoint expert sets (routed_ids), so
+// no call finds its experts in L2.
+Workload moe_experts_mlx4(Session& s) {
+  auto st = std::make_shared<LayerState>(s, DType::bf16);
+  auto ex = std::make_shared<Mlx4Experts>(s);
+  auto ids = std::make_shared<Rotation<Array>>(routed_ids(s, kExperts, 1, kTopK, Mlx4Experts::expert_bytes()));
+  Array w = random_device_array(s, {1, kTopK}, DType::f32, 25);
+  return {[&s, st, ex, ids, w] {
+            const Tensor xi = st->x.tensor().select(0, 0);
+            MoeExpertsParams p;
+            p.residual = xi;
+            moe_experts(s, xi, ex->gate, ex->up, ex->down, ex->q, ids->next(), w, st->out, p);
+          },
+          double(kTopK) * Mlx4Experts::expert_bytes(), 0};
 }
 #endif
 
@@ -169,6 +199,7 @@ MLXN_BENCH(moe_case("moe decode layer bf16 E128 top8 2048/768", moe_layer_bf16, 
 #ifdef MLXN_BENCH_MOE_MLX4
 MLXN_BENCH(moe_case("moe decode layer mlx4 E128 top8 2048/768", moe_layer_mlx4<true>, true, 77));
 MLXN_BENCH(moe_case("moe decode layer mlx4 E128 top8 2048/768 (four ops)", moe_layer_mlx4<false>, true));
+MLXN_BENCH(moe_case("moe_experts mlx4 T1 E128 top8 2048/768 (routing given)", moe_experts_mlx4, true));
 #endif
 MLXN_BENCH(moe_case(
     "moe_route f32 T1 E128 top8 (decode)", [](Session& s) { return route_case(s, 1, 128, 8); }, false, 0, 3.0));

@@ -13,8 +13,8 @@ void moe_experts_cpu(Session& s, const detail::MoeExpertsArgs& a) {
   for (int64_t i = 0; i < slots; ++i) {
     const int64_t e = u32 ? int64_t(a.ids.data_as<const uint32_t>()[i]) : int64_t(a.ids.data_as<const int32_t>()[i]);
     if (e < 0 || e >= e_count)
-      throw_error<InvalidArgument>("moe_experts", "ids[", i / a.top_k, ", ", i % a.top_k, "] = ", e,
-                                   " is outside [0, ", e_count, ")");
+      throw_error<InvalidArgument>("moe_experts", "ids[", i / a.top_k, ", ", i % a.top_k, "] = ", e, " is outside [0, ",
+                                   e_count, ")");
   }
   detail::moe_experts_composed(s, a);
 }

@@ -44,8 +44,12 @@ void moe_experts(Session& s, const Tensor& x, const QuantizedExperts& gate, cons
   check_device(op, s, "out", out);
   check_same_dtype(op, "x", x, "out", out);
   check_shape(op, "out", out, {t, dim});
-  for (const auto& [n, in] : {std::pair<const char*, const Tensor*>{"x", &x}, {"ids", &ids}, {"weights", &weights},
-                              {"gate packed", &gate.packed}, {"up packed", &up.packed}, {"down packed", &down.packed}})
+  for (const auto& [n, in] : {std::pair<const char*, const Tensor*>{"x", &x},
+                              {"ids", &ids},
+                              {"weights", &weights},
+                              {"gate packed", &gate.packed},
+                              {"up packed", &up.packed},
+                              {"down packed", &down.packed}})
     check_no_overlap(op, "out", out, n, *in, false);
   if (p.residual) {
     check_device(op, s, "residual", *p.residual);

@@ -15,8 +15,8 @@ struct MoeExpertsArgs {
   MlxQuant q;
   MoeExpertsParams p;
   // Their views (for kernels).
-  MlxQuantMatrix gate_m, up_m, down_m;  // [E, I, D], [E, I, D], [E, D, I]
-  RowView xv, outv, residual;           // residual.data may be null
+  MlxQuantMatrix gate_m, up_m, down_m;                // [E, I, D], [E, I, D], [E, D, I]
+  RowView xv, outv, residual;                         // residual.data may be null
   int64_t tokens = 0, top_k = 0, dim = 0, width = 0;  // T, k, D, I
 };
 

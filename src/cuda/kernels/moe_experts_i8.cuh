@@ -15,15 +15,13 @@
 //
 // Each block builds the image of its x (or of its token's k activation rows) in shared memory
 // first (prepare_x_row; a few KB, read from L2), where the separate ops wrote it to global
-// memory in a kernel of its own. Weights stream through a per-lane register ring of S steps,
-// as in the single-row kernel (quant_mlx_qmv_i8.cuh, its default scale path).
+// memory in a kernel of its own. Weights stream through a per-lane register ring of S steps
+// (MoeExpertConfig).
 #include "cuda/kernels/qmv_i8.cuh"
 #include "cuda/kernels/quant_mlx_qmv.cuh"
 #include "ops/elementwise_math.h"
 
 namespace mlxn::kernels::moe_i8 {
-
-using qmlx::QmmParams;
 
 struct MoeExpertParams {
   // gate, up: [E, I, D]; down: [E, D, I] (packed codes, scales, biases).
@@ -42,19 +40,24 @@ struct MoeExpertParams {
   int experts, top_k, dim, width;  // E, k, D, I
 };
 
+// Both kernels run a handful of steps per warp (D = 2048: 4 per gate/up warp; k = 8, I = 768:
+// 3 per down warp), so there is no steady state to pipeline: the rings hold 3 steps, all of a
+// down warp's and 3 of a gate/up warp's 4 (a ring of 4 spilled at the 80 registers of 6 blocks
+// per SM; 2 -> 3 steps moved the layer by 0.3 us, bench/NOTES.md run 129).
 struct MoeExpertConfig {
-  static constexpr int kRing = 2;             // steps per lane in flight (the single-row kernel's)
-  static constexpr int kGateUpWarps = 4;      // 8 rows x D: 4 warps split D as in the mat-vec
-  static constexpr int kDownWarps = 16;       // 16 rows x k experts x I: 16 warps keep ~4 MB in
-                                              // flight over 128 blocks (D = 2048, one token)
-  static constexpr int kMaxTopK = 32;         // slots a down block lists in shared memory
+  static constexpr int kGateUpWarps = 4, kGateUpRing = 3;
+  // 6 blocks per SM (80 registers): 792 on 132 SMs, one wave for the 768 blocks of one token.
+  static constexpr int kGateUpMinBlocks = 6;
+  // 16 rows x k experts x I: 16 warps of 512 threads, one block per SM (D = 2048: 128 blocks).
+  static constexpr int kDownWarps = 16, kDownRing = 3;
+  static constexpr int kMaxTopK = 32;  // slots a down block lists in shared memory
   static constexpr int64_t image_bytes(int64_t k) { return QmvI8Image::units(k) * 16; }
 };
 
 // Expert id of a slot, or -1 outside [0, E). Read through L2 (.cg): see moe_down_kernel.
 __device__ __forceinline__ int slot_expert(const MoeExpertParams& p, int64_t slot) {
-  const uint32_t raw =
-      p.ids_u32 ? __ldcg(static_cast<const uint32_t*>(p.ids) + slot) : uint32_t(__ldcg(static_cast<const int*>(p.ids) + slot));
+  const uint32_t raw = p.ids_u32 ? __ldcg(static_cast<const uint32_t*>(p.ids) + slot)
+                                 : uint32_t(__ldcg(static_cast<const int*>(p.ids) + slot));
   const int e = int(raw);
   return p.ids_u32 ? (raw < uint32_t(p.experts) ? e : -1) : (e >= 0 && e < p.experts ? e : -1);
 }
@@ -79,20 +82,21 @@ __device__ __forceinline__ void build_images(const CT* x, int64_t x_stride, int 
 struct Item {
   const uint4 *wa, *wb;
   const void *sa, *sb, *bias;  // element pointers at the lane's weight group
-  const uint4* img;            // the x image of the step's row, at the step
-  const float2* table;         // the lane's table entry of the step
+  int x_unit;                  // the step's x units in the block's images (16-byte units)
+  int entry;                   // the lane's table entry of the step in the images (float2s)
   float w;
 };
 
 // `ready()` runs after the ring's first loads are issued and before the first product: the
-// place for the kernel's PDL wait and its x images. Every thread of the block calls this.
+// place for the kernel's PDL wait and its x images (at `img` in shared memory). Every thread of
+// the block calls this. The ring holds offsets, not pointers, to save registers: S steps in
+// flight is what hides DRAM latency here, where a warp has only a few steps in all.
 template <class ST, int S, class At, class Ready>
-__device__ __forceinline__ void stream_items(int count, int lo_unit, int hi_unit, At at, Ready ready, float& acc_a,
-                                             float& acc_b, float& acc_bias) {
+__device__ __forceinline__ void stream_items(int count, int lo_unit, int hi_unit, const uint4* img, At at, Ready ready,
+                                             float& acc_a, float& acc_b, float& acc_bias) {
   uint4 ca[S], cb[S];
   ST sa[S], sb[S], bi[S];
-  const uint4* img[S];
-  const float2* tab[S];
+  int xu[S], en[S];
   float w[S];
   auto load = [&](int j, int i) {
     Item it;
@@ -102,8 +106,8 @@ __device__ __forceinline__ void stream_items(int count, int lo_unit, int hi_unit
     sa[j] = __ldg(static_cast<const ST*>(it.sa));
     sb[j] = __ldg(static_cast<const ST*>(it.sb));
     bi[j] = __ldg(static_cast<const ST*>(it.bias));
-    img[j] = it.img;
-    tab[j] = it.table;
+    xu[j] = it.x_unit;
+    en[j] = it.entry;
     w[j] = it.w;
   };
 #pragma unroll
@@ -114,8 +118,8 @@ __device__ __forceinline__ void stream_items(int count, int lo_unit, int hi_unit
 #pragma unroll
     for (int j = 0; j < S; ++j) {
       if (i0 + j < count) {
-        const uint4 xl = img[j][lo_unit], xh = img[j][hi_unit];
-        const float2 fx = *tab[j];
+        const uint4 xl = img[xu[j] + lo_unit], xh = img[xu[j] + hi_unit];
+        const float2 fx = reinterpret_cast<const float2*>(img)[en[j]];
         int c[4] = {0, 0, 0, 0};
         step_products<false>(c, ca[j], cb[j], xl, xh);
         // The high class is 16 q x exactly, so the shift is exact.
@@ -138,9 +142,9 @@ __device__ __forceinline__ int lane_group(int step, int t) {
 // Grid: (I / 8, T * top_k), kGateUpWarps warps, dynamic shared memory image_bytes(D).
 // Requires D % 128 == 0, I % 8 == 0, 16-byte rows of x.
 template <class CT, class ST, int GS, bool kGelu>
-__global__ void __launch_bounds__(32 * MoeExpertConfig::kGateUpWarps, QmvI8Config::kMinBlocks)
+__global__ void __launch_bounds__(32 * MoeExpertConfig::kGateUpWarps, MoeExpertConfig::kGateUpMinBlocks)
     moe_gate_up_kernel(MoeExpertParams p) {
-  constexpr int NW = MoeExpertConfig::kGateUpWarps, S = MoeExpertConfig::kRing;
+  constexpr int NW = MoeExpertConfig::kGateUpWarps, S = MoeExpertConfig::kGateUpRing;
   extern __shared__ __align__(16) uint8_t smem[];
   __shared__ float red[NW][32][2];
   uint4* img = reinterpret_cast<uint4*>(smem);
@@ -153,20 +157,20 @@ __global__ void __launch_bounds__(32 * MoeExpertConfig::kGateUpWarps, QmvI8Confi
   pdl_launch_dependents();
   const int e = slot_expert(p, slot);
   if (e < 0) return;  // the down kernel skips the slot
-  const int64_t row = int64_t(e) * I + n0 + g;
-  const uint4* wa = reinterpret_cast<const uint4*>(p.gate) + row * (K / 32) + t;
-  const uint4* wb = reinterpret_cast<const uint4*>(p.up) + row * (K / 32) + t;
-  const ST* sa = static_cast<const ST*>(p.gate_s) + row * groups;
-  const ST* sb = static_cast<const ST*>(p.up_s) + row * groups;
-  const ST* bias = static_cast<const ST*>((t & 1) ? p.up_b : p.gate_b) + row * groups;
+  // Gate and up rows share one index, so one offset into each array (the bases stay kernel
+  // parameters: held as pointers per array, the ring of 4 spilled at 80 registers).
+  const int64_t row = int64_t(e) * I + n0 + g, w_row = row * (K / 32) + t, s_row = row * groups;
   const int count = steps > warp ? (steps - warp + NW - 1) / NW : 0;
-  const float2* table = reinterpret_cast<const float2*>(img + QmvI8Image::table_unit(K));
+  const int table = int(QmvI8Image::table_unit(K)) * 2;  // in float2s
   auto at = [&](int i, Item& it) {
     const int s = warp + NW * i, grp = lane_group<GS>(s, t);
-    it.wa = wa + 4 * s, it.wb = wb + 4 * s;
-    it.sa = sa + grp, it.sb = sb + grp, it.bias = bias + grp;
-    it.img = img + s * QmvI8Image::kStepUnits;
-    it.table = table + 4 * s + t;
+    it.wa = reinterpret_cast<const uint4*>(p.gate) + w_row + 4 * s;
+    it.wb = reinterpret_cast<const uint4*>(p.up) + w_row + 4 * s;
+    it.sa = static_cast<const ST*>(p.gate_s) + s_row + grp;
+    it.sb = static_cast<const ST*>(p.up_s) + s_row + grp;
+    it.bias = static_cast<const ST*>((t & 1) ? p.up_b : p.gate_b) + s_row + grp;
+    it.x_unit = s * QmvI8Image::kStepUnits;
+    it.entry = table + 4 * s + t;
     it.w = 1.f;
   };
   auto ready = [&] {
@@ -176,11 +180,11 @@ __global__ void __launch_bounds__(32 * MoeExpertConfig::kGateUpWarps, QmvI8Confi
   int lo_unit, hi_unit;
   group_part_class_units(g, t, lo_unit, hi_unit);
   float acc_a = 0.f, acc_b = 0.f, acc_bias = 0.f;
-  stream_items<ST, S>(count, lo_unit, hi_unit, at, ready, acc_a, acc_b, acc_bias);
+  stream_items<ST, S>(count, lo_unit, hi_unit, img, at, ready, acc_a, acc_b, acc_bias);
   ((t & 1) ? acc_b : acc_a) += acc_bias;
   float gate, up;
   if (tile_sums<NW>(acc_a, acc_b, red, gate, up))
-    static_cast<CT*>(p.act)[slot * I + n0 + g] = from_f32<CT>(ew::GluAct<kGelu>{}(gate) * up);
+    static_cast<CT*>(p.act)[slot * I + n0 + g] = from_f32<CT>(ew::GluAct<kGelu>{}(gate)*up);
 }
 
 // Grid: (D / 16, T), kDownWarps warps, dynamic shared memory top_k * image_bytes(I).
@@ -190,7 +194,7 @@ __global__ void __launch_bounds__(32 * MoeExpertConfig::kGateUpWarps, QmvI8Confi
 // which is for the activations alone.
 template <class CT, class ST, int GS>
 __global__ void __launch_bounds__(32 * MoeExpertConfig::kDownWarps) moe_down_kernel(MoeExpertParams p) {
-  constexpr int NW = MoeExpertConfig::kDownWarps, S = MoeExpertConfig::kRing;
+  constexpr int NW = MoeExpertConfig::kDownWarps, S = MoeExpertConfig::kDownRing;
   extern __shared__ __align__(16) uint8_t smem[];
   __shared__ float red[NW][32][2];
   __shared__ int s_expert[MoeExpertConfig::kMaxTopK], s_slot[MoeExpertConfig::kMaxTopK], s_count;
@@ -200,7 +204,7 @@ __global__ void __launch_bounds__(32 * MoeExpertConfig::kDownWarps) moe_down_ker
   const int K = p.width, D = p.dim, steps = K / 128, groups = K / GS, k = p.top_k;
   const int64_t token = blockIdx.y;
   const int n0 = int(blockIdx.x) * 16;
-  const int64_t img_units = QmvI8Image::units(K);
+  const int img_units = int(QmvI8Image::units(K));
 
   // The token's valid slots, in slot order (an out-of-range id contributes nothing).
   if (threadIdx.x == 0) {
@@ -225,9 +229,9 @@ __global__ void __launch_bounds__(32 * MoeExpertConfig::kDownWarps) moe_down_ker
     it.sa = static_cast<const ST*>(p.down_s) + ra * groups + grp;
     it.sb = static_cast<const ST*>(it.sa) + rb * groups;
     it.bias = static_cast<const ST*>(p.down_b) + ra * groups + grp + ((t & 1) ? rb * groups : 0);
-    const uint4* im = img + s_slot[j] * img_units;
-    it.img = im + s * QmvI8Image::kStepUnits;
-    it.table = reinterpret_cast<const float2*>(im + QmvI8Image::table_unit(K)) + 4 * s + t;
+    const int base = s_slot[j] * img_units;
+    it.x_unit = base + s * QmvI8Image::kStepUnits;
+    it.entry = 2 * (base + int(QmvI8Image::table_unit(K))) + 4 * s + t;
     it.w = s_weight[j];
   };
   // The ring's first weights go out before the wait; the images need the activations.
@@ -240,7 +244,7 @@ __global__ void __launch_bounds__(32 * MoeExpertConfig::kDownWarps) moe_down_ker
     build_images<CT, 32 * NW>(static_cast<const CT*>(p.act) + token * k * K, K, k, K, img);
     __syncthreads();
   };
-  stream_items<ST, S>(count, lo_unit, hi_unit, at, ready, acc_a, acc_b, acc_bias);
+  stream_items<ST, S>(count, lo_unit, hi_unit, img, at, ready, acc_a, acc_b, acc_bias);
   ((t & 1) ? acc_b : acc_a) += acc_bias;
   float va, vb;
   if (tile_sums<NW>(acc_a, acc_b, red, va, vb)) {
