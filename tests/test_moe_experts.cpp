@@ -214,6 +214,8 @@ TEST_P(MoeExpertsTest, MatchesFloat64Reference) {
       {1, 32, 8, 512, 384, {4, 128}, f16, f16, u32, gelu, none, false},
       {8, 16, 4, 256, 128, {4, 64}, bf, bf, u32, gelu, separate, true},
       {8, 16, 4, 256, 128, {4, 128}, f16, f16, i32, silu, none, false},
+      // long enough for the kernels' rings to wrap (gate/up: 4 steps per warp; down: 6)
+      {1, 16, 8, 2048, 1536, {4, 64}, bf, bf, u32, silu, separate, false},
       // group 32, 8 bits, x f32: the four ops
       {1, 16, 4, 256, 128, {4, 32}, bf, bf, i32, silu, separate, false},
       {3, 8, 2, 384, 256, {8, 64}, f16, f16, u32, gelu, none, true},
