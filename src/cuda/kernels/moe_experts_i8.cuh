@@ -157,8 +157,8 @@ __global__ void __launch_bounds__(32 * MoeExpertConfig::kGateUpWarps, MoeExpertC
   pdl_launch_dependents();
   const int e = slot_expert(p, slot);
   if (e < 0) return;  // the down kernel skips the slot
-  // Gate and up rows share one index, so one offset into each array (the bases stay kernel
-  // parameters: held as pointers per array, the ring of 4 spilled at 80 registers).
+  // Gate and up rows share one index, so one offset into each array; the bases stay kernel
+  // parameters (five per-array pointers in registers made a ring of 4 spill at 80).
   const int64_t row = int64_t(e) * I + n0 + g, w_row = row * (K / 32) + t, s_row = row * groups;
   const int count = steps > warp ? (steps - warp + NW - 1) / NW : 0;
   const int table = int(QmvI8Image::table_unit(K)) * 2;  // in float2s
