@@ -7,10 +7,7 @@
 #include "harness.h"
 #include "mlxn/ops/matmul.h"
 #include "mlxn/ops/moe.h"
-#if __has_include("mlxn/ops/moe_experts.h")
 #include "mlxn/ops/moe_experts.h"
-#define MLXN_BENCH_MOE_MLX4 1
-#endif
 
 namespace mlxn::bench {
 namespace {
@@ -68,7 +65,6 @@ Workload moe_layer_bf16(Session& s) {
           bytes, 0};
 }
 
-#ifdef MLXN_BENCH_MOE_MLX4
 // 4-bit MLX experts (group 64, bf16 scales and biases), gate and up as separate stacks as MLX
 // checkpoints hold them (switch_mlp.gate_proj, up_proj). QuantizedExperts are views of the
 // arrays owned here.
@@ -138,7 +134,6 @@ Workload moe_experts_mlx4(Session& s) {
           },
           double(kTopK) * Mlx4Experts::expert_bytes(), 0};
 }
-#endif
 
 // moe_route alone: T tokens over E experts.
 Workload route_case(Session& s, int64_t t, int64_t e, int64_t k) {
@@ -196,11 +191,9 @@ Case moe_case(std::string name, std::function<Workload(Session&)> make, bool cud
 // Bar (issue 4): the layer within 1.3x of reading the selected experts' bytes once at copy
 // bandwidth, i.e. >= 77% of copy.
 MLXN_BENCH(moe_case("moe decode layer bf16 E128 top8 2048/768", moe_layer_bf16, true, 77));
-#ifdef MLXN_BENCH_MOE_MLX4
 MLXN_BENCH(moe_case("moe decode layer mlx4 E128 top8 2048/768", moe_layer_mlx4<true>, true, 77));
 MLXN_BENCH(moe_case("moe decode layer mlx4 E128 top8 2048/768 (four ops)", moe_layer_mlx4<false>, true));
 MLXN_BENCH(moe_case("moe_experts mlx4 T1 E128 top8 2048/768 (routing given)", moe_experts_mlx4, true));
-#endif
 MLXN_BENCH(moe_case(
     "moe_route f32 T1 E128 top8 (decode)", [](Session& s) { return route_case(s, 1, 128, 8); }, false, 0, 3.0));
 MLXN_BENCH(moe_case(

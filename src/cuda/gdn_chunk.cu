@@ -1,6 +1,7 @@
 // CUDA entry for gdn_chunk: the tensor-core path (prepare + scan kernels) for bf16/f16
 // inputs whose rows allow 16-byte copies, the six stage kernels otherwise.
 #include "cuda/common/check.h"
+#include "cuda/common/dispatch.cuh"
 #include "cuda/common/launch.h"
 #include "cuda/gdn_launch.h"
 #include "cuda/kernels/gdn_chunk.cuh"
@@ -66,11 +67,8 @@ void gdn_chunk_cuda(Session& s, const GdnArgs& a) {
     gdn_chunk_composed(s, a);
     return;
   }
-  auto by_k = [&]<class CT>() { dispatch_head_dim(a.K, [&]<int K>() { launch_fused<CT, K>(s, a); }); };
-  if (a.q.dtype == DType::bf16)
-    by_k.template operator()<__nv_bfloat16>();
-  else
-    by_k.template operator()<__half>();
+  dispatch_half(a.q.dtype, "gdn_chunk",
+                [&]<class CT>() { dispatch_head_dim(a.K, [&]<int K>() { launch_fused<CT, K>(s, a); }); });
 }
 
 }  // namespace

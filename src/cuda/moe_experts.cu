@@ -63,16 +63,9 @@ void moe_experts_cuda(Session& s, const MoeExpertsArgs& a) {
       launch_pdl(s, op, k::moe_down_kernel<CT, ST, GS>, dim3(unsigned(a.dim / 16), unsigned(a.tokens)),
                  dim3(32 * C::kDownWarps), size_t(a.top_k * C::image_bytes(a.width)), p);
     };
-    auto by_group = [&]<class CT>() {
-      if (a.q.group_size == 64)
-        run.template operator()<CT, 64>();
-      else
-        run.template operator()<CT, 128>();
-    };
-    if (a.x.dtype() == DType::bf16)
-      by_group.template operator()<__nv_bfloat16>();
-    else
-      by_group.template operator()<__half>();
+    dispatch_half(a.x.dtype(), op, [&]<class CT>() {
+      detail::dispatch_int<64, 128>(a.q.group_size, [&]<int GS>() { run.template operator()<CT, GS>(); });
+    });
   });
 }
 

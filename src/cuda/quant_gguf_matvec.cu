@@ -155,16 +155,12 @@ bool integer_matvec(const detail::GgufMatmulArgs& a) {
 }
 
 void gguf_matvec_i8(Session& s, const detail::GgufMatmulArgs& a) {
-  auto go = [&]<class T>() {
+  dispatch_half(a.x.dtype, a.ids ? "gguf_matmul_id" : "gguf_matmul", [&]<class T>() {
     if (a.tokens == 1 || a.ids)
       launch_integer_i8<T>(s, a);
     else
       launch_kquant_i8_batch<T>(s, a);
-  };
-  if (a.x.dtype == DType::bf16)
-    go.template operator()<__nv_bfloat16>();
-  else
-    go.template operator()<__half>();
+  });
 }
 
 // Input rows per pass: 8 for decode-sized calls, 32 otherwise.

@@ -167,10 +167,7 @@ void run_matvec(Session& s, const QuantMlxArgs& a, k::QmmParams p, bool routed, 
     launch_pdl(s, op, k::qmv_mma_kernel<CT, ST, B>, dim3(grid_dim(op, units), unsigned(tiles)), dim3(C::kThreads), 0,
                p);
   };
-  if (a.x.dtype == DType::bf16)
-    launch.template operator()<__nv_bfloat16>();
-  else
-    launch.template operator()<__half>();
+  dispatch_half(a.x.dtype, op, launch);
 }
 
 // out = x . dequantize(W)^T: W as x's dtype in pooled scratch, then the dense matmul.

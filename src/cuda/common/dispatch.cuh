@@ -23,4 +23,17 @@ decltype(auto) dispatch_float(DType t, const char* op, F&& f) {
   }
 }
 
+// The same for the 16-bit types alone (the tensor-core paths, whose callers have ruled out f32).
+template <class F>
+decltype(auto) dispatch_half(DType t, const char* op, F&& f) {
+  switch (t) {
+    case DType::f16:
+      return f.template operator()<__half>();
+    case DType::bf16:
+      return f.template operator()<__nv_bfloat16>();
+    default:
+      throw_error<Unsupported>(op, "cuda: dtype ", name(t), " is not a 16-bit float type");
+  }
+}
+
 }  // namespace mlxn::cuda
