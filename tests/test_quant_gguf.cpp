@@ -30,7 +30,10 @@ std::vector<uint8_t> random_blocks(std::mt19937_64& rng, DType t, int64_t rows, 
   std::vector<uint8_t> bytes(static_cast<size_t>(nblocks * tr.block_bytes));
   for (auto& b : bytes) b = uint8_t(rng() & 0xff);
   const bool kquant = tr.block_elems == 256;
-  std::uniform_real_distribution<double> mag(kquant ? 1e-3 : 0.02, kquant ? 2e-2 : 0.15);
+  // Q6_K's int8 scales times its codes reach 128 * 32: a tenth of the other K-quants' d keeps
+  // its weights as large as theirs (and f16 outputs of the stress rows' outlier finite).
+  const double kscale = t == DType::q6_k ? 0.1 : 1.0;
+  std::uniform_real_distribution<double> mag(kquant ? 1e-3 * kscale : 0.02, kquant ? 2e-2 * kscale : 0.15);
   for (int64_t b = 0; b < nblocks; ++b)
     for (int off : detail::gguf_f16_scale_offsets(t)) {
       const double v = mag(rng) * ((rng() & 3) == 0 ? -1.0 : 1.0);
@@ -217,14 +220,15 @@ TEST_P(QuantGgufTest, MatmulDecodeAlignedRows) {
   }
 }
 
-// Rows of bf16/f16 x by a Q4_0, Q4_K or Q5_K weight (CUDA: the integer mat-vecs, x as 15-bit
+// Rows of bf16/f16 x by a Q4_0, Q4_K, Q5_K or Q6_K weight (CUDA: the integer mat-vecs, x as 15-bit
 // fixed point per 64 values: one row, or 2..8 rows of Q4_K in the batch kernel), each row with
 // an outlier, a zero group and a tiny group: each output within the fixed point's bound
 // (support.h). K from one superblock of 256 (three warps idle) to 18, some warps taking one
-// superblock more than others.
+// superblock more than others; Q6_K rows of 630, 1050 and 3780 bytes put superblocks at every
+// even offset within a 16-byte unit, and N = 1, K = 256 ends the weight mid-unit.
 TEST_P(QuantGgufTest, MatvecFixedPointX) {
   Session& s = session();
-  for (DType t : {DType::q4_0, DType::q4_k, DType::q5_k})
+  for (DType t : {DType::q4_0, DType::q4_k, DType::q5_k, DType::q6_k})
     for (DType xdt : {DType::bf16, DType::f16})
       for (auto [n, k] : {std::pair<int64_t, int64_t>{1, 256}, {17, 768}, {16, 1280}, {40, 4608}})
         for (int64_t m : {1, 3, 8}) {
@@ -250,11 +254,11 @@ TEST_P(QuantGgufTest, MatvecFixedPointX) {
 
 // Decode as a model runs it: x written by the kernel just before the matmul (rms_norm, which
 // releases its dependents early), a new x each round into the same buffers. On CUDA the Q4_K
-// mat-vec starts before that kernel ends (programmatic dependent launch) and must still read
-// the new x; q6_k takes the split-K kernel, for contrast.
+// and Q6_K mat-vecs start before that kernel ends (programmatic dependent launch) and must
+// still read the new x; q8_0 takes the split-K kernel, for contrast.
 TEST_P(QuantGgufTest, MatvecReadsTheXJustWritten) {
   Session& s = session();
-  for (DType t : {DType::q4_k, DType::q6_k}) {
+  for (DType t : {DType::q4_k, DType::q6_k, DType::q8_0}) {
     SCOPED_TRACE(name(t));
     const int64_t n = 272, k = 1024;
     const auto bytes = random_blocks(rng(), t, n, k);
@@ -408,12 +412,12 @@ TEST_P(QuantGgufTest, MatmulIdAgainstFloat64) {
   MLXN_EXPECT_CLOSE(host_values(session(), out), ref, mm_tol(DType::f32));
 }
 
-// One routed token by Q4_0, Q4_K or Q5_K experts (CUDA: the integer mat-vecs, one slot per
+// One routed token by Q4_0, Q4_K, Q5_K or Q6_K experts (CUDA: the integer mat-vecs, one slot per
 // unit, no grouping), x shared by the slots or one row per slot: each slot within the fixed
 // point's bound against float64 with its own expert, a repeated expert, and zeros for an id out
 // of range.
 TEST_P(QuantGgufTest, MatmulIdIntegerOneToken) {
-  for (DType t : {DType::q4_0, DType::q4_k, DType::q5_k}) {
+  for (DType t : {DType::q4_0, DType::q4_k, DType::q5_k, DType::q6_k}) {
     SCOPED_TRACE(name(t));
     Session& s = session();
     const int64_t e = 9, n = 40, k = 768, top_k = 8;

@@ -1,5 +1,5 @@
 // CUDA launchers of the GGUF mat-vecs (tensor cores), one instantiation per weight type and
-// input dtype: the integer mat-vec for one bf16/f16 token by a Q4_0, Q4_K or Q5_K weight, the
+// input dtype: the integer mat-vec for one bf16/f16 token by a Q4_0, Q4_K, Q5_K or Q6_K weight, the
 // split-K kernel for the other plain matmuls of at most 8 rows over 16-byte aligned weight
 // rows, the persistent routed kernel for everything else. The entry points are in
 // quant_gguf.cu.
@@ -10,6 +10,7 @@
 #include "cuda/common/launch.h"
 #include "cuda/kernels/quant_gguf.cuh"
 #include "cuda/kernels/quant_gguf_q4_0_i8.cuh"
+#include "cuda/kernels/quant_gguf_q6_k_i8.cuh"
 #include "cuda/kernels/quant_gguf_qmv_i8.cuh"
 #include "cuda/kernels/quant_gguf_qmv_i8_batch.cuh"
 #include "cuda/kernels/quant_gguf_splitk.cuh"
@@ -96,7 +97,7 @@ k::qmlx::QmmParams integer_params(const detail::GgufMatmulArgs& a, const Scratch
   return p;
 }
 
-// One x row per unit by a Q4_0, Q4_K or Q5_K weight (x bf16/f16): x's rows into their
+// One x row per unit by a Q4_0, Q4_K, Q5_K or Q6_K weight (x bf16/f16): x's rows into their
 // fixed-point image (pooled scratch, in the weight's nibble order), then the integer mat-vec
 // reading it; both launch with PDL, and the mat-vec's weight loads overlap the conversion
 // (routed calls wait for their ids first).
@@ -118,6 +119,7 @@ void launch_integer_i8(Session& s, const detail::GgufMatmulArgs& a) {
   }
   auto kern = q4_0                       ? k::q4_0_i8_kernel<T>
               : a.w_dtype == DType::q5_k ? k::kquant_i8_kernel<T, true>
+              : a.w_dtype == DType::q6_k ? k::q6_k_i8_kernel<T>
                                          : k::kquant_i8_kernel<T, false>;
   launch_pdl(s, op, kern, dim3(grid_dim(op, slots), unsigned((a.n + 15) / 16)), dim3(k::QmvI8Config::kThreads), 0, p);
 }
@@ -142,7 +144,7 @@ constexpr int64_t kRoutedIntegerTokens = 8;
 
 // The integer paths' domain: x bf16/f16 in 16-byte vectors, a 16-byte aligned weight, row
 // tiles within the kernels' 32-bit offsets and the grid's y; then one x row per unit by Q4_0
-// (K % 256 == 0: rows of whole 144-byte superblocks), Q4_K or Q5_K (a single-row matmul, or
+// (K % 256 == 0: rows of whole 144-byte superblocks), Q4_K, Q5_K or Q6_K (a single-row matmul, or
 // the slots of a routed call of up to kRoutedIntegerTokens tokens), or a plain matmul of 2..8
 // rows by Q4_K (the batch kernel).
 bool integer_matvec(const detail::GgufMatmulArgs& a) {
@@ -150,7 +152,8 @@ bool integer_matvec(const detail::GgufMatmulArgs& a) {
       (a.n + 15) / 16 > kMaxGridY)
     return false;
   if (a.tokens == 1 || (a.ids && a.tokens <= kRoutedIntegerTokens))
-    return a.w_dtype == DType::q4_k || a.w_dtype == DType::q5_k || (a.w_dtype == DType::q4_0 && a.k % 256 == 0);
+    return a.w_dtype == DType::q4_k || a.w_dtype == DType::q5_k || a.w_dtype == DType::q6_k ||
+           (a.w_dtype == DType::q4_0 && a.k % 256 == 0);
   return a.w_dtype == DType::q4_k && !a.ids && a.tokens <= kernels::QmvI8BatchConfig::kRows;
 }
 

@@ -40,6 +40,11 @@ __device__ __forceinline__ void cp_async(void* dst, const void* src, bool valid)
   else
     asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(smem_addr(dst)), "l"(src), "n"(BYTES), "r"(n));
 }
+// 16 bytes of which only the first `bytes` (0..16) are read from src, the rest zero-filled: a
+// copy of whole units over data that ends mid-unit.
+__device__ __forceinline__ void cp_async16_part(void* dst, const void* src, int bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(bytes));
+}
 __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) { cp_async<16>(dst, src, valid); }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 // Waits until at most N of this thread's groups are pending. The memory clobber keeps the
