@@ -24,6 +24,7 @@
 //
 // Block: 16 rows (a row tile), 4 warps splitting K by superblocks (warp w: w, w + 4, ...), each
 // with its own ring of kRing superblocks (no block barrier before the final sum).
+#include "cuda/kernels/bulk_copy.cuh"
 #include "cuda/kernels/mma.cuh"
 #include "cuda/kernels/qmv_i8.cuh"
 #include "cuda/kernels/quant_mlx_qmv.cuh"
@@ -121,27 +122,26 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
   auto row_of = [&](int r) { return w + (un.expert * n + min(n0 + r, n - 1)) * row_bytes; };
   const int count = sbs > warp ? (sbs - warp + NW - 1) / NW : 0;
 
-  // The copies: lane pair (2 r, 2 r + 1) takes row r's units two at a time, each pair one
-  // 32-byte sector of memory, so that no sector is requested twice (pairs of units counted from
-  // the covering's first unit split half the sectors between two copy instructions: 51% L2 hits
-  // and L2-bound, bench/NOTES.md run 134). The last unit of the weight's last superblock may
-  // extend past its end: the bytes there are zero-filled, not read.
-  const uint8_t* copy_row = row_of(lane / 2);
+  // The copies: lane r < 16 moves row r's covering units with one bulk copy (the copy engine;
+  // per-lane 16-byte cp.async, 8 per lane and superblock, kept the MIO queue full: bench/NOTES.md
+  // run 134), counted on the slot's barrier. The last unit of the weight's last superblock may
+  // extend past its end: its bytes up to the end move by cp.async, zero-filled past it.
+  __shared__ uint64_t full[NW][S];  // per warp and slot: 16 arrivals and their bytes
+  if (lane == 0)
+    for (int j = 0; j < S; ++j) mbar_init(&full[warp][j], 16);
+  __syncwarp();
+  const uint8_t* copy_row = row_of(lane);
   const uint8_t* w_end = w + p.experts * n * row_bytes;
   auto issue = [&](int i) {
-    if (i < count) {
+    if (i < count && lane < 16) {
       const uintptr_t sb = reinterpret_cast<uintptr_t>(copy_row + Sm::kBytes * (warp + NW * i));
       const uint8_t* src = reinterpret_cast<const uint8_t*>(sb & ~uintptr_t(15));  // the covering's first unit
-      const int first = (lane & 1) - int((sb >> 4) & 1);  // this lane's first unit (-1: none)
-      const uint8_t* from = src + 16 * first;
-      uint8_t* to = ring + (i % S) * Sm::kStage + (lane / 2) * Sm::kPitch + 16 * first;
-      // Units first + 2 j: j = 0 lies before the covering for first = -1, j = 7 after it
-      // unless first = -1; unit 13, the last, at j = 6 or 7.
-      if (first >= 0) cp_async<16>(to, from);
-#pragma unroll
-      for (int j = 1; j < 6; ++j) cp_async<16>(to + 32 * j, from + 32 * j);
-      cp_async16_part(to + 192, from + 192, int(min(int64_t(16), int64_t(w_end - (from + 192)))));
-      if (first < 0) cp_async16_part(to + 224, from + 224, int(min(int64_t(16), int64_t(w_end - (from + 224)))));
+      const int64_t left = w_end - src;
+      const uint32_t bytes = left < Sm::kPitch ? uint32_t(left) & ~15u : uint32_t(Sm::kPitch);
+      uint8_t* dst = ring + (i % S) * Sm::kStage + lane * Sm::kPitch;
+      mbar_arrive_expect(&full[warp][i % S], bytes);
+      bulk_copy_g2s(dst, src, bytes, &full[warp][i % S]);
+      if (bytes < Sm::kPitch && left > bytes) cp_async16_part(dst + bytes, src + bytes, int(left - bytes));
     }
     cp_async_commit();  // one group per superblock, even empty, so that waits count them
   };
@@ -166,8 +166,9 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
   float acc_a = 0.f, acc_b = 0.f;
   for (int i = 0; i < count; ++i) {
     issue(i + S - 1);
-    cp_async_wait<S - 1>();  // this lane's copies of superblock i have landed
-    __syncwarp();            // and so have the warp's
+    mbar_wait(&full[warp][i % S], uint32_t(i / S) & 1u);  // superblock i's bulk copies have landed
+    cp_async_wait<S - 1>();                                // and this lane's tail copy
+    __syncwarp();                                          // and every lane's
     const int sb = warp + NW * i, step = 2 * sb + h;
     const uint8_t* st = ring + (i % S) * Sm::kStage;
     const Q6KRowPart ra_part(st + g * Sm::kPitch, int((base_a + uint32_t(Sm::kBytes * sb)) & 15u), h, l0);
