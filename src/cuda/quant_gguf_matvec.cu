@@ -119,7 +119,7 @@ void launch_integer_i8(Session& s, const detail::GgufMatmulArgs& a) {
   }
   auto kern = q4_0                       ? k::q4_0_i8_kernel<T>
               : a.w_dtype == DType::q5_k ? k::kquant_i8_kernel<T, true>
-              : a.w_dtype == DType::q6_k ? k::q6_k_i8_kernel<T>
+              : a.w_dtype == DType::q6_k ? (a.k % 2048 == 0 ? k::q6_k_i8_kernel<T, true> : k::q6_k_i8_kernel<T, false>)
                                          : k::kquant_i8_kernel<T, false>;
   launch_pdl(s, op, kern, dim3(grid_dim(op, slots), unsigned((a.n + 15) / 16)), dim3(k::QmvI8Config::kThreads), 0, p);
 }

@@ -56,6 +56,23 @@ __device__ __forceinline__ uint4 q6k_piece(const uint8_t* row, int at, int o) {
   return make_uint4(one ? y[1] : y[0], one ? y[2] : y[1], one ? y[3] : y[2], one ? y[4] : y[3]);
 }
 
+// The same at a compile-time offset O: the words move by register naming, and only an odd
+// half-word offset costs instructions (4 byte permutes).
+template <int O>
+__device__ __forceinline__ uint4 q6k_piece(const uint8_t* row, int at, std::integral_constant<int, O>) {
+  const uint4* v = reinterpret_cast<const uint4*>(row + at);
+  if constexpr (O == 0) {
+    return v[0];
+  } else {
+    const uint4 u0 = v[0], u1 = v[1];
+    const uint32_t w[8] = {u0.x, u0.y, u0.z, u0.w, u1.x, u1.y, u1.z, u1.w};
+    constexpr int k = O >> 2;
+    if constexpr ((O & 2) == 0) return make_uint4(w[k], w[k + 1], w[k + 2], w[k + 3]);
+    return make_uint4(__byte_perm(w[k], w[k + 1], 0x5432), __byte_perm(w[k + 1], w[k + 2], 0x5432),
+                      __byte_perm(w[k + 2], w[k + 3], 0x5432), __byte_perm(w[k + 3], w[k + 4], 0x5432));
+  }
+}
+
 // Four signed codes of class C, each 4 (q - 32), from words of the pieces: l1 = ql at 64 h + l0,
 // l2 = ql 32 bytes on, hb = qh with bits 1, 3, 5 and 7 of each byte flipped. A code byte holds
 // q's 6 bits in its bits 2..7 with the top one (bit 5 of q) flipped: q - 32 in 6-bit two's
@@ -81,7 +98,9 @@ __device__ __forceinline__ uint4 q6k_codes(const uint4& l1, const uint4& l2, con
 struct Q6KRowPart {
   uint4 l1, l2, hb;
   const uint8_t* sb;  // the superblock's first byte in the stage
-  __device__ Q6KRowPart(const uint8_t* row, int o, int h, int l0) : sb(row + o) {
+  // o: the superblock's offset in the row's first unit, an int or a std::integral_constant.
+  template <class Off>
+  __device__ Q6KRowPart(const uint8_t* row, Off o, int h, int l0) : sb(row + int(o)) {
     l1 = q6k_piece(row, 64 * h + l0, o);
     l2 = q6k_piece(row, 64 * h + 32 + l0, o);
     const uint4 q = q6k_piece(row, 128 + 32 * h + l0, o);
@@ -100,8 +119,9 @@ struct Q6KRowPart {
 // p (QmmParams, quant_mlx_qmv.cuh, for its routing and rows; scales and biases unused):
 // packed = the weight [experts, n, k] (k % 256 == 0, 16-byte aligned), x = x's image
 // (QmvI8Image, NibbleOrder::kHalves, x groups of 64; x_stride in 16-byte units), one x row per
-// unit. Grid: (units, row tiles of 16).
-template <class CT>
+// unit. Grid: (units, row tiles of 16). kAligned: rows are whole 16-byte units (K % 2048 == 0),
+// so every superblock's offset within its first unit is known per warp at compile time.
+template <class CT, bool kAligned>
 __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks) q6_k_i8_kernel(qmlx::QmmParams p) {
   using Sm = Q6KStage;
   using I = QmvI8Image;
@@ -151,10 +171,6 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
   pdl_wait();
   pdl_launch_dependents();
 
-  // The lane's rows a = g and b = g + 8 (as copied: past n, the last row); their superblocks'
-  // offsets within a 16-byte unit follow from the rows' addresses.
-  const uint32_t base_a = uint32_t(reinterpret_cast<uintptr_t>(row_of(g)));
-  const uint32_t base_b = uint32_t(reinterpret_cast<uintptr_t>(row_of(g + 8)));
   const int h = t >> 1, l0 = 16 * (t & 1);
   // B lane (g, t) serves column g = (vector g / 2's values, part g % 2): its x units when the
   // vector is its own (class c at unit_c = base + 8 (c / 2) + c % 2), else the zero unit.
@@ -164,15 +180,16 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
   const float* table = reinterpret_cast<const float*>(img + I::table_unit(k));
 
   float acc_a = 0.f, acc_b = 0.f;
-  for (int i = 0; i < count; ++i) {
+  // Superblock i of this warp, its offsets in rows a and b (ints, or compile-time constants).
+  auto superblock = [&](int i, auto o_a, auto o_b) {
     issue(i + S - 1);
     mbar_wait(&full[warp][i % S], uint32_t(i / S) & 1u);  // superblock i's bulk copies have landed
     cp_async_wait<S - 1>();                                // and this lane's tail copy
     __syncwarp();                                          // and every lane's
     const int sb = warp + NW * i, step = 2 * sb + h;
     const uint8_t* st = ring + (i % S) * Sm::kStage;
-    const Q6KRowPart ra_part(st + g * Sm::kPitch, int((base_a + uint32_t(Sm::kBytes * sb)) & 15u), h, l0);
-    const Q6KRowPart rb_part(st + (g + 8) * Sm::kPitch, int((base_b + uint32_t(Sm::kBytes * sb)) & 15u), h, l0);
+    const Q6KRowPart ra_part(st + g * Sm::kPitch, o_a, h, l0);
+    const Q6KRowPart rb_part(st + (g + 8) * Sm::kPitch, o_b, h, l0);
     const uint4* xs = img + int64_t(step) * I::kStepUnits + x_base;
     // s_x / 4 (the codes are 4 (q - 32)) of the step's two x groups of 64 (classes 0, 1 and
     // 2, 3), from the table's part-1 entries.
@@ -197,6 +214,32 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
     acc_a = fmaf(ra_part.d(), va, acc_a);
     acc_b = fmaf(rb_part.d(), vb, acc_b);
     __syncwarp();  // every lane is done with this slot before the next issue refills it
+  };
+  if constexpr (kAligned) {
+    // Rows of whole units: superblock sb of every row is at offset 210 sb % 16 = 2 sb % 16, so
+    // warp w's are at 2 w and 2 w + 8 in turn, constants of a loop instantiated per warp.
+    auto run = [&]<int O>(std::integral_constant<int, O> o) {
+      constexpr std::integral_constant<int, (O + 8) % 16> o_next{};
+      for (int i = 0; i < count; i += 2) {
+        superblock(i, o, o);
+        if (i + 1 < count) superblock(i + 1, o_next, o_next);
+      }
+    };
+    switch (warp) {
+      case 0: run(std::integral_constant<int, 0>{}); break;
+      case 1: run(std::integral_constant<int, 2>{}); break;
+      case 2: run(std::integral_constant<int, 4>{}); break;
+      default: run(std::integral_constant<int, 6>{}); break;
+    }
+  } else {
+    // The lane's rows a = g and b = g + 8 (as copied: past n, the last row); their superblocks'
+    // offsets within a 16-byte unit follow from the rows' addresses.
+    const uint32_t base_a = uint32_t(reinterpret_cast<uintptr_t>(row_of(g)));
+    const uint32_t base_b = uint32_t(reinterpret_cast<uintptr_t>(row_of(g + 8)));
+    for (int i = 0; i < count; ++i) {
+      const uint32_t at = uint32_t(Sm::kBytes * (warp + NW * i));
+      superblock(i, int((base_a + at) & 15u), int((base_b + at) & 15u));
+    }
   }
   cp_async_wait<0>();
   store_tile<CT>(acc_a, acc_b, red, static_cast<CT*>(p.out) + un.out_row * p.out_stride, n0, n);
