@@ -225,13 +225,14 @@ TEST_P(QuantGgufTest, MatmulDecodeAlignedRows) {
 // an outlier, a zero group and a tiny group: each output within the fixed point's bound
 // (support.h). K from one superblock of 256 (three warps idle) to 18, some warps taking one
 // superblock more than others; Q6_K rows of 630, 1050 and 3780 bytes put superblocks at every
-// even offset within a 16-byte unit, N = 1, K = 256 ends the weight mid-unit, and K = 6144
-// makes rows of whole units (CUDA: the kernel with the offsets known per warp).
+// even offset within a 16-byte unit, N = 1, K = 256 ends the weight mid-unit, and K = 6144 and
+// 2048 make rows of whole units (CUDA: the kernel with the offsets known per warp, copying
+// boxes of 16 rows: N = 3 has fewer).
 TEST_P(QuantGgufTest, MatvecFixedPointX) {
   Session& s = session();
   for (DType t : {DType::q4_0, DType::q4_k, DType::q5_k, DType::q6_k})
     for (DType xdt : {DType::bf16, DType::f16})
-      for (auto [n, k] : {std::pair<int64_t, int64_t>{1, 256}, {17, 768}, {16, 1280}, {40, 4608}, {24, 6144}})
+      for (auto [n, k] : {std::pair<int64_t, int64_t>{1, 256}, {17, 768}, {16, 1280}, {40, 4608}, {24, 6144}, {3, 2048}})
         for (int64_t m : {1, 3, 8}) {
           if (m > 1 && t != DType::q4_k) continue;
           SCOPED_TRACE(::testing::Message() << name(t) << " x " << name(xdt) << " M=" << m << " N=" << n << " K=" << k);

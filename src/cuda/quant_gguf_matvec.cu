@@ -8,6 +8,7 @@
 #include "cuda/common/check.h"
 #include "cuda/common/dispatch.cuh"
 #include "cuda/common/launch.h"
+#include "cuda/common/tensor_map.h"
 #include "cuda/kernels/quant_gguf.cuh"
 #include "cuda/kernels/quant_gguf_q4_0_i8.cuh"
 #include "cuda/kernels/quant_gguf_q6_k_i8.cuh"
@@ -117,11 +118,22 @@ void launch_integer_i8(Session& s, const detail::GgufMatmulArgs& a) {
     p.x_per_slot = a.x_per_slot;
     p.slots = slots;
   }
+  const dim3 grid(grid_dim(op, slots), unsigned((a.n + 15) / 16)), block(k::QmvI8Config::kThreads);
+  if (a.w_dtype == DType::q6_k) {
+    // Rows of whole 16-byte units (K % 2048 == 0) take the variant with the superblocks'
+    // offsets known at compile time, whose copies are boxes of the weight's tensor map.
+    using Stage = k::Q6KStage;
+    const bool aligned = a.w_row_bytes % 16 == 0;
+    const CUtensorMap rows = aligned ? byte_tile_map(op, a.w, uint64_t(a.w_row_bytes), uint64_t(a.experts * a.n),
+                                                     Stage::kPitch, 16)
+                                     : CUtensorMap{};
+    launch_pdl(s, op, aligned ? k::q6_k_i8_kernel<T, true> : k::q6_k_i8_kernel<T, false>, grid, block, 0, p, rows);
+    return;
+  }
   auto kern = q4_0                       ? k::q4_0_i8_kernel<T>
               : a.w_dtype == DType::q5_k ? k::kquant_i8_kernel<T, true>
-              : a.w_dtype == DType::q6_k ? (a.k % 2048 == 0 ? k::q6_k_i8_kernel<T, true> : k::q6_k_i8_kernel<T, false>)
                                          : k::kquant_i8_kernel<T, false>;
-  launch_pdl(s, op, kern, dim3(grid_dim(op, slots), unsigned((a.n + 15) / 16)), dim3(k::QmvI8Config::kThreads), 0, p);
+  launch_pdl(s, op, kern, grid, block, 0, p);
 }
 
 // 2..8 rows of x by a Q4_K weight (x bf16/f16): x's rows into the batch image, then the batch

@@ -57,6 +57,19 @@ __device__ __forceinline__ void bulk_copy_g2s(void* dst, const void* src, uint32
 #endif
 }
 
+// The box of a 2D tensor map (cuda/common/tensor_map.h; `map` the address of a __grid_constant__
+// kernel parameter) whose first element is (x, y) into shared dst (128-byte aligned), counted on
+// `bar` when it lands (the whole box, zeros included for any part outside the tensor).
+__device__ __forceinline__ void tile_copy_g2s(void* dst, const void* map, int x, int y, uint64_t* bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::
+          "r"(smem_addr(dst)),
+      "l"(map), "r"(x), "r"(y), "r"(smem_addr(bar))
+      : "memory");
+#endif
+}
+
 // `bytes` (a multiple of 16; both addresses 16-byte aligned) from shared src to global dst, in
 // the issuing thread's current bulk group (bulk_commit closes it).
 __device__ __forceinline__ void bulk_copy_s2g(void* dst, const void* src, uint32_t bytes) {

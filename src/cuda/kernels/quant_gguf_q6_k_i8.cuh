@@ -24,6 +24,8 @@
 //
 // Block: 16 rows (a row tile), 4 warps splitting K by superblocks (warp w: w, w + 4, ...), each
 // with its own ring of kRing superblocks (no block barrier before the final sum).
+#include <cuda.h>
+
 #include "cuda/kernels/bulk_copy.cuh"
 #include "cuda/kernels/mma.cuh"
 #include "cuda/kernels/qmv_i8.cuh"
@@ -36,6 +38,7 @@ struct Q6KStage {
   // 16-byte units that cover a superblock at any even offset within its first unit.
   static constexpr int kUnits = 14, kPitch = 16 * kUnits, kStage = 16 * kPitch, kRing = 2;
   static constexpr int kSmem = QmvI8Config::kWarps * kRing * kStage;  // 28 KB: 7 blocks per SM
+  static_assert(kStage % 128 == 0, "tile copies land 128-byte aligned");
 };
 
 // 16 bytes at row + at + o (at a multiple of 16, o even, o < 16) from shared memory: the two
@@ -120,13 +123,16 @@ struct Q6KRowPart {
 // packed = the weight [experts, n, k] (k % 256 == 0, 16-byte aligned), x = x's image
 // (QmvI8Image, NibbleOrder::kHalves, x groups of 64; x_stride in 16-byte units), one x row per
 // unit. Grid: (units, row tiles of 16). kAligned: rows are whole 16-byte units (K % 2048 == 0),
-// so every superblock's offset within its first unit is known per warp at compile time.
+// so every superblock's offset within its first unit is known per warp at compile time, and
+// `rows` maps the weight as a byte matrix [experts n, row bytes] in boxes of 16 rows by 224
+// bytes (Q6KStage); else it is unused.
 template <class CT, bool kAligned>
-__global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks) q6_k_i8_kernel(qmlx::QmmParams p) {
+__global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks)
+    q6_k_i8_kernel(qmlx::QmmParams p, const __grid_constant__ CUtensorMap rows) {
   using Sm = Q6KStage;
   using I = QmvI8Image;
   constexpr int NW = QmvI8Config::kWarps, S = Sm::kRing;
-  __shared__ __align__(16) uint8_t smem[Sm::kSmem];
+  __shared__ __align__(128) uint8_t smem[Sm::kSmem];  // tile copies land 128-byte aligned
   __shared__ float red[NW][32][2];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int n0 = int(blockIdx.y) * 16, n = int(p.n), k = int(p.k), sbs = k / 256;
@@ -142,25 +148,37 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
   auto row_of = [&](int r) { return w + (un.expert * n + min(n0 + r, n - 1)) * row_bytes; };
   const int count = sbs > warp ? (sbs - warp + NW - 1) / NW : 0;
 
-  // The copies: lane r < 16 moves row r's covering units with one bulk copy (the copy engine;
-  // per-lane 16-byte cp.async, 8 per lane and superblock, kept the MIO queue full: bench/NOTES.md
-  // run 134), counted on the slot's barrier. The last unit of the weight's last superblock may
-  // extend past its end: its bytes up to the end move by cp.async, zero-filled past it.
-  __shared__ uint64_t full[NW][S];  // per warp and slot: 16 arrivals and their bytes
+  // The copies, by the copy engine, counted on the slot's barrier. Rows of whole units (kAligned):
+  // lane 0 moves the tile's 16 rows of the covering units as one box of the weight's tensor map
+  // (the box's rows past the weight, and its bytes past a row's end, land as zeros). Else lane
+  // r < 16 moves row r's with one bulk copy; the last unit of the weight's last superblock may
+  // extend past its end, and its bytes up to the end move by cp.async, zero-filled past it.
+  // (Per-lane 16-byte cp.async, 8 per lane and superblock, kept the MIO queue full, and 16 bulk
+  // copies a superblock cost ~180 instructions of a warp's ~550: bench/NOTES.md run 134.)
+  __shared__ uint64_t full[NW][S];  // per warp and slot: its copies' arrivals and bytes
   if (lane == 0)
-    for (int j = 0; j < S; ++j) mbar_init(&full[warp][j], 16);
+    for (int j = 0; j < S; ++j) mbar_init(&full[warp][j], kAligned ? 1 : 16);
   __syncwarp();
-  const uint8_t* copy_row = row_of(lane);
+  const uint8_t* copy_row = row_of(lane % 16);
   const uint8_t* w_end = w + p.experts * n * row_bytes;
   auto issue = [&](int i) {
-    if (i < count && lane < 16) {
-      const uintptr_t sb = reinterpret_cast<uintptr_t>(copy_row + Sm::kBytes * (warp + NW * i));
+    uint8_t* stage = ring + (i % S) * Sm::kStage;
+    uint64_t* bar = &full[warp][i % S];
+    const int at = Sm::kBytes * (warp + NW * i);  // the superblock's first byte in its row
+    if (i >= count) {
+    } else if constexpr (kAligned) {
+      if (lane == 0) {
+        mbar_arrive_expect(bar, Sm::kStage);
+        tile_copy_g2s(stage, &rows, at & ~15, int(un.expert * n + n0), bar);
+      }
+    } else if (lane < 16) {
+      const uintptr_t sb = reinterpret_cast<uintptr_t>(copy_row + at);
       const uint8_t* src = reinterpret_cast<const uint8_t*>(sb & ~uintptr_t(15));  // the covering's first unit
       const int64_t left = w_end - src;
       const uint32_t bytes = left < Sm::kPitch ? uint32_t(left) & ~15u : uint32_t(Sm::kPitch);
-      uint8_t* dst = ring + (i % S) * Sm::kStage + lane * Sm::kPitch;
-      mbar_arrive_expect(&full[warp][i % S], bytes);
-      bulk_copy_g2s(dst, src, bytes, &full[warp][i % S]);
+      uint8_t* dst = stage + lane * Sm::kPitch;
+      mbar_arrive_expect(bar, bytes);
+      bulk_copy_g2s(dst, src, bytes, bar);
       if (bytes < Sm::kPitch && left > bytes) cp_async16_part(dst + bytes, src + bytes, int(left - bytes));
     }
     cp_async_commit();  // one group per superblock, even empty, so that waits count them
