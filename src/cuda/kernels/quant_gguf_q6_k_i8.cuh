@@ -77,17 +77,23 @@ __device__ __forceinline__ uint4 q6k_piece(const uint8_t* row, int at, std::inte
 }
 
 // Four signed codes of class C, each 4 (q - 32), from words of the pieces: l1 = ql at 64 h + l0,
-// l2 = ql 32 bytes on, hb = qh with bits 1, 3, 5 and 7 of each byte flipped. A code byte holds
-// q's 6 bits in its bits 2..7 with the top one (bit 5 of q) flipped: q - 32 in 6-bit two's
-// complement, so the byte read as int8 is 4 (q - 32), with no sign to extend (the caller divides
-// the 4 out of s_x).
+// l2 = ql 32 bytes on, hb = qh. A code byte holds q's 6 bits in its bits 2..7 with the top one
+// (bit 5 of q) flipped: q - 32 in 6-bit two's complement, so the byte read as int8 is 4 (q - 32),
+// with no sign to extend (the caller divides the 4 out of s_x).
+// Per word: the nibbles and high bits shifted into place, merged in one LOP3 with the nibble
+// mask, then bits 0..1 cleared and bit 7 flipped in one LOP3 with both masks (written out: from
+// plain C++ the compiler made 3 LOP3 of the 2, and moved a flip of hb past the shifts, 5
+// instructions a word instead of 4, bench/NOTES.md run 134).
 template <int C>
 __device__ __forceinline__ uint32_t q6k_codes(uint32_t l1, uint32_t l2, uint32_t hb) {
-  constexpr uint32_t kNibble = 0x3c3c3c3cu, kTop = 0xc0c0c0c0u;
+  constexpr uint32_t kNibble = 0x3c3c3c3cu;
   const uint32_t ql = C & 1 ? l2 : l1;
-  const uint32_t nib = (C >> 1 ? ql >> 2 : ql << 2) & kNibble;
+  const uint32_t nib = C >> 1 ? ql >> 2 : ql << 2;
   const uint32_t top = C == 0 ? hb << 6 : C == 1 ? hb << 4 : C == 2 ? hb << 2 : hb;
-  return nib | (top & kTop);
+  uint32_t merged, code;
+  asm("lop3.b32 %0, %1, %2, %3, 0xe2;" : "=r"(merged) : "r"(nib), "n"(kNibble), "r"(top));  // nib where the mask is set, else top
+  asm("lop3.b32 %0, %1, %2, %3, 0x28;" : "=r"(code) : "r"(merged), "r"(0x80808080u), "r"(0xfcfcfcfcu));  // (m ^ 0x80..) & 0xfc..
+  return code;
 }
 
 template <int C>
@@ -96,8 +102,8 @@ __device__ __forceinline__ uint4 q6k_codes(const uint4& l1, const uint4& l2, con
                     q6k_codes<C>(l1.w, l2.w, hb.w));
 }
 
-// One row's pieces of a superblock for lane (half h, l0), the high bits flipped (q6k_codes),
-// and where its scales and d are in the stage.
+// One row's pieces of a superblock for lane (half h, l0), and where its scales and d are in the
+// stage.
 struct Q6KRowPart {
   uint4 l1, l2, hb;
   const uint8_t* sb;  // the superblock's first byte in the stage
@@ -106,9 +112,7 @@ struct Q6KRowPart {
   __device__ Q6KRowPart(const uint8_t* row, Off o, int h, int l0) : sb(row + int(o)) {
     l1 = q6k_piece(row, 64 * h + l0, o);
     l2 = q6k_piece(row, 64 * h + 32 + l0, o);
-    const uint4 q = q6k_piece(row, 128 + 32 * h + l0, o);
-    constexpr uint32_t kFlip = 0xaaaaaaaau;
-    hb = make_uint4(q.x ^ kFlip, q.y ^ kFlip, q.z ^ kFlip, q.w ^ kFlip);
+    hb = q6k_piece(row, 128 + 32 * h + l0, o);
   }
   // Class c's scale (c < 4) and d. The int8 becomes a float as 2^23 + 128 + s in the low bits
   // of 2^23's bit pattern, less 2^23 + 128: two full-rate instructions instead of a conversion.
@@ -201,7 +205,7 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
   // Superblock i of this warp, its offsets in rows a and b (ints, or compile-time constants).
   auto superblock = [&](int i, auto o_a, auto o_b) {
     issue(i + S - 1);
-    mbar_wait(&full[warp][i % S], uint32_t(i / S) & 1u);  // superblock i's bulk copies have landed
+    mbar_wait(&full[warp][i % S], uint32_t(i / S) & 1u);  // superblock i's copies have landed
     cp_async_wait<S - 1>();                                // and this lane's tail copy
     __syncwarp();                                          // and every lane's
     const int sb = warp + NW * i, step = 2 * sb + h;
