@@ -11,11 +11,12 @@
 // runs the products on tensor cores with f32 accumulation: x and the weights are rounded to
 // bf16 (f16 when x is f16), the block scales rounded to that type before they are applied;
 // f32 x with more than 64 rows instead takes exact f32 weights through an f32 GEMM. One token
-// (M = 1, or the top_k slots of one routed token) by a q4_k or q5_k weight with x bf16/f16
-// instead keeps the weights exact and takes x as 15-bit fixed point per 64 values (each x off
-// by at most 2^-16 of the largest |x| of those), with an exact integer product per sub-block.
+// (M = 1, or the top_k slots of up to 8 routed tokens) by a q4_0 (K % 256 == 0), q4_k, q5_k or
+// q6_k weight, and 2..8 rows by a q4_k weight, with x bf16/f16, instead keep the weights exact
+// and take x as 15-bit fixed point per 64 values (each x off by at most 2^-16 of the largest
+// |x| of those), with an exact integer product per block or sub-block.
 //
-// That one-token path is launched with programmatic dependent launch (PDL), as quant_mlx.h
+// Those integer paths are launched with programmatic dependent launch (PDL), as quant_mlx.h
 // describes for its single-row path: a plain call starts reading its weight while the kernel
 // just before it on the stream may still be running, so that kernel must not be writing the
 // weight (mlxn's own ops never release their dependents early before such writes); x and
