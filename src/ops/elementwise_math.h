@@ -51,11 +51,11 @@ MLXN_HD float ftanh(float x) {
 #endif
 }
 
-MLXN_HD float ferf(float x) {
+MLXN_HD float ferfc(float x) {
 #if defined(__CUDA_ARCH__)
-  return erff(x);
+  return erfcf(x);
 #else
-  return std::erf(x);
+  return std::erfc(x);
 #endif
 }
 
@@ -87,10 +87,16 @@ struct GeluTanh {
   }
 };
 
-// 0.5 x (1 + erf(x / sqrt(2))), the exact form.
+// 0.5 x (1 + erf(x / sqrt(2))), the exact form, computed as 0.5 x erfc(-x / sqrt(2)): the same
+// function without the cancellation of 1 + erf for negative x (which cost f32 results there
+// their relative precision: 1.6e-5 at x = -2.5). x below -20 counts as -20, where the result
+// is already -0 in float, so that x = -inf gives -0, not -inf * 0; NaN stays NaN.
 struct GeluErf {
   static constexpr float kInvSqrt2 = 0.7071067811865476f;
-  MLXN_HD float operator()(float x) const { return 0.5f * x * (1.f + ferf(x * kInvSqrt2)); }
+  MLXN_HD float operator()(float x) const {
+    const float xc = x < -20.f ? -20.f : x;
+    return 0.5f * xc * ferfc(-xc * kInvSqrt2);
+  }
 };
 
 // cap * tanh(x / cap), cap > 0 (checked by the frontend).
