@@ -232,7 +232,8 @@ TEST_P(QuantGgufTest, MatvecFixedPointX) {
   Session& s = session();
   for (DType t : {DType::q4_0, DType::q4_k, DType::q5_k, DType::q6_k})
     for (DType xdt : {DType::bf16, DType::f16})
-      for (auto [n, k] : {std::pair<int64_t, int64_t>{1, 256}, {17, 768}, {16, 1280}, {40, 4608}, {24, 6144}, {3, 2048}})
+      for (auto [n, k] :
+           {std::pair<int64_t, int64_t>{1, 256}, {17, 768}, {16, 1280}, {40, 4608}, {24, 6144}, {3, 2048}})
         for (int64_t m : {1, 3, 8}) {
           if (m > 1 && t != DType::q4_k) continue;
           SCOPED_TRACE(::testing::Message() << name(t) << " x " << name(xdt) << " M=" << m << " N=" << n << " K=" << k);

@@ -124,9 +124,9 @@ void launch_integer_i8(Session& s, const detail::GgufMatmulArgs& a) {
     // offsets known at compile time, whose copies are boxes of the weight's tensor map.
     using Stage = k::Q6KStage;
     const bool aligned = a.w_row_bytes % 16 == 0;
-    const CUtensorMap rows = aligned ? byte_tile_map(op, a.w, uint64_t(a.w_row_bytes), uint64_t(a.experts * a.n),
-                                                     Stage::kPitch, 16)
-                                     : CUtensorMap{};
+    const CUtensorMap rows =
+        aligned ? byte_tile_map(op, a.w, uint64_t(a.w_row_bytes), uint64_t(a.experts * a.n), Stage::kPitch, 16)
+                : CUtensorMap{};
     launch_pdl(s, op, aligned ? k::q6_k_i8_kernel<T, true> : k::q6_k_i8_kernel<T, false>, grid, block, 0, p, rows);
     return;
   }

@@ -91,8 +91,12 @@ __device__ __forceinline__ uint32_t q6k_codes(uint32_t l1, uint32_t l2, uint32_t
   const uint32_t nib = C >> 1 ? ql >> 2 : ql << 2;
   const uint32_t top = C == 0 ? hb << 6 : C == 1 ? hb << 4 : C == 2 ? hb << 2 : hb;
   uint32_t merged, code;
-  asm("lop3.b32 %0, %1, %2, %3, 0xe2;" : "=r"(merged) : "r"(nib), "n"(kNibble), "r"(top));  // nib where the mask is set, else top
-  asm("lop3.b32 %0, %1, %2, %3, 0x28;" : "=r"(code) : "r"(merged), "r"(0x80808080u), "r"(0xfcfcfcfcu));  // (m ^ 0x80..) & 0xfc..
+  asm("lop3.b32 %0, %1, %2, %3, 0xe2;"
+      : "=r"(merged)
+      : "r"(nib), "n"(kNibble), "r"(top));  // nib where the mask is set, else top
+  asm("lop3.b32 %0, %1, %2, %3, 0x28;"
+      : "=r"(code)
+      : "r"(merged), "r"(0x80808080u), "r"(0xfcfcfcfcu));  // (m ^ 0x80..) & 0xfc..
   return code;
 }
 
@@ -206,8 +210,8 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
   auto superblock = [&](int i, auto o_a, auto o_b) {
     issue(i + S - 1);
     mbar_wait(&full[warp][i % S], uint32_t(i / S) & 1u);  // superblock i's copies have landed
-    cp_async_wait<S - 1>();                                // and this lane's tail copy
-    __syncwarp();                                          // and every lane's
+    cp_async_wait<S - 1>();                               // and this lane's tail copy
+    __syncwarp();                                         // and every lane's
     const int sb = warp + NW * i, step = 2 * sb + h;
     const uint8_t* st = ring + (i % S) * Sm::kStage;
     const Q6KRowPart ra_part(st + g * Sm::kPitch, o_a, h, l0);
@@ -232,7 +236,8 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
             vb = fmaf(fb, float(256 * c[2] + c[3]), vb);
           }(),
           ...);
-    }(std::make_integer_sequence<int, 4>{});
+    }
+    (std::make_integer_sequence<int, 4>{});
     acc_a = fmaf(ra_part.d(), va, acc_a);
     acc_b = fmaf(rb_part.d(), vb, acc_b);
     __syncwarp();  // every lane is done with this slot before the next issue refills it
@@ -248,10 +253,18 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
       }
     };
     switch (warp) {
-      case 0: run(std::integral_constant<int, 0>{}); break;
-      case 1: run(std::integral_constant<int, 2>{}); break;
-      case 2: run(std::integral_constant<int, 4>{}); break;
-      default: run(std::integral_constant<int, 6>{}); break;
+      case 0:
+        run(std::integral_constant<int, 0>{});
+        break;
+      case 1:
+        run(std::integral_constant<int, 2>{});
+        break;
+      case 2:
+        run(std::integral_constant<int, 4>{});
+        break;
+      default:
+        run(std::integral_constant<int, 6>{});
+        break;
     }
   } else {
     // The lane's rows a = g and b = g + 8 (as copied: past n, the last row); their superblocks'
