@@ -9,18 +9,18 @@
 // and the value d * scales[8 h + 2 c + l / 16] * (q - 32).
 //
 // Lane t of a quad takes half h = t / 2 and l = l0 .. l0 + 15, l0 = 16 (t % 2): per class c
-// the 16 codes of one scale, built as signed bytes q - 32 (the s8 x s8 mma, so no sum of x is
-// needed), from three 16-byte pieces of its row: ql at 64 h + l0 and 64 h + 32 + l0, qh at
-// 128 + 32 h + l0. Those values are, in x's K-quant image (NibbleOrder::kHalves), vector
+// the 16 codes of one scale, from three 16-byte pieces of its row (ql at 64 h + l0 and
+// 64 h + 32 + l0, qh at 128 + 32 h + l0), each byte 4 (q - 32) as an int8 (q6k_codes): the s8 x s8
+// mma needs no sum of x. Those values are, in x's K-quant image (NibbleOrder::kHalves), vector
 // (t % 2) + 2 (c / 2) of step 2 sb + h, nibble class c % 2; the columns are "(vector, part)"
 // as for Q4_0 (a lane's accumulators are its own vector's two parts):
-//   row value += d * sum_c scales[c] * s_x(c) * (256 c_h + c_l).
+//   row value += d * sum_c scales[c] * (s_x(c) / 4) * (256 c_h + c_l).
 //
-// Rows are 210 K / 256 bytes, so a superblock is only 2-byte aligned. Each warp copies its
-// superblock of the tile's 16 rows into a shared-memory ring with 16-byte cp.async (the 14
-// aligned units that cover it at any even offset o), and each lane reads its pieces there as
-// three 8-byte words and shifts them into place by o: a general layout for any K, at no cost in
-// registers for the bytes in flight.
+// Rows are 210 K / 256 bytes, so a superblock is only 2-byte aligned. Each warp stages its
+// superblock of the tile's 16 rows in a shared-memory ring (the 14 aligned units that cover
+// each row's at any even offset o), copied by the copy engine, and each lane shifts its pieces
+// into place by o. Rows of whole units (K % 2048 == 0) know o per warp at compile time and copy
+// a stage as one box of a tensor map; other rows take runtime offsets and a bulk copy per row.
 //
 // Block: 16 rows (a row tile), 4 warps splitting K by superblocks (warp w: w, w + 4, ...), each
 // with its own ring of kRing superblocks (no block barrier before the final sum).
@@ -42,8 +42,8 @@ struct Q6KStage {
 };
 
 // 16 bytes at row + at + o (at a multiple of 16, o even, o < 16) from shared memory: the two
-// 16-byte units from row + at (two loads, no bank conflicts between the rows a warp reads at a
-// 224-byte pitch), shifted by o bytes.
+// 16-byte units from row + at (two loads; at the 224-byte pitch the rows a warp reads share no
+// bank for the ql pieces, two for qh's), shifted by o bytes.
 __device__ __forceinline__ uint4 q6k_piece(const uint8_t* row, int at, int o) {
   const uint4* v = reinterpret_cast<const uint4*>(row + at);
   const uint4 u0 = v[0], u1 = v[1];
@@ -118,8 +118,9 @@ struct Q6KRowPart {
     l2 = q6k_piece(row, 64 * h + 32 + l0, o);
     hb = q6k_piece(row, 128 + 32 * h + l0, o);
   }
-  // Class c's scale (c < 4) and d. The int8 becomes a float as 2^23 + 128 + s in the low bits
-  // of 2^23's bit pattern, less 2^23 + 128: two full-rate instructions instead of a conversion.
+  // Class c's scale (c < 4) and d. The int8 s becomes a float through 2^23's bit pattern with
+  // s + 128 in its low byte (2^23 + 128 + s), less 2^23 + 128: two full-rate instructions where
+  // the compiler's conversion of an int8 is an I2F.S16, a quarter-rate one.
   __device__ float scale(int h, int l0, int c) const {
     const uint32_t b = sb[192 + 8 * h + 2 * c + l0 / 16];
     return __uint_as_float(0x4b000000u | (b ^ 0x80u)) - 8388736.f;
@@ -173,13 +174,12 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
     uint8_t* stage = ring + (i % S) * Sm::kStage;
     uint64_t* bar = &full[warp][i % S];
     const int at = Sm::kBytes * (warp + NW * i);  // the superblock's first byte in its row
-    if (i >= count) {
-    } else if constexpr (kAligned) {
-      if (lane == 0) {
+    if constexpr (kAligned) {
+      if (i < count && lane == 0) {
         mbar_arrive_expect(bar, Sm::kStage);
         tile_copy_g2s(stage, &rows, at & ~15, int(un.expert * n + n0), bar);
       }
-    } else if (lane < 16) {
+    } else if (i < count && lane < 16) {
       const uintptr_t sb = reinterpret_cast<uintptr_t>(copy_row + at);
       const uint8_t* src = reinterpret_cast<const uint8_t*>(sb & ~uintptr_t(15));  // the covering's first unit
       const int64_t left = w_end - src;
