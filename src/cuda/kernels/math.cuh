@@ -62,6 +62,15 @@ __device__ __forceinline__ Vec<T> load_vec(const T* p) {
 // points of copy bandwidth slower on an H200 than hints on neither side (bench/NOTES.md,
 // run 25). Read-only kernels (the mat-vecs) keep their evict-first weight reads.
 __device__ __forceinline__ uint4 load_once(const uint4* p) { return *p; }
+// A 16-byte weight read of the mat-vecs: read once, so evict-first (`.cs`), with an L2 miss
+// fetching a 128-byte line. Against plain `ld.global.cs`, which measured the same as 256-byte
+// lines, this ran the Q4_0, Q4_K, Q5_K and MLX 4-bit mat-vecs 1.5-2 points of copy bandwidth
+// faster on an H200 (bench/NOTES.md run 141), as 128-byte lines did for the Q6_K tensor map.
+__device__ __forceinline__ uint4 load_weight(const uint4* p) {
+  uint4 r;
+  asm("ld.global.cs.L2::128B.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
+  return r;
+}
 template <class T, int BYTES>
 __device__ __forceinline__ void store_vec(T* p, const Vec<T, BYTES>& r) {
   *reinterpret_cast<RawOf<BYTES>*>(p) = *reinterpret_cast<const RawOf<BYTES>*>(r.v);

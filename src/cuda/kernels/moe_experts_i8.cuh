@@ -101,8 +101,8 @@ __device__ __forceinline__ void stream_items(int count, int lo_unit, int hi_unit
   auto load = [&](int j, int i) {
     Item it;
     at(i, it);
-    ca[j] = __ldcs(it.wa);  // evict-first: the experts' bytes are read once
-    cb[j] = __ldcs(it.wb);
+    ca[j] = load_weight(it.wa);  // the experts' bytes are read once (math.cuh, load_weight)
+    cb[j] = load_weight(it.wb);
     sa[j] = __ldg(static_cast<const ST*>(it.sa));
     sb[j] = __ldg(static_cast<const ST*>(it.sb));
     bi[j] = __ldg(static_cast<const ST*>(it.bias));

@@ -67,12 +67,12 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
   // superblock, kStride for the next.
   uint4 ca[2], cb[2], na, nb;
   auto load_units = [&](int h, int ahead) {
-    ca[h] = __ldcs(wa + ahead + 4 * h);  // evict-first: W is read once (math.cuh, load_once)
-    cb[h] = __ldcs(wb + ahead + 4 * h);
+    ca[h] = load_weight(wa + ahead + 4 * h);  // W is read once (math.cuh, load_weight)
+    cb[h] = load_weight(wb + ahead + 4 * h);
   };
   auto load_ninth = [&](int ahead) {
-    na = __ldcs(wa + ahead + 8 - t);
-    nb = __ldcs(wb + ahead + 8 - t);
+    na = load_weight(wa + ahead + 8 - t);
+    nb = load_weight(wb + ahead + 8 - t);
   };
   if (count > 0) {
     load_units(0, 0);

@@ -122,16 +122,16 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, KQuantI8Format<kFive>::
   // the current superblock, kStride for the next.
   uint4 ca[2], cb[2], ha, hb, qa, qb;
   auto load_codes = [&](int h, int ahead) {
-    ca[h] = __ldcs(wa + ahead + F::kCodes + 4 * h);  // evict-first: W is read once (math.cuh, load_once)
-    cb[h] = __ldcs(wb + ahead + F::kCodes + 4 * h);
+    ca[h] = load_weight(wa + ahead + F::kCodes + 4 * h);  // W is read once (math.cuh, load_weight)
+    cb[h] = load_weight(wb + ahead + F::kCodes + 4 * h);
   };
   auto load_header = [&](int ahead) {
-    ha = __ldcs(wa + ahead - t);
-    hb = __ldcs(wb + ahead - t);
+    ha = load_weight(wa + ahead - t);
+    hb = load_weight(wb + ahead - t);
   };
   auto load_high_bits = [&](int ahead) {
-    qa = __ldcs(wa + ahead + F::kHighBits + (t & 1) - t);
-    qb = __ldcs(wb + ahead + F::kHighBits + (t & 1) - t);
+    qa = load_weight(wa + ahead + F::kHighBits + (t & 1) - t);
+    qb = load_weight(wb + ahead + F::kHighBits + (t & 1) - t);
   };
   if (count > 0) {
     load_codes(0, 0);

@@ -88,8 +88,8 @@ __global__ void __launch_bounds__(QmvI8Config::kThreads, QmvI8Config::kMinBlocks
   ST sa[S], sb[S], bi[S], bi_b[S];  // bi_b: row b's bias (groups of 32 only)
   uint2 pair_s, pair_sb, pair_bi;   // kPairs: the pair's 4 scales of rows a and b, 4 biases
   auto load_step = [&](int j) {
-    ca[j] = __ldcs(wp);  // evict-first: W is read once (math.cuh, load_once)
-    cb[j] = __ldcs(wp + w_b);
+    ca[j] = load_weight(wp);  // W is read once (math.cuh, load_weight)
+    cb[j] = load_weight(wp + w_b);
     if constexpr (kStaged) {
       // read from shared memory when consumed
     } else if constexpr (kPairs) {
