@@ -63,9 +63,9 @@ __device__ __forceinline__ Vec<T> load_vec(const T* p) {
 // run 25). Read-only kernels (the mat-vecs) keep their evict-first weight reads.
 __device__ __forceinline__ uint4 load_once(const uint4* p) { return *p; }
 // A 16-byte weight read of the mat-vecs: read once, so evict-first (`.cs`), with an L2 miss
-// fetching a 128-byte line. Against plain `ld.global.cs`, which measured the same as 256-byte
-// lines, this ran the Q4_0, Q4_K, Q5_K and MLX 4-bit mat-vecs 1.5-2 points of copy bandwidth
-// faster on an H200 (bench/NOTES.md run 141), as 128-byte lines did for the Q6_K tensor map.
+// fetching a 128-byte line. Plain `ld.global.cs` measured as 256-byte lines do; 128-byte lines
+// ran the Q4_0, Q4_K and Q5_K mat-vecs 1.5-2 points of copy bandwidth faster on an H200 and
+// moe_experts 3% faster (bench/NOTES.md runs 141-142), as they did for the Q6_K tensor map.
 __device__ __forceinline__ uint4 load_weight(const uint4* p) {
   uint4 r;
   asm("ld.global.cs.L2::128B.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
