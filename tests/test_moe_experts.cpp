@@ -7,56 +7,19 @@
 #include <vector>
 
 #include "mlxn/ops/moe_experts.h"
+#include "support/mlx_quant_matrix.h"
 #include "support/support.h"
 
 namespace mlxn::test {
 namespace {
 
-// A stack of E quantized [n, k] matrices on the device, with the codes, scales and biases as
-// stored, so that the reference uses exactly the weights the op reads.
-struct QStack {
-  int64_t experts = 0, n = 0, k = 0;
-  MlxQuant q;
-  Array packed, scales, biases;
-  std::vector<uint32_t> words;
-  std::vector<double> s, b;  // as stored (rounded to the scales' dtype)
-  QuantizedExperts view() const { return {packed, scales, biases}; }
-  // s * q + b with the stored s and b: the weight every path multiplies by (value i of a row is
-  // bits [i * bits, (i + 1) * bits) of the row's little-endian stream).
-  double exact(int64_t e, int64_t row, int64_t i) const {
-    const int64_t bit = i * q.bits, row_words = k * q.bits / 32;
-    const uint32_t* w = words.data() + (e * n + row) * row_words;
-    uint64_t v = w[bit / 32] >> (bit % 32);
-    if (bit % 32 + q.bits > 32) v |= uint64_t(w[bit / 32 + 1]) << (32 - bit % 32);
-    const size_t g = size_t((e * n + row) * (k / q.group_size) + i / q.group_size);
-    return s[g] * double(v & ((1u << q.bits) - 1)) + b[g];
-  }
-};
-
-// Random codes and scales of both signs, as test_quant_mlx.cpp's random_qmatrix makes them, but
-// each group's bias placed so that its weights span zero, as in real checkpoints. With an O(1)
-// bias per group the gate values reach |g| ~ 10, where silu and gelu_tanh are both ~relu and a
-// wrong activation would go unnoticed; here |g| ~ 3.
-QStack random_stack(Session& ses, std::mt19937_64& rng, int64_t e, int64_t n, int64_t k, MlxQuant q, DType sdt) {
-  QStack m;
-  m.experts = e;
-  m.n = n;
-  m.k = k;
-  m.q = q;
-  const int64_t row_words = k * q.bits / 32, groups = k / q.group_size;
-  m.words.resize(size_t(e * n * row_words));
-  for (auto& w : m.words) w = uint32_t(rng());
-  m.packed = Array::empty({e, n, row_words}, DType::u32, ses.device());
-  ses.upload(m.packed, m.words.data(), m.words.size() * 4);
-  const double levels = double((1 << q.bits) - 1);
-  auto sc = random_array(ses, rng, {e, n, groups}, sdt, -2.0 / levels, 2.0 / levels);
-  std::uniform_real_distribution<double> mid(0.3, 0.7);
-  for (double sv : sc.values) m.b.push_back(round_to(sdt, -sv * levels * mid(rng)));
-  m.scales = sc.array;
-  m.s = sc.values;
-  m.biases = from_values(ses, m.b, {e, n, groups}, sdt);
-  return m;
+// The experts stacks of the tests: MLX matrices [E, N, K] with each group's weights spanning
+// zero (Biases::centred), so that silu and gelu_tanh stay distinguishable (|g| ~ 3, not ~10).
+QMatrix random_stack(Session& ses, std::mt19937_64& rng, int64_t e, int64_t n, int64_t k, MlxQuant q, DType sdt) {
+  return random_qmatrix(ses, rng, e, n, k, q, sdt, Biases::centred);
 }
+
+QuantizedExperts view(const QMatrix& m) { return {m.packed, m.scales, m.biases}; }
 
 struct Routing {
   std::vector<double> ids, weights;  // [T, top_k]
@@ -87,8 +50,8 @@ double ref_gelu_tanh(double x) {
 
 // out[t] = sum_j w[t, j] * down_e(act(gate_e x[t]) * up_e x[t]) in float64 (no residual); a slot
 // whose id lies outside [0, E) contributes nothing (what CUDA does with it).
-std::vector<double> ref_experts(const std::vector<double>& x, const QStack& gate, const QStack& up, const QStack& down,
-                                GluKind act, const Routing& r, int64_t top_k) {
+std::vector<double> ref_experts(const std::vector<double>& x, const QMatrix& gate, const QMatrix& up,
+                                const QMatrix& down, GluKind act, const Routing& r, int64_t top_k) {
   const int64_t D = gate.k, I = gate.n, T = int64_t(r.ids.size()) / top_k;
   std::vector<double> out(static_cast<size_t>(T * D), 0.0);
   std::vector<double> h(static_cast<size_t>(I));
@@ -158,9 +121,9 @@ class MoeExpertsTest : public BackendTest {
  protected:
   void expect_matches_reference(const Case& c) {
     Session& s = session();
-    const QStack gate = random_stack(s, rng(), c.E, c.I, c.D, c.q, c.sdt);
-    const QStack up = random_stack(s, rng(), c.E, c.I, c.D, c.q, c.sdt);
-    const QStack down = random_stack(s, rng(), c.E, c.D, c.I, c.q, c.sdt);
+    const QMatrix gate = random_stack(s, rng(), c.E, c.I, c.D, c.q, c.sdt);
+    const QMatrix up = random_stack(s, rng(), c.E, c.I, c.D, c.q, c.sdt);
+    const QMatrix down = random_stack(s, rng(), c.E, c.D, c.I, c.q, c.sdt);
     auto xa = random_array(s, rng(), {c.T, c.D + (c.strided_x ? 64 : 0)}, c.xdt);
     const Tensor x = xa.tensor().slice(1, 0, c.D);
     const Routing r = random_routing(rng(), c.T, c.E, c.top_k);
@@ -179,7 +142,7 @@ class MoeExpertsTest : public BackendTest {
       if (c.residual == Residual::in_place) out = res->array;  // out holds the residual on entry
       p.residual = c.residual == Residual::in_place ? out.tensor() : res->tensor();
     }
-    moe_experts(s, x, gate.view(), up.view(), down.view(), c.q, ids, w, out, p);
+    moe_experts(s, x, view(gate), view(up), view(down), c.q, ids, w, out, p);
     const auto ref = res ? plus(experts_only, res->values) : experts_only;
     const double tol = experts_tol(c.xdt);
     MLXN_EXPECT_CLOSE(host_values(s, out), ref, tol);
@@ -239,8 +202,8 @@ TEST_P(MoeExpertsTest, MatchesTheFourOpsComposed) {
   const DType dt = DType::bf16;
   for (GluKind act : {GluKind::silu, GluKind::gelu_tanh}) {
     SCOPED_TRACE(act == GluKind::silu ? "silu" : "gelu_tanh");
-    const QStack gate = random_stack(s, rng(), E, I, D, q, dt), up = random_stack(s, rng(), E, I, D, q, dt);
-    const QStack down = random_stack(s, rng(), E, D, I, q, dt);
+    const QMatrix gate = random_stack(s, rng(), E, I, D, q, dt), up = random_stack(s, rng(), E, I, D, q, dt);
+    const QMatrix down = random_stack(s, rng(), E, D, I, q, dt);
     auto x = random_array(s, rng(), {T, D}, dt);
     auto res = random_array(s, rng(), {T, D}, dt, -64, 64);  // the experts' scale (rms ~60): a lost one shows
     const Routing r = random_routing(rng(), T, E, k);
@@ -249,7 +212,7 @@ TEST_P(MoeExpertsTest, MatchesTheFourOpsComposed) {
     MoeExpertsParams p;
     p.act = act;
     p.residual = res.tensor();
-    moe_experts(s, x, gate.view(), up.view(), down.view(), q, ids, w, out, p);
+    moe_experts(s, x, view(gate), view(up), view(down), q, ids, w, out, p);
 
     // gate, up -> [T, k, 2I] (gate then up in each row) -> moe_glu -> down -> weighted sum.
     Array g = poisoned(s, {T, k, I}, dt), u = poisoned(s, {T, k, I}, dt);
@@ -278,8 +241,8 @@ TEST_P(MoeExpertsTest, OutOfRangeIdsOnCpuRaise) {
     for (DType idt : {DType::i32, DType::u32}) {
       SCOPED_TRACE(::testing::Message() << "gs=" << q.group_size << " ids " << name(idt));
       const DType dt = DType::bf16;
-      const QStack gate = random_stack(s, rng(), E, I, D, q, dt), up = random_stack(s, rng(), E, I, D, q, dt);
-      const QStack down = random_stack(s, rng(), E, D, I, q, dt);
+      const QMatrix gate = random_stack(s, rng(), E, I, D, q, dt), up = random_stack(s, rng(), E, I, D, q, dt);
+      const QMatrix down = random_stack(s, rng(), E, D, I, q, dt);
       auto x = random_array(s, rng(), {T, D}, dt);
       Routing r = random_routing(rng(), T, E, k);
       r.ids[1] = double(E);                                    // just past the end
@@ -288,11 +251,11 @@ TEST_P(MoeExpertsTest, OutOfRangeIdsOnCpuRaise) {
       Array out = poisoned(s, {T, D}, dt);
       if (device().type == DeviceType::cpu) {
         MLXN_EXPECT_RAISES(InvalidArgument, "moe_experts",
-                           moe_experts(s, x, gate.view(), up.view(), down.view(), q, ids, w, out));
+                           moe_experts(s, x, view(gate), view(up), view(down), q, ids, w, out));
         continue;
       }
       // CUDA: those slots contribute nothing: the reference with their weights 0.
-      moe_experts(s, x, gate.view(), up.view(), down.view(), q, ids, w, out);
+      moe_experts(s, x, view(gate), view(up), view(down), q, ids, w, out);
       Routing zeroed = r;
       zeroed.weights[1] = zeroed.weights[5] = 0.0;
       MLXN_EXPECT_CLOSE(host_values(s, out), ref_experts(x.values, gate, up, down, GluKind::silu, zeroed, k),
@@ -305,9 +268,9 @@ TEST_P(MoeExpertsTest, BadInputsRaise) {
   const int64_t T = 2, E = 4, k = 2, D = 128, I = 64;
   const MlxQuant q{4, 64};
   const DType dt = DType::bf16;
-  const QStack gate = random_stack(s, rng(), E, I, D, q, dt), up = random_stack(s, rng(), E, I, D, q, dt);
-  const QStack down = random_stack(s, rng(), E, D, I, q, dt);
-  const QuantizedExperts G = gate.view(), U = up.view(), Dn = down.view();
+  const QMatrix gate = random_stack(s, rng(), E, I, D, q, dt), up = random_stack(s, rng(), E, I, D, q, dt);
+  const QMatrix down = random_stack(s, rng(), E, D, I, q, dt);
+  const QuantizedExperts G = view(gate), U = view(up), Dn = view(down);
   auto x = random_array(s, rng(), {T, D}, dt);
   Array ids = from_values(s, {0, 1, 3, 2}, {T, k}, DType::i32);
   Array w = from_values(s, {0.5, 0.5, 0.7, 0.3}, {T, k}, DType::f32);
@@ -320,13 +283,13 @@ TEST_P(MoeExpertsTest, BadInputsRaise) {
   auto x_k = random_array(s, rng(), {T, 2 * D}, dt);
   Array out_k = poisoned(s, {T, 2 * D}, dt);
   MLXN_EXPECT_RAISES(InvalidArgument, op, moe_experts(s, x_k, G, U, Dn, q, ids, w, out_k));
-  const QStack up_n = random_stack(s, rng(), E, 2 * I, D, q, dt);
-  MLXN_EXPECT_RAISES(InvalidArgument, op, moe_experts(s, x, G, up_n.view(), Dn, q, ids, w, out));
+  const QMatrix up_n = random_stack(s, rng(), E, 2 * I, D, q, dt);
+  MLXN_EXPECT_RAISES(InvalidArgument, op, moe_experts(s, x, G, view(up_n), Dn, q, ids, w, out));
   MLXN_EXPECT_RAISES(InvalidArgument, op, moe_experts(s, x, G, U, G, q, ids, w, out));  // down [E, I, D]
-  const QStack down_e = random_stack(s, rng(), E + 1, D, I, q, dt);
-  MLXN_EXPECT_RAISES(InvalidArgument, op, moe_experts(s, x, G, U, down_e.view(), q, ids, w, out));
-  const QStack up_f16 = random_stack(s, rng(), E, I, D, q, DType::f16);  // scales f16, gate's bf16
-  MLXN_EXPECT_RAISES(InvalidArgument, op, moe_experts(s, x, G, up_f16.view(), Dn, q, ids, w, out));
+  const QMatrix down_e = random_stack(s, rng(), E + 1, D, I, q, dt);
+  MLXN_EXPECT_RAISES(InvalidArgument, op, moe_experts(s, x, G, U, view(down_e), q, ids, w, out));
+  const QMatrix up_f16 = random_stack(s, rng(), E, I, D, q, DType::f16);  // scales f16, gate's bf16
+  MLXN_EXPECT_RAISES(InvalidArgument, op, moe_experts(s, x, G, view(up_f16), Dn, q, ids, w, out));
 
   Array w_shape = from_values(s, {0.5, 0.5, 0.7, 0.3, 0.1, 0.1}, {T, k + 1}, DType::f32);
   MLXN_EXPECT_RAISES(InvalidArgument, op, moe_experts(s, x, G, U, Dn, q, ids, w_shape, out));
@@ -356,15 +319,15 @@ TEST_P(MoeExpertsTest, EmptyTokensIsANoOp) {
   Session& s = session();
   const int64_t E = 4, k = 2, D = 128, I = 64;
   const MlxQuant q{4, 64};
-  const QStack gate = random_stack(s, rng(), E, I, D, q, DType::bf16),
-               up = random_stack(s, rng(), E, I, D, q, DType::bf16);
-  const QStack down = random_stack(s, rng(), E, D, I, q, DType::bf16);
+  const QMatrix gate = random_stack(s, rng(), E, I, D, q, DType::bf16),
+                up = random_stack(s, rng(), E, I, D, q, DType::bf16);
+  const QMatrix down = random_stack(s, rng(), E, D, I, q, DType::bf16);
   Array x = Array::empty({0, D}, DType::bf16, device()), out = Array::empty({0, D}, DType::bf16, device());
   Array ids = Array::empty({0, k}, DType::i32, device()), w = Array::empty({0, k}, DType::f32, device());
-  EXPECT_NO_THROW(moe_experts(s, x, gate.view(), up.view(), down.view(), q, ids, w, out));
+  EXPECT_NO_THROW(moe_experts(s, x, view(gate), view(up), view(down), q, ids, w, out));
   MoeExpertsParams p;
   p.residual = out.tensor();
-  EXPECT_NO_THROW(moe_experts(s, x, gate.view(), up.view(), down.view(), q, ids, w, out, p));
+  EXPECT_NO_THROW(moe_experts(s, x, view(gate), view(up), view(down), q, ids, w, out, p));
 }
 
 MLXN_BACKEND_TESTS(MoeExpertsTest);

@@ -13,6 +13,7 @@
 
 #include "mlxn/ops/norm.h"
 #include "mlxn/ops/quant_mlx.h"
+#include "support/mlx_quant_matrix.h"
 #include "support/support.h"
 
 namespace mlxn::test {
@@ -20,65 +21,6 @@ namespace {
 
 const int kBits[] = {2, 3, 4, 5, 6, 8};
 const int kGroups[] = {32, 64, 128};
-
-// Value i of a row stored as a little-endian stream of `bits`-bit values.
-uint32_t stream_value(const std::vector<uint32_t>& words, int64_t row_words, int64_t row, int64_t i, int bits) {
-  const int64_t bit = i * bits;
-  const uint32_t* w = words.data() + row * row_words;
-  uint64_t v = w[bit / 32] >> (bit % 32);
-  if (bit % 32 + bits > 32) v |= uint64_t(w[bit / 32 + 1]) << (32 - bit % 32);
-  return uint32_t(v & ((1u << bits) - 1));
-}
-
-// A quantized matrix on the device plus its host values.
-struct QMatrix {
-  int64_t experts = 1, n = 0, k = 0;
-  MlxQuant q;
-  DType sdt = DType::bf16;
-  Array packed, scales, biases;
-  std::vector<uint32_t> words;
-  std::vector<double> s, b;  // as stored (rounded to sdt)
-  int64_t row_words() const { return k * q.bits / 32; }
-  int64_t groups() const { return k / q.group_size; }
-  uint32_t qv(int64_t e, int64_t row, int64_t i) const {
-    return stream_value(words, row_words(), e * n + row, i, q.bits);
-  }
-  // s * q + b exactly: the weights the matmuls use.
-  double exact(int64_t e, int64_t row, int64_t i) const {
-    const size_t g = size_t((e * n + row) * groups() + i / q.group_size);
-    return s[g] * double(qv(e, row, i)) + b[g];
-  }
-  // MLX's dequantized value: round_S(round_S(q * s) + b).
-  double mlx(int64_t e, int64_t row, int64_t i) const {
-    const size_t g = size_t((e * n + row) * groups() + i / q.group_size);
-    return round_to(sdt, round_to(sdt, double(qv(e, row, i)) * s[g]) + b[g]);
-  }
-};
-
-// Random codes, scales of both signs (MLX writes negative scales) and biases.
-QMatrix random_qmatrix(Session& ses, std::mt19937_64& rng, int64_t e, int64_t n, int64_t k, MlxQuant q, DType sdt) {
-  QMatrix m;
-  m.experts = e;
-  m.n = n;
-  m.k = k;
-  m.q = q;
-  m.sdt = sdt;
-  const int64_t rw = k * q.bits / 32, g = k / q.group_size;
-  m.words.resize(static_cast<size_t>(e * n * rw));
-  for (auto& w : m.words) w = uint32_t(rng());
-  const Dims pshape = e > 1 ? Dims{e, n, rw} : Dims{n, rw};
-  const Dims sshape = e > 1 ? Dims{e, n, g} : Dims{n, g};
-  m.packed = Array::empty(pshape, DType::u32, ses.device());
-  ses.upload(m.packed, m.words.data(), m.words.size() * 4);
-  const double range = 2.0 / double((1 << q.bits) - 1);
-  auto sc = random_array(ses, rng, sshape, sdt, -range, range);
-  auto bi = random_array(ses, rng, sshape, sdt, -1.0, 1.0);
-  m.scales = sc.array;
-  m.biases = bi.array;
-  m.s = sc.values;
-  m.b = bi.values;
-  return m;
-}
 
 // out[r, n] = x[r] · W[e(r)][n] in float64.
 std::vector<double> ref_matmul(const std::vector<double>& x, int64_t rows, const QMatrix& m,
