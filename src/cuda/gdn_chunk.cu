@@ -47,7 +47,7 @@ void launch_fused(Session& s, const GdnArgs& a) {
 
   cudaStream_t st = stream_of(s);
   if (slots > 0) {
-    constexpr int smem = k::prepare_smem_bytes<K>(int(sizeof(CT)));
+    constexpr int smem = k::PrepareLayout<K>::bytes;
     static const bool once = (allow_smem(k::chunk_prepare_kernel<CT, K>, smem), true);
     (void)once;
     const dim3 grid(grid_dim("gdn_chunk", slots), unsigned(a.H));

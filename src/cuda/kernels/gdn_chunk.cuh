@@ -45,11 +45,19 @@ enum RowScalar { kGc = 0, kBeta = 1, kRq = 2, kRk = 3 };
 constexpr int kThreads = 128;     // four warps, each 16 rows of a 64-token chunk
 constexpr int kLdC = kChunk + 8;  // row stride of [64][64] CT tiles (padded for ldmatrix)
 
+// Shared memory of the prepare kernel: the chunk's q and k tiles, A and its inverse N (f32,
+// padded rows), a product scratch T and the row scalars.
 template <int K>
-constexpr int prepare_smem_bytes(int elem) {
-  return 2 * kChunk * (K + 8) * elem + 2 * kChunk * (kChunk + 1) * 4 + 4 * 16 * 17 * 4 + 3 * 16 * 17 * 4 +
-         4 * kChunk * 4;
-}
+struct PrepareLayout {
+  static constexpr int LDK = K + 8, LDA = kChunk + 1, LDT = 33;
+  static constexpr int q = 0;                           // [64][LDK] CT
+  static constexpr int k = q + kChunk * LDK * 2;        // [64][LDK] CT
+  static constexpr int a = k + kChunk * LDK * 2;        // [64][LDA] f32
+  static constexpr int n = a + kChunk * LDA * 4;        // [64][LDA] f32
+  static constexpr int t = n + kChunk * LDA * 4;        // [32][LDT] f32
+  static constexpr int rows = t + 32 * LDT * 4;         // [4][64] f32
+  static constexpr int bytes = rows + 4 * kChunk * 4;
+};
 
 __device__ __forceinline__ float beta_value(const void* p, int kind, int64_t i) {
   if (kind == 0) return static_cast<const float*>(p)[i];
@@ -69,57 +77,70 @@ __device__ __forceinline__ void load_tile(CT* tile, int ld, const CT* base, int6
   }
 }
 
-// (I + A)^-1 of a strictly lower-triangular 64 x 64 A (f32, [64][65]) into N, in 16 x 16
-// blocks: the diagonal blocks by forward substitution (one thread per column), then block
-// rows i = 1..3: N_ij = -D_ii sum_{k=j}^{i-1} A_ik N_kj.
-__device__ void invert_unit_lower(const float (*A)[kChunk + 1], float (*N)[kChunk + 1], float (*S)[16][17]) {
-  const int tid = threadIdx.x;
-  for (int e = tid; e < kChunk * kChunk; e += kThreads) N[e / kChunk][e % kChunk] = 0.f;
-  __syncthreads();
-  if (tid < kChunk) {
-    const int b = tid >> 4, c = tid & 15, o = b * 16;
+// N = (I + A)^-1 of a strictly lower-triangular 64 x 64 A (f32, row stride lda), by doubling:
+//   1. warp w inverts diagonal block w (16 x 16) by forward substitution, a lane per column;
+//   2. the two 32 x 32 diagonal blocks: [[D0, 0], [A10, D1]]^-1 has lower block -D1 A10 D0;
+//   3. the whole from those two the same way: lower-left -D_low A_ll D_up.
+// Steps 2 and 3 are products on the tensor cores at f32 accuracy (product_16x8_f32), in 16 x 8
+// tiles over the four warps, through the scratch T ([32][ldt]). The blocks above the diagonal
+// are left unset, except (0, 1) and (2, 3), which the 32 x 32 products read, zeroed in step 1.
+__device__ void invert_unit_lower(const float* A, float* N, int lda, float* T, int ldt) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, o = 16 * warp, c = lane & 15;
+  if (lane < 16) {
     float x[16];
 #pragma unroll
     for (int i = 0; i < 16; ++i) {
       float s = i == c ? 1.f : 0.f;
 #pragma unroll
-      for (int j = 0; j < i; ++j) s -= A[o + i][o + j] * x[j];
+      for (int j = 0; j < i; ++j) s -= A[(o + i) * lda + o + j] * x[j];  // A's row: one broadcast read
       x[i] = s;
     }
 #pragma unroll
-    for (int i = 0; i < 16; ++i) N[o + i][o + c] = x[i];
+    for (int i = 0; i < 16; ++i) N[(o + i) * lda + o + c] = x[i];
+  } else if ((warp & 1) == 0) {
+#pragma unroll
+    for (int i = 0; i < 16; ++i) N[(o + i) * lda + o + 16 + c] = 0.f;
   }
   __syncthreads();
-  for (int i = 1; i < 4; ++i) {
-    // S_j = sum_{k=j}^{i-1} A_ik N_kj for j < i
-    for (int e = tid; e < i * 256; e += kThreads) {
-      const int j = e >> 8, r = (e >> 4) & 15, c = e & 15;
-      float s = 0.f;
-      for (int m = j * 16; m < i * 16; ++m) s += A[i * 16 + r][m] * N[m][j * 16 + c];
-      S[j][r][c] = s;
-    }
-    __syncthreads();
-    for (int e = tid; e < i * 256; e += kThreads) {
-      const int j = e >> 8, r = (e >> 4) & 15, c = e & 15;
-      float s = 0.f;
-#pragma unroll
-      for (int m = 0; m < 16; ++m) s += N[i * 16 + r][i * 16 + m] * S[j][m][c];
-      N[i * 16 + r][j * 16 + c] = -s;
-    }
-    __syncthreads();
+  {  // step 2: warps 0, 1 the block below D0 (columns 0-7, 8-15), warps 2, 3 the one below D2
+    const int top = 32 * (warp >> 1), bot = top + 16, n0 = top + 8 * (warp & 1);
+    float* Tw = T + 16 * (warp >> 1) * ldt + 8 * (warp & 1);
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};
+    product_16x8_f32(acc, A, lda, bot, top, N, lda, top, n0, 2);  // A10 D0
+    store_16x8_f32(Tw, ldt, 0, 0, acc, 1.f);
+    __syncwarp();
+    float acc2[4] = {0.f, 0.f, 0.f, 0.f};
+    product_16x8_f32(acc2, N, lda, bot, bot, Tw, ldt, 0, 0, 2);  // D1 (A10 D0)
+    store_16x8_f32(N, lda, bot, n0, acc2, -1.f);
   }
+  __syncthreads();
+  // step 3: warp w takes rows 16 (w / 2).. of the 32 x 32 lower-left block, columns 16 (w % 2)..
+  const int m0 = 16 * (warp >> 1), n0 = 16 * (warp & 1);
+  float acc[2][4] = {};
+#pragma unroll
+  for (int j = 0; j < 2; ++j) product_16x8_f32(acc[j], A, lda, 32 + m0, 0, N, lda, 0, n0 + 8 * j, 4);  // A_ll D_up
+#pragma unroll
+  for (int j = 0; j < 2; ++j) store_16x8_f32(T, ldt, m0, n0 + 8 * j, acc[j], 1.f);
+  __syncthreads();
+#pragma unroll
+  for (int j = 0; j < 2; ++j) {
+    float d[4] = {0.f, 0.f, 0.f, 0.f};
+    product_16x8_f32(d, N, lda, 32 + m0, 32, T, ldt, 0, n0 + 8 * j, 4);  // D_low (A_ll D_up)
+    store_16x8_f32(N, lda, 32 + m0, n0 + 8 * j, d, -1.f);
+  }
+  __syncthreads();
 }
 
 template <class CT, int K>
 __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT> p) {
+  using L = PrepareLayout<K>;
+  constexpr int LDK = L::LDK, LDA = L::LDA;
   extern __shared__ __align__(16) unsigned char smem[];
-  constexpr int LDK = K + 8;
-  CT* qs = reinterpret_cast<CT*>(smem);
-  CT* ks = qs + kChunk * LDK;
-  auto A = reinterpret_cast<float(*)[kChunk + 1]>(ks + kChunk * LDK);
-  auto N = A + kChunk;
-  auto S = reinterpret_cast<float(*)[16][17]>(N + kChunk);
-  float* rows = reinterpret_cast<float*>(S + 3);  // [4][64]: gc, beta, rq, rk
+  CT* qs = reinterpret_cast<CT*>(smem + L::q);
+  CT* ks = reinterpret_cast<CT*>(smem + L::k);
+  float* A = reinterpret_cast<float*>(smem + L::a);
+  float* N = reinterpret_cast<float*>(smem + L::n);
+  float* rows = reinterpret_cast<float*>(smem + L::rows);  // [4][64]: gc, beta, rq, rk
 
   int64_t n, tok0;
   int len;
@@ -130,8 +151,8 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT>
   load_tile<CT, K>(qs, LDK, p.q + tok0 * p.q_tok + hk * p.q_head, p.q_tok, len);
   load_tile<CT, K>(ks, LDK, p.k + tok0 * p.k_tok + hk * p.k_head, p.k_tok, len);
   cp_async_commit();
-  // gc = inclusive cumsum of g (two warps, 32 tokens each), beta; padded rows repeat the
-  // last g_cum and have beta 0.
+  // gc = inclusive cumsum of g (two warps, 32 tokens each; the second adds the first's total
+  // below), beta. Padded rows have g 0, so their gc repeats the last token's, and beta 0.
   if (tid < kChunk) {
     float x = tid < len ? p.g[(tok0 + tid) * p.g_stride + h] : 0.f;
 #pragma unroll
@@ -145,37 +166,31 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT>
   cp_async_wait<0>();
   __syncthreads();
   if (tid >= 32 && tid < kChunk) rows[kGc * kChunk + tid] += rows[kGc * kChunk + 31];
-  // row norms: warp w, rows 16w..16w+15
-  for (int r = warp * 16; r < warp * 16 + 16; ++r) {
-    float sq = 0.f, sk = 0.f;
-    for (int c = lane; c < K; c += 32) {
-      const float a = float(qs[r * LDK + c]), b = float(ks[r * LDK + c]);
-      sq += a * a;
-      sk += b * b;
-    }
-    sq = warp_sum(sq);
-    sk = warp_sum(sk);
-    if (lane == 0) {
-      rows[kRq * kChunk + r] = r < len ? (p.l2 ? rsqrtf(sq + p.l2_eps) : 1.f) : 0.f;
-      rows[kRk * kChunk + r] = r < len ? (p.l2 ? rsqrtf(sk + p.l2_eps) : 1.f) : 0.f;
-    }
-  }
-  __syncthreads();
-  if (tid >= len && tid < kChunk) rows[kGc * kChunk + tid] = rows[kGc * kChunk + len - 1];
-  __syncthreads();
 
-  // k k^T and q k^T for rows 16w.., the n-tiles at or left of the diagonal block
+  // k k^T and q k^T for rows 16w.., the n-tiles at or left of the diagonal block; and the
+  // diagonal blocks of k k^T and q q^T once more, by themselves, for the row norms (picking
+  // them out of ckk by the warp's index would put ckk in local memory).
   const int m0 = warp * 16, g = lane >> 2, t = lane & 3;
-  float ckk[8][4], cqk[8][4];
+  float ckk[8][4], cqk[8][4], cqq[2][4], ckd[2][4];
 #pragma unroll
   for (int j = 0; j < 8; ++j)
 #pragma unroll
     for (int e = 0; e < 4; ++e) ckk[j][e] = cqk[j][e] = 0.f;
+#pragma unroll
+  for (int j = 0; j < 2; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) cqq[j][e] = ckd[j][e] = 0.f;
 #pragma unroll 2
   for (int k0 = 0; k0 < K; k0 += 16) {
-    uint32_t ak[4], aq[4];
+    uint32_t ak[4], aq[4], bq[4], bk[4];
     ldsm_x4(ak, a_rows(ks, LDK, m0, k0, lane));
     ldsm_x4(aq, a_rows(qs, LDK, m0, k0, lane));
+    ldsm_x4(bq, b_nk(qs, LDK, m0, k0, lane));
+    ldsm_x4(bk, b_nk(ks, LDK, m0, k0, lane));
+    mma_16816<CT>(cqq[0], aq, bq[0], bq[1]);
+    mma_16816<CT>(cqq[1], aq, bq[2], bq[3]);
+    mma_16816<CT>(ckd[0], ak, bk[0], bk[1]);
+    mma_16816<CT>(ckd[1], ak, bk[2], bk[3]);
 #pragma unroll
     for (int np = 0; np < 4; ++np) {
       if (np * 16 > m0) break;  // wholly above the diagonal
@@ -187,6 +202,21 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT>
       mma_16816<CT>(cqk[2 * np + 1], aq, b[2], b[3]);
     }
   }
+  // Row r = m0 + g + 8 half sits on the diagonal in n-tile `half` of the block, element
+  // 2 half + (g - 2 t), held by the lanes with g - 2 t in {0, 1}.
+#pragma unroll
+  for (int half = 0; half < 2; ++half)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const float kk = ckd[half][2 * half + e], qq = cqq[half][2 * half + e];
+      const int r = m0 + g + 8 * half;
+      if (g == 2 * t + e) {
+        rows[kRq * kChunk + r] = r < len ? (p.l2 ? rsqrtf(qq + p.l2_eps) : 1.f) : 0.f;
+        rows[kRk * kChunk + r] = r < len ? (p.l2 ? rsqrtf(kk + p.l2_eps) : 1.f) : 0.f;
+      }
+    }
+  __syncthreads();
+
   CT* aqk = p.Aqk + (slot * p.H + h) * kChunk * kChunk;
 #pragma unroll
   for (int j = 0; j < 8; ++j)
@@ -202,16 +232,18 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT>
         a2[e] = cc < r ? ckk[j][half * 2 + e] * d * rows[kBeta * kChunk + r] * rows[kRk * kChunk + r] : 0.f;
         q2[e] = cqk[j][half * 2 + e] * d * rows[kRq * kChunk + r] * p.scale;
       }
-      A[r][c] = a2[0];
-      A[r][c + 1] = a2[1];
+      A[r * LDA + c] = a2[0];
+      A[r * LDA + c + 1] = a2[1];
       *reinterpret_cast<uint32_t*>(aqk + r * kChunk + c) = pack2<CT>(q2[0], q2[1]);
     }
   __syncthreads();
-  invert_unit_lower(A, N, S);
+  invert_unit_lower(A, N, LDA, reinterpret_cast<float*>(smem + L::t), L::LDT);
   CT* ai = p.Ai + (slot * p.H + h) * kChunk * kChunk;
   for (int e = tid; e < kChunk * kChunk / 2; e += kThreads) {
     const int r = e / (kChunk / 2), c = (e % (kChunk / 2)) * 2;
-    *reinterpret_cast<uint32_t*>(ai + r * kChunk + c) = pack2<CT>(N[r][c], N[r][c + 1]);
+    const bool below = c < 16 * (r / 16 + 1);  // at or left of the diagonal block (the rest is unset)
+    *reinterpret_cast<uint32_t*>(ai + r * kChunk + c) =
+        below ? pack2<CT>(N[r * LDA + c], N[r * LDA + c + 1]) : pack2<CT>(0.f, 0.f);
   }
   float* rows_out = p.rows + (slot * p.H + h) * 4 * kChunk;
   for (int e = tid; e < 4 * kChunk; e += kThreads) rows_out[e] = rows[e];

@@ -58,4 +58,35 @@ __device__ __forceinline__ const CT* b_kn(const CT* tile, int ld, int n0, int k0
   return tile + (k0 + (lane & 7) + ((lane >> 3) & 1) * 8) * ld + n0 + (lane >> 4) * 8;
 }
 
+// f32 products of small shared matrices on the tensor cores, at about f32 accuracy: each
+// operand is split into a tf32 head and the tf32 rounding of its tail, and a . b is taken as
+// a_tail b_head + a_head b_tail + a_head b_head (the tail products' own error is ~2^-22).
+// c (rows m0.., columns n0.. of the 16 x 8 tile) += X[m0 + i][xk + k] Y[yk + k][n0 + j] over
+// k in [0, 8 ks); X and Y row-major with row strides ldx, ldy.
+__device__ __forceinline__ void product_16x8_f32(float (&c)[4], const float* X, int ldx, int m0, int xk, const float* Y,
+                                                 int ldy, int yk, int n0, int ks) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  for (int s = 0; s < ks; ++s) {
+    const float* x = X + (m0 + g) * ldx + xk + 8 * s + t;
+    const float* y = Y + (yk + 8 * s + t) * ldy + n0 + g;
+    const float a[4] = {x[0], x[8 * ldx], x[4], x[8 * ldx + 4]}, b[2] = {y[0], y[4 * ldy]};
+    uint32_t ah[4], at[4], bh[2], bt[2];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) ah[i] = to_tf32(a[i]), at[i] = to_tf32(a[i] - __uint_as_float(ah[i]));
+#pragma unroll
+    for (int i = 0; i < 2; ++i) bh[i] = to_tf32(b[i]), bt[i] = to_tf32(b[i] - __uint_as_float(bh[i]));
+    mma_1688_tf32(c, at, bh[0], bh[1]);
+    mma_1688_tf32(c, ah, bt[0], bt[1]);
+    mma_1688_tf32(c, ah, bh[0], bh[1]);
+  }
+}
+
+// The 16 x 8 accumulator tile c, times `factor`, into rows m0.., columns n0.. of M.
+__device__ __forceinline__ void store_16x8_f32(float* M, int ld, int m0, int n0, const float (&c)[4], float factor) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  float* m = M + (m0 + g) * ld + n0 + 2 * t;
+  m[0] = factor * c[0], m[1] = factor * c[1];
+  m[8 * ld] = factor * c[2], m[8 * ld + 1] = factor * c[3];
+}
+
 }  // namespace mlxn::kernels::gdn
