@@ -66,14 +66,22 @@ __device__ __forceinline__ float beta_value(const void* p, int kind, int64_t i) 
 }
 
 // Copies rows [0, 64) x cols [0, D) of a head (rows past len zero-filled) into a padded
-// shared tile, 16 bytes per cp.async.
+// shared tile, 16 bytes per cp.async. Thread i moves piece i % P of rows i / P, i / P + R, ...:
+// a fixed column and a pointer stepped by R rows, so a copy costs a few instructions (this runs
+// once per chunk on the scan's critical path; per-copy index arithmetic there took 40% of its
+// instructions).
 template <class CT, int D>
 __device__ __forceinline__ void load_tile(CT* tile, int ld, const CT* base, int64_t row_stride, int len) {
-  constexpr int kPerRow = D / 8;
-  for (int e = threadIdx.x; e < kChunk * kPerRow; e += kThreads) {
-    const int r = e / kPerRow, c = (e % kPerRow) * 8;
-    const bool valid = r < len;
-    cp_async16(tile + r * ld + c, base + (valid ? r * row_stride + c : 0), valid);
+  constexpr int P = D / 8, R = kThreads / P;  // 16-byte pieces a row, rows a pass
+  static_assert(kThreads % P == 0 && kChunk % R == 0, "whole passes");
+  const int r0 = threadIdx.x / P, c = (threadIdx.x % P) * 8;
+  const CT* src = base + r0 * row_stride + c;
+  CT* dst = tile + r0 * ld + c;
+#pragma unroll
+  for (int i = 0; i < kChunk / R; ++i) {
+    const bool valid = r0 + i * R < len;
+    cp_async16(dst + i * R * ld, valid ? src : base, valid);
+    src += R * row_stride;
   }
 }
 
@@ -239,14 +247,16 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT>
   __syncthreads();
   invert_unit_lower(A, N, LDA, reinterpret_cast<float*>(smem + L::t), L::LDT);
   CT* ai = p.Ai + (slot * p.H + h) * kChunk * kChunk;
-  for (int e = tid; e < kChunk * kChunk / 2; e += kThreads) {
-    const int r = e / (kChunk / 2), c = (e % (kChunk / 2)) * 2;
-    const bool below = c < 16 * (r / 16 + 1);  // at or left of the diagonal block (the rest is unset)
-    *reinterpret_cast<uint32_t*>(ai + r * kChunk + c) =
-        below ? pack2<CT>(N[r * LDA + c], N[r * LDA + c + 1]) : pack2<CT>(0.f, 0.f);
+  for (int e = tid; e < kChunk * kChunk / 8; e += kThreads) {  // 8 values (16 bytes) a store
+    const int r = e / 8, c = (e % 8) * 8;
+    uint32_t v[4] = {0u, 0u, 0u, 0u};
+    if (c < 16 * (r / 16 + 1))  // at or left of the diagonal block (the rest of N is unset)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) v[i] = pack2<CT>(N[r * LDA + c + 2 * i], N[r * LDA + c + 2 * i + 1]);
+    *reinterpret_cast<uint4*>(ai + r * kChunk + c) = make_uint4(v[0], v[1], v[2], v[3]);
   }
-  float* rows_out = p.rows + (slot * p.H + h) * 4 * kChunk;
-  for (int e = tid; e < 4 * kChunk; e += kThreads) rows_out[e] = rows[e];
+  float4* rows_out = reinterpret_cast<float4*>(p.rows + (slot * p.H + h) * 4 * kChunk);
+  if (tid < kChunk) rows_out[tid] = reinterpret_cast<const float4*>(rows)[tid];
 }
 
 // Shared memory of the scan kernel: two stages of chunk inputs, then the state and the

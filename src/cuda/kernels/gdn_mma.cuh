@@ -59,8 +59,10 @@ __device__ __forceinline__ const CT* b_kn(const CT* tile, int ld, int n0, int k0
 }
 
 // f32 products of small shared matrices on the tensor cores, at about f32 accuracy: each
-// operand is split into a tf32 head and the tf32 rounding of its tail, and a . b is taken as
-// a_tail b_head + a_head b_tail + a_head b_head (the tail products' own error is ~2^-22).
+// operand is split into a tf32 head (its top 19 bits, a mask) and the exact f32 tail, and a . b
+// is taken as a_tail b_head + a_head b_tail + a_head b_head. The mma reads the tail's top 19
+// bits only, so the result is within ~2^-20 relative of the f32 product (cvt.rna to tf32 would
+// gain a bit at ~6 instructions a value: it is not a single instruction on sm_90).
 // c (rows m0.., columns n0.. of the 16 x 8 tile) += X[m0 + i][xk + k] Y[yk + k][n0 + j] over
 // k in [0, 8 ks); X and Y row-major with row strides ldx, ldy.
 __device__ __forceinline__ void product_16x8_f32(float (&c)[4], const float* X, int ldx, int m0, int xk, const float* Y,
@@ -72,9 +74,9 @@ __device__ __forceinline__ void product_16x8_f32(float (&c)[4], const float* X, 
     const float a[4] = {x[0], x[8 * ldx], x[4], x[8 * ldx + 4]}, b[2] = {y[0], y[4 * ldy]};
     uint32_t ah[4], at[4], bh[2], bt[2];
 #pragma unroll
-    for (int i = 0; i < 4; ++i) ah[i] = to_tf32(a[i]), at[i] = to_tf32(a[i] - __uint_as_float(ah[i]));
+    for (int i = 0; i < 4; ++i) ah[i] = tf32_head(a[i]), at[i] = __float_as_uint(a[i] - __uint_as_float(ah[i]));
 #pragma unroll
-    for (int i = 0; i < 2; ++i) bh[i] = to_tf32(b[i]), bt[i] = to_tf32(b[i] - __uint_as_float(bh[i]));
+    for (int i = 0; i < 2; ++i) bh[i] = tf32_head(b[i]), bt[i] = __float_as_uint(b[i] - __uint_as_float(bh[i]));
     mma_1688_tf32(c, at, bh[0], bh[1]);
     mma_1688_tf32(c, ah, bt[0], bt[1]);
     mma_1688_tf32(c, ah, bh[0], bh[1]);
