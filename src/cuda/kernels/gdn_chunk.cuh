@@ -77,11 +77,15 @@ __device__ __forceinline__ void load_tile(CT* tile, int ld, const CT* base, int6
   const int r0 = threadIdx.x / P, c = (threadIdx.x % P) * 8;
   const CT* src = base + r0 * row_stride + c;
   CT* dst = tile + r0 * ld + c;
+  if (len >= kChunk) {  // every chunk but a sequence's last
 #pragma unroll
-  for (int i = 0; i < kChunk / R; ++i) {
+    for (int i = 0; i < kChunk / R; ++i, src += R * row_stride) cp_async<16>(dst + i * R * ld, src);
+    return;
+  }
+#pragma unroll
+  for (int i = 0; i < kChunk / R; ++i, src += R * row_stride) {
     const bool valid = r0 + i * R < len;
     cp_async16(dst + i * R * ld, valid ? src : base, valid);
-    src += R * row_stride;
   }
 }
 
