@@ -58,7 +58,7 @@ void launch_fused(Session& s, const GdnArgs& a) {
   static const bool once = (allow_smem(k::chunk_scan_kernel<CT, K>, smem), true);
   (void)once;
   const dim3 grid(unsigned(a.V / k::ScanLayout<K>::BV), unsigned(a.H), grid_dim("gdn_chunk", a.seq.N));
-  k::chunk_scan_kernel<CT, K><<<grid, k::kThreads, smem, st>>>(p);
+  k::chunk_scan_kernel<CT, K><<<grid, k::kScanThreads, smem, st>>>(p);
   check_launch(s, "gdn_chunk");
 }
 

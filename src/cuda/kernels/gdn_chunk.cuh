@@ -5,8 +5,9 @@
 // prepare (one block per chunk and value head, all chunks at once):
 //   g_cum = cumsum(g);  A = strictly-lower(beta_i k_i.k_j e^(gc_i - gc_j));  Ai = (I + A)^-1
 //   Aqk = scale causal(q_i.k_j e^(gc_i - gc_j));  row scalars gc, beta, |q|^-1, |k|^-1
-// scan (one block per sequence, value head and 32 columns of V; chunks in order), with the
-// [K, 32] state slice h in registers (f32) and in shared memory (bf16/f16, transposed):
+// scan (one block per sequence, value head and 32 columns of V; chunks in order; four warps
+// carry the state, four make the outputs), with the [K, 32] state slice h in registers (f32)
+// and in shared memory (bf16/f16, transposed):
 //   X = beta (v - e^gc (k h))        (= u - w h before the solve: Ai is applied after)
 //   v_new = Ai X
 //   o = e^gc scale (q h) + Aqk v_new
@@ -66,14 +67,14 @@ __device__ __forceinline__ float beta_value(const void* p, int kind, int64_t i) 
 }
 
 // Copies rows [0, 64) x cols [0, D) of a head (rows past len zero-filled) into a padded
-// shared tile, 16 bytes per cp.async. Thread i moves piece i % P of rows i / P, i / P + R, ...:
+// shared tile, 16 bytes per cp.async, over the block's NT threads. Thread i moves piece i % P of rows i / P, i / P + R, ...:
 // a fixed column and a pointer stepped by R rows, so a copy costs a few instructions (this runs
 // once per chunk on the scan's critical path; per-copy index arithmetic there took 40% of its
 // instructions).
-template <class CT, int D>
+template <class CT, int D, int NT = kThreads>
 __device__ __forceinline__ void load_tile(CT* tile, int ld, const CT* base, int64_t row_stride, int len) {
-  constexpr int P = D / 8, R = kThreads / P;  // 16-byte pieces a row, rows a pass
-  static_assert(kThreads % P == 0 && kChunk % R == 0, "whole passes");
+  constexpr int P = D / 8, R = NT / P;  // 16-byte pieces a row, rows a pass
+  static_assert(NT % P == 0 && kChunk % R == 0, "whole passes");
   const int r0 = threadIdx.x / P, c = (threadIdx.x % P) * 8;
   const CT* src = base + r0 * row_stride + c;
   CT* dst = tile + r0 * ld + c;
@@ -282,23 +283,33 @@ struct ScanLayout {
   static constexpr int bytes = vd + kChunk * LDV * 2;
 };
 
+// The scan's block: warps 0-3 carry the state through the chunks (k h, X, v_new, the state
+// update), warps 4-7 make the outputs (q h, then Aqk v_new) beside them. Each warp of either
+// kind takes token rows 16 (w % 4)..; the output warps run while the state warps work, so each
+// scheduler has a second warp to issue from during the state chain's waits.
+constexpr int kScanThreads = 256, kStateThreads = 128;
+
 template <class CT, int K>
 __device__ __forceinline__ void scan_load(const ChunkParams<CT>& p, unsigned char* st, int64_t slot, int64_t tok0,
                                           int len, int h, int hk, int col0) {
   using L = ScanLayout<K>;
-  load_tile<CT, K>(reinterpret_cast<CT*>(st + L::q), L::LDK, p.q + tok0 * p.q_tok + hk * p.q_head, p.q_tok, len);
-  load_tile<CT, K>(reinterpret_cast<CT*>(st + L::k), L::LDK, p.k + tok0 * p.k_tok + hk * p.k_head, p.k_tok, len);
-  load_tile<CT, L::BV>(reinterpret_cast<CT*>(st + L::v), L::LDV, p.v + tok0 * p.v_tok + h * p.v_head + col0, p.v_tok,
-                       len);
+  constexpr int NT = kScanThreads;
+  load_tile<CT, K, NT>(reinterpret_cast<CT*>(st + L::q), L::LDK, p.q + tok0 * p.q_tok + hk * p.q_head, p.q_tok, len);
+  load_tile<CT, K, NT>(reinterpret_cast<CT*>(st + L::k), L::LDK, p.k + tok0 * p.k_tok + hk * p.k_head, p.k_tok, len);
+  load_tile<CT, L::BV, NT>(reinterpret_cast<CT*>(st + L::v), L::LDV, p.v + tok0 * p.v_tok + h * p.v_head + col0,
+                           p.v_tok, len);
   const int64_t mat = (slot * p.H + h) * kChunk * kChunk;
-  load_tile<CT, kChunk>(reinterpret_cast<CT*>(st + L::ai), kLdC, p.Ai + mat, kChunk, kChunk);
-  load_tile<CT, kChunk>(reinterpret_cast<CT*>(st + L::aqk), kLdC, p.Aqk + mat, kChunk, kChunk);
+  load_tile<CT, kChunk, NT>(reinterpret_cast<CT*>(st + L::ai), kLdC, p.Ai + mat, kChunk, kChunk);
+  load_tile<CT, kChunk, NT>(reinterpret_cast<CT*>(st + L::aqk), kLdC, p.Aqk + mat, kChunk, kChunk);
   const float* rows = p.rows + (slot * p.H + h) * 4 * kChunk;
-  for (int e = threadIdx.x; e < kChunk; e += kThreads) cp_async16(st + L::rows + e * 16, rows + e * 4, true);
+  if (threadIdx.x < kChunk) cp_async16(st + L::rows + threadIdx.x * 16, rows + threadIdx.x * 4, true);
 }
 
+// The state warps' barrier between X and v_new (barrier 0 is __syncthreads).
+__device__ __forceinline__ void state_warps_sync() { asm volatile("bar.sync 1, %0;\n" ::"n"(kStateThreads)); }
+
 template <class CT, int K>
-__global__ void __launch_bounds__(kThreads) chunk_scan_kernel(ChunkParams<CT> p) {
+__global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT> p) {
   using L = ScanLayout<K>;
   constexpr int BV = L::BV, LDK = L::LDK, LDV = L::LDV, MT = K / 64;  // state m-tiles per warp
   extern __shared__ __align__(16) unsigned char smem[];
@@ -307,15 +318,16 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_kernel(ChunkParams<CT> p)
   CT* vns = reinterpret_cast<CT*>(smem + L::vn);
   CT* vds = reinterpret_cast<CT*>(smem + L::vd);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  const bool state_warp = warp < 4;
   const int col0 = blockIdx.x * BV, h = blockIdx.y, hk = h / p.group;
   const int64_t nseq = blockIdx.z;
   int64_t begin, len_seq, slot0;
   seq_span(p.seq, nseq, begin, len_seq, slot0);
   const int64_t nchunks = (len_seq + kChunk - 1) / kChunk;
-  const int m0 = warp * 16;     // token rows of this warp
-  const int s0 = warp * K / 4;  // state rows of this warp
+  const int m0 = (warp & 3) * 16;     // token rows of this warp
+  const int s0 = (warp & 3) * K / 4;  // state rows of this warp (state warps)
 
-  // state slice: rows s0 + 16 mt + (g, g + 8), columns col0 + 8 nt + 2t (+1)
+  // state slice (state warps): rows s0 + 16 mt + (g, g + 8), columns col0 + 8 nt + 2t (+1)
   float hacc[MT][4][4];
   const int64_t soff = (nseq * p.H + h) * int64_t(K) * p.V;
 #pragma unroll
@@ -325,8 +337,8 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_kernel(ChunkParams<CT> p)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int r = s0 + mt * 16 + g + (e >> 1) * 8, c = nt * 8 + 2 * t + (e & 1);
-        hacc[mt][nt][e] = p.h0 ? p.h0[soff + int64_t(r) * p.V + col0 + c] : 0.f;
-        hT[c * LDK + r] = CT(hacc[mt][nt][e]);
+        hacc[mt][nt][e] = p.h0 && state_warp ? p.h0[soff + int64_t(r) * p.V + col0 + c] : 0.f;
+        if (state_warp) hT[c * LDK + r] = CT(hacc[mt][nt][e]);
       }
   if (nchunks > 0) scan_load<CT, K>(p, smem, slot0, begin, int(len_seq < kChunk ? len_seq : kChunk), h, hk, col0);
   cp_async_commit();
@@ -349,123 +361,132 @@ __global__ void __launch_bounds__(kThreads) chunk_scan_kernel(ChunkParams<CT> p)
     const CT* ais = reinterpret_cast<const CT*>(st + L::ai);
     const CT* aqks = reinterpret_cast<const CT*>(st + L::aqk);
     const float* rows = reinterpret_cast<const float*>(st + L::rows);
+    const float G = rows[kGc * kChunk + len - 1];
 
-    // k h and q h for token rows m0..m0+15
-    float kh[4][4], qh[4][4];
+    // Token rows m0..m0+15 of (k h) for the state warps, of (q h) for the output warps.
+    float acc[4][4];
 #pragma unroll
     for (int nt = 0; nt < 4; ++nt)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) kh[nt][e] = qh[nt][e] = 0.f;
+      for (int e = 0; e < 4; ++e) acc[nt][e] = 0.f;
+    const CT* xin = state_warp ? ks : qs;
 #pragma unroll 4
     for (int k0 = 0; k0 < K; k0 += 16) {
-      uint32_t ak[4], aq[4], b0[4], b1[4];
-      ldsm_x4(ak, a_rows(ks, LDK, m0, k0, lane));
-      ldsm_x4(aq, a_rows(qs, LDK, m0, k0, lane));
+      uint32_t a[4], b0[4], b1[4];
+      ldsm_x4(a, a_rows(xin, LDK, m0, k0, lane));
       ldsm_x4(b0, b_nk(hT, LDK, 0, k0, lane));
       ldsm_x4(b1, b_nk(hT, LDK, 16, k0, lane));
-      mma_16x32<CT>(kh, ak, b0, b1);
-      mma_16x32<CT>(qh, aq, b0, b1);
+      mma_16x32<CT>(acc, a, b0, b1);
     }
-    // X = beta (v - e^gc rk (k h)) -> shared; q h scaled into the output accumulator
+    if (state_warp) {
+      // X = beta (v - e^gc rk (k h)) -> shared
 #pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int r = m0 + g + half * 8;
-      const float eg = __expf(rows[kGc * kChunk + r]);
-      const float fk = eg * rows[kRk * kChunk + r], fq = eg * rows[kRq * kChunk + r] * p.scale;
-      const float b = rows[kBeta * kChunk + r];
+      for (int half = 0; half < 2; ++half) {
+        const int r = m0 + g + half * 8;
+        const float fk = __expf(rows[kGc * kChunk + r]) * rows[kRk * kChunk + r], b = rows[kBeta * kChunk + r];
 #pragma unroll
-      for (int nt = 0; nt < 4; ++nt) {
-        const int cc = nt * 8 + 2 * t;
-        const float v0 = float(vs[r * LDV + cc]), v1 = float(vs[r * LDV + cc + 1]);
-        *reinterpret_cast<uint32_t*>(xs + r * LDV + cc) =
-            pack2<CT>(b * (v0 - fk * kh[nt][half * 2]), b * (v1 - fk * kh[nt][half * 2 + 1]));
-        qh[nt][half * 2] *= fq;
-        qh[nt][half * 2 + 1] *= fq;
+        for (int nt = 0; nt < 4; ++nt) {
+          const int cc = nt * 8 + 2 * t;
+          const float v0 = float(vs[r * LDV + cc]), v1 = float(vs[r * LDV + cc + 1]);
+          *reinterpret_cast<uint32_t*>(xs + r * LDV + cc) =
+              pack2<CT>(b * (v0 - fk * acc[nt][half * 2]), b * (v1 - fk * acc[nt][half * 2 + 1]));
+        }
+      }
+      state_warps_sync();
+      // v_new = Ai X
+      float vn[4][4];
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) vn[nt][e] = 0.f;
+#pragma unroll
+      for (int k0 = 0; k0 < kChunk; k0 += 16) {
+        if (k0 > m0 + 15) break;  // Ai is lower triangular
+        uint32_t a[4], b0[4], b1[4];
+        ldsm_x4(a, a_rows(ais, kLdC, m0, k0, lane));
+        ldsm_x4_t(b0, b_kn(xs, LDV, 0, k0, lane));
+        ldsm_x4_t(b1, b_kn(xs, LDV, 16, k0, lane));
+        mma_16x32<CT>(vn, a, b0, b1);
+      }
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int r = m0 + g + half * 8;
+        const float d = __expf(G - rows[kGc * kChunk + r]) * rows[kRk * kChunk + r];
+#pragma unroll
+        for (int nt = 0; nt < 4; ++nt) {
+          const int cc = nt * 8 + 2 * t;
+          const uint32_t pv = pack2<CT>(vn[nt][half * 2], vn[nt][half * 2 + 1]);
+          *reinterpret_cast<uint32_t*>(vns + r * LDV + cc) = pv;
+          const CT* pr = reinterpret_cast<const CT*>(&pv);  // the state goes on from v_new as rounded
+          *reinterpret_cast<uint32_t*>(vds + r * LDV + cc) = pack2<CT>(float(pr[0]) * d, float(pr[1]) * d);
+        }
+      }
+    } else {
+      // q h scaled: e^gc |q|^-1 scale
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int r = m0 + g + half * 8;
+        const float fq = __expf(rows[kGc * kChunk + r]) * rows[kRq * kChunk + r] * p.scale;
+#pragma unroll
+        for (int nt = 0; nt < 4; ++nt) acc[nt][half * 2] *= fq, acc[nt][half * 2 + 1] *= fq;
       }
     }
-    __syncthreads();
-    // v_new = Ai X
-    float vn[4][4];
+    __syncthreads();  // v_new is in shared memory; every read of hT is done
+    if (state_warp) {
+      // h = e^G h + k^T vd for state rows s0.. (k read transposed from the token-major tile)
+      const float eG = __expf(G);
 #pragma unroll
-    for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) vn[nt][e] = 0.f;
-#pragma unroll
-    for (int k0 = 0; k0 < kChunk; k0 += 16) {
-      if (k0 > m0 + 15) break;  // Ai is lower triangular
-      uint32_t a[4], b0[4], b1[4];
-      ldsm_x4(a, a_rows(ais, kLdC, m0, k0, lane));
-      ldsm_x4_t(b0, b_kn(xs, LDV, 0, k0, lane));
-      ldsm_x4_t(b1, b_kn(xs, LDV, 16, k0, lane));
-      mma_16x32<CT>(vn, a, b0, b1);
-    }
-    const float G = rows[kGc * kChunk + len - 1];
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int r = m0 + g + half * 8;
-      const float d = __expf(G - rows[kGc * kChunk + r]) * rows[kRk * kChunk + r];
-#pragma unroll
-      for (int nt = 0; nt < 4; ++nt) {
-        const int cc = nt * 8 + 2 * t;
-        const uint32_t pv = pack2<CT>(vn[nt][half * 2], vn[nt][half * 2 + 1]);
-        *reinterpret_cast<uint32_t*>(vns + r * LDV + cc) = pv;
-        const CT* pr = reinterpret_cast<const CT*>(&pv);  // the state goes on from v_new as rounded
-        *reinterpret_cast<uint32_t*>(vds + r * LDV + cc) = pack2<CT>(float(pr[0]) * d, float(pr[1]) * d);
-      }
-    }
-    __syncthreads();
-    // o = (scaled q h) + Aqk v_new
-#pragma unroll
-    for (int k0 = 0; k0 < kChunk; k0 += 16) {
-      if (k0 > m0 + 15) break;  // Aqk is lower triangular
-      uint32_t a[4], b0[4], b1[4];
-      ldsm_x4(a, a_rows(aqks, kLdC, m0, k0, lane));
-      ldsm_x4_t(b0, b_kn(vns, LDV, 0, k0, lane));
-      ldsm_x4_t(b1, b_kn(vns, LDV, 16, k0, lane));
-      mma_16x32<CT>(qh, a, b0, b1);
-    }
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int r = m0 + g + half * 8;
-      if (r < len) {
-        CT* orow = p.out + (tok0 + r) * p.o_tok + h * p.o_head + col0;
+      for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
         for (int nt = 0; nt < 4; ++nt)
-          *reinterpret_cast<uint32_t*>(orow + nt * 8 + 2 * t) = pack2<CT>(qh[nt][half * 2], qh[nt][half * 2 + 1]);
-      }
-    }
-    // h = e^G h + k^T vd for state rows s0.. (k read transposed from the token-major tile)
-    const float eG = __expf(G);
 #pragma unroll
-    for (int mt = 0; mt < MT; ++mt)
+          for (int e = 0; e < 4; ++e) hacc[mt][nt][e] *= eG;
 #pragma unroll
-      for (int nt = 0; nt < 4; ++nt)
+      for (int k0 = 0; k0 < kChunk; k0 += 16) {
+        uint32_t b0[4], b1[4];
+        ldsm_x4_t(b0, b_kn(vds, LDV, 0, k0, lane));
+        ldsm_x4_t(b1, b_kn(vds, LDV, 16, k0, lane));
 #pragma unroll
-        for (int e = 0; e < 4; ++e) hacc[mt][nt][e] *= eG;
-#pragma unroll
-    for (int k0 = 0; k0 < kChunk; k0 += 16) {
-      uint32_t b0[4], b1[4];
-      ldsm_x4_t(b0, b_kn(vds, LDV, 0, k0, lane));
-      ldsm_x4_t(b1, b_kn(vds, LDV, 16, k0, lane));
-#pragma unroll
-      for (int mt = 0; mt < MT; ++mt) {
-        uint32_t a[4];
-        ldsm_x4_t(a, a_trans(ks, LDK, s0 + mt * 16, k0, lane));
-        mma_16x32<CT>(hacc[mt], a, b0, b1);
-      }
-    }
-#pragma unroll
-    for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-      for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int r = s0 + mt * 16 + g + (e >> 1) * 8, cc = nt * 8 + 2 * t + (e & 1);
-          hT[cc * LDK + r] = CT(hacc[mt][nt][e]);
+        for (int mt = 0; mt < MT; ++mt) {
+          uint32_t a[4];
+          ldsm_x4_t(a, a_trans(ks, LDK, s0 + mt * 16, k0, lane));
+          mma_16x32<CT>(hacc[mt], a, b0, b1);
         }
-    __syncthreads();  // hT complete; this stage's buffers free for the prefetch after next
+      }
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int r = s0 + mt * 16 + g + (e >> 1) * 8, cc = nt * 8 + 2 * t + (e & 1);
+            hT[cc * LDK + r] = CT(hacc[mt][nt][e]);
+          }
+    } else {
+      // o = (scaled q h) + Aqk v_new
+#pragma unroll
+      for (int k0 = 0; k0 < kChunk; k0 += 16) {
+        if (k0 > m0 + 15) break;  // Aqk is lower triangular
+        uint32_t a[4], b0[4], b1[4];
+        ldsm_x4(a, a_rows(aqks, kLdC, m0, k0, lane));
+        ldsm_x4_t(b0, b_kn(vns, LDV, 0, k0, lane));
+        ldsm_x4_t(b1, b_kn(vns, LDV, 16, k0, lane));
+        mma_16x32<CT>(acc, a, b0, b1);
+      }
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int r = m0 + g + half * 8;
+        if (r < len) {
+          CT* orow = p.out + (tok0 + r) * p.o_tok + h * p.o_head + col0;
+#pragma unroll
+          for (int nt = 0; nt < 4; ++nt)
+            *reinterpret_cast<uint32_t*>(orow + nt * 8 + 2 * t) = pack2<CT>(acc[nt][half * 2], acc[nt][half * 2 + 1]);
+        }
+      }
+    }
+    __syncthreads();  // hT complete; v_new read; this stage's buffers free for the prefetch after next
   }
-  if (p.ht) {
+  if (p.ht && state_warp) {
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
