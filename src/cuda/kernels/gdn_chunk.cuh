@@ -67,15 +67,15 @@ __device__ __forceinline__ float beta_value(const void* p, int kind, int64_t i) 
 }
 
 // Copies rows [0, 64) x cols [0, D) of a head (rows past len zero-filled) into a padded
-// shared tile, 16 bytes per cp.async, over the block's NT threads. Thread i moves piece i % P of rows i / P, i / P + R, ...:
+// shared tile, 16 bytes per cp.async, over NT threads (tid: 0..NT-1). Thread i moves piece i % P of rows i / P, i / P + R, ...:
 // a fixed column and a pointer stepped by R rows, so a copy costs a few instructions (this runs
 // once per chunk on the scan's critical path; per-copy index arithmetic there took 40% of its
 // instructions).
 template <class CT, int D, int NT = kThreads>
-__device__ __forceinline__ void load_tile(CT* tile, int ld, const CT* base, int64_t row_stride, int len) {
+__device__ __forceinline__ void load_tile(CT* tile, int ld, const CT* base, int64_t row_stride, int len, int tid) {
   constexpr int P = D / 8, R = NT / P;  // 16-byte pieces a row, rows a pass
   static_assert(NT % P == 0 && kChunk % R == 0, "whole passes");
-  const int r0 = threadIdx.x / P, c = (threadIdx.x % P) * 8;
+  const int r0 = tid / P, c = (tid % P) * 8;
   const CT* src = base + r0 * row_stride + c;
   CT* dst = tile + r0 * ld + c;
   if (len >= kChunk) {  // every chunk but a sequence's last
@@ -161,8 +161,8 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT>
   if (!chunk_of_slot(p.seq, slot, n, tok0, len)) return;
   const int h = blockIdx.y, hk = h / p.group, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 
-  load_tile<CT, K>(qs, LDK, p.q + tok0 * p.q_tok + hk * p.q_head, p.q_tok, len);
-  load_tile<CT, K>(ks, LDK, p.k + tok0 * p.k_tok + hk * p.k_head, p.k_tok, len);
+  load_tile<CT, K>(qs, LDK, p.q + tok0 * p.q_tok + hk * p.q_head, p.q_tok, len, tid);
+  load_tile<CT, K>(ks, LDK, p.k + tok0 * p.k_tok + hk * p.k_head, p.k_tok, len, tid);
   cp_async_commit();
   // gc = inclusive cumsum of g (two warps, 32 tokens each; the second adds the first's total
   // below), beta. Padded rows have g 0, so their gc repeats the last token's, and beta 0.
@@ -289,20 +289,24 @@ struct ScanLayout {
 // scheduler has a second warp to issue from during the state chain's waits.
 constexpr int kScanThreads = 256, kStateThreads = 128;
 
+// The output warps' copies of a chunk's inputs (thread index tid, 0..127 over those warps).
 template <class CT, int K>
 __device__ __forceinline__ void scan_load(const ChunkParams<CT>& p, unsigned char* st, int64_t slot, int64_t tok0,
                                           int len, int h, int hk, int col0) {
   using L = ScanLayout<K>;
-  constexpr int NT = kScanThreads;
-  load_tile<CT, K, NT>(reinterpret_cast<CT*>(st + L::q), L::LDK, p.q + tok0 * p.q_tok + hk * p.q_head, p.q_tok, len);
-  load_tile<CT, K, NT>(reinterpret_cast<CT*>(st + L::k), L::LDK, p.k + tok0 * p.k_tok + hk * p.k_head, p.k_tok, len);
+  constexpr int NT = kScanThreads - kStateThreads;
+  const int tid = int(threadIdx.x) - kStateThreads;
+  load_tile<CT, K, NT>(reinterpret_cast<CT*>(st + L::q), L::LDK, p.q + tok0 * p.q_tok + hk * p.q_head, p.q_tok, len,
+                       tid);
+  load_tile<CT, K, NT>(reinterpret_cast<CT*>(st + L::k), L::LDK, p.k + tok0 * p.k_tok + hk * p.k_head, p.k_tok, len,
+                       tid);
   load_tile<CT, L::BV, NT>(reinterpret_cast<CT*>(st + L::v), L::LDV, p.v + tok0 * p.v_tok + h * p.v_head + col0,
-                           p.v_tok, len);
+                           p.v_tok, len, tid);
   const int64_t mat = (slot * p.H + h) * kChunk * kChunk;
-  load_tile<CT, kChunk, NT>(reinterpret_cast<CT*>(st + L::ai), kLdC, p.Ai + mat, kChunk, kChunk);
-  load_tile<CT, kChunk, NT>(reinterpret_cast<CT*>(st + L::aqk), kLdC, p.Aqk + mat, kChunk, kChunk);
+  load_tile<CT, kChunk, NT>(reinterpret_cast<CT*>(st + L::ai), kLdC, p.Ai + mat, kChunk, kChunk, tid);
+  load_tile<CT, kChunk, NT>(reinterpret_cast<CT*>(st + L::aqk), kLdC, p.Aqk + mat, kChunk, kChunk, tid);
   const float* rows = p.rows + (slot * p.H + h) * 4 * kChunk;
-  if (threadIdx.x < kChunk) cp_async16(st + L::rows + threadIdx.x * 16, rows + threadIdx.x * 4, true);
+  if (tid < kChunk) cp_async16(st + L::rows + tid * 16, rows + tid * 4, true);
 }
 
 // The state warps' barrier between X and v_new (barrier 0 is __syncthreads).
@@ -340,21 +344,17 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
         hacc[mt][nt][e] = p.h0 && state_warp ? p.h0[soff + int64_t(r) * p.V + col0 + c] : 0.f;
         if (state_warp) hT[c * LDK + r] = CT(hacc[mt][nt][e]);
       }
-  if (nchunks > 0) scan_load<CT, K>(p, smem, slot0, begin, int(len_seq < kChunk ? len_seq : kChunk), h, hk, col0);
+  // The output warps copy each chunk's inputs a step ahead, off the state chain's path.
+  if (!state_warp && nchunks > 0)
+    scan_load<CT, K>(p, smem, slot0, begin, int(len_seq < kChunk ? len_seq : kChunk), h, hk, col0);
   cp_async_commit();
 
   for (int64_t c = 0; c < nchunks; ++c) {
     unsigned char* st = smem + (c & 1) * L::stage;
     const int64_t tok0 = begin + c * kChunk;
     const int len = int(len_seq - c * kChunk < kChunk ? len_seq - c * kChunk : kChunk);
-    if (c + 1 < nchunks) {
-      const int64_t rest = len_seq - (c + 1) * kChunk;
-      scan_load<CT, K>(p, smem + ((c + 1) & 1) * L::stage, slot0 + c + 1, tok0 + kChunk,
-                       int(rest < kChunk ? rest : kChunk), h, hk, col0);
-    }
-    cp_async_commit();
-    cp_async_wait<1>();
-    __syncthreads();  // chunk c's inputs and the state hT are in shared memory
+    cp_async_wait<0>();  // the output warps' copies of chunk c
+    __syncthreads();     // chunk c's inputs and the state hT are in shared memory
     const CT* qs = reinterpret_cast<const CT*>(st + L::q);
     const CT* ks = reinterpret_cast<const CT*>(st + L::k);
     const CT* vs = reinterpret_cast<const CT*>(st + L::v);
@@ -369,8 +369,14 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
     for (int nt = 0; nt < 4; ++nt)
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc[nt][e] = 0.f;
+    if (!state_warp && c + 1 < nchunks) {  // the next chunk's copies, into the stage chunk c - 1 used
+      const int64_t rest = len_seq - (c + 1) * kChunk;
+      scan_load<CT, K>(p, smem + ((c + 1) & 1) * L::stage, slot0 + c + 1, tok0 + kChunk,
+                       int(rest < kChunk ? rest : kChunk), h, hk, col0);
+    }
+    cp_async_commit();
     const CT* xin = state_warp ? ks : qs;
-#pragma unroll 4
+#pragma unroll
     for (int k0 = 0; k0 < K; k0 += 16) {
       uint32_t a[4], b0[4], b1[4];
       ldsm_x4(a, a_rows(xin, LDK, m0, k0, lane));
