@@ -46,16 +46,18 @@ enum RowScalar { kGc = 0, kBeta = 1, kRq = 2, kRk = 3 };
 constexpr int kThreads = 128;     // four warps, each 16 rows of a 64-token chunk
 constexpr int kLdC = kChunk + 8;  // row stride of [64][64] CT tiles (padded for ldmatrix)
 
-// Shared memory of the prepare kernel: the chunk's q and k tiles, A and its inverse N (f32,
-// padded rows), a product scratch T and the row scalars.
+// Shared memory of the prepare kernel: the chunk's q and k tiles, then (once the products are
+// in registers) A and its inverse N in the same bytes (f32, padded rows); a product scratch T
+// and the row scalars. Sharing the bytes keeps K = 128 at 40 KB: 4 blocks per SM, not 3.
 template <int K>
 struct PrepareLayout {
   static constexpr int LDK = K + 8, LDA = kChunk + 1, LDT = 33;
   static constexpr int q = 0;                           // [64][LDK] CT
   static constexpr int k = q + kChunk * LDK * 2;        // [64][LDK] CT
-  static constexpr int a = k + kChunk * LDK * 2;        // [64][LDA] f32
+  static constexpr int a = 0;                           // [64][LDA] f32, after the products
   static constexpr int n = a + kChunk * LDA * 4;        // [64][LDA] f32
-  static constexpr int t = n + kChunk * LDA * 4;        // [32][LDT] f32
+  static constexpr int qk_end = k + kChunk * LDK * 2, an_end = n + kChunk * LDA * 4;
+  static constexpr int t = ((qk_end > an_end ? qk_end : an_end) + 15) / 16 * 16;  // [32][LDT] f32
   static constexpr int rows = t + 32 * LDT * 4;         // [4][64] f32
   static constexpr int bytes = rows + 4 * kChunk * 4;
 };
@@ -236,6 +238,11 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT>
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int r = m0 + g + half * 8, c = j * 8 + 2 * t;
+      if (j * 8 > m0 + 15) {  // wholly above the diagonal: zeros
+        A[r * LDA + c] = A[r * LDA + c + 1] = 0.f;
+        *reinterpret_cast<uint32_t*>(aqk + r * kChunk + c) = 0u;
+        continue;
+      }
       const float gr = rows[kGc * kChunk + r];
       float a2[2], q2[2];
 #pragma unroll
