@@ -84,6 +84,30 @@ TEST_P(GdnTest, ChunkMatchesReference) {
     check_against_reference(session(), rng(), gdn_chunk, {1, T, 1, 2, 64, 64}, DType::f32, false, true);
 }
 
+// A long prompt (18 chunks a sequence, the last partial, two sequences) in each dtype, with and
+// without states, and with the final state written over the initial one.
+TEST_P(GdnTest, LongPromptMatchesReference) {
+  Session& s = session();
+  const Dims d{2, 1100, 1, 2, 64, 64};
+  for (DType dt : float_dtypes()) {
+    check_against_reference(s, rng(), gdn_chunk, d, dt, true, true);
+    check_against_reference(s, rng(), gdn_chunk, d, dt, false, false);
+  }
+  Inputs in = make_inputs(s, rng(), d, DType::bf16);
+  TestArray h0 = random_state(s, rng(), d.B, d);
+  Array st = from_values(s, h0.values, {d.B, d.H, d.K, d.V}, DType::f32);
+  Array out = poisoned(s, {d.B, d.T, d.H, d.V}, DType::bf16);
+  GdnOptions o;
+  o.scale = 0.7f;
+  o.initial_state = st.tensor();
+  o.final_state = st.tensor();
+  gdn_chunk(s, in.q, in.k, in.v, in.g, in.beta, out, o);
+  const auto ref = gdn_ref::delta_rule(d, {}, in.q.values, in.k.values, in.v.values, in.g.values, in.beta.values, 0.7,
+                                       false, 1e-6, &h0.values);
+  MLXN_EXPECT_CLOSE(host_values(s, out), ref.o, out_tol(DType::bf16));
+  MLXN_EXPECT_CLOSE(host_values(s, st), ref.ht, state_tol(DType::bf16));
+}
+
 TEST_P(GdnTest, StrongDecayAndLongSequence) {
   // Decays down to e^-8 per token: chunk sums reach far below f32's exponent range for
   // exp(g_cum) alone, which the chunked form must not depend on.
