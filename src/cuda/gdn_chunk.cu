@@ -37,7 +37,8 @@ void launch_fused(Session& s, const GdnArgs& a) {
   const int64_t slots = a.seq.B * per_row;
   const size_t mats = size_t(std::max<int64_t>(slots * a.H, 1)) * k::kChunk * k::kChunk;
   ScratchBuffer ai = s.pool().acquire(mats * sizeof(CT)), aqk = s.pool().acquire(mats * sizeof(CT));
-  ScratchBuffer rows = s.pool().acquire(size_t(std::max<int64_t>(slots * a.H, 1)) * 4 * k::kChunk * sizeof(float));
+  ScratchBuffer rows =
+      s.pool().acquire(size_t(std::max<int64_t>(slots * a.H, 1)) * k::kScanRows * k::kChunk * sizeof(float));
 
   k::ChunkParams<CT> p{};
   fill_gdn_operands<CT>(p, a, per_row);

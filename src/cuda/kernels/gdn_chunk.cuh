@@ -4,7 +4,7 @@
 //
 // prepare (one block per chunk and value head, all chunks at once):
 //   g_cum = cumsum(g);  A = strictly-lower(beta_i k_i.k_j e^(gc_i - gc_j));  Ai = (I + A)^-1
-//   Aqk = scale causal(q_i.k_j e^(gc_i - gc_j));  row scalars gc, beta, |q|^-1, |k|^-1
+//   Aqk = scale causal(q_i.k_j e^(gc_i - gc_j));  row factors (ScanRow)
 // scan (one block per sequence, value head and 32 columns of V; chunks in order; four warps
 // carry the state, four make the outputs), with the [K, 32] state slice h in registers (f32)
 // and in shared memory (bf16/f16, transposed):
@@ -35,13 +35,18 @@ struct ChunkParams {
   int H, group, V;
   float scale, l2_eps;
   bool l2;
-  // prepare -> scan, per (slot, head): Ai and Aqk [64][64] CT; scalars [4][64] f32
+  // prepare -> scan, per (slot, head): Ai and Aqk [64][64] CT; row factors [kScanRows][64] f32
   CT* Ai;
   CT* Aqk;
   float* rows;
 };
 
-enum RowScalar { kGc = 0, kBeta = 1, kRq = 2, kRk = 3 };
+enum RowScalar { kGc = 0, kBeta = 1, kRq = 2, kRk = 3 };  // the prepare's own row scalars
+
+// The row factors the prepare hands the scan (exponentials taken once, off the scan's chain):
+// gc; beta; e^gc |q|^-1 scale (q h's); e^gc |k|^-1 (k h's); e^(G - gc) |k|^-1 (the state
+// update's), G the chunk's last gc. Rows past the chunk's length are 0 but for gc.
+enum ScanRow { kRowGc = 0, kRowBeta = 1, kRowQ = 2, kRowK = 3, kRowD = 4, kScanRows = 5 };
 
 constexpr int kThreads = 128;     // four warps, each 16 rows of a 64-token chunk
 constexpr int kLdC = kChunk + 8;  // row stride of [64][64] CT tiles (padded for ldmatrix)
@@ -267,8 +272,15 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT>
       for (int i = 0; i < 4; ++i) v[i] = pack2<CT>(N[r * LDA + c + 2 * i], N[r * LDA + c + 2 * i + 1]);
     *reinterpret_cast<uint4*>(ai + r * kChunk + c) = make_uint4(v[0], v[1], v[2], v[3]);
   }
-  float4* rows_out = reinterpret_cast<float4*>(p.rows + (slot * p.H + h) * 4 * kChunk);
-  if (tid < kChunk) rows_out[tid] = reinterpret_cast<const float4*>(rows)[tid];
+  float* rows_out = p.rows + (slot * p.H + h) * kScanRows * kChunk;
+  if (tid < kChunk) {
+    const float gc = rows[kGc * kChunk + tid], eg = __expf(gc), rk = rows[kRk * kChunk + tid];
+    rows_out[kRowGc * kChunk + tid] = gc;
+    rows_out[kRowBeta * kChunk + tid] = rows[kBeta * kChunk + tid];
+    rows_out[kRowQ * kChunk + tid] = eg * rows[kRq * kChunk + tid] * p.scale;
+    rows_out[kRowK * kChunk + tid] = eg * rk;
+    rows_out[kRowD * kChunk + tid] = __expf(rows[kGc * kChunk + len - 1] - gc) * rk;
+  }
 }
 
 // Shared memory of the scan kernel: two stages of chunk inputs, then the state and the
@@ -281,8 +293,8 @@ struct ScanLayout {
   static constexpr int v = k + kChunk * LDK * 2;        // [64][LDV] CT
   static constexpr int ai = v + kChunk * LDV * 2;       // [64][kLdC] CT
   static constexpr int aqk = ai + kChunk * kLdC * 2;    // [64][kLdC] CT
-  static constexpr int rows = aqk + kChunk * kLdC * 2;  // [4][64] f32
-  static constexpr int stage = rows + 4 * kChunk * 4;   // bytes of one stage
+  static constexpr int rows = aqk + kChunk * kLdC * 2;  // [kScanRows][64] f32
+  static constexpr int stage = rows + kScanRows * kChunk * 4;  // bytes of one stage
   static constexpr int hT = 2 * stage;                  // [BV][LDK] CT
   static constexpr int x = hT + BV * LDK * 2;           // [64][LDV] CT
   static constexpr int vn = x + kChunk * LDV * 2;       // [64][LDV] CT
@@ -312,8 +324,8 @@ __device__ __forceinline__ void scan_load(const ChunkParams<CT>& p, unsigned cha
   const int64_t mat = (slot * p.H + h) * kChunk * kChunk;
   load_tile<CT, kChunk, NT>(reinterpret_cast<CT*>(st + L::ai), kLdC, p.Ai + mat, kChunk, kChunk, tid);
   load_tile<CT, kChunk, NT>(reinterpret_cast<CT*>(st + L::aqk), kLdC, p.Aqk + mat, kChunk, kChunk, tid);
-  const float* rows = p.rows + (slot * p.H + h) * 4 * kChunk;
-  if (tid < kChunk) cp_async16(st + L::rows + tid * 16, rows + tid * 4, true);
+  const float* rows = p.rows + (slot * p.H + h) * kScanRows * kChunk;
+  if (tid < kScanRows * kChunk / 4) cp_async16(st + L::rows + tid * 16, rows + tid * 4, true);
 }
 
 // The state warps' barrier between X and v_new (barrier 0 is __syncthreads).
@@ -368,7 +380,7 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
     const CT* ais = reinterpret_cast<const CT*>(st + L::ai);
     const CT* aqks = reinterpret_cast<const CT*>(st + L::aqk);
     const float* rows = reinterpret_cast<const float*>(st + L::rows);
-    const float G = rows[kGc * kChunk + len - 1];
+    const float eG = __expf(rows[kRowGc * kChunk + len - 1]);  // the state's decay over the chunk
 
     // Token rows m0..m0+15 of (k h) for the state warps, of (q h) for the output warps.
     float acc[4][4];
@@ -396,11 +408,13 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const int r = m0 + g + half * 8;
-        const float fk = __expf(rows[kGc * kChunk + r]) * rows[kRk * kChunk + r], b = rows[kBeta * kChunk + r];
+        const float fk = rows[kRowK * kChunk + r], b = rows[kRowBeta * kChunk + r];
 #pragma unroll
         for (int nt = 0; nt < 4; ++nt) {
           const int cc = nt * 8 + 2 * t;
-          const float v0 = float(vs[r * LDV + cc]), v1 = float(vs[r * LDV + cc + 1]);
+          const uint32_t vp = *reinterpret_cast<const uint32_t*>(vs + r * LDV + cc);  // one load a pair
+          const CT* vv = reinterpret_cast<const CT*>(&vp);
+          const float v0 = float(vv[0]), v1 = float(vv[1]);
           *reinterpret_cast<uint32_t*>(xs + r * LDV + cc) =
               pack2<CT>(b * (v0 - fk * acc[nt][half * 2]), b * (v1 - fk * acc[nt][half * 2 + 1]));
         }
@@ -424,7 +438,7 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const int r = m0 + g + half * 8;
-        const float d = __expf(G - rows[kGc * kChunk + r]) * rows[kRk * kChunk + r];
+        const float d = rows[kRowD * kChunk + r];
 #pragma unroll
         for (int nt = 0; nt < 4; ++nt) {
           const int cc = nt * 8 + 2 * t;
@@ -439,7 +453,7 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const int r = m0 + g + half * 8;
-        const float fq = __expf(rows[kGc * kChunk + r]) * rows[kRq * kChunk + r] * p.scale;
+        const float fq = rows[kRowQ * kChunk + r];
 #pragma unroll
         for (int nt = 0; nt < 4; ++nt) acc[nt][half * 2] *= fq, acc[nt][half * 2 + 1] *= fq;
       }
@@ -447,7 +461,6 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
     __syncthreads();  // v_new is in shared memory; every read of hT is done
     if (state_warp) {
       // h = e^G h + k^T vd for state rows s0.. (k read transposed from the token-major tile)
-      const float eG = __expf(G);
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
