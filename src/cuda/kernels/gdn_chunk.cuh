@@ -367,13 +367,13 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
   if (!state_warp && nchunks > 0)
     scan_load<CT, K>(p, smem, slot0, begin, int(len_seq < kChunk ? len_seq : kChunk), h, hk, col0);
   cp_async_commit();
+  cp_async_wait<0>();
+  __syncthreads();  // chunk 0's inputs and the state hT are in shared memory
 
   for (int64_t c = 0; c < nchunks; ++c) {
     unsigned char* st = smem + (c & 1) * L::stage;
     const int64_t tok0 = begin + c * kChunk;
     const int len = int(len_seq - c * kChunk < kChunk ? len_seq - c * kChunk : kChunk);
-    cp_async_wait<0>();  // the output warps' copies of chunk c
-    __syncthreads();     // chunk c's inputs and the state hT are in shared memory
     const CT* qs = reinterpret_cast<const CT*>(st + L::q);
     const CT* ks = reinterpret_cast<const CT*>(st + L::k);
     const CT* vs = reinterpret_cast<const CT*>(st + L::v);
@@ -510,7 +510,8 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
         }
       }
     }
-    __syncthreads();  // hT complete; v_new read; this stage's buffers free for the prefetch after next
+    cp_async_wait<0>();  // the output warps' copies of chunk c + 1
+    __syncthreads();     // hT complete, chunk c + 1's inputs landed, v_new read, this stage free
   }
   if (p.ht && state_warp) {
 #pragma unroll
