@@ -57,13 +57,13 @@ constexpr int kLdC = kChunk + 8;  // row stride of [64][64] CT tiles (padded for
 template <int K>
 struct PrepareLayout {
   static constexpr int LDK = K + 8, LDA = kChunk + 1, LDT = 33;
-  static constexpr int q = 0;                           // [64][LDK] CT
-  static constexpr int k = q + kChunk * LDK * 2;        // [64][LDK] CT
-  static constexpr int a = 0;                           // [64][LDA] f32, after the products
-  static constexpr int n = a + kChunk * LDA * 4;        // [64][LDA] f32
+  static constexpr int q = 0;                     // [64][LDK] CT
+  static constexpr int k = q + kChunk * LDK * 2;  // [64][LDK] CT
+  static constexpr int a = 0;                     // [64][LDA] f32, after the products
+  static constexpr int n = a + kChunk * LDA * 4;  // [64][LDA] f32
   static constexpr int qk_end = k + kChunk * LDK * 2, an_end = n + kChunk * LDA * 4;
   static constexpr int t = ((qk_end > an_end ? qk_end : an_end) + 15) / 16 * 16;  // [32][LDT] f32
-  static constexpr int rows = t + 32 * LDT * 4;         // [4][64] f32
+  static constexpr int rows = t + 32 * LDT * 4;                                   // [4][64] f32
   static constexpr int bytes = rows + 4 * kChunk * 4;
 };
 
@@ -74,10 +74,9 @@ __device__ __forceinline__ float beta_value(const void* p, int kind, int64_t i) 
 }
 
 // Copies rows [0, 64) x cols [0, D) of a head (rows past len zero-filled) into a padded
-// shared tile, 16 bytes per cp.async, over NT threads (tid: 0..NT-1). Thread i moves piece i % P of rows i / P, i / P + R, ...:
-// a fixed column and a pointer stepped by R rows, so a copy costs a few instructions (this runs
-// once per chunk on the scan's critical path; per-copy index arithmetic there took 40% of its
-// instructions).
+// shared tile, 16 bytes per cp.async, over NT threads (tid: 0..NT-1). Thread i moves piece
+// i % P of rows i / P, i / P + R, ...: a fixed column and a pointer stepped by R rows, so a
+// copy costs a few instructions (per-copy index arithmetic once took 40% of the scan's).
 template <class CT, int D, int NT = kThreads>
 __device__ __forceinline__ void load_tile(CT* tile, int ld, const CT* base, int64_t row_stride, int len, int tid) {
   constexpr int P = D / 8, R = NT / P;  // 16-byte pieces a row, rows a pass
@@ -288,17 +287,17 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT>
 template <int K>
 struct ScanLayout {
   static constexpr int BV = 32, LDK = K + 8, LDV = BV + 8;
-  static constexpr int q = 0;                           // [64][LDK] CT
-  static constexpr int k = q + kChunk * LDK * 2;        // [64][LDK] CT
-  static constexpr int v = k + kChunk * LDK * 2;        // [64][LDV] CT
-  static constexpr int ai = v + kChunk * LDV * 2;       // [64][kLdC] CT
-  static constexpr int aqk = ai + kChunk * kLdC * 2;    // [64][kLdC] CT
-  static constexpr int rows = aqk + kChunk * kLdC * 2;  // [kScanRows][64] f32
+  static constexpr int q = 0;                                  // [64][LDK] CT
+  static constexpr int k = q + kChunk * LDK * 2;               // [64][LDK] CT
+  static constexpr int v = k + kChunk * LDK * 2;               // [64][LDV] CT
+  static constexpr int ai = v + kChunk * LDV * 2;              // [64][kLdC] CT
+  static constexpr int aqk = ai + kChunk * kLdC * 2;           // [64][kLdC] CT
+  static constexpr int rows = aqk + kChunk * kLdC * 2;         // [kScanRows][64] f32
   static constexpr int stage = rows + kScanRows * kChunk * 4;  // bytes of one stage
-  static constexpr int hT = 2 * stage;                  // [BV][LDK] CT
-  static constexpr int x = hT + BV * LDK * 2;           // [64][LDV] CT
-  static constexpr int vn = x + kChunk * LDV * 2;       // [64][LDV] CT
-  static constexpr int vd = vn + kChunk * LDV * 2;      // [64][LDV] CT
+  static constexpr int hT = 2 * stage;                         // [BV][LDK] CT
+  static constexpr int x = hT + BV * LDK * 2;                  // [64][LDV] CT
+  static constexpr int vn = x + kChunk * LDV * 2;              // [64][LDV] CT
+  static constexpr int vd = vn + kChunk * LDV * 2;             // [64][LDV] CT
   static constexpr int bytes = vd + kChunk * LDV * 2;
 };
 
