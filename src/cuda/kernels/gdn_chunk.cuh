@@ -327,6 +327,21 @@ __device__ __forceinline__ void scan_load(const ChunkParams<CT>& p, unsigned cha
   if (tid < kScanRows * kChunk / 4) cp_async16(st + L::rows + tid * 16, rows + tid * 4, true);
 }
 
+// c += rows m0..m0+15 of a lower-triangular [64][64] tile L (row stride kLdC) times the
+// [64][32] tile B, stored [k][n] with row stride ldb; the k-steps past the diagonal are skipped.
+template <class CT>
+__device__ __forceinline__ void lower_times(float (&c)[4][4], const CT* L, const CT* B, int ldb, int m0, int lane) {
+#pragma unroll
+  for (int k0 = 0; k0 < kChunk; k0 += 16) {
+    if (k0 > m0 + 15) break;
+    uint32_t a[4], b0[4], b1[4];
+    ldsm_x4(a, a_rows(L, kLdC, m0, k0, lane));
+    ldsm_x4_t(b0, b_kn(B, ldb, 0, k0, lane));
+    ldsm_x4_t(b1, b_kn(B, ldb, 16, k0, lane));
+    mma_16x32<CT>(c, a, b0, b1);
+  }
+}
+
 // The state warps' barrier between X and v_new (barrier 0 is __syncthreads).
 __device__ __forceinline__ void state_warps_sync() { asm volatile("bar.sync 1, %0;\n" ::"n"(kStateThreads)); }
 
@@ -425,15 +440,7 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
       for (int nt = 0; nt < 4; ++nt)
 #pragma unroll
         for (int e = 0; e < 4; ++e) vn[nt][e] = 0.f;
-#pragma unroll
-      for (int k0 = 0; k0 < kChunk; k0 += 16) {
-        if (k0 > m0 + 15) break;  // Ai is lower triangular
-        uint32_t a[4], b0[4], b1[4];
-        ldsm_x4(a, a_rows(ais, kLdC, m0, k0, lane));
-        ldsm_x4_t(b0, b_kn(xs, LDV, 0, k0, lane));
-        ldsm_x4_t(b1, b_kn(xs, LDV, 16, k0, lane));
-        mma_16x32<CT>(vn, a, b0, b1);
-      }
+      lower_times<CT>(vn, ais, xs, LDV, m0, lane);
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const int r = m0 + g + half * 8;
@@ -489,15 +496,7 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
           }
     } else {
       // o = (scaled q h) + Aqk v_new
-#pragma unroll
-      for (int k0 = 0; k0 < kChunk; k0 += 16) {
-        if (k0 > m0 + 15) break;  // Aqk is lower triangular
-        uint32_t a[4], b0[4], b1[4];
-        ldsm_x4(a, a_rows(aqks, kLdC, m0, k0, lane));
-        ldsm_x4_t(b0, b_kn(vns, LDV, 0, k0, lane));
-        ldsm_x4_t(b1, b_kn(vns, LDV, 16, k0, lane));
-        mma_16x32<CT>(acc, a, b0, b1);
-      }
+      lower_times<CT>(acc, aqks, vns, LDV, m0, lane);
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const int r = m0 + g + half * 8;
