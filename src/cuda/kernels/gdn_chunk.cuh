@@ -405,6 +405,20 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
                        int(rest < kChunk ? rest : kChunk), h, hk, col0);
     }
     cp_async_commit();
+    // The row factors and v pairs the epilogue below takes, read before the products, so their
+    // shared-memory latency hides under them (the state warps: e^gc |k|^-1, beta and v; the
+    // output warps: e^gc |q|^-1 scale).
+    float f0[2], f1[2];
+    uint32_t vp[2][4];
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = m0 + g + half * 8;
+      f0[half] = rows[(state_warp ? kRowK : kRowQ) * kChunk + r];
+      f1[half] = rows[kRowBeta * kChunk + r];
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt)
+        vp[half][nt] = state_warp ? *reinterpret_cast<const uint32_t*>(vs + r * LDV + nt * 8 + 2 * t) : 0u;
+    }
     const CT* xin = state_warp ? ks : qs;
 #pragma unroll
     for (int k0 = 0; k0 < K; k0 += 16) {
@@ -419,12 +433,11 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const int r = m0 + g + half * 8;
-        const float fk = rows[kRowK * kChunk + r], b = rows[kRowBeta * kChunk + r];
+        const float fk = f0[half], b = f1[half];
 #pragma unroll
         for (int nt = 0; nt < 4; ++nt) {
           const int cc = nt * 8 + 2 * t;
-          const uint32_t vp = *reinterpret_cast<const uint32_t*>(vs + r * LDV + cc);  // one load a pair
-          const CT* vv = reinterpret_cast<const CT*>(&vp);
+          const CT* vv = reinterpret_cast<const CT*>(&vp[half][nt]);
           const float v0 = float(vv[0]), v1 = float(vv[1]);
           *reinterpret_cast<uint32_t*>(xs + r * LDV + cc) =
               pack2<CT>(b * (v0 - fk * acc[nt][half * 2]), b * (v1 - fk * acc[nt][half * 2 + 1]));
@@ -460,8 +473,7 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
       // q h scaled: e^gc |q|^-1 scale
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
-        const int r = m0 + g + half * 8;
-        const float fq = rows[kRowQ * kChunk + r];
+        const float fq = f0[half];
 #pragma unroll
         for (int nt = 0; nt < 4; ++nt) acc[nt][half * 2] *= fq, acc[nt][half * 2 + 1] *= fq;
       }
