@@ -237,29 +237,45 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT>
   __syncthreads();
 
   CT* aqk = p.Aqk + (slot * p.H + h) * kChunk * kChunk;
+  // The row and column scalars in registers first: the stores to A below could alias `rows`
+  // for the compiler, which then reloaded every scalar after every store.
+  float gr[2], br[2], kr[2], qr[2];
 #pragma unroll
-  for (int j = 0; j < 8; ++j)
+  for (int half = 0; half < 2; ++half) {
+    const int r = m0 + g + half * 8;
+    gr[half] = rows[kGc * kChunk + r], br[half] = rows[kBeta * kChunk + r];
+    kr[half] = rows[kRk * kChunk + r], qr[half] = rows[kRq * kChunk + r];
+  }
 #pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int r = m0 + g + half * 8, c = j * 8 + 2 * t;
-      if (j * 8 > m0 + 15) {  // wholly above the diagonal: zeros
+  for (int j = 0; j < 8; ++j) {
+    const int c = j * 8 + 2 * t;
+    if (j * 8 > m0 + 15) {  // wholly above the diagonal: zeros
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int r = m0 + g + half * 8;
         A[r * LDA + c] = A[r * LDA + c + 1] = 0.f;
         *reinterpret_cast<uint32_t*>(aqk + r * kChunk + c) = 0u;
-        continue;
       }
-      const float gr = rows[kGc * kChunk + r];
+      continue;
+    }
+    const float gc[2] = {rows[kGc * kChunk + c], rows[kGc * kChunk + c + 1]};
+    const float kc[2] = {rows[kRk * kChunk + c], rows[kRk * kChunk + c + 1]};
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = m0 + g + half * 8;
       float a2[2], q2[2];
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
         const int cc = c + e;
-        const float d = cc <= r ? __expf(gr - rows[kGc * kChunk + cc]) * rows[kRk * kChunk + cc] : 0.f;
-        a2[e] = cc < r ? ckk[j][half * 2 + e] * d * rows[kBeta * kChunk + r] * rows[kRk * kChunk + r] : 0.f;
-        q2[e] = cqk[j][half * 2 + e] * d * rows[kRq * kChunk + r] * p.scale;
+        const float d = cc <= r ? __expf(gr[half] - gc[e]) * kc[e] : 0.f;
+        a2[e] = cc < r ? ckk[j][half * 2 + e] * d * br[half] * kr[half] : 0.f;
+        q2[e] = cqk[j][half * 2 + e] * d * qr[half] * p.scale;
       }
       A[r * LDA + c] = a2[0];
       A[r * LDA + c + 1] = a2[1];
       *reinterpret_cast<uint32_t*>(aqk + r * kChunk + c) = pack2<CT>(q2[0], q2[1]);
     }
+  }
   __syncthreads();
   invert_unit_lower(A, N, LDA, reinterpret_cast<float*>(smem + L::t), L::LDT);
   CT* ai = p.Ai + (slot * p.H + h) * kChunk * kChunk;
