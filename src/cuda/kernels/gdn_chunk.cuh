@@ -97,12 +97,12 @@ __device__ __forceinline__ void load_tile(CT* tile, int ld, const CT* base, int6
 }
 
 // N = (I + A)^-1 of a strictly lower-triangular 64 x 64 A (f32, row stride lda), by doubling:
-//   1. warp w inverts diagonal block w (16 x 16) by forward substitution, a lane per column;
-//   2. the two 32 x 32 diagonal blocks: [[D0, 0], [A10, D1]]^-1 has lower block -D1 A10 D0;
-//   3. the whole from those two the same way: lower-left -D_low A_ll D_up.
-// Steps 2 and 3 are products on the tensor cores at f32 accuracy (product_16x8_f32), in 16 x 8
-// tiles over the four warps, through the scratch T ([32][ldt]). The blocks above the diagonal
-// are left unset, except (0, 1) and (2, 3), which the 32 x 32 products read, zeroed in step 1.
+// warp w inverts diagonal block w (16 x 16) by forward substitution, a lane per column; then
+// for S = 16 and 32 the diagonal blocks of 2S come from those of S:
+//   [[D_top, 0], [A_low_top, D_low]]^-1 has lower-left block -D_low A_low_top D_top,
+// two products on the tensor cores at f32 accuracy (product_16x8_f32), in 16 x 8 tiles dealt
+// over the four warps, through the scratch T ([32][ldt]). The blocks above the diagonal are
+// left unset, except (0, 1) and (2, 3), which the 32 x 32 step reads, zeroed first.
 __device__ void invert_unit_lower(const float* A, float* N, int lda, float* T, int ldt) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, o = 16 * warp, c = lane & 15;
   if (lane < 16) {
@@ -121,33 +121,33 @@ __device__ void invert_unit_lower(const float* A, float* N, int lda, float* T, i
     for (int i = 0; i < 16; ++i) N[(o + i) * lda + o + 16 + c] = 0.f;
   }
   __syncthreads();
-  {  // step 2: warps 0, 1 the block below D0 (columns 0-7, 8-15), warps 2, 3 the one below D2
-    const int top = 32 * (warp >> 1), bot = top + 16, n0 = top + 8 * (warp & 1);
-    float* Tw = T + 16 * (warp >> 1) * ldt + 8 * (warp & 1);
-    float acc[4] = {0.f, 0.f, 0.f, 0.f};
-    product_16x8_f32(acc, A, lda, bot, top, N, lda, top, n0, 2);  // A10 D0
-    store_16x8_f32(Tw, ldt, 0, 0, acc, 1.f);
-    __syncwarp();
-    float acc2[4] = {0.f, 0.f, 0.f, 0.f};
-    product_16x8_f32(acc2, N, lda, bot, bot, Tw, ldt, 0, 0, 2);  // D1 (A10 D0)
-    store_16x8_f32(N, lda, bot, n0, acc2, -1.f);
+#pragma unroll
+  for (int S = 16; S <= 32; S *= 2) {
+    // 64 / (2S) pairs of S x S diagonal blocks, each lower-left block (S / 16) x (S / 8) tiles:
+    // 4 tiles at S = 16, 8 at S = 32. Tile i: pair i / per, rows 16 (i % per / (S / 8)), columns
+    // 8 (i % (S / 8)) of the block; pair q's T at rows S q of the scratch.
+    constexpr int kWarps = kThreads / 32;
+    const int per = (S / 16) * (S / 8);
+    auto tile = [&](int i, int& top, int& m, int& n) {
+      top = 2 * S * (i / per), m = 16 * (i % per / (S / 8)), n = 8 * (i % (S / 8));
+    };
+    for (int i = warp; i < 64 / (2 * S) * per; i += kWarps) {  // T = A_low_top D_top
+      int top, m, n;
+      tile(i, top, m, n);
+      float acc[4] = {0.f, 0.f, 0.f, 0.f};
+      product_16x8_f32(acc, A, lda, top + S + m, top, N, lda, top, top + n, S / 8);
+      store_16x8_f32(T, ldt, top / 2 + m, n, acc, 1.f);
+    }
+    __syncthreads();
+    for (int i = warp; i < 64 / (2 * S) * per; i += kWarps) {  // lower-left = -D_low T
+      int top, m, n;
+      tile(i, top, m, n);
+      float acc[4] = {0.f, 0.f, 0.f, 0.f};
+      product_16x8_f32(acc, N, lda, top + S + m, top + S, T + top / 2 * ldt, ldt, 0, n, S / 8);
+      store_16x8_f32(N, lda, top + S + m, top + n, acc, -1.f);
+    }
+    __syncthreads();
   }
-  __syncthreads();
-  // step 3: warp w takes rows 16 (w / 2).. of the 32 x 32 lower-left block, columns 16 (w % 2)..
-  const int m0 = 16 * (warp >> 1), n0 = 16 * (warp & 1);
-  float acc[2][4] = {};
-#pragma unroll
-  for (int j = 0; j < 2; ++j) product_16x8_f32(acc[j], A, lda, 32 + m0, 0, N, lda, 0, n0 + 8 * j, 4);  // A_ll D_up
-#pragma unroll
-  for (int j = 0; j < 2; ++j) store_16x8_f32(T, ldt, m0, n0 + 8 * j, acc[j], 1.f);
-  __syncthreads();
-#pragma unroll
-  for (int j = 0; j < 2; ++j) {
-    float d[4] = {0.f, 0.f, 0.f, 0.f};
-    product_16x8_f32(d, N, lda, 32 + m0, 32, T, ldt, 0, n0 + 8 * j, 4);  // D_low (A_ll D_up)
-    store_16x8_f32(N, lda, 32 + m0, n0 + 8 * j, d, -1.f);
-  }
-  __syncthreads();
 }
 
 template <class CT, int K>
