@@ -1,5 +1,5 @@
 // CUDA entry for gdn_chunk: the tensor-core path (prepare + scan kernels) for bf16/f16
-// inputs whose rows allow 16-byte copies, the six stage kernels otherwise.
+// inputs whose rows allow 16-byte copies on Hopper, the six stage kernels otherwise.
 #include "cuda/common/check.h"
 #include "cuda/common/dispatch.cuh"
 #include "cuda/common/launch.h"
@@ -17,10 +17,18 @@ namespace {
 
 bool rows16(const HeadView& v) { return aligned16(v.data) && v.token_stride % 8 == 0 && v.head_stride % 8 == 0; }
 
-// The tensor-core path: half-precision inputs, copies of whole 16-byte row pieces, and
-// stores of element pairs.
-bool fused_ok(const GdnArgs& a) {
-  if (a.q.dtype != DType::bf16 && a.q.dtype != DType::f16) return false;
+// The scan's warpgroup products are sm_90a code: compute capability 9.0 only.
+bool hopper(const Session& s) {
+  int major = 0, minor = 0;
+  MLXN_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, s.device().index));
+  MLXN_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, s.device().index));
+  return major == 9 && minor == 0;
+}
+
+// The tensor-core path: a Hopper GPU, half-precision inputs, copies of whole 16-byte row
+// pieces, and stores of element pairs.
+bool fused_ok(const Session& s, const GdnArgs& a) {
+  if ((a.q.dtype != DType::bf16 && a.q.dtype != DType::f16) || !hopper(s)) return false;
   const bool out_pairs =
       (reinterpret_cast<uintptr_t>(a.out.data) & 3) == 0 && a.out.token_stride % 2 == 0 && a.out.head_stride % 2 == 0;
   return rows16(a.q) && rows16(a.k) && rows16(a.v) && out_pairs;
@@ -64,7 +72,7 @@ void launch_fused(Session& s, const GdnArgs& a) {
 }
 
 void gdn_chunk_cuda(Session& s, const GdnArgs& a) {
-  if (!fused_ok(a)) {
+  if (!fused_ok(s, a)) {
     gdn_chunk_composed(s, a);
     return;
   }

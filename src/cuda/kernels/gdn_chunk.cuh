@@ -16,6 +16,7 @@
 // results, so the kernels read q, k and v straight from the caller's tensors.
 #include "cuda/kernels/gdn_common.cuh"
 #include "cuda/kernels/gdn_mma.cuh"
+#include "cuda/kernels/wgmma.cuh"
 
 namespace mlxn::kernels::gdn {
 
@@ -48,8 +49,7 @@ enum RowScalar { kGc = 0, kBeta = 1, kRq = 2, kRk = 3 };  // the prepare's own r
 // update's), G the chunk's last gc. Rows past the chunk's length are 0 but for gc.
 enum ScanRow { kRowGc = 0, kRowBeta = 1, kRowQ = 2, kRowK = 3, kRowD = 4, kScanRows = 5 };
 
-constexpr int kThreads = 128;     // four warps, each 16 rows of a 64-token chunk
-constexpr int kLdC = kChunk + 8;  // row stride of [64][64] CT tiles (padded for ldmatrix)
+constexpr int kThreads = 128;  // four warps, each 16 rows of a 64-token chunk
 
 // Shared memory of the prepare kernel: the chunk's q and k tiles, then (once the products are
 // in registers) A and its inverse N in the same bytes (f32, padded rows); a product scratch T
@@ -298,29 +298,54 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT>
   }
 }
 
+// Copies rows [0, 64) x cols [0, D) of a head (rows past len zero-filled) into a swizzled
+// tile (wgmma.cuh), 16 bytes per cp.async, over NT threads: as load_tile, thread i moves piece
+// i % P of rows i / P, i / P + R, ... (a warp: whole rows, so all 32 banks).
+template <class CT, int D, int NT>
+__device__ __forceinline__ void load_swizzled(CT* tile, const CT* base, int64_t row_stride, int len, int tid) {
+  constexpr int P = D / 8, R = NT / P;  // 16-byte pieces a row, rows a pass
+  static_assert(NT % P == 0 && kChunk % R == 0 && D % 64 == 0, "whole passes of whole strips");
+  const int r0 = tid / P, c = (tid % P) * 8;
+  const CT* src = base + r0 * row_stride + c;
+#pragma unroll
+  for (int i = 0; i < kChunk / R; ++i, src += R * row_stride) {
+    CT* dst = tile + swizzled_offset(r0 + i * R, c);
+    if (len >= kChunk) {  // every chunk but a sequence's last
+      cp_async<16>(dst, src);
+    } else {
+      const bool valid = r0 + i * R < len;
+      cp_async16(dst, valid ? src : base, valid);
+    }
+  }
+}
+
 // Shared memory of the scan kernel: two stages of chunk inputs, then the state and the
-// per-chunk intermediates.
+// per-chunk intermediates. The products' operands are blocked tiles (wgmma.cuh); v, read by
+// threads only, keeps padded rows.
 template <int K>
 struct ScanLayout {
-  static constexpr int BV = 32, LDK = K + 8, LDV = BV + 8;
-  static constexpr int q = 0;                                  // [64][LDK] CT
-  static constexpr int k = q + kChunk * LDK * 2;               // [64][LDK] CT
-  static constexpr int v = k + kChunk * LDK * 2;               // [64][LDV] CT
-  static constexpr int ai = v + kChunk * LDV * 2;              // [64][kLdC] CT
-  static constexpr int aqk = ai + kChunk * kLdC * 2;           // [64][kLdC] CT
-  static constexpr int rows = aqk + kChunk * kLdC * 2;         // [kScanRows][64] f32
-  static constexpr int stage = rows + kScanRows * kChunk * 4;  // bytes of one stage
-  static constexpr int hT = 2 * stage;                         // [BV][LDK] CT
-  static constexpr int x = hT + BV * LDK * 2;                  // [64][LDV] CT
-  static constexpr int vn = x + kChunk * LDV * 2;              // [64][LDV] CT
-  static constexpr int vd = vn + kChunk * LDV * 2;             // [64][LDV] CT
-  static constexpr int bytes = vd + kChunk * LDV * 2;
+  static constexpr int BV = 32, LDV = BV + 8;
+  static constexpr int q = 0;                                                         // [64][K] CT, swizzled
+  static constexpr int k = q + kChunk * K * 2;                                        // [64][K] CT, swizzled
+  static constexpr int v = k + kChunk * K * 2;                                        // [64][LDV] CT
+  static constexpr int ai = v + kChunk * LDV * 2;                                     // [64][64] CT, swizzled
+  static constexpr int aqk = ai + kChunk * kChunk * 2;                                // [64][64] CT, swizzled
+  static constexpr int rows = aqk + kChunk * kChunk * 2;                              // [kScanRows][64] f32
+  static constexpr int stage = (rows + kScanRows * kChunk * 4 + 1023) / 1024 * 1024;  // bytes of one stage
+  static constexpr int h = 2 * stage;                                                 // [K][BV] CT, blocked
+  static constexpr int x = h + K * BV * 2;                                            // [64][BV] CT, blocked
+  static constexpr int vn = x + kChunk * BV * 2;                                      // [64][BV] CT, blocked
+  static constexpr int vd = vn + kChunk * BV * 2;                                     // [64][BV] CT, blocked
+  // The swizzled tiles need 1024-byte alignment; the kernel aligns its base, from up to 1 KB in.
+  static constexpr int bytes = vd + kChunk * BV * 2 + 1024;
+  static_assert(k % 1024 == 0 && ai % 1024 == 0 && aqk % 1024 == 0, "swizzled tiles 1024-byte aligned");
 };
 
-// The scan's block: warps 0-3 carry the state through the chunks (k h, X, v_new, the state
-// update), warps 4-7 make the outputs (q h, then Aqk v_new) beside them. Each warp of either
-// kind takes token rows 16 (w % 4)..; the output warps run while the state warps work, so each
-// scheduler has a second warp to issue from during the state chain's waits.
+// The scan's block: warpgroup 0 (warps 0-3) carries the state through the chunks (k h, X,
+// v_new, the state update), warpgroup 1 (warps 4-7) makes the outputs (q h, then Aqk v_new)
+// beside it and copies the next chunk's inputs. Every product is a warpgroup wgmma over the
+// chunk's 64 token rows (or a 64-row half of the state), warp w of a group holding rows
+// 16 w.. of the result.
 constexpr int kScanThreads = 256, kStateThreads = 128;
 
 // The output warps' copies of a chunk's inputs (thread index tid, 0..127 over those warps).
@@ -330,72 +355,92 @@ __device__ __forceinline__ void scan_load(const ChunkParams<CT>& p, unsigned cha
   using L = ScanLayout<K>;
   constexpr int NT = kScanThreads - kStateThreads;
   const int tid = int(threadIdx.x) - kStateThreads;
-  load_tile<CT, K, NT>(reinterpret_cast<CT*>(st + L::q), L::LDK, p.q + tok0 * p.q_tok + hk * p.q_head, p.q_tok, len,
-                       tid);
-  load_tile<CT, K, NT>(reinterpret_cast<CT*>(st + L::k), L::LDK, p.k + tok0 * p.k_tok + hk * p.k_head, p.k_tok, len,
-                       tid);
+  load_swizzled<CT, K, NT>(reinterpret_cast<CT*>(st + L::q), p.q + tok0 * p.q_tok + hk * p.q_head, p.q_tok, len, tid);
+  load_swizzled<CT, K, NT>(reinterpret_cast<CT*>(st + L::k), p.k + tok0 * p.k_tok + hk * p.k_head, p.k_tok, len, tid);
   load_tile<CT, L::BV, NT>(reinterpret_cast<CT*>(st + L::v), L::LDV, p.v + tok0 * p.v_tok + h * p.v_head + col0,
                            p.v_tok, len, tid);
   const int64_t mat = (slot * p.H + h) * kChunk * kChunk;
-  load_tile<CT, kChunk, NT>(reinterpret_cast<CT*>(st + L::ai), kLdC, p.Ai + mat, kChunk, kChunk, tid);
-  load_tile<CT, kChunk, NT>(reinterpret_cast<CT*>(st + L::aqk), kLdC, p.Aqk + mat, kChunk, kChunk, tid);
+  load_swizzled<CT, kChunk, NT>(reinterpret_cast<CT*>(st + L::ai), p.Ai + mat, kChunk, kChunk, tid);
+  load_swizzled<CT, kChunk, NT>(reinterpret_cast<CT*>(st + L::aqk), p.Aqk + mat, kChunk, kChunk, tid);
   const float* rows = p.rows + (slot * p.H + h) * kScanRows * kChunk;
   if (tid < kScanRows * kChunk / 4) cp_async16(st + L::rows + tid * 16, rows + tid * 4, true);
 }
 
-// c += rows m0..m0+15 of a lower-triangular [64][64] tile L (row stride kLdC) times the
-// [64][32] tile B, stored [k][n] with row stride ldb; the k-steps past the diagonal are skipped.
-template <class CT>
-__device__ __forceinline__ void lower_times(float (&c)[4][4], const CT* L, const CT* B, int ldb, int m0, int lane) {
+// d (64 x 32) = (accumulate ? d : 0) + A . B over `steps` k = 16 steps. A is a swizzled tile
+// at `a`: its rows as M and columns as K (K-major), or, kTransA, the 64 x 64 strip at `a` with
+// its rows as K and columns as M. B is the blocked [k][32] tile at `b` (its rows as K). Issued
+// by the whole warpgroup; complete when it returns.
+template <class CT, bool kTransA>
+__device__ __forceinline__ void wg_product(float (&d)[16], const CT* a, const CT* b, int steps, bool accumulate) {
+  wgmma_fence();
 #pragma unroll
-  for (int k0 = 0; k0 < kChunk; k0 += 16) {
-    if (k0 > m0 + 15) break;
-    uint32_t a[4], b0[4], b1[4];
-    ldsm_x4(a, a_rows(L, kLdC, m0, k0, lane));
-    ldsm_x4_t(b0, b_kn(B, ldb, 0, k0, lane));
-    ldsm_x4_t(b1, b_kn(B, ldb, 16, k0, lane));
-    mma_16x32<CT>(c, a, b0, b1);
+  for (int s = 0; s < steps; ++s) {
+    const CT* as = kTransA ? a + 16 * s * 64 : a + (s / 4) * 64 * 64 + (s % 4) * 16;
+    wgmma_64x32<CT, kTransA, true>(d, swizzled_desc(as, kTransA),
+                                   blocked_desc(b + blocked_offset(16 * s, 0, 32), 32, true), accumulate || s > 0);
   }
+  wgmma_commit_and_wait();
+}
+
+// Element (row, col) of a 64 x 32 accumulator d held by this thread: d[4 j + e] with
+// row = 16 (warp % 4) + g + 8 (e >> 1), col = 8 j + 2 t + (e & 1); pair p = 2 (j) + half.
+template <class CT>
+__device__ __forceinline__ void store_pairs_blocked(CT* tile, const float (&d)[16], int row0, float scale0,
+                                                    float scale1) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int j = 0; j < 4; ++j)
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const float f = half ? scale1 : scale0;
+      *reinterpret_cast<uint32_t*>(tile + blocked_offset(row0 + g + 8 * half, 8 * j + 2 * t, 32)) =
+          pack2<CT>(d[4 * j + 2 * half] * f, d[4 * j + 2 * half + 1] * f);
+    }
 }
 
 template <class CT, int K>
 __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT> p) {
   using L = ScanLayout<K>;
-  constexpr int BV = L::BV, LDK = L::LDK, LDV = L::LDV, MT = K / 64;  // state m-tiles per warp
-  extern __shared__ __align__(16) unsigned char smem[];
-  CT* hT = reinterpret_cast<CT*>(smem + L::hT);
+  constexpr int BV = L::BV, LDV = L::LDV, MT = K / 64;  // 64-row halves of the state
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+  CT* hs = reinterpret_cast<CT*>(smem + L::h);
   CT* xs = reinterpret_cast<CT*>(smem + L::x);
   CT* vns = reinterpret_cast<CT*>(smem + L::vn);
   CT* vds = reinterpret_cast<CT*>(smem + L::vd);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
-  const bool state_warp = warp < 4;
+  // The warpgroup, through a shuffle so that the compiler sees it uniform over each warp (else
+  // it serialises the wgmma of the branches on it).
+  const bool state_warp = __shfl_sync(0xffffffffu, tid / kStateThreads, 0) == 0;
   const int col0 = blockIdx.x * BV, h = blockIdx.y, hk = h / p.group;
   const int64_t nseq = blockIdx.z;
   int64_t begin, len_seq, slot0;
   seq_span(p.seq, nseq, begin, len_seq, slot0);
   const int64_t nchunks = (len_seq + kChunk - 1) / kChunk;
-  const int m0 = (warp & 3) * 16;     // token rows of this warp
-  const int s0 = (warp & 3) * K / 4;  // state rows of this warp (state warps)
+  const int m0 = (warp & 3) * 16;  // the 16 rows of each 64-row product this warp holds
 
-  // state slice (state warps): rows s0 + 16 mt + (g, g + 8), columns col0 + 8 nt + 2t (+1)
-  float hacc[MT][4][4];
+  // The state (state warps): hacc[mt][4 j + e] is row 64 mt + m0 + g + 8 (e >> 1), column
+  // 8 j + 2 t + (e & 1) of the slice; in f32 here, and as CT in hs for the products.
+  float hacc[MT][16];
   const int64_t soff = (nseq * p.H + h) * int64_t(K) * p.V;
+  if (state_warp) {
 #pragma unroll
-  for (int mt = 0; mt < MT; ++mt)
+    for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
-    for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int r = s0 + mt * 16 + g + (e >> 1) * 8, c = nt * 8 + 2 * t + (e & 1);
-        hacc[mt][nt][e] = p.h0 && state_warp ? p.h0[soff + int64_t(r) * p.V + col0 + c] : 0.f;
-        if (state_warp) hT[c * LDK + r] = CT(hacc[mt][nt][e]);
+      for (int e = 0; e < 16; ++e) {
+        const int r = 64 * mt + m0 + g + 8 * ((e & 3) >> 1), c = 8 * (e >> 2) + 2 * t + (e & 1);
+        hacc[mt][e] = p.h0 ? p.h0[soff + int64_t(r) * p.V + col0 + c] : 0.f;
       }
+      store_pairs_blocked<CT>(hs + 64 * mt * BV, hacc[mt], m0, 1.f, 1.f);
+    }
+  }
   // The output warps copy each chunk's inputs a step ahead, off the state chain's path.
   if (!state_warp && nchunks > 0)
     scan_load<CT, K>(p, smem, slot0, begin, int(len_seq < kChunk ? len_seq : kChunk), h, hk, col0);
   cp_async_commit();
   cp_async_wait<0>();
-  __syncthreads();  // chunk 0's inputs and the state hT are in shared memory
+  fence_shared_for_wgmma();
+  __syncthreads();  // chunk 0's inputs and the state are in shared memory
 
   for (int64_t c = 0; c < nchunks; ++c) {
     unsigned char* st = smem + (c & 1) * L::stage;
@@ -409,20 +454,14 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
     const float* rows = reinterpret_cast<const float*>(st + L::rows);
     const float eG = __expf(rows[kRowGc * kChunk + len - 1]);  // the state's decay over the chunk
 
-    // Token rows m0..m0+15 of (k h) for the state warps, of (q h) for the output warps.
-    float acc[4][4];
-#pragma unroll
-    for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc[nt][e] = 0.f;
     if (!state_warp && c + 1 < nchunks) {  // the next chunk's copies, into the stage chunk c - 1 used
       const int64_t rest = len_seq - (c + 1) * kChunk;
       scan_load<CT, K>(p, smem + ((c + 1) & 1) * L::stage, slot0 + c + 1, tok0 + kChunk,
                        int(rest < kChunk ? rest : kChunk), h, hk, col0);
     }
     cp_async_commit();
-    // The row factors and v pairs the epilogue below takes, read before the products, so their
-    // shared-memory latency hides under them (the state warps: e^gc |k|^-1, beta and v; the
+    // The row factors and v pairs the epilogue below takes, read before the product, so their
+    // shared-memory latency hides under it (the state warps: e^gc |k|^-1, beta and v; the
     // output warps: e^gc |q|^-1 scale).
     float f0[2], f1[2];
     uint32_t vp[2][4];
@@ -432,125 +471,84 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
       f0[half] = rows[(state_warp ? kRowK : kRowQ) * kChunk + r];
       f1[half] = rows[kRowBeta * kChunk + r];
 #pragma unroll
-      for (int nt = 0; nt < 4; ++nt)
-        vp[half][nt] = state_warp ? *reinterpret_cast<const uint32_t*>(vs + r * LDV + nt * 8 + 2 * t) : 0u;
+      for (int j = 0; j < 4; ++j)
+        vp[half][j] = state_warp ? *reinterpret_cast<const uint32_t*>(vs + r * LDV + j * 8 + 2 * t) : 0u;
     }
-    const CT* xin = state_warp ? ks : qs;
-#pragma unroll
-    for (int k0 = 0; k0 < K; k0 += 16) {
-      uint32_t a[4], b0[4], b1[4];
-      ldsm_x4(a, a_rows(xin, LDK, m0, k0, lane));
-      ldsm_x4(b0, b_nk(hT, LDK, 0, k0, lane));
-      ldsm_x4(b1, b_nk(hT, LDK, 16, k0, lane));
-      mma_16x32<CT>(acc, a, b0, b1);
-    }
+    // Token rows of (k h) for the state warps, of (q h) for the output warps.
+    float acc[16];
+    wg_product<CT, false>(acc, state_warp ? ks : qs, hs, K / 16, false);
     if (state_warp) {
       // X = beta (v - e^gc rk (k h)) -> shared
 #pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int r = m0 + g + half * 8;
-        const float fk = f0[half], b = f1[half];
+      for (int j = 0; j < 4; ++j)
 #pragma unroll
-        for (int nt = 0; nt < 4; ++nt) {
-          const int cc = nt * 8 + 2 * t;
-          const CT* vv = reinterpret_cast<const CT*>(&vp[half][nt]);
-          const float v0 = float(vv[0]), v1 = float(vv[1]);
-          *reinterpret_cast<uint32_t*>(xs + r * LDV + cc) =
-              pack2<CT>(b * (v0 - fk * acc[nt][half * 2]), b * (v1 - fk * acc[nt][half * 2 + 1]));
+        for (int half = 0; half < 2; ++half) {
+          const CT* vv = reinterpret_cast<const CT*>(&vp[half][j]);
+          const float fk = f0[half], b = f1[half];
+          acc[4 * j + 2 * half] = b * (float(vv[0]) - fk * acc[4 * j + 2 * half]);
+          acc[4 * j + 2 * half + 1] = b * (float(vv[1]) - fk * acc[4 * j + 2 * half + 1]);
         }
-      }
+      store_pairs_blocked<CT>(xs, acc, m0, 1.f, 1.f);
+      fence_shared_for_wgmma();
     }
     // X is in shared memory. The output warps take this barrier too: with a barrier of the state
     // warps alone (bar.sync 1, 128) compute-sanitizer's racecheck reported the later block-wide
     // barriers as missing; this form checks clean and costs ~1 us at T4096.
     __syncthreads();
     if (state_warp) {
-      // v_new = Ai X
-      float vn[4][4];
+      // v_new = Ai X, stored as rounded, and its copy scaled by e^(G - gc) |k|^-1 for the update
+      float vn[16];
+      wg_product<CT, false>(vn, ais, xs, kChunk / 16, false);
 #pragma unroll
-      for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) vn[nt][e] = 0.f;
-      lower_times<CT>(vn, ais, xs, LDV, m0, lane);
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int r = m0 + g + half * 8;
-        const float d = rows[kRowD * kChunk + r];
-#pragma unroll
-        for (int nt = 0; nt < 4; ++nt) {
-          const int cc = nt * 8 + 2 * t;
-          const uint32_t pv = pack2<CT>(vn[nt][half * 2], vn[nt][half * 2 + 1]);
-          *reinterpret_cast<uint32_t*>(vns + r * LDV + cc) = pv;
-          const CT* pr = reinterpret_cast<const CT*>(&pv);  // the state goes on from v_new as rounded
-          *reinterpret_cast<uint32_t*>(vds + r * LDV + cc) = pack2<CT>(float(pr[0]) * d, float(pr[1]) * d);
-        }
-      }
+      for (int e = 0; e < 16; ++e) vn[e] = float(CT(vn[e]));  // the state goes on from v_new as rounded
+      store_pairs_blocked<CT>(vns, vn, m0, 1.f, 1.f);
+      store_pairs_blocked<CT>(vds, vn, m0, rows[kRowD * kChunk + m0 + g], rows[kRowD * kChunk + m0 + g + 8]);
+      fence_shared_for_wgmma();
     } else {
       // q h scaled: e^gc |q|^-1 scale
 #pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const float fq = f0[half];
+      for (int j = 0; j < 4; ++j)
 #pragma unroll
-        for (int nt = 0; nt < 4; ++nt) acc[nt][half * 2] *= fq, acc[nt][half * 2 + 1] *= fq;
-      }
+        for (int e = 0; e < 4; ++e) acc[4 * j + e] *= f0[e >> 1];
     }
-    __syncthreads();  // v_new is in shared memory; every read of hT is done
+    __syncthreads();  // v_new is in shared memory; every read of the state hs is done
     if (state_warp) {
-      // h = e^G h + k^T vd for state rows s0.. (k read transposed from the token-major tile)
+      // h = e^G h + k^T vd, per 64-row half of the state (k^T: the k tile read transposed)
 #pragma unroll
-      for (int mt = 0; mt < MT; ++mt)
+      for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
-        for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) hacc[mt][nt][e] *= eG;
-#pragma unroll
-      for (int k0 = 0; k0 < kChunk; k0 += 16) {
-        uint32_t b0[4], b1[4];
-        ldsm_x4_t(b0, b_kn(vds, LDV, 0, k0, lane));
-        ldsm_x4_t(b1, b_kn(vds, LDV, 16, k0, lane));
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt) {
-          uint32_t a[4];
-          ldsm_x4_t(a, a_trans(ks, LDK, s0 + mt * 16, k0, lane));
-          mma_16x32<CT>(hacc[mt], a, b0, b1);
-        }
+        for (int e = 0; e < 16; ++e) hacc[mt][e] *= eG;
+        wg_product<CT, true>(hacc[mt], ks + swizzled_offset(0, 64 * mt), vds, kChunk / 16, true);
+        store_pairs_blocked<CT>(hs + 64 * mt * BV, hacc[mt], m0, 1.f, 1.f);
       }
-#pragma unroll
-      for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-        for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int r = s0 + mt * 16 + g + (e >> 1) * 8, cc = nt * 8 + 2 * t + (e & 1);
-            hT[cc * LDK + r] = CT(hacc[mt][nt][e]);
-          }
+      fence_shared_for_wgmma();
     } else {
       // o = (scaled q h) + Aqk v_new
-      lower_times<CT>(acc, aqks, vns, LDV, m0, lane);
+      wg_product<CT, false>(acc, aqks, vns, kChunk / 16, true);
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const int r = m0 + g + half * 8;
         if (r < len) {
           CT* orow = p.out + (tok0 + r) * p.o_tok + h * p.o_head + col0;
 #pragma unroll
-          for (int nt = 0; nt < 4; ++nt)
-            *reinterpret_cast<uint32_t*>(orow + nt * 8 + 2 * t) = pack2<CT>(acc[nt][half * 2], acc[nt][half * 2 + 1]);
+          for (int j = 0; j < 4; ++j)
+            *reinterpret_cast<uint32_t*>(orow + j * 8 + 2 * t) =
+                pack2<CT>(acc[4 * j + 2 * half], acc[4 * j + 2 * half + 1]);
         }
       }
     }
     cp_async_wait<0>();  // the output warps' copies of chunk c + 1
-    __syncthreads();     // hT complete, chunk c + 1's inputs landed, v_new read, this stage free
+    fence_shared_for_wgmma();
+    __syncthreads();  // the state complete, chunk c + 1's inputs landed, v_new read, this stage free
   }
   if (p.ht && state_warp) {
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-      for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int r = s0 + mt * 16 + g + (e >> 1) * 8, cc = nt * 8 + 2 * t + (e & 1);
-          p.ht[soff + int64_t(r) * p.V + col0 + cc] = hacc[mt][nt][e];
-        }
+      for (int e = 0; e < 16; ++e) {
+        const int r = 64 * mt + m0 + g + 8 * ((e & 3) >> 1), cc = 8 * (e >> 2) + 2 * t + (e & 1);
+        p.ht[soff + int64_t(r) * p.V + col0 + cc] = hacc[mt][e];
+      }
   }
 }
 

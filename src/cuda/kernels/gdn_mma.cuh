@@ -10,16 +10,6 @@
 
 namespace mlxn::kernels::gdn {
 
-// c[n] += a . b over one 16 x 32 slab of B: n-tiles 0, 1 from b0 (one ldsm_x4) and 2, 3 from b1.
-template <class CT>
-__device__ __forceinline__ void mma_16x32(float (&c)[4][4], const uint32_t (&a)[4], const uint32_t (&b0)[4],
-                                          const uint32_t (&b1)[4]) {
-  mma_16816<CT>(c[0], a, b0[0], b0[1]);
-  mma_16816<CT>(c[1], a, b0[2], b0[3]);
-  mma_16816<CT>(c[2], a, b1[0], b1[1]);
-  mma_16816<CT>(c[3], a, b1[2], b1[3]);
-}
-
 // Two floats as one 32-bit pair of CT (the lower address holds `lo`).
 template <class CT>
 __device__ __forceinline__ uint32_t pack2(float lo, float hi);
@@ -41,23 +31,11 @@ template <class CT>
 __device__ __forceinline__ const CT* a_rows(const CT* tile, int ld, int m0, int k0, int lane) {
   return tile + (m0 + (lane & 15)) * ld + k0 + (lane >> 4) * 8;
 }
-// A fragment (rows m0.., cols k0..) of a tile stored transposed, [k][m].
-template <class CT>
-__device__ __forceinline__ const CT* a_trans(const CT* tile, int ld, int m0, int k0, int lane) {
-  const int mat = lane >> 3;
-  return tile + (k0 + (lane & 7) + (mat >> 1) * 8) * ld + m0 + (mat & 1) * 8;
-}
 // B fragments of n-tiles n0 and n0 + 8 at k0.. from a tile stored [n][k] (k contiguous).
 template <class CT>
 __device__ __forceinline__ const CT* b_nk(const CT* tile, int ld, int n0, int k0, int lane) {
   return tile + (n0 + (lane & 7) + (lane >> 4) * 8) * ld + k0 + ((lane >> 3) & 1) * 8;
 }
-// B fragments of n-tiles n0 and n0 + 8 at k0.. from a tile stored [k][n] (n contiguous).
-template <class CT>
-__device__ __forceinline__ const CT* b_kn(const CT* tile, int ld, int n0, int k0, int lane) {
-  return tile + (k0 + (lane & 7) + ((lane >> 3) & 1) * 8) * ld + n0 + (lane >> 4) * 8;
-}
-
 // f32 products of small shared matrices on the tensor cores, at about f32 accuracy: each
 // operand is split into a tf32 head (its top 19 bits, a mask) and the exact f32 tail, and a . b
 // is taken as a_tail b_head + a_head b_tail + a_head b_head. The mma reads the tail's top 19
