@@ -319,12 +319,13 @@ __device__ __forceinline__ void load_swizzled(CT* tile, const CT* base, int64_t 
   }
 }
 
-// Shared memory of the scan kernel: two stages of chunk inputs, then the state and the
-// per-chunk intermediates. The products' operands are blocked tiles (wgmma.cuh); v, read by
-// threads only, keeps padded rows.
+// Shared memory of the scan kernel: a ring of kStages stages of chunk inputs (three, so that a
+// chunk's copies have two steps to land; two at K = 256, where three do not fit), then the
+// state and the per-chunk intermediates. The copied tiles are swizzled and the tiles threads
+// write blocked (wgmma.cuh); v, read by threads only, keeps padded rows.
 template <int K>
 struct ScanLayout {
-  static constexpr int BV = 32, LDV = BV + 8;
+  static constexpr int BV = 32, LDV = BV + 8, kStages = K <= 128 ? 3 : 2;
   static constexpr int q = 0;                                                         // [64][K] CT, swizzled
   static constexpr int k = q + kChunk * K * 2;                                        // [64][K] CT, swizzled
   static constexpr int v = k + kChunk * K * 2;                                        // [64][LDV] CT
@@ -332,7 +333,7 @@ struct ScanLayout {
   static constexpr int aqk = ai + kChunk * kChunk * 2;                                // [64][64] CT, swizzled
   static constexpr int rows = aqk + kChunk * kChunk * 2;                              // [kScanRows][64] f32
   static constexpr int stage = (rows + kScanRows * kChunk * 4 + 1023) / 1024 * 1024;  // bytes of one stage
-  static constexpr int h = 2 * stage;                                                 // [K][BV] CT, blocked
+  static constexpr int h = kStages * stage;                                           // [K][BV] CT, blocked
   static constexpr int x = h + K * BV * 2;                                            // [64][BV] CT, blocked
   static constexpr int vn = x + kChunk * BV * 2;                                      // [64][BV] CT, blocked
   static constexpr int vd = vn + kChunk * BV * 2;                                     // [64][BV] CT, blocked
@@ -434,16 +435,42 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
       store_pairs_blocked<CT>(hs + 64 * mt * BV, hacc[mt], m0, 1.f, 1.f);
     }
   }
-  // The output warps copy each chunk's inputs a step ahead, off the state chain's path.
-  if (!state_warp && nchunks > 0)
-    scan_load<CT, K>(p, smem, slot0, begin, int(len_seq < kChunk ? len_seq : kChunk), h, hk, col0);
-  cp_async_commit();
-  cp_async_wait<0>();
+  // The output warps copy each chunk's inputs kStages - 1 steps ahead, off the state chain's
+  // path: chunk cc into stage `slot`, one commit group per chunk (empty past the last).
+  constexpr int S = L::kStages;
+  auto load_chunk = [&](int64_t cc, int slot) {
+    if (!state_warp && cc < nchunks) {
+      const int64_t rest = len_seq - cc * kChunk;
+      scan_load<CT, K>(p, smem + slot * L::stage, slot0 + cc, begin + cc * kChunk, int(rest < kChunk ? rest : kChunk),
+                       h, hk, col0);
+    }
+    cp_async_commit();
+  };
+#pragma unroll
+  for (int i = 0; i < S - 1; ++i) load_chunk(i, i);
+  cp_async_wait<S - 2>();
   fence_shared_for_wgmma();
   __syncthreads();  // chunk 0's inputs and the state are in shared memory
 
-  for (int64_t c = 0; c < nchunks; ++c) {
-    unsigned char* st = smem + (c & 1) * L::stage;
+  // The output warps' rows of chunk c's o, stored during step c + 1: the stores are then long
+  // done when the step's closing fence (which waits for this thread's memory operations) comes.
+  uint32_t o_pairs[2][4];
+  int64_t o_tok0 = 0;
+  int o_len = 0;
+  auto store_out = [&] {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = m0 + g + half * 8;
+      if (r < o_len) {
+        CT* orow = p.out + (o_tok0 + r) * p.o_tok + h * p.o_head + col0;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) *reinterpret_cast<uint32_t*>(orow + j * 8 + 2 * t) = o_pairs[half][j];
+      }
+    }
+  };
+  int slot = 0;  // chunk c's stage, c % S
+  for (int64_t c = 0; c < nchunks; ++c, slot = slot + 1 == S ? 0 : slot + 1) {
+    unsigned char* st = smem + slot * L::stage;
     const int64_t tok0 = begin + c * kChunk;
     const int len = int(len_seq - c * kChunk < kChunk ? len_seq - c * kChunk : kChunk);
     const CT* qs = reinterpret_cast<const CT*>(st + L::q);
@@ -454,12 +481,8 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
     const float* rows = reinterpret_cast<const float*>(st + L::rows);
     const float eG = __expf(rows[kRowGc * kChunk + len - 1]);  // the state's decay over the chunk
 
-    if (!state_warp && c + 1 < nchunks) {  // the next chunk's copies, into the stage chunk c - 1 used
-      const int64_t rest = len_seq - (c + 1) * kChunk;
-      scan_load<CT, K>(p, smem + ((c + 1) & 1) * L::stage, slot0 + c + 1, tok0 + kChunk,
-                       int(rest < kChunk ? rest : kChunk), h, hk, col0);
-    }
-    cp_async_commit();
+    load_chunk(c + S - 1, slot == 0 ? S - 1 : slot - 1);  // into the stage chunk c - 1 used
+    if (!state_warp) store_out();                         // chunk c - 1's (none before chunk 0)
     // The row factors and v pairs the epilogue below takes, read before the product, so their
     // shared-memory latency hides under it (the state warps: e^gc |k|^-1, beta and v; the
     // output warps: e^gc |q|^-1 scale).
@@ -523,24 +546,20 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
       }
       fence_shared_for_wgmma();
     } else {
-      // o = (scaled q h) + Aqk v_new
+      // o = (scaled q h) + Aqk v_new, stored early in the next step (store_out)
       wg_product<CT, false>(acc, aqks, vns, kChunk / 16, true);
 #pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int r = m0 + g + half * 8;
-        if (r < len) {
-          CT* orow = p.out + (tok0 + r) * p.o_tok + h * p.o_head + col0;
+      for (int j = 0; j < 4; ++j)
 #pragma unroll
-          for (int j = 0; j < 4; ++j)
-            *reinterpret_cast<uint32_t*>(orow + j * 8 + 2 * t) =
-                pack2<CT>(acc[4 * j + 2 * half], acc[4 * j + 2 * half + 1]);
-        }
-      }
+        for (int half = 0; half < 2; ++half)
+          o_pairs[half][j] = pack2<CT>(acc[4 * j + 2 * half], acc[4 * j + 2 * half + 1]);
+      o_tok0 = tok0, o_len = len;
     }
-    cp_async_wait<0>();  // the output warps' copies of chunk c + 1
+    cp_async_wait<S - 2>();  // the output warps' copies of chunk c + 1 (later chunks may fly on)
     fence_shared_for_wgmma();
     __syncthreads();  // the state complete, chunk c + 1's inputs landed, v_new read, this stage free
   }
+  if (!state_warp) store_out();  // the last chunk's
   if (p.ht && state_warp) {
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
