@@ -54,21 +54,18 @@ void launch_fused(Session& s, const GdnArgs& a) {
   p.Aqk = static_cast<CT*>(aqk.data());
   p.rows = static_cast<float*>(rows.data());
 
-  cudaStream_t st = stream_of(s);
   if (slots > 0) {
     constexpr int smem = k::PrepareLayout<K>::bytes;
     static const bool once = (allow_smem(k::chunk_prepare_kernel<CT, K>, smem), true);
     (void)once;
     const dim3 grid(grid_dim("gdn_chunk", slots), unsigned(a.H));
-    k::chunk_prepare_kernel<CT, K><<<grid, k::kThreads, smem, st>>>(p);
-    check_launch(s, "gdn_chunk");
+    launch_pdl(s, "gdn_chunk", k::chunk_prepare_kernel<CT, K>, grid, dim3(k::kThreads), smem, p);
   }
   constexpr int smem = k::ScanLayout<K>::bytes;
   static const bool once = (allow_smem(k::chunk_scan_kernel<CT, K>, smem), true);
   (void)once;
   const dim3 grid(unsigned(a.V / k::ScanLayout<K>::BV), unsigned(a.H), grid_dim("gdn_chunk", a.seq.N));
-  k::chunk_scan_kernel<CT, K><<<grid, k::kScanThreads, smem, st>>>(p);
-  check_launch(s, "gdn_chunk");
+  launch_pdl(s, "gdn_chunk", k::chunk_scan_kernel<CT, K>, grid, dim3(k::kScanThreads), smem, p);
 }
 
 void gdn_chunk_cuda(Session& s, const GdnArgs& a) {

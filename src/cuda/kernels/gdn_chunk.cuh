@@ -164,6 +164,10 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT>
   int64_t n, tok0;
   int len;
   const int64_t slot = blockIdx.x;
+  // Launched with PDL: the previous kernel's writes first; then the scan may launch, so that its
+  // blocks take the SMs as this grid's last blocks leave them.
+  pdl_wait();
+  pdl_launch_dependents();
   if (!chunk_of_slot(p.seq, slot, n, tok0, len)) return;
   const int h = blockIdx.y, hk = h / p.group, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 
@@ -367,19 +371,25 @@ __device__ __forceinline__ void scan_load(const ChunkParams<CT>& p, unsigned cha
   if (tid < kScanRows * kChunk / 4) cp_async16(st + L::rows + tid * 16, rows + tid * 4, true);
 }
 
-// d (64 x 32) = (accumulate ? d : 0) + A . B over `steps` k = 16 steps. A is a swizzled tile
-// at `a`: its rows as M and columns as K (K-major), or, kTransA, the 64 x 64 strip at `a` with
-// its rows as K and columns as M. B is the blocked [k][32] tile at `b` (its rows as K). Issued
-// by the whole warpgroup; complete when it returns.
+// d (64 x 32) = (accumulate ? d : 0) + A . B over `steps` k = 16 steps, issued by the whole
+// warpgroup (complete after wgmma_commit_and_wait). A is a swizzled tile at `a`: its rows as M
+// and columns as K (K-major), or, kTransA, the 64 x 64 strip at `a` with its rows as K and
+// columns as M. B is the blocked [k][32] tile at `b` (its rows as K).
 template <class CT, bool kTransA>
-__device__ __forceinline__ void wg_product(float (&d)[16], const CT* a, const CT* b, int steps, bool accumulate) {
-  wgmma_fence();
+__device__ __forceinline__ void wg_issue(float (&d)[16], const CT* a, const CT* b, int steps, bool accumulate) {
 #pragma unroll
   for (int s = 0; s < steps; ++s) {
     const CT* as = kTransA ? a + 16 * s * 64 : a + (s / 4) * 64 * 64 + (s % 4) * 16;
     wgmma_64x32<CT, kTransA, true>(d, swizzled_desc(as, kTransA),
                                    blocked_desc(b + blocked_offset(16 * s, 0, 32), 32, true), accumulate || s > 0);
   }
+}
+
+// The same, complete when it returns.
+template <class CT, bool kTransA>
+__device__ __forceinline__ void wg_product(float (&d)[16], const CT* a, const CT* b, int steps, bool accumulate) {
+  wgmma_fence();
+  wg_issue<CT, kTransA>(d, a, b, steps, accumulate);
   wgmma_commit_and_wait();
 }
 
@@ -435,6 +445,8 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
       store_pairs_blocked<CT>(hs + 64 * mt * BV, hacc[mt], m0, 1.f, 1.f);
     }
   }
+  // Launched with PDL after the prepare: its Ai, Aqk and row factors are complete past here.
+  pdl_wait();
   // The output warps copy each chunk's inputs kStages - 1 steps ahead, off the state chain's
   // path: chunk cc into stage `slot`, one commit group per chunk (empty past the last).
   constexpr int S = L::kStages;
@@ -536,14 +548,19 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
     }
     __syncthreads();  // v_new is in shared memory; every read of the state hs is done
     if (state_warp) {
-      // h = e^G h + k^T vd, per 64-row half of the state (k^T: the k tile read transposed)
+      // h = e^G h + k^T vd, per 64-row half of the state (k^T: the k tile read transposed), the
+      // halves' products issued together and waited for once
 #pragma unroll
-      for (int mt = 0; mt < MT; ++mt) {
+      for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
         for (int e = 0; e < 16; ++e) hacc[mt][e] *= eG;
-        wg_product<CT, true>(hacc[mt], ks + swizzled_offset(0, 64 * mt), vds, kChunk / 16, true);
-        store_pairs_blocked<CT>(hs + 64 * mt * BV, hacc[mt], m0, 1.f, 1.f);
-      }
+      wgmma_fence();
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+        wg_issue<CT, true>(hacc[mt], ks + swizzled_offset(0, 64 * mt), vds, kChunk / 16, true);
+      wgmma_commit_and_wait();
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) store_pairs_blocked<CT>(hs + 64 * mt * BV, hacc[mt], m0, 1.f, 1.f);
       fence_shared_for_wgmma();
     } else {
       // o = (scaled q h) + Aqk v_new, stored early in the next step (store_out)
