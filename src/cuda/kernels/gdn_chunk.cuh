@@ -348,7 +348,7 @@ struct ScanLayout {
 
 // The scan's block: warpgroup 0 (warps 0-3) carries the state through the chunks (k h, X,
 // v_new, the state update), warpgroup 1 (warps 4-7) makes the outputs (q h, then Aqk v_new)
-// beside it and copies the next chunk's inputs. Every product is a warpgroup wgmma over the
+// beside it, copies the next chunks' inputs and updates half of the state. Every product is a warpgroup wgmma over the
 // chunk's 64 token rows (or a 64-row half of the state), warp w of a group holding rows
 // 16 w.. of the result.
 constexpr int kScanThreads = 256, kStateThreads = 128;
@@ -430,19 +430,24 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
   const int64_t nchunks = (len_seq + kChunk - 1) / kChunk;
   const int m0 = (warp & 3) * 16;  // the 16 rows of each 64-row product this warp holds
 
-  // The state (state warps): hacc[mt][4 j + e] is row 64 mt + m0 + g + 8 (e >> 1), column
-  // 8 j + 2 t + (e & 1) of the slice; in f32 here, and as CT in hs for the products.
-  float hacc[MT][16];
+  // The state, in f32 in registers and as CT in hs for the products, split by 64-row halves
+  // between the warpgroups (at K = 64 the state warps hold the one half): the update's products
+  // then run on both. Half mt = wg * MS + i of warpgroup wg is hacc[i]; hacc[i][4 j + e] is row
+  // 64 mt + m0 + g + 8 (e >> 1), column 8 j + 2 t + (e & 1) of the slice.
+  constexpr int MS = MT == 1 ? 1 : MT / 2;
+  const int wg = state_warp ? 0 : 1;
+  const bool holds_state = state_warp || MT > 1;
+  float hacc[MS][16];
   const int64_t soff = (nseq * p.H + h) * int64_t(K) * p.V;
-  if (state_warp) {
+  auto state_row = [&](int i, int e) { return 64 * (wg * MS + i) + m0 + g + 8 * ((e & 3) >> 1); };
+  auto state_col = [&](int e) { return 8 * (e >> 2) + 2 * t + (e & 1); };
+  if (holds_state) {
 #pragma unroll
-    for (int mt = 0; mt < MT; ++mt) {
+    for (int i = 0; i < MS; ++i) {
 #pragma unroll
-      for (int e = 0; e < 16; ++e) {
-        const int r = 64 * mt + m0 + g + 8 * ((e & 3) >> 1), c = 8 * (e >> 2) + 2 * t + (e & 1);
-        hacc[mt][e] = p.h0 ? p.h0[soff + int64_t(r) * p.V + col0 + c] : 0.f;
-      }
-      store_pairs_blocked<CT>(hs + 64 * mt * BV, hacc[mt], m0, 1.f, 1.f);
+      for (int e = 0; e < 16; ++e)
+        hacc[i][e] = p.h0 ? p.h0[soff + int64_t(state_row(i, e)) * p.V + col0 + state_col(e)] : 0.f;
+      store_pairs_blocked<CT>(hs + 64 * (wg * MS + i) * BV, hacc[i], m0, 1.f, 1.f);
     }
   }
   // Launched with PDL after the prepare: its Ai, Aqk and row factors are complete past here.
@@ -547,24 +552,25 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
         for (int e = 0; e < 4; ++e) acc[4 * j + e] *= f0[e >> 1];
     }
     __syncthreads();  // v_new is in shared memory; every read of the state hs is done
-    if (state_warp) {
-      // h = e^G h + k^T vd, per 64-row half of the state (k^T: the k tile read transposed), the
-      // halves' products issued together and waited for once
+                      // h = e^G h + k^T vd on each warpgroup's halves (k^T: the k tile read transposed); the
+                      // output warps' o = (scaled q h) + Aqk v_new beside theirs; all issued, then waited for once.
 #pragma unroll
-      for (int mt = 0; mt < MT; ++mt)
+    for (int i = 0; i < MS; ++i)
 #pragma unroll
-        for (int e = 0; e < 16; ++e) hacc[mt][e] *= eG;
-      wgmma_fence();
+      for (int e = 0; e < 16; ++e) hacc[i][e] *= eG;
+    wgmma_fence();
+    if (!state_warp) wg_issue<CT, false>(acc, aqks, vns, kChunk / 16, true);
+    if (holds_state) {
 #pragma unroll
-      for (int mt = 0; mt < MT; ++mt)
-        wg_issue<CT, true>(hacc[mt], ks + swizzled_offset(0, 64 * mt), vds, kChunk / 16, true);
-      wgmma_commit_and_wait();
+      for (int i = 0; i < MS; ++i)
+        wg_issue<CT, true>(hacc[i], ks + swizzled_offset(0, 64 * (wg * MS + i)), vds, kChunk / 16, true);
+    }
+    wgmma_commit_and_wait();
+    if (holds_state) {
 #pragma unroll
-      for (int mt = 0; mt < MT; ++mt) store_pairs_blocked<CT>(hs + 64 * mt * BV, hacc[mt], m0, 1.f, 1.f);
-      fence_shared_for_wgmma();
-    } else {
-      // o = (scaled q h) + Aqk v_new, stored early in the next step (store_out)
-      wg_product<CT, false>(acc, aqks, vns, kChunk / 16, true);
+      for (int i = 0; i < MS; ++i) store_pairs_blocked<CT>(hs + 64 * (wg * MS + i) * BV, hacc[i], m0, 1.f, 1.f);
+    }
+    if (!state_warp) {  // o, stored early in the next step (store_out)
 #pragma unroll
       for (int j = 0; j < 4; ++j)
 #pragma unroll
@@ -577,14 +583,11 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
     __syncthreads();  // the state complete, chunk c + 1's inputs landed, v_new read, this stage free
   }
   if (!state_warp) store_out();  // the last chunk's
-  if (p.ht && state_warp) {
+  if (p.ht && holds_state) {
 #pragma unroll
-    for (int mt = 0; mt < MT; ++mt)
+    for (int i = 0; i < MS; ++i)
 #pragma unroll
-      for (int e = 0; e < 16; ++e) {
-        const int r = 64 * mt + m0 + g + 8 * ((e & 3) >> 1), cc = 8 * (e >> 2) + 2 * t + (e & 1);
-        p.ht[soff + int64_t(r) * p.V + col0 + cc] = hacc[mt][e];
-      }
+      for (int e = 0; e < 16; ++e) p.ht[soff + int64_t(state_row(i, e)) * p.V + col0 + state_col(e)] = hacc[i][e];
   }
 }
 
