@@ -498,8 +498,6 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
     const float* rows = reinterpret_cast<const float*>(st + L::rows);
     const float eG = __expf(rows[kRowGc * kChunk + len - 1]);  // the state's decay over the chunk
 
-    load_chunk(c + S - 1, slot == 0 ? S - 1 : slot - 1);  // into the stage chunk c - 1 used
-    if (!state_warp) store_out();                         // chunk c - 1's (none before chunk 0)
     // The row factors and v pairs the epilogue below takes, read before the product, so their
     // shared-memory latency hides under it (the state warps: e^gc |k|^-1, beta and v; the
     // output warps: e^gc |q|^-1 scale).
@@ -545,6 +543,10 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
       store_pairs_blocked<CT>(vds, vn, m0, rows[kRowD * kChunk + m0 + g], rows[kRowD * kChunk + m0 + g + 8]);
       fence_shared_for_wgmma();
     } else {
+      // While the state warps solve: the copies of chunk c + S - 1 (into the stage chunk c - 1
+      // used) and the stores of chunk c - 1's o (none before chunk 0).
+      load_chunk(c + S - 1, slot == 0 ? S - 1 : slot - 1);
+      store_out();
       // q h scaled: e^gc |q|^-1 scale
 #pragma unroll
       for (int j = 0; j < 4; ++j)
@@ -552,8 +554,9 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
         for (int e = 0; e < 4; ++e) acc[4 * j + e] *= f0[e >> 1];
     }
     __syncthreads();  // v_new is in shared memory; every read of the state hs is done
-                      // h = e^G h + k^T vd on each warpgroup's halves (k^T: the k tile read transposed); the
-                      // output warps' o = (scaled q h) + Aqk v_new beside theirs; all issued, then waited for once.
+
+    // h = e^G h + k^T vd on each warpgroup's halves (k^T: the k tile read transposed); the
+    // output warps' o = (scaled q h) + Aqk v_new beside theirs; all issued, then waited for once.
 #pragma unroll
     for (int i = 0; i < MS; ++i)
 #pragma unroll
