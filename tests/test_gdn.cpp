@@ -108,6 +108,17 @@ TEST_P(GdnTest, LongPromptMatchesReference) {
   MLXN_EXPECT_CLOSE(host_values(s, st), ref.ht, state_tol(DType::bf16));
 }
 
+TEST_P(GdnTest, ManyHeadsMatchReference) {
+  // More (sequence, head, 32 columns) scan blocks than a Hopper GPU has SMs, so that the CUDA
+  // chunked path takes its 64-column scan blocks (K = 64 and 128).
+  Session& s = session();
+  for (const Dims& d : {Dims{4, 130, 8, 16, 128, 128}, Dims{4, 70, 8, 32, 64, 64}})
+    for (DType dt : float_dtypes()) {
+      check_against_reference(s, rng(), gdn_chunk, d, dt, true, true);
+      check_against_reference(s, rng(), gdn_chunk, d, dt, false, false);
+    }
+}
+
 TEST_P(GdnTest, StrongDecayAndLongSequence) {
   // Decays down to e^-8 per token: chunk sums reach far below f32's exponent range for
   // exp(g_cum) alone, which the chunked form must not depend on.

@@ -39,6 +39,15 @@ void allow_smem(Kernel kernel, int bytes) {
   MLXN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
 }
 
+template <class CT, int K, int BV>
+void launch_scan(Session& s, const GdnArgs& a, const k::ChunkParams<CT>& p) {
+  constexpr int smem = k::ScanLayout<K, BV>::bytes;
+  static const bool once = (allow_smem(k::chunk_scan_kernel<CT, K, BV>, smem), true);
+  (void)once;
+  const dim3 grid(unsigned(a.V / BV), unsigned(a.H), grid_dim("gdn_chunk", a.seq.N));
+  launch_pdl(s, "gdn_chunk", k::chunk_scan_kernel<CT, K, BV>, grid, dim3(k::kScanThreads), smem, p);
+}
+
 template <class CT, int K>
 void launch_fused(Session& s, const GdnArgs& a) {
   const int64_t per_row = a.seq.T <= 0 ? 0 : (a.seq.T + k::kChunk - 1) / k::kChunk + (a.seq.cu ? a.seq.N - 1 : 0);
@@ -61,11 +70,18 @@ void launch_fused(Session& s, const GdnArgs& a) {
     const dim3 grid(grid_dim("gdn_chunk", slots), unsigned(a.H));
     launch_pdl(s, "gdn_chunk", k::chunk_prepare_kernel<CT, K>, grid, dim3(k::kThreads), smem, p);
   }
-  constexpr int smem = k::ScanLayout<K>::bytes;
-  static const bool once = (allow_smem(k::chunk_scan_kernel<CT, K>, smem), true);
-  (void)once;
-  const dim3 grid(unsigned(a.V / k::ScanLayout<K>::BV), unsigned(a.H), grid_dim("gdn_chunk", a.seq.N));
-  launch_pdl(s, "gdn_chunk", k::chunk_scan_kernel<CT, K>, grid, dim3(k::kScanThreads), smem, p);
+  // The scan: a block per (sequence, value head, BV columns of V), one per SM. 32 columns, or 64
+  // when 32 would take more than one wave of blocks (K <= 128; a 64-column block's step costs
+  // little more than a 32-column one's, so one wave of them beats two of narrower ones).
+  int sms = 0;
+  MLXN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, s.device().index));
+  if constexpr (K <= 128) {
+    if (a.V % 64 == 0 && a.V / 32 * a.H * a.seq.N > sms) {
+      launch_scan<CT, K, 64>(s, a, p);
+      return;
+    }
+  }
+  launch_scan<CT, K, 32>(s, a, p);
 }
 
 void gdn_chunk_cuda(Session& s, const GdnArgs& a) {

@@ -327,9 +327,9 @@ __device__ __forceinline__ void load_swizzled(CT* tile, const CT* base, int64_t 
 // chunk's copies have two steps to land; two at K = 256, where three do not fit), then the
 // state and the per-chunk intermediates. The copied tiles are swizzled and the tiles threads
 // write blocked (wgmma.cuh); v, read by threads only, keeps padded rows.
-template <int K>
+template <int K, int BV_>
 struct ScanLayout {
-  static constexpr int BV = 32, LDV = BV + 8, kStages = K <= 128 ? 3 : 2;
+  static constexpr int BV = BV_, LDV = BV + 8, kStages = K <= 128 ? 3 : 2;
   static constexpr int q = 0;                                                         // [64][K] CT, swizzled
   static constexpr int k = q + kChunk * K * 2;                                        // [64][K] CT, swizzled
   static constexpr int v = k + kChunk * K * 2;                                        // [64][LDV] CT
@@ -354,10 +354,10 @@ struct ScanLayout {
 constexpr int kScanThreads = 256, kStateThreads = 128;
 
 // The output warps' copies of a chunk's inputs (thread index tid, 0..127 over those warps).
-template <class CT, int K>
+template <class CT, int K, int BV>
 __device__ __forceinline__ void scan_load(const ChunkParams<CT>& p, unsigned char* st, int64_t slot, int64_t tok0,
                                           int len, int h, int hk, int col0) {
-  using L = ScanLayout<K>;
+  using L = ScanLayout<K, BV>;
   constexpr int NT = kScanThreads - kStateThreads;
   const int tid = int(threadIdx.x) - kStateThreads;
   load_swizzled<CT, K, NT>(reinterpret_cast<CT*>(st + L::q), p.q + tok0 * p.q_tok + hk * p.q_head, p.q_tok, len, tid);
@@ -371,48 +371,50 @@ __device__ __forceinline__ void scan_load(const ChunkParams<CT>& p, unsigned cha
   if (tid < kScanRows * kChunk / 4) cp_async16(st + L::rows + tid * 16, rows + tid * 4, true);
 }
 
-// d (64 x 32) = (accumulate ? d : 0) + A . B over `steps` k = 16 steps, issued by the whole
+// d (64 x BV) = (accumulate ? d : 0) + A . B over `steps` k = 16 steps, issued by the whole
 // warpgroup (complete after wgmma_commit_and_wait). A is a swizzled tile at `a`: its rows as M
 // and columns as K (K-major), or, kTransA, the 64 x 64 strip at `a` with its rows as K and
-// columns as M. B is the blocked [k][32] tile at `b` (its rows as K).
-template <class CT, bool kTransA>
-__device__ __forceinline__ void wg_issue(float (&d)[16], const CT* a, const CT* b, int steps, bool accumulate) {
+// columns as M. B is the blocked [k][BV] tile at `b` (its rows as K).
+template <class CT, int BV, bool kTransA>
+__device__ __forceinline__ void wg_issue(float (&d)[BV / 2], const CT* a, const CT* b, int steps, bool accumulate) {
 #pragma unroll
   for (int s = 0; s < steps; ++s) {
     const CT* as = kTransA ? a + 16 * s * 64 : a + (s / 4) * 64 * 64 + (s % 4) * 16;
-    wgmma_64x32<CT, kTransA, true>(d, swizzled_desc(as, kTransA),
-                                   blocked_desc(b + blocked_offset(16 * s, 0, 32), 32, true), accumulate || s > 0);
+    wgmma_64xN<CT, BV, kTransA, true>(d, swizzled_desc(as, kTransA),
+                                      blocked_desc(b + blocked_offset(16 * s, 0, BV), BV, true), accumulate || s > 0);
   }
 }
 
 // The same, complete when it returns.
-template <class CT, bool kTransA>
-__device__ __forceinline__ void wg_product(float (&d)[16], const CT* a, const CT* b, int steps, bool accumulate) {
+template <class CT, int BV, bool kTransA>
+__device__ __forceinline__ void wg_product(float (&d)[BV / 2], const CT* a, const CT* b, int steps, bool accumulate) {
   wgmma_fence();
-  wg_issue<CT, kTransA>(d, a, b, steps, accumulate);
+  wg_issue<CT, BV, kTransA>(d, a, b, steps, accumulate);
   wgmma_commit_and_wait();
 }
 
-// Element (row, col) of a 64 x 32 accumulator d held by this thread: d[4 j + e] with
-// row = 16 (warp % 4) + g + 8 (e >> 1), col = 8 j + 2 t + (e & 1); pair p = 2 (j) + half.
-template <class CT>
-__device__ __forceinline__ void store_pairs_blocked(CT* tile, const float (&d)[16], int row0, float scale0,
+// The 64 x BV accumulator d (this thread's part: d[4 j + e] is row 16 (warp % 4) + g + 8 (e >> 1),
+// column 8 j + 2 t + (e & 1)) as CT pairs into rows row0.. of the blocked [.][BV] tile, rows
+// g scaled by scale0 and g + 8 by scale1.
+template <class CT, int BV>
+__device__ __forceinline__ void store_pairs_blocked(CT* tile, const float (&d)[BV / 2], int row0, float scale0,
                                                     float scale1) {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
 #pragma unroll
-  for (int j = 0; j < 4; ++j)
+  for (int j = 0; j < BV / 8; ++j)
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const float f = half ? scale1 : scale0;
-      *reinterpret_cast<uint32_t*>(tile + blocked_offset(row0 + g + 8 * half, 8 * j + 2 * t, 32)) =
+      *reinterpret_cast<uint32_t*>(tile + blocked_offset(row0 + g + 8 * half, 8 * j + 2 * t, BV)) =
           pack2<CT>(d[4 * j + 2 * half] * f, d[4 * j + 2 * half + 1] * f);
     }
 }
 
-template <class CT, int K>
+template <class CT, int K, int BV_>
 __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT> p) {
-  using L = ScanLayout<K>;
+  using L = ScanLayout<K, BV_>;
   constexpr int BV = L::BV, LDV = L::LDV, MT = K / 64;  // 64-row halves of the state
+  constexpr int NA = BV / 2, NJ = BV / 8;               // a thread's accumulator floats and 8-column tiles
   extern __shared__ __align__(16) unsigned char smem_raw[];
   unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
   CT* hs = reinterpret_cast<CT*>(smem + L::h);
@@ -437,7 +439,7 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
   constexpr int MS = MT == 1 ? 1 : MT / 2;
   const int wg = state_warp ? 0 : 1;
   const bool holds_state = state_warp || MT > 1;
-  float hacc[MS][16];
+  float hacc[MS][NA];
   const int64_t soff = (nseq * p.H + h) * int64_t(K) * p.V;
   auto state_row = [&](int i, int e) { return 64 * (wg * MS + i) + m0 + g + 8 * ((e & 3) >> 1); };
   auto state_col = [&](int e) { return 8 * (e >> 2) + 2 * t + (e & 1); };
@@ -445,9 +447,9 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
 #pragma unroll
     for (int i = 0; i < MS; ++i) {
 #pragma unroll
-      for (int e = 0; e < 16; ++e)
+      for (int e = 0; e < NA; ++e)
         hacc[i][e] = p.h0 ? p.h0[soff + int64_t(state_row(i, e)) * p.V + col0 + state_col(e)] : 0.f;
-      store_pairs_blocked<CT>(hs + 64 * (wg * MS + i) * BV, hacc[i], m0, 1.f, 1.f);
+      store_pairs_blocked<CT, BV>(hs + 64 * (wg * MS + i) * BV, hacc[i], m0, 1.f, 1.f);
     }
   }
   // Launched with PDL after the prepare: its Ai, Aqk and row factors are complete past here.
@@ -458,8 +460,8 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
   auto load_chunk = [&](int64_t cc, int slot) {
     if (!state_warp && cc < nchunks) {
       const int64_t rest = len_seq - cc * kChunk;
-      scan_load<CT, K>(p, smem + slot * L::stage, slot0 + cc, begin + cc * kChunk, int(rest < kChunk ? rest : kChunk),
-                       h, hk, col0);
+      scan_load<CT, K, BV>(p, smem + slot * L::stage, slot0 + cc, begin + cc * kChunk,
+                           int(rest < kChunk ? rest : kChunk), h, hk, col0);
     }
     cp_async_commit();
   };
@@ -471,7 +473,7 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
 
   // The output warps' rows of chunk c's o, stored during step c + 1: the stores are then long
   // done when the step's closing fence (which waits for this thread's memory operations) comes.
-  uint32_t o_pairs[2][4];
+  uint32_t o_pairs[2][NJ];
   int64_t o_tok0 = 0;
   int o_len = 0;
   auto store_out = [&] {
@@ -481,7 +483,7 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
       if (r < o_len) {
         CT* orow = p.out + (o_tok0 + r) * p.o_tok + h * p.o_head + col0;
 #pragma unroll
-        for (int j = 0; j < 4; ++j) *reinterpret_cast<uint32_t*>(orow + j * 8 + 2 * t) = o_pairs[half][j];
+        for (int j = 0; j < NJ; ++j) *reinterpret_cast<uint32_t*>(orow + j * 8 + 2 * t) = o_pairs[half][j];
       }
     }
   };
@@ -502,23 +504,23 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
     // shared-memory latency hides under it (the state warps: e^gc |k|^-1, beta and v; the
     // output warps: e^gc |q|^-1 scale).
     float f0[2], f1[2];
-    uint32_t vp[2][4];
+    uint32_t vp[2][NJ];
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int r = m0 + g + half * 8;
       f0[half] = rows[(state_warp ? kRowK : kRowQ) * kChunk + r];
       f1[half] = rows[kRowBeta * kChunk + r];
 #pragma unroll
-      for (int j = 0; j < 4; ++j)
+      for (int j = 0; j < NJ; ++j)
         vp[half][j] = state_warp ? *reinterpret_cast<const uint32_t*>(vs + r * LDV + j * 8 + 2 * t) : 0u;
     }
     // Token rows of (k h) for the state warps, of (q h) for the output warps.
-    float acc[16];
-    wg_product<CT, false>(acc, state_warp ? ks : qs, hs, K / 16, false);
+    float acc[NA];
+    wg_product<CT, BV, false>(acc, state_warp ? ks : qs, hs, K / 16, false);
     if (state_warp) {
       // X = beta (v - e^gc rk (k h)) -> shared
 #pragma unroll
-      for (int j = 0; j < 4; ++j)
+      for (int j = 0; j < NJ; ++j)
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
           const CT* vv = reinterpret_cast<const CT*>(&vp[half][j]);
@@ -526,7 +528,7 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
           acc[4 * j + 2 * half] = b * (float(vv[0]) - fk * acc[4 * j + 2 * half]);
           acc[4 * j + 2 * half + 1] = b * (float(vv[1]) - fk * acc[4 * j + 2 * half + 1]);
         }
-      store_pairs_blocked<CT>(xs, acc, m0, 1.f, 1.f);
+      store_pairs_blocked<CT, BV>(xs, acc, m0, 1.f, 1.f);
       fence_shared_for_wgmma();
     }
     // X is in shared memory. The output warps take this barrier too: with a barrier of the state
@@ -535,12 +537,12 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
     __syncthreads();
     if (state_warp) {
       // v_new = Ai X, stored as rounded, and its copy scaled by e^(G - gc) |k|^-1 for the update
-      float vn[16];
-      wg_product<CT, false>(vn, ais, xs, kChunk / 16, false);
+      float vn[NA];
+      wg_product<CT, BV, false>(vn, ais, xs, kChunk / 16, false);
 #pragma unroll
-      for (int e = 0; e < 16; ++e) vn[e] = float(CT(vn[e]));  // the state goes on from v_new as rounded
-      store_pairs_blocked<CT>(vns, vn, m0, 1.f, 1.f);
-      store_pairs_blocked<CT>(vds, vn, m0, rows[kRowD * kChunk + m0 + g], rows[kRowD * kChunk + m0 + g + 8]);
+      for (int e = 0; e < NA; ++e) vn[e] = float(CT(vn[e]));  // the state goes on from v_new as rounded
+      store_pairs_blocked<CT, BV>(vns, vn, m0, 1.f, 1.f);
+      store_pairs_blocked<CT, BV>(vds, vn, m0, rows[kRowD * kChunk + m0 + g], rows[kRowD * kChunk + m0 + g + 8]);
       fence_shared_for_wgmma();
     } else {
       // While the state warps solve: the copies of chunk c + S - 1 (into the stage chunk c - 1
@@ -549,7 +551,7 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
       store_out();
       // q h scaled: e^gc |q|^-1 scale
 #pragma unroll
-      for (int j = 0; j < 4; ++j)
+      for (int j = 0; j < NJ; ++j)
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc[4 * j + e] *= f0[e >> 1];
     }
@@ -560,22 +562,22 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
 #pragma unroll
     for (int i = 0; i < MS; ++i)
 #pragma unroll
-      for (int e = 0; e < 16; ++e) hacc[i][e] *= eG;
+      for (int e = 0; e < NA; ++e) hacc[i][e] *= eG;
     wgmma_fence();
-    if (!state_warp) wg_issue<CT, false>(acc, aqks, vns, kChunk / 16, true);
+    if (!state_warp) wg_issue<CT, BV, false>(acc, aqks, vns, kChunk / 16, true);
     if (holds_state) {
 #pragma unroll
       for (int i = 0; i < MS; ++i)
-        wg_issue<CT, true>(hacc[i], ks + swizzled_offset(0, 64 * (wg * MS + i)), vds, kChunk / 16, true);
+        wg_issue<CT, BV, true>(hacc[i], ks + swizzled_offset(0, 64 * (wg * MS + i)), vds, kChunk / 16, true);
     }
     wgmma_commit_and_wait();
     if (holds_state) {
 #pragma unroll
-      for (int i = 0; i < MS; ++i) store_pairs_blocked<CT>(hs + 64 * (wg * MS + i) * BV, hacc[i], m0, 1.f, 1.f);
+      for (int i = 0; i < MS; ++i) store_pairs_blocked<CT, BV>(hs + 64 * (wg * MS + i) * BV, hacc[i], m0, 1.f, 1.f);
     }
     if (!state_warp) {  // o, stored early in the next step (store_out)
 #pragma unroll
-      for (int j = 0; j < 4; ++j)
+      for (int j = 0; j < NJ; ++j)
 #pragma unroll
         for (int half = 0; half < 2; ++half)
           o_pairs[half][j] = pack2<CT>(acc[4 * j + 2 * half], acc[4 * j + 2 * half + 1]);
@@ -590,7 +592,7 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
 #pragma unroll
     for (int i = 0; i < MS; ++i)
 #pragma unroll
-      for (int e = 0; e < 16; ++e) p.ht[soff + int64_t(state_row(i, e)) * p.V + col0 + state_col(e)] = hacc[i][e];
+      for (int e = 0; e < NA; ++e) p.ht[soff + int64_t(state_row(i, e)) * p.V + col0 + state_col(e)] = hacc[i][e];
   }
 }
 

@@ -91,25 +91,45 @@ __device__ __forceinline__ void wgmma_commit_and_wait() {
 #endif
 }
 
-// d (64 x 32, f32) = (accumulate ? d : 0) + A . B for one k16 step; A from descriptor a (K-major
-// unless kTransA), B from b (K-major unless kTransB); CT bf16 or f16.
-template <class CT, bool kTransA, bool kTransB>
-__device__ __forceinline__ void wgmma_64x32(float (&d)[16], uint64_t a, uint64_t b, bool accumulate) {
+// d (64 x N, f32, N = 32 or 64) = (accumulate ? d : 0) + A . B for one k16 step; A from
+// descriptor a (K-major unless kTransA), B from b (K-major unless kTransB); CT bf16 or f16.
+template <class CT, int N, bool kTransA, bool kTransB>
+__device__ __forceinline__ void wgmma_64xN(float (&d)[N / 2], uint64_t a, uint64_t b, bool accumulate) {
   static_assert(std::is_same_v<CT, __nv_bfloat16> || std::is_same_v<CT, __half>, "bf16 or f16 operands");
+  static_assert(N == 32 || N == 64, "n = 32 or 64");
 #if MLXN_WGMMA
-#define MLXN_WGMMA_64x32(TYPE)                                                                                      \
-  asm volatile(                                                                                                     \
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"                                                                  \
-      "wgmma.mma_async.sync.aligned.m64n32k16.f32." TYPE "." TYPE                                                   \
-      " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, %16, %17, p, 1, 1, %19, %20;\n}\n"  \
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), \
-        "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])                    \
-      : "l"(a), "l"(b), "r"(int(accumulate)), "n"(int(kTransA)), "n"(int(kTransB)))
-  if constexpr (std::is_same_v<CT, __nv_bfloat16>)
-    MLXN_WGMMA_64x32("bf16");
-  else
-    MLXN_WGMMA_64x32("f16");
-#undef MLXN_WGMMA_64x32
+  constexpr bool kBf16 = std::is_same_v<CT, __nv_bfloat16>;
+#define MLXN_WGMMA_HEAD(SHAPE, TYPE, ARGS) \
+  "{\n.reg .pred p;\nsetp.ne.b32 p, %" #ARGS ", 0;\nwgmma.mma_async.sync.aligned." SHAPE ".f32." TYPE "." TYPE " "
+#define MLXN_D16(o)                                                                                               \
+  "+f"(d[o + 0]), "+f"(d[o + 1]), "+f"(d[o + 2]), "+f"(d[o + 3]), "+f"(d[o + 4]), "+f"(d[o + 5]), "+f"(d[o + 6]), \
+      "+f"(d[o + 7]), "+f"(d[o + 8]), "+f"(d[o + 9]), "+f"(d[o + 10]), "+f"(d[o + 11]), "+f"(d[o + 12]),          \
+      "+f"(d[o + 13]), "+f"(d[o + 14]), "+f"(d[o + 15])
+#define MLXN_REGS16 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"
+#define MLXN_REGS32 MLXN_REGS16 ", %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+  if constexpr (N == 32) {
+    if constexpr (kBf16)
+      asm volatile(MLXN_WGMMA_HEAD("m64n32k16", "bf16", 18) "{" MLXN_REGS16 "}, %16, %17, p, 1, 1, %19, %20;\n}\n"
+                   : MLXN_D16(0)
+                   : "l"(a), "l"(b), "r"(int(accumulate)), "n"(int(kTransA)), "n"(int(kTransB)));
+    else
+      asm volatile(MLXN_WGMMA_HEAD("m64n32k16", "f16", 18) "{" MLXN_REGS16 "}, %16, %17, p, 1, 1, %19, %20;\n}\n"
+                   : MLXN_D16(0)
+                   : "l"(a), "l"(b), "r"(int(accumulate)), "n"(int(kTransA)), "n"(int(kTransB)));
+  } else {
+    if constexpr (kBf16)
+      asm volatile(MLXN_WGMMA_HEAD("m64n64k16", "bf16", 34) "{" MLXN_REGS32 "}, %32, %33, p, 1, 1, %35, %36;\n}\n"
+                   : MLXN_D16(0), MLXN_D16(16)
+                   : "l"(a), "l"(b), "r"(int(accumulate)), "n"(int(kTransA)), "n"(int(kTransB)));
+    else
+      asm volatile(MLXN_WGMMA_HEAD("m64n64k16", "f16", 34) "{" MLXN_REGS32 "}, %32, %33, p, 1, 1, %35, %36;\n}\n"
+                   : MLXN_D16(0), MLXN_D16(16)
+                   : "l"(a), "l"(b), "r"(int(accumulate)), "n"(int(kTransA)), "n"(int(kTransB)));
+  }
+#undef MLXN_REGS32
+#undef MLXN_REGS16
+#undef MLXN_D16
+#undef MLXN_WGMMA_HEAD
 #else
   (void)d, (void)a, (void)b, (void)accumulate;
   __trap();
