@@ -5,9 +5,9 @@
 // prepare (one block per chunk and value head, all chunks at once):
 //   g_cum = cumsum(g);  A = strictly-lower(beta_i k_i.k_j e^(gc_i - gc_j));  Ai = (I + A)^-1
 //   Aqk = scale causal(q_i.k_j e^(gc_i - gc_j));  row factors (ScanRow)
-// scan (one block per sequence, value head and 32 columns of V; chunks in order; four warps
-// carry the state, four make the outputs), with the [K, 32] state slice h in registers (f32)
-// and in shared memory (bf16/f16, transposed):
+// scan (one block per sequence, value head and 32 or 64 columns of V; chunks in order; on
+// Hopper's warpgroup mma, one warpgroup carrying the state, one making the outputs), with the
+// [K, BV] state slice h in registers (f32) and in shared memory (bf16/f16):
 //   X = beta (v - e^gc (k h))        (= u - w h before the solve: Ai is applied after)
 //   v_new = Ai X
 //   o = e^gc scale (q h) + Aqk v_new
@@ -348,9 +348,9 @@ struct ScanLayout {
 
 // The scan's block: warpgroup 0 (warps 0-3) carries the state through the chunks (k h, X,
 // v_new, the state update), warpgroup 1 (warps 4-7) makes the outputs (q h, then Aqk v_new)
-// beside it, copies the next chunks' inputs and updates half of the state. Every product is a warpgroup wgmma over the
-// chunk's 64 token rows (or a 64-row half of the state), warp w of a group holding rows
-// 16 w.. of the result.
+// beside it, copies the next chunks' inputs and updates half of the state. Every product is a
+// warpgroup wgmma over the chunk's 64 token rows (or a 64-row half of the state), warp w of a
+// group holding rows 16 w.. of the result.
 constexpr int kScanThreads = 256, kStateThreads = 128;
 
 // The output warps' copies of a chunk's inputs (thread index tid, 0..127 over those warps).
