@@ -51,20 +51,22 @@ enum ScanRow { kRowGc = 0, kRowBeta = 1, kRowQ = 2, kRowK = 3, kRowD = 4, kScanR
 
 constexpr int kThreads = 128;  // four warps, each 16 rows of a 64-token chunk
 
-// Shared memory of the prepare kernel: the chunk's q and k tiles, then (once the products are
-// in registers) A and its inverse N in the same bytes (f32, padded rows); a product scratch T
-// and the row scalars. Sharing the bytes keeps K = 128 at 40 KB: 4 blocks per SM, not 3.
+// Shared memory of the prepare kernel: the chunk's q and k tiles (swizzled, wgmma.cuh), then
+// (once the products are in registers) A and its inverse N in the same bytes (f32, padded
+// rows); a product scratch T and the row scalars. Sharing the bytes keeps K = 128 under 40 KB:
+// 4 blocks per SM, not 3.
 template <int K>
 struct PrepareLayout {
-  static constexpr int LDK = K + 8, LDA = kChunk + 1, LDT = 33;
-  static constexpr int q = 0;                     // [64][LDK] CT
-  static constexpr int k = q + kChunk * LDK * 2;  // [64][LDK] CT
+  static constexpr int LDA = kChunk + 1, LDT = 33;
+  static constexpr int q = 0;                     // [64][K] CT, swizzled
+  static constexpr int k = q + kChunk * K * 2;    // [64][K] CT, swizzled
   static constexpr int a = 0;                     // [64][LDA] f32, after the products
   static constexpr int n = a + kChunk * LDA * 4;  // [64][LDA] f32
-  static constexpr int qk_end = k + kChunk * LDK * 2, an_end = n + kChunk * LDA * 4;
+  static constexpr int qk_end = k + kChunk * K * 2, an_end = n + kChunk * LDA * 4;
   static constexpr int t = ((qk_end > an_end ? qk_end : an_end) + 15) / 16 * 16;  // [32][LDT] f32
   static constexpr int rows = t + 32 * LDT * 4;                                   // [4][64] f32
-  static constexpr int bytes = rows + 4 * kChunk * 4;
+  // The swizzled tiles need 1024-byte alignment; the kernel aligns its base, from up to 1 KB in.
+  static constexpr int bytes = rows + 4 * kChunk * 4 + 1024;
 };
 
 __device__ __forceinline__ float beta_value(const void* p, int kind, int64_t i) {
@@ -93,6 +95,27 @@ __device__ __forceinline__ void load_tile(CT* tile, int ld, const CT* base, int6
   for (int i = 0; i < kChunk / R; ++i, src += R * row_stride) {
     const bool valid = r0 + i * R < len;
     cp_async16(dst + i * R * ld, valid ? src : base, valid);
+  }
+}
+
+// Copies rows [0, 64) x cols [0, D) of a head (rows past len zero-filled) into a swizzled
+// tile (wgmma.cuh), 16 bytes per cp.async, over NT threads: as load_tile, thread i moves piece
+// i % P of rows i / P, i / P + R, ... (a warp: whole rows, so all 32 banks).
+template <class CT, int D, int NT>
+__device__ __forceinline__ void load_swizzled(CT* tile, const CT* base, int64_t row_stride, int len, int tid) {
+  constexpr int P = D / 8, R = NT / P;  // 16-byte pieces a row, rows a pass
+  static_assert(NT % P == 0 && kChunk % R == 0 && D % 64 == 0, "whole passes of whole strips");
+  const int r0 = tid / P, c = (tid % P) * 8;
+  const CT* src = base + r0 * row_stride + c;
+#pragma unroll
+  for (int i = 0; i < kChunk / R; ++i, src += R * row_stride) {
+    CT* dst = tile + swizzled_offset(r0 + i * R, c);
+    if (len >= kChunk) {  // every chunk but a sequence's last
+      cp_async<16>(dst, src);
+    } else {
+      const bool valid = r0 + i * R < len;
+      cp_async16(dst, valid ? src : base, valid);
+    }
   }
 }
 
@@ -153,8 +176,9 @@ __device__ void invert_unit_lower(const float* A, float* N, int lda, float* T, i
 template <class CT, int K>
 __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT> p) {
   using L = PrepareLayout<K>;
-  constexpr int LDK = L::LDK, LDA = L::LDA;
-  extern __shared__ __align__(16) unsigned char smem[];
+  constexpr int LDA = L::LDA;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
   CT* qs = reinterpret_cast<CT*>(smem + L::q);
   CT* ks = reinterpret_cast<CT*>(smem + L::k);
   float* A = reinterpret_cast<float*>(smem + L::a);
@@ -171,8 +195,8 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT>
   if (!chunk_of_slot(p.seq, slot, n, tok0, len)) return;
   const int h = blockIdx.y, hk = h / p.group, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 
-  load_tile<CT, K>(qs, LDK, p.q + tok0 * p.q_tok + hk * p.q_head, p.q_tok, len, tid);
-  load_tile<CT, K>(ks, LDK, p.k + tok0 * p.k_tok + hk * p.k_head, p.k_tok, len, tid);
+  load_swizzled<CT, K, kThreads>(qs, p.q + tok0 * p.q_tok + hk * p.q_head, p.q_tok, len, tid);
+  load_swizzled<CT, K, kThreads>(ks, p.k + tok0 * p.k_tok + hk * p.k_head, p.k_tok, len, tid);
   cp_async_commit();
   // gc = inclusive cumsum of g (two warps, 32 tokens each; the second adds the first's total
   // below), beta. Padded rows have g 0, so their gc repeats the last token's, and beta 0.
@@ -187,51 +211,35 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT>
     rows[kBeta * kChunk + tid] = tid < len ? beta_value(p.beta, p.beta_kind, (tok0 + tid) * p.beta_stride + h) : 0.f;
   }
   cp_async_wait<0>();
+  fence_shared_for_wgmma();
   __syncthreads();
   if (tid >= 32 && tid < kChunk) rows[kGc * kChunk + tid] += rows[kGc * kChunk + 31];
 
-  // k k^T and q k^T for rows 16w.., the n-tiles at or left of the diagonal block; and the
-  // diagonal blocks of k k^T and q q^T once more, by themselves, for the row norms (picking
-  // them out of ckk by the warp's index would put ckk in local memory).
+  // k k^T, q k^T and q q^T (64 x 64 each) on the warpgroup's wgmma; warp w holds rows 16 w..:
+  // ckk[4 j + e] is row m0 + g + 8 (e >> 1), column 8 j + 2 t + (e & 1).
   const int m0 = warp * 16, g = lane >> 2, t = lane & 3;
-  float ckk[8][4], cqk[8][4], cqq[2][4], ckd[2][4];
+  float ckk[32], cqk[32], cqq[32];
+  wgmma_fence();
 #pragma unroll
-  for (int j = 0; j < 8; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) ckk[j][e] = cqk[j][e] = 0.f;
-#pragma unroll
-  for (int j = 0; j < 2; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) cqq[j][e] = ckd[j][e] = 0.f;
-#pragma unroll 2
-  for (int k0 = 0; k0 < K; k0 += 16) {
-    uint32_t ak[4], aq[4], bq[4], bk[4];
-    ldsm_x4(ak, a_rows(ks, LDK, m0, k0, lane));
-    ldsm_x4(aq, a_rows(qs, LDK, m0, k0, lane));
-    ldsm_x4(bq, b_nk(qs, LDK, m0, k0, lane));
-    ldsm_x4(bk, b_nk(ks, LDK, m0, k0, lane));
-    mma_16816<CT>(cqq[0], aq, bq[0], bq[1]);
-    mma_16816<CT>(cqq[1], aq, bq[2], bq[3]);
-    mma_16816<CT>(ckd[0], ak, bk[0], bk[1]);
-    mma_16816<CT>(ckd[1], ak, bk[2], bk[3]);
-#pragma unroll
-    for (int np = 0; np < 4; ++np) {
-      if (np * 16 > m0) break;  // wholly above the diagonal
-      uint32_t b[4];
-      ldsm_x4(b, b_nk(ks, LDK, np * 16, k0, lane));
-      mma_16816<CT>(ckk[2 * np], ak, b[0], b[1]);
-      mma_16816<CT>(ckk[2 * np + 1], ak, b[2], b[3]);
-      mma_16816<CT>(cqk[2 * np], aq, b[0], b[1]);
-      mma_16816<CT>(cqk[2 * np + 1], aq, b[2], b[3]);
-    }
+  for (int s = 0; s < K / 16; ++s) {
+    const int at = (s / 4) * 64 * 64 + (s % 4) * 16;  // k = 16 step s of a swizzled [64][K] tile
+    const uint64_t dk = swizzled_desc(ks + at, false), dq = swizzled_desc(qs + at, false);
+    wgmma_64xN<CT, 64, false, false>(ckk, dk, dk, s > 0);
+    wgmma_64xN<CT, 64, false, false>(cqk, dq, dk, s > 0);
+    wgmma_64xN<CT, 64, false, false>(cqq, dq, dq, s > 0);
   }
-  // Row r = m0 + g + 8 half sits on the diagonal in n-tile `half` of the block, element
-  // 2 half + (g - 2 t), held by the lanes with g - 2 t in {0, 1}.
+  wgmma_commit_and_wait();
+  // Row r = m0 + g + 8 half sits on the diagonal in n-tile 2 w + half, element 2 half + (g - 2 t),
+  // held by the lanes with g - 2 t in {0, 1} (picked by unrolled selects: an index by the warp
+  // would put the accumulators in local memory).
 #pragma unroll
   for (int half = 0; half < 2; ++half)
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
-      const float kk = ckd[half][2 * half + e], qq = cqq[half][2 * half + e];
+      float kk = 0.f, qq = 0.f;
+#pragma unroll
+      for (int w = 0; w < 4; ++w)
+        if (w == warp) kk = ckk[4 * (2 * w + half) + 2 * half + e], qq = cqq[4 * (2 * w + half) + 2 * half + e];
       const int r = m0 + g + 8 * half;
       if (g == 2 * t + e) {
         rows[kRq * kChunk + r] = r < len ? (p.l2 ? rsqrtf(qq + p.l2_eps) : 1.f) : 0.f;
@@ -272,8 +280,8 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT>
       for (int e = 0; e < 2; ++e) {
         const int cc = c + e;
         const float d = cc <= r ? __expf(gr[half] - gc[e]) * kc[e] : 0.f;
-        a2[e] = cc < r ? ckk[j][half * 2 + e] * d * br[half] * kr[half] : 0.f;
-        q2[e] = cqk[j][half * 2 + e] * d * qr[half] * p.scale;
+        a2[e] = cc < r ? ckk[4 * j + half * 2 + e] * d * br[half] * kr[half] : 0.f;
+        q2[e] = cqk[4 * j + half * 2 + e] * d * qr[half] * p.scale;
       }
       A[r * LDA + c] = a2[0];
       A[r * LDA + c + 1] = a2[1];
@@ -299,27 +307,6 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT>
     rows_out[kRowQ * kChunk + tid] = eg * rows[kRq * kChunk + tid] * p.scale;
     rows_out[kRowK * kChunk + tid] = eg * rk;
     rows_out[kRowD * kChunk + tid] = __expf(rows[kGc * kChunk + len - 1] - gc) * rk;
-  }
-}
-
-// Copies rows [0, 64) x cols [0, D) of a head (rows past len zero-filled) into a swizzled
-// tile (wgmma.cuh), 16 bytes per cp.async, over NT threads: as load_tile, thread i moves piece
-// i % P of rows i / P, i / P + R, ... (a warp: whole rows, so all 32 banks).
-template <class CT, int D, int NT>
-__device__ __forceinline__ void load_swizzled(CT* tile, const CT* base, int64_t row_stride, int len, int tid) {
-  constexpr int P = D / 8, R = NT / P;  // 16-byte pieces a row, rows a pass
-  static_assert(NT % P == 0 && kChunk % R == 0 && D % 64 == 0, "whole passes of whole strips");
-  const int r0 = tid / P, c = (tid % P) * 8;
-  const CT* src = base + r0 * row_stride + c;
-#pragma unroll
-  for (int i = 0; i < kChunk / R; ++i, src += R * row_stride) {
-    CT* dst = tile + swizzled_offset(r0 + i * R, c);
-    if (len >= kChunk) {  // every chunk but a sequence's last
-      cp_async<16>(dst, src);
-    } else {
-      const bool valid = r0 + i * R < len;
-      cp_async16(dst, valid ? src : base, valid);
-    }
   }
 }
 

@@ -1,6 +1,6 @@
 #pragma once
-// Fragment helpers of the chunked delta rule on top of kernels/mma.cuh: operand packing and
-// the ldmatrix addresses of the tile shapes used here.
+// Helpers of the chunked delta rule on top of kernels/mma.cuh: element-pair packing and the
+// f32-accurate tf32 products of the prepare's inverse.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -24,18 +24,6 @@ __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
   return *reinterpret_cast<const uint32_t*>(&v);
 }
 
-// ldmatrix addresses (per lane) for the operand shapes used here; `ld` is the row stride of
-// the shared tile in elements.
-// A fragment of rows m0.., columns k0.. of a row-major [m][k] tile.
-template <class CT>
-__device__ __forceinline__ const CT* a_rows(const CT* tile, int ld, int m0, int k0, int lane) {
-  return tile + (m0 + (lane & 15)) * ld + k0 + (lane >> 4) * 8;
-}
-// B fragments of n-tiles n0 and n0 + 8 at k0.. from a tile stored [n][k] (k contiguous).
-template <class CT>
-__device__ __forceinline__ const CT* b_nk(const CT* tile, int ld, int n0, int k0, int lane) {
-  return tile + (n0 + (lane & 7) + (lane >> 4) * 8) * ld + k0 + ((lane >> 3) & 1) * 8;
-}
 // f32 products of small shared matrices on the tensor cores, at about f32 accuracy: each
 // operand is split into a tf32 head (its top 19 bits, a mask) and the exact f32 tail, and a . b
 // is taken as a_tail b_head + a_head b_tail + a_head b_head. The mma reads the tail's top 19
