@@ -39,13 +39,18 @@ void allow_smem(Kernel kernel, int bytes) {
   MLXN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
 }
 
+// The scan kernel for blocks of BV columns, allowed its shared memory (once per process).
+template <class CT, int K, int BV>
+auto scan_kernel() {
+  static const bool once = (allow_smem(k::chunk_scan_kernel<CT, K, BV>, k::ScanLayout<K, BV>::bytes), true);
+  (void)once;
+  return k::chunk_scan_kernel<CT, K, BV>;
+}
+
 template <class CT, int K, int BV>
 void launch_scan(Session& s, const GdnArgs& a, const k::ChunkParams<CT>& p) {
-  constexpr int smem = k::ScanLayout<K, BV>::bytes;
-  static const bool once = (allow_smem(k::chunk_scan_kernel<CT, K, BV>, smem), true);
-  (void)once;
   const dim3 grid(unsigned(a.V / BV), unsigned(a.H), grid_dim("gdn_chunk", a.seq.N));
-  launch_pdl(s, "gdn_chunk", k::chunk_scan_kernel<CT, K, BV>, grid, dim3(k::kScanThreads), smem, p);
+  launch_pdl(s, "gdn_chunk", scan_kernel<CT, K, BV>(), grid, dim3(k::kScanThreads), k::ScanLayout<K, BV>::bytes, p);
 }
 
 template <class CT, int K>
@@ -70,13 +75,12 @@ void launch_fused(Session& s, const GdnArgs& a) {
     const dim3 grid(grid_dim("gdn_chunk", slots), unsigned(a.H));
     launch_pdl(s, "gdn_chunk", k::chunk_prepare_kernel<CT, K>, grid, dim3(k::kThreads), smem, p);
   }
-  // The scan: a block per (sequence, value head, BV columns of V), one per SM. 32 columns, or 64
-  // when 32 would take more than one wave of blocks (K <= 128; a 64-column block's step costs
+  // The scan: a block per (sequence, value head, BV columns of V). 32 columns, or 64 when
+  // 32-column blocks would not all be resident at once (K <= 128; a 64-column block's step costs
   // little more than a 32-column one's, so one wave of them beats two of narrower ones).
-  int sms = 0;
-  MLXN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, s.device().index));
   if constexpr (K <= 128) {
-    if (a.V % 64 == 0 && a.V / 32 * a.H * a.seq.N > sms) {
+    const int64_t resident = resident_blocks(scan_kernel<CT, K, 32>(), k::kScanThreads, k::ScanLayout<K, 32>::bytes);
+    if (a.V % 64 == 0 && a.V / 32 * a.H * a.seq.N > resident) {
       launch_scan<CT, K, 64>(s, a, p);
       return;
     }

@@ -98,11 +98,4 @@ __device__ __forceinline__ void bulk_wait() {
 #endif
 }
 
-// Orders this thread's ordinary shared-memory writes before later bulk copies that read them.
-__device__ __forceinline__ void fence_shared_for_bulk() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-#endif
-}
-
 }  // namespace mlxn::kernels

@@ -65,8 +65,7 @@ struct PrepareLayout {
   static constexpr int qk_end = k + kChunk * K * 2, an_end = n + kChunk * LDA * 4;
   static constexpr int t = ((qk_end > an_end ? qk_end : an_end) + 15) / 16 * 16;  // [32][LDT] f32
   static constexpr int rows = t + 32 * LDT * 4;                                   // [4][64] f32
-  // The swizzled tiles need 1024-byte alignment; the kernel aligns its base, from up to 1 KB in.
-  static constexpr int bytes = rows + 4 * kChunk * 4 + 1024;
+  static constexpr int bytes = rows + 4 * kChunk * 4 + kSwizzleSlack;             // swizzle_pad
 };
 
 __device__ __forceinline__ float beta_value(const void* p, int kind, int64_t i) {
@@ -178,7 +177,7 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT>
   using L = PrepareLayout<K>;
   constexpr int LDA = L::LDA;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+  unsigned char* smem = smem_raw + swizzle_pad(smem_raw);
   CT* qs = reinterpret_cast<CT*>(smem + L::q);
   CT* ks = reinterpret_cast<CT*>(smem + L::k);
   float* A = reinterpret_cast<float*>(smem + L::a);
@@ -211,7 +210,7 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT>
     rows[kBeta * kChunk + tid] = tid < len ? beta_value(p.beta, p.beta_kind, (tok0 + tid) * p.beta_stride + h) : 0.f;
   }
   cp_async_wait<0>();
-  fence_shared_for_wgmma();
+  fence_shared_for_async();
   __syncthreads();
   if (tid >= 32 && tid < kChunk) rows[kGc * kChunk + tid] += rows[kGc * kChunk + 31];
 
@@ -222,8 +221,8 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT>
   wgmma_fence();
 #pragma unroll
   for (int s = 0; s < K / 16; ++s) {
-    const int at = (s / 4) * 64 * 64 + (s % 4) * 16;  // k = 16 step s of a swizzled [64][K] tile
-    const uint64_t dk = swizzled_desc(ks + at, false), dq = swizzled_desc(qs + at, false);
+    const uint64_t dk = swizzled_desc(ks + swizzled_k_step(s), false),
+                   dq = swizzled_desc(qs + swizzled_k_step(s), false);
     wgmma_64xN<CT, 64, false, false>(ckk, dk, dk, s > 0);
     wgmma_64xN<CT, 64, false, false>(cqk, dq, dk, s > 0);
     wgmma_64xN<CT, 64, false, false>(cqq, dq, dq, s > 0);
@@ -328,8 +327,7 @@ struct ScanLayout {
   static constexpr int x = h + K * BV * 2;                                            // [64][BV] CT, blocked
   static constexpr int vn = x + kChunk * BV * 2;                                      // [64][BV] CT, blocked
   static constexpr int vd = vn + kChunk * BV * 2;                                     // [64][BV] CT, blocked
-  // The swizzled tiles need 1024-byte alignment; the kernel aligns its base, from up to 1 KB in.
-  static constexpr int bytes = vd + kChunk * BV * 2 + 1024;
+  static constexpr int bytes = vd + kChunk * BV * 2 + kSwizzleSlack;                  // swizzle_pad
   static_assert(k % 1024 == 0 && ai % 1024 == 0 && aqk % 1024 == 0, "swizzled tiles 1024-byte aligned");
 };
 
@@ -366,7 +364,7 @@ template <class CT, int BV, bool kTransA>
 __device__ __forceinline__ void wg_issue(float (&d)[BV / 2], const CT* a, const CT* b, int steps, bool accumulate) {
 #pragma unroll
   for (int s = 0; s < steps; ++s) {
-    const CT* as = kTransA ? a + 16 * s * 64 : a + (s / 4) * 64 * 64 + (s % 4) * 16;
+    const CT* as = kTransA ? a + 16 * s * 64 : a + swizzled_k_step(s);
     wgmma_64xN<CT, BV, kTransA, true>(d, swizzled_desc(as, kTransA),
                                       blocked_desc(b + blocked_offset(16 * s, 0, BV), BV, true), accumulate || s > 0);
   }
@@ -403,7 +401,7 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
   constexpr int BV = L::BV, LDV = L::LDV, MT = K / 64;  // 64-row halves of the state
   constexpr int NA = BV / 2, NJ = BV / 8;               // a thread's accumulator floats and 8-column tiles
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+  unsigned char* smem = smem_raw + swizzle_pad(smem_raw);
   CT* hs = reinterpret_cast<CT*>(smem + L::h);
   CT* xs = reinterpret_cast<CT*>(smem + L::x);
   CT* vns = reinterpret_cast<CT*>(smem + L::vn);
@@ -455,7 +453,7 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
 #pragma unroll
   for (int i = 0; i < S - 1; ++i) load_chunk(i, i);
   cp_async_wait<S - 2>();
-  fence_shared_for_wgmma();
+  fence_shared_for_async();
   __syncthreads();  // chunk 0's inputs and the state are in shared memory
 
   // The output warps' rows of chunk c's o, stored during step c + 1: the stores are then long
@@ -516,7 +514,7 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
           acc[4 * j + 2 * half + 1] = b * (float(vv[1]) - fk * acc[4 * j + 2 * half + 1]);
         }
       store_pairs_blocked<CT, BV>(xs, acc, m0, 1.f, 1.f);
-      fence_shared_for_wgmma();
+      fence_shared_for_async();
     }
     // X is in shared memory. The output warps take this barrier too: with a barrier of the state
     // warps alone (bar.sync 1, 128) compute-sanitizer's racecheck reported the later block-wide
@@ -530,7 +528,7 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
       for (int e = 0; e < NA; ++e) vn[e] = float(CT(vn[e]));  // the state goes on from v_new as rounded
       store_pairs_blocked<CT, BV>(vns, vn, m0, 1.f, 1.f);
       store_pairs_blocked<CT, BV>(vds, vn, m0, rows[kRowD * kChunk + m0 + g], rows[kRowD * kChunk + m0 + g + 8]);
-      fence_shared_for_wgmma();
+      fence_shared_for_async();
     } else {
       // While the state warps solve: the copies of chunk c + S - 1 (into the stage chunk c - 1
       // used) and the stores of chunk c - 1's o (none before chunk 0).
@@ -571,7 +569,7 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
       o_tok0 = tok0, o_len = len;
     }
     cp_async_wait<S - 2>();  // the output warps' copies of chunk c + 1 (later chunks may fly on)
-    fence_shared_for_wgmma();
+    fence_shared_for_async();
     __syncthreads();  // the state complete, chunk c + 1's inputs landed, v_new read, this stage free
   }
   if (!state_warp) store_out();  // the last chunk's

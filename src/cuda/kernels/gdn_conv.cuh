@@ -293,7 +293,7 @@ __global__ void __launch_bounds__(kBulkThreads) __maxnreg__(conv_bulk_registers<
   Piece* mine = ring + unit;  // + (slot R + row) kBulkRowPieces
   auto at = [&](int s, int r) { return mine + ((s % K) * R + r) * kBulkRowPieces; };
   auto release = [&](int s) {
-    fence_shared_for_bulk();  // this lane's outputs, before the producer's bulk stores read them
+    fence_shared_for_async();  // this lane's outputs, before the producer's bulk stores read them
     __syncwarp();
     if (lane == 0) mbar_arrive(&empty[s % K]);
   };

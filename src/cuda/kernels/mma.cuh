@@ -61,12 +61,21 @@ __device__ __forceinline__ void cp_async_wait_n(int n) {
   (std::make_integer_sequence<int, MAX>{});
 }
 
-// Four 8x8 b16 matrices from shared memory into A/B fragments; _t transposes each.
+// Four 8x8 b16 matrices from shared memory into A/B fragments.
 __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void* p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(smem_addr(p)));
 }
+// Orders this thread's ordinary shared-memory writes (st.shared, cp.async) before later reads
+// of them by the async proxy: bulk copies to global memory and wgmma operands (a barrier then
+// orders them for the other threads).
+__device__ __forceinline__ void fence_shared_for_async() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+
 // The 16-bit operand type: __half when kF16, else __nv_bfloat16.
 template <bool kF16>
 using mma_operand_t = std::conditional_t<kF16, __half, __nv_bfloat16>;

@@ -33,6 +33,14 @@ namespace mlxn::kernels {
 #define MLXN_WGMMA 0
 #endif
 
+// A shared-memory matrix descriptor: start address, leading and stride byte offsets (the core
+// matrices' steps along K and along M/N for a K-major operand, the reverse for an MN-major
+// one, as PTX defines them) and the layout (0: no swizzle, 1: 128-byte swizzle).
+__device__ __forceinline__ uint64_t smem_desc(const void* p, uint32_t lbo, uint32_t sbo, uint32_t layout) {
+  return uint64_t((smem_addr(p) >> 4) & 0x3fff) | uint64_t((lbo >> 4) & 0x3fff) << 16 |
+         uint64_t((sbo >> 4) & 0x3fff) << 32 | uint64_t(layout) << 62;
+}
+
 // Element offset of (row, col) in a blocked [rows][cols] tile (cols % 8 == 0).
 __host__ __device__ constexpr int blocked_offset(int row, int col, int cols) {
   return (row >> 3) * cols * 8 + (col >> 3) * 64 + (row & 7) * 8 + (col & 7);
@@ -44,9 +52,7 @@ __host__ __device__ constexpr int blocked_offset(int row, int col, int cols) {
 // as K (MN-major): the reverse.
 __device__ __forceinline__ uint64_t blocked_desc(const void* p, int cols, bool rows_are_k) {
   const uint32_t along_cols = 128, along_rows = uint32_t(16 * cols);
-  const uint32_t lbo = rows_are_k ? along_rows : along_cols, sbo = rows_are_k ? along_cols : along_rows;
-  return uint64_t((smem_addr(p) >> 4) & 0x3fff) | uint64_t((lbo >> 4) & 0x3fff) << 16 |
-         uint64_t((sbo >> 4) & 0x3fff) << 32;  // bits 62-63 = 0: no swizzle
+  return rows_are_k ? smem_desc(p, along_rows, along_cols, 0) : smem_desc(p, along_cols, along_rows, 0);
 }
 
 // Element offset of (row, col) in a 128-byte-swizzled [64][cols] tile (cols % 64 == 0), the
@@ -63,18 +69,17 @@ __host__ __device__ constexpr int swizzled_offset(int row, int col) {
 // as M/N (8-row groups 1024 bytes apart). MN-major: its rows as K (1024 bytes a group of 8),
 // its 64 columns as M/N (the next strip, were M wider, 64 x 128 bytes on).
 __device__ __forceinline__ uint64_t swizzled_desc(const void* p, bool rows_are_k) {
-  const uint32_t lbo = rows_are_k ? 64 * 128 : 16, sbo = 1024;
-  return uint64_t((smem_addr(p) >> 4) & 0x3fff) | uint64_t((lbo >> 4) & 0x3fff) << 16 |
-         uint64_t((sbo >> 4) & 0x3fff) << 32 | uint64_t(1) << 62;  // 1: 128-byte swizzle
+  return smem_desc(p, rows_are_k ? 64 * 128 : 16, 1024, 1);
 }
 
-// Generic-proxy shared-memory writes (st.shared, cp.async) made visible to the tensor cores'
-// reads: each writing thread fences, then a barrier orders it before the wgmma.
-__device__ __forceinline__ void fence_shared_for_wgmma() {
-#if MLXN_WGMMA
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-#endif
-}
+// Element offset of k = 16 step s along the columns of a swizzled tile (K-major): 4 steps a
+// 64-column strip.
+__host__ __device__ constexpr int swizzled_k_step(int s) { return (s / 4) * 64 * 64 + (s % 4) * 16; }
+
+// Swizzled tiles sit at 1024-byte aligned addresses: a kernel asks for kSwizzleSlack bytes of
+// dynamic shared memory more than its layout and starts the layout swizzle_pad(base) bytes in.
+inline constexpr int kSwizzleSlack = 1024;
+__device__ __forceinline__ uint32_t swizzle_pad(const void* base) { return (1024 - (smem_addr(base) & 1023)) & 1023; }
 
 // Before the first wgmma of a sequence whose accumulators other instructions wrote.
 __device__ __forceinline__ void wgmma_fence() {
