@@ -28,12 +28,16 @@ __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
 // operand is split into a tf32 head (its top 19 bits, a mask) and the exact f32 tail, and a . b
 // is taken as a_tail b_head + a_head b_tail + a_head b_head. The mma reads the tail's top 19
 // bits only, so the result is within ~2^-20 relative of the f32 product (cvt.rna to tf32 would
-// gain a bit at ~6 instructions a value: it is not a single instruction on sm_90).
+// gain a bit at ~6 instructions a value: it is not a single instruction on sm_90). The three
+// terms accumulate apart and are summed at the end, so a k-step's three mma do not wait on
+// each other (the solve is a chain of these products, latency rather than throughput).
 // c (rows m0.., columns n0.. of the 16 x 8 tile) += X[m0 + i][xk + k] Y[yk + k][n0 + j] over
 // k in [0, 8 ks); X and Y row-major with row strides ldx, ldy.
 __device__ __forceinline__ void product_16x8_f32(float (&c)[4], const float* X, int ldx, int m0, int xk, const float* Y,
                                                  int ldy, int yk, int n0, int ks) {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  float c_th[4] = {0.f, 0.f, 0.f, 0.f}, c_ht[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
   for (int s = 0; s < ks; ++s) {
     const float* x = X + (m0 + g) * ldx + xk + 8 * s + t;
     const float* y = Y + (yk + 8 * s + t) * ldy + n0 + g;
@@ -43,10 +47,12 @@ __device__ __forceinline__ void product_16x8_f32(float (&c)[4], const float* X, 
     for (int i = 0; i < 4; ++i) ah[i] = tf32_head(a[i]), at[i] = __float_as_uint(a[i] - __uint_as_float(ah[i]));
 #pragma unroll
     for (int i = 0; i < 2; ++i) bh[i] = tf32_head(b[i]), bt[i] = __float_as_uint(b[i] - __uint_as_float(bh[i]));
-    mma_1688_tf32(c, at, bh[0], bh[1]);
-    mma_1688_tf32(c, ah, bt[0], bt[1]);
+    mma_1688_tf32(c_th, at, bh[0], bh[1]);
+    mma_1688_tf32(c_ht, ah, bt[0], bt[1]);
     mma_1688_tf32(c, ah, bh[0], bh[1]);
   }
+#pragma unroll
+  for (int i = 0; i < 4; ++i) c[i] += c_th[i] + c_ht[i];
 }
 
 // The 16 x 8 accumulator tile c, times `factor`, into rows m0.., columns n0.. of M.
