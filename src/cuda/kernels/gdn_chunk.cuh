@@ -57,7 +57,10 @@ constexpr int kThreads = 128;  // four warps, each 16 rows of a 64-token chunk
 // 4 blocks per SM, not 3.
 template <int K>
 struct PrepareLayout {
-  static constexpr int LDA = kChunk + 1, LDT = 33;
+  // Row strides: LDA = 4 mod 32 makes the inverse's product reads of A and N (rows g, columns
+  // t) conflict-free and its rows 16-byte aligned (forward substitution reads them as float4);
+  // LDT = 8 mod 32 does the same for the reads of T (rows t, columns g).
+  static constexpr int LDA = kChunk + 4, LDT = 40;
   static constexpr int q = 0;                     // [64][K] CT, swizzled
   static constexpr int k = q + kChunk * K * 2;    // [64][K] CT, swizzled
   static constexpr int a = 0;                     // [64][LDA] f32, after the products
@@ -118,7 +121,8 @@ __device__ __forceinline__ void load_swizzled(CT* tile, const CT* base, int64_t 
   }
 }
 
-// N = (I + A)^-1 of a strictly lower-triangular 64 x 64 A (f32, row stride lda), by doubling:
+// N = (I + A)^-1 of a strictly lower-triangular 64 x 64 A (f32, 16-byte aligned, row stride lda
+// a multiple of 4), by doubling:
 // warp w inverts diagonal block w (16 x 16) by forward substitution, a lane per column; then
 // for S = 16 and 32 the diagonal blocks of 2S come from those of S:
 //   [[D_top, 0], [A_low_top, D_low]]^-1 has lower-left block -D_low A_low_top D_top,
@@ -132,8 +136,15 @@ __device__ void invert_unit_lower(const float* A, float* N, int lda, float* T, i
 #pragma unroll
     for (int i = 0; i < 16; ++i) {
       float s = i == c ? 1.f : 0.f;
+      const float4* row = reinterpret_cast<const float4*>(A + (o + i) * lda + o);  // broadcast reads
 #pragma unroll
-      for (int j = 0; j < i; ++j) s -= A[(o + i) * lda + o + j] * x[j];  // A's row: one broadcast read
+      for (int q = 0; q < (i + 3) / 4; ++q) {
+        const float4 a4 = row[q];
+        const float a[4] = {a4.x, a4.y, a4.z, a4.w};
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          if (4 * q + e < i) s -= a[e] * x[4 * q + e];
+      }
       x[i] = s;
     }
 #pragma unroll
