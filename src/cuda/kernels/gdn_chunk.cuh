@@ -261,12 +261,14 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT>
   CT* aqk = p.Aqk + (slot * p.H + h) * kChunk * kChunk;
   // The row and column scalars in registers first: the stores to A below could alias `rows`
   // for the compiler, which then reloaded every scalar after every store.
-  float gr[2], br[2], kr[2], qr[2];
+  // A's row factor beta |k|^-1, Aqk's |q|^-1 scale.
+  float gr[2], ra[2], rq[2];
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const int r = m0 + g + half * 8;
-    gr[half] = rows[kGc * kChunk + r], br[half] = rows[kBeta * kChunk + r];
-    kr[half] = rows[kRk * kChunk + r], qr[half] = rows[kRq * kChunk + r];
+    gr[half] = rows[kGc * kChunk + r];
+    ra[half] = rows[kBeta * kChunk + r] * rows[kRk * kChunk + r];
+    rq[half] = rows[kRq * kChunk + r] * p.scale;
   }
 #pragma unroll
   for (int j = 0; j < 8; ++j) {
@@ -290,8 +292,8 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT>
       for (int e = 0; e < 2; ++e) {
         const int cc = c + e;
         const float d = cc <= r ? __expf(gr[half] - gc[e]) * kc[e] : 0.f;
-        a2[e] = cc < r ? ckk[4 * j + half * 2 + e] * d * br[half] * kr[half] : 0.f;
-        q2[e] = cqk[4 * j + half * 2 + e] * d * qr[half] * p.scale;
+        a2[e] = cc < r ? ckk[4 * j + half * 2 + e] * d * ra[half] : 0.f;
+        q2[e] = cqk[4 * j + half * 2 + e] * d * rq[half];
       }
       A[r * LDA + c] = a2[0];
       A[r * LDA + c + 1] = a2[1];

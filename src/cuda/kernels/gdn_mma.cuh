@@ -32,16 +32,24 @@ __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
 // terms accumulate apart and are summed at the end, so a k-step's three mma do not wait on
 // each other (the solve is a chain of these products, latency rather than throughput).
 // c (rows m0.., columns n0.. of the 16 x 8 tile) += X[m0 + i][xk + k] Y[yk + k][n0 + j] over
-// k in [0, 8 ks); X and Y row-major with row strides ldx, ldy.
+// k in [0, 8 ks); X and Y row-major with row strides ldx, ldy. X's fragment is one ldmatrix
+// (four 8 x 4 f32 blocks read as 8 x 8 b16 ones: lane l gets row l / 4, f32 column l % 4, the
+// tf32 fragment's place), so X must be 16-byte aligned and ldx a multiple of 4.
 __device__ __forceinline__ void product_16x8_f32(float (&c)[4], const float* X, int ldx, int m0, int xk, const float* Y,
                                                  int ldy, int yk, int n0, int ks) {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  // this lane's row address for the ldmatrix: blocks (rows 0-7 | 8-15) x (columns 0-3 | 4-7)
+  const float* xl = X + (m0 + (lane & 7) + 8 * ((lane >> 3) & 1)) * ldx + xk + 4 * (lane >> 4);
   float c_th[4] = {0.f, 0.f, 0.f, 0.f}, c_ht[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
   for (int s = 0; s < ks; ++s) {
-    const float* x = X + (m0 + g) * ldx + xk + 8 * s + t;
     const float* y = Y + (yk + 8 * s + t) * ldy + n0 + g;
-    const float a[4] = {x[0], x[8 * ldx], x[4], x[8 * ldx + 4]}, b[2] = {y[0], y[4 * ldy]};
+    uint32_t araw[4];
+    ldsm_x4(araw, xl + 8 * s);
+    float a[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) a[i] = __uint_as_float(araw[i]);
+    const float b[2] = {y[0], y[4 * ldy]};
     uint32_t ah[4], at[4], bh[2], bt[2];
 #pragma unroll
     for (int i = 0; i < 4; ++i) ah[i] = tf32_head(a[i]), at[i] = __float_as_uint(a[i] - __uint_as_float(ah[i]));
