@@ -53,7 +53,7 @@ constexpr int kThreads = 128;  // four warps, each 16 rows of a 64-token chunk
 
 // Shared memory of the prepare kernel: the chunk's q and k tiles (swizzled, wgmma.cuh), then
 // (once the products are in registers) A and its inverse N in the same bytes (f32, padded
-// rows); a product scratch T and the row scalars. Sharing the bytes keeps K = 128 under 40 KB:
+// rows); a product scratch T and the row scalars. Sharing the bytes keeps K = 128 at 41 KB:
 // 4 blocks per SM, not 3.
 template <int K>
 struct PrepareLayout {
