@@ -77,41 +77,21 @@ __device__ __forceinline__ float beta_value(const void* p, int kind, int64_t i) 
   return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
 }
 
-// Copies rows [0, 64) x cols [0, D) of a head (rows past len zero-filled) into a padded
-// shared tile, 16 bytes per cp.async, over NT threads (tid: 0..NT-1). Thread i moves piece
-// i % P of rows i / P, i / P + R, ...: a fixed column and a pointer stepped by R rows, so a
-// copy costs a few instructions (per-copy index arithmetic once took 40% of the scan's).
-template <class CT, int D, int NT = kThreads>
-__device__ __forceinline__ void load_tile(CT* tile, int ld, const CT* base, int64_t row_stride, int len, int tid) {
+// Copies rows [0, 64) x cols [0, D) of a head (rows past len zero-filled) into a shared tile,
+// element (r, c) at tile[offset(r, c)], 16 bytes per cp.async, over NT threads (tid:
+// 0..NT-1). Thread i moves piece i % P of rows i / P, i / P + R, ...: a fixed column and a
+// pointer stepped by R rows, so a copy costs a few instructions (per-copy index arithmetic once
+// took 40% of the scan's), and a warp moves whole rows.
+template <class CT, int D, int NT, class Offset>
+__device__ __forceinline__ void load_rows(CT* tile, Offset offset, const CT* base, int64_t row_stride, int len,
+                                          int tid) {
   constexpr int P = D / 8, R = NT / P;  // 16-byte pieces a row, rows a pass
   static_assert(NT % P == 0 && kChunk % R == 0, "whole passes");
   const int r0 = tid / P, c = (tid % P) * 8;
   const CT* src = base + r0 * row_stride + c;
-  CT* dst = tile + r0 * ld + c;
-  if (len >= kChunk) {  // every chunk but a sequence's last
-#pragma unroll
-    for (int i = 0; i < kChunk / R; ++i, src += R * row_stride) cp_async<16>(dst + i * R * ld, src);
-    return;
-  }
 #pragma unroll
   for (int i = 0; i < kChunk / R; ++i, src += R * row_stride) {
-    const bool valid = r0 + i * R < len;
-    cp_async16(dst + i * R * ld, valid ? src : base, valid);
-  }
-}
-
-// Copies rows [0, 64) x cols [0, D) of a head (rows past len zero-filled) into a swizzled
-// tile (wgmma.cuh), 16 bytes per cp.async, over NT threads: as load_tile, thread i moves piece
-// i % P of rows i / P, i / P + R, ... (a warp: whole rows, so all 32 banks).
-template <class CT, int D, int NT>
-__device__ __forceinline__ void load_swizzled(CT* tile, const CT* base, int64_t row_stride, int len, int tid) {
-  constexpr int P = D / 8, R = NT / P;  // 16-byte pieces a row, rows a pass
-  static_assert(NT % P == 0 && kChunk % R == 0 && D % 64 == 0, "whole passes of whole strips");
-  const int r0 = tid / P, c = (tid % P) * 8;
-  const CT* src = base + r0 * row_stride + c;
-#pragma unroll
-  for (int i = 0; i < kChunk / R; ++i, src += R * row_stride) {
-    CT* dst = tile + swizzled_offset(r0 + i * R, c);
+    CT* dst = tile + offset(r0 + i * R, c);
     if (len >= kChunk) {  // every chunk but a sequence's last
       cp_async<16>(dst, src);
     } else {
@@ -119,6 +99,22 @@ __device__ __forceinline__ void load_swizzled(CT* tile, const CT* base, int64_t 
       cp_async16(dst, valid ? src : base, valid);
     }
   }
+}
+
+// The same into a padded tile (row stride ld).
+template <class CT, int D, int NT>
+__device__ __forceinline__ void load_tile(CT* tile, int ld, const CT* base, int64_t row_stride, int len, int tid) {
+  load_rows<CT, D, NT>(
+      tile, [ld](int r, int c) { return r * ld + c; }, base, row_stride, len, tid);
+}
+
+// The same into a swizzled tile (wgmma.cuh; whole 64-column strips): a warp's two whole rows
+// fill all 32 banks.
+template <class CT, int D, int NT>
+__device__ __forceinline__ void load_swizzled(CT* tile, const CT* base, int64_t row_stride, int len, int tid) {
+  static_assert(D % 64 == 0, "whole strips");
+  load_rows<CT, D, NT>(
+      tile, [](int r, int c) { return swizzled_offset(r, c); }, base, row_stride, len, tid);
 }
 
 // N = (I + A)^-1 of a strictly lower-triangular 64 x 64 A (f32, 16-byte aligned, row stride lda
