@@ -508,10 +508,12 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
       for (int j = 0; j < NJ; ++j)
         vp[half][j] = state_warp ? *reinterpret_cast<const uint32_t*>(vs + r * LDV + j * 8 + 2 * t) : 0u;
     }
-    // Token rows of (k h) for the state warps, of (q h) for the output warps.
+    // The state warps: token rows of k h, then X. The output warps meanwhile issue the copies of
+    // chunk c + S - 1 (into the stage chunk c - 1 used) and store chunk c - 1's o (none before
+    // chunk 0), so that k h, the head of the state chain, has the tensor cores to itself.
     float acc[NA];
-    wg_product<CT, BV, false>(acc, state_warp ? ks : qs, hs, K / 16, false);
     if (state_warp) {
+      wg_product<CT, BV, false>(acc, ks, hs, K / 16, false);
       // X = beta (v - e^gc rk (k h)) -> shared
 #pragma unroll
       for (int j = 0; j < NJ; ++j)
@@ -524,6 +526,9 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
         }
       store_pairs_blocked<CT, BV>(xs, acc, m0, 1.f, 1.f);
       fence_shared_for_async();
+    } else {
+      load_chunk(c + S - 1, slot == 0 ? S - 1 : slot - 1);
+      store_out();
     }
     // X is in shared memory. The output warps take this barrier too: with a barrier of the state
     // warps alone (bar.sync 1, 128) compute-sanitizer's racecheck reported the later block-wide
@@ -539,11 +544,9 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
       store_pairs_blocked<CT, BV>(vds, vn, m0, rows[kRowD * kChunk + m0 + g], rows[kRowD * kChunk + m0 + g + 8]);
       fence_shared_for_async();
     } else {
-      // While the state warps solve: the copies of chunk c + S - 1 (into the stage chunk c - 1
-      // used) and the stores of chunk c - 1's o (none before chunk 0).
-      load_chunk(c + S - 1, slot == 0 ? S - 1 : slot - 1);
-      store_out();
-      // q h scaled: e^gc |q|^-1 scale
+      // While the state warps solve: token rows of q h (the state is unchanged until the
+      // update), scaled by e^gc |q|^-1 scale
+      wg_product<CT, BV, false>(acc, qs, hs, K / 16, false);
 #pragma unroll
       for (int j = 0; j < NJ; ++j)
 #pragma unroll
