@@ -554,24 +554,28 @@ __global__ void __launch_bounds__(kScanThreads) chunk_scan_kernel(ChunkParams<CT
     }
     __syncthreads();  // v_new is in shared memory; every read of the state hs is done
 
-    // h = e^G h + k^T vd on each warpgroup's halves (k^T: the k tile read transposed); the
-    // output warps' o = (scaled q h) + Aqk v_new beside theirs; all issued, then waited for once.
+    // h = e^G h + k^T vd on each warpgroup's halves (k^T: the k tile read transposed), one
+    // group; then the output warps' o = (scaled q h) + Aqk v_new, a second group that runs on
+    // while the state halves are stored (the next step waits for the state, not for o).
 #pragma unroll
     for (int i = 0; i < MS; ++i)
 #pragma unroll
       for (int e = 0; e < NA; ++e) hacc[i][e] *= eG;
     wgmma_fence();
-    if (!state_warp) wg_issue<CT, BV, false>(acc, aqks, vns, kChunk / 16, true);
     if (holds_state) {
 #pragma unroll
       for (int i = 0; i < MS; ++i)
         wg_issue<CT, BV, true>(hacc[i], ks + swizzled_offset(0, 64 * (wg * MS + i)), vds, kChunk / 16, true);
     }
-    wgmma_commit_and_wait();
+    wgmma_commit();
+    if (!state_warp) wg_issue<CT, BV, false>(acc, aqks, vns, kChunk / 16, true);
+    wgmma_commit();
+    wgmma_wait<1>();
     if (holds_state) {
 #pragma unroll
       for (int i = 0; i < MS; ++i) store_pairs_blocked<CT, BV>(hs + 64 * (wg * MS + i) * BV, hacc[i], m0, 1.f, 1.f);
     }
+    wgmma_wait<0>();
     if (!state_warp) {  // o, stored early in the next step (store_out)
 #pragma unroll
       for (int j = 0; j < NJ; ++j)

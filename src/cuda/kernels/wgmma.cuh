@@ -88,12 +88,26 @@ __device__ __forceinline__ void wgmma_fence() {
 #endif
 }
 
-// Closes the warpgroup's issued wgmma into a group, and waits for all groups to complete.
-__device__ __forceinline__ void wgmma_commit_and_wait() {
+// Closes the warpgroup's issued wgmma into a group.
+__device__ __forceinline__ void wgmma_commit() {
 #if MLXN_WGMMA
   asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
 #endif
+}
+
+// Waits until at most N of the warpgroup's groups are pending (the older ones complete: their
+// accumulators may be read).
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+#if MLXN_WGMMA
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+#endif
+}
+
+// Closes the warpgroup's issued wgmma into a group, and waits for all groups to complete.
+__device__ __forceinline__ void wgmma_commit_and_wait() {
+  wgmma_commit();
+  wgmma_wait<0>();
 }
 
 // d (64 x N, f32, N = 32 or 64) = (accumulate ? d : 0) + A . B for one k16 step; A from
