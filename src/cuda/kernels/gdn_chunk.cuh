@@ -14,6 +14,8 @@
 //   h = e^G h + k^T (v_new e^(G - gc))
 // q and k enter the products raw; the l2 normalisation is a per-row factor applied to the
 // results, so the kernels read q, k and v straight from the caller's tensors.
+#include <type_traits>
+
 #include "cuda/kernels/gdn_common.cuh"
 #include "cuda/kernels/gdn_mma.cuh"
 #include "cuda/kernels/wgmma.cuh"
@@ -280,21 +282,29 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT>
     }
     const float gc[2] = {rows[kGc * kChunk + c], rows[kGc * kChunk + c + 1]};
     const float kc[2] = {rows[kRk * kChunk + c], rows[kRk * kChunk + c + 1]};
+    // The tile's elements; the causal masks only where it meets the diagonal (a branch uniform
+    // over the warp, so the tiles wholly below it run without the compares and selects).
+    auto tile = [&](auto masked) {
 #pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int r = m0 + g + half * 8;
-      float a2[2], q2[2];
+      for (int half = 0; half < 2; ++half) {
+        const int r = m0 + g + half * 8;
+        float a2[2], q2[2];
 #pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int cc = c + e;
-        const float d = cc <= r ? __expf(gr[half] - gc[e]) * kc[e] : 0.f;
-        a2[e] = cc < r ? ckk[4 * j + half * 2 + e] * d * ra[half] : 0.f;
-        q2[e] = cqk[4 * j + half * 2 + e] * d * rq[half];
+        for (int e = 0; e < 2; ++e) {
+          const int cc = c + e;
+          const float d = !masked || cc <= r ? __expf(gr[half] - gc[e]) * kc[e] : 0.f;
+          a2[e] = !masked || cc < r ? ckk[4 * j + half * 2 + e] * d * ra[half] : 0.f;
+          q2[e] = cqk[4 * j + half * 2 + e] * d * rq[half];
+        }
+        A[r * LDA + c] = a2[0];
+        A[r * LDA + c + 1] = a2[1];
+        *reinterpret_cast<uint32_t*>(aqk + r * kChunk + c) = pack2<CT>(q2[0], q2[1]);
       }
-      A[r * LDA + c] = a2[0];
-      A[r * LDA + c + 1] = a2[1];
-      *reinterpret_cast<uint32_t*>(aqk + r * kChunk + c) = pack2<CT>(q2[0], q2[1]);
-    }
+    };
+    if (j * 8 + 8 <= m0)
+      tile(std::false_type{});
+    else
+      tile(std::true_type{});
   }
   __syncthreads();
   invert_unit_lower(A, N, LDA, reinterpret_cast<float*>(smem + L::t), L::LDT);
