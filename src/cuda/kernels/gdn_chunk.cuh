@@ -203,20 +203,23 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT>
   if (!chunk_of_slot(p.seq, slot, n, tok0, len)) return;
   const int h = blockIdx.y, hk = h / p.group, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 
+  // g and beta first, so that their loads fly while the copies below are issued.
+  const bool row = tid < kChunk && tid < len;
+  float x = row ? p.g[(tok0 + tid) * p.g_stride + h] : 0.f;
+  const float b = row ? beta_value(p.beta, p.beta_kind, (tok0 + tid) * p.beta_stride + h) : 0.f;
   load_swizzled<CT, K, kThreads>(qs, p.q + tok0 * p.q_tok + hk * p.q_head, p.q_tok, len, tid);
   load_swizzled<CT, K, kThreads>(ks, p.k + tok0 * p.k_tok + hk * p.k_head, p.k_tok, len, tid);
   cp_async_commit();
   // gc = inclusive cumsum of g (two warps, 32 tokens each; the second adds the first's total
   // below), beta. Padded rows have g 0, so their gc repeats the last token's, and beta 0.
   if (tid < kChunk) {
-    float x = tid < len ? p.g[(tok0 + tid) * p.g_stride + h] : 0.f;
 #pragma unroll
     for (int o = 1; o < 32; o <<= 1) {
       const float y = __shfl_up_sync(0xffffffffu, x, o);
       if (lane >= o) x += y;
     }
     rows[kGc * kChunk + tid] = x;
-    rows[kBeta * kChunk + tid] = tid < len ? beta_value(p.beta, p.beta_kind, (tok0 + tid) * p.beta_stride + h) : 0.f;
+    rows[kBeta * kChunk + tid] = b;
   }
   cp_async_wait<0>();
   fence_shared_for_async();
@@ -311,11 +314,13 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT>
   CT* ai = p.Ai + (slot * p.H + h) * kChunk * kChunk;
   for (int e = tid; e < kChunk * kChunk / 8; e += kThreads) {  // 8 values (16 bytes) a store
     const int r = e / 8, c = (e % 8) * 8;
-    uint32_t v[4] = {0u, 0u, 0u, 0u};
-    if (c < 16 * (r / 16 + 1))  // at or left of the diagonal block (the rest of N is unset)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) v[i] = pack2<CT>(N[r * LDA + c + 2 * i], N[r * LDA + c + 2 * i + 1]);
-    *reinterpret_cast<uint4*>(ai + r * kChunk + c) = make_uint4(v[0], v[1], v[2], v[3]);
+    uint4 v = make_uint4(0u, 0u, 0u, 0u);
+    if (c < 16 * (r / 16 + 1)) {  // at or left of the diagonal block (the rest of N is unset)
+      const float4 lo = *reinterpret_cast<const float4*>(N + r * LDA + c);  // rows 16-byte aligned
+      const float4 hi = *reinterpret_cast<const float4*>(N + r * LDA + c + 4);
+      v = make_uint4(pack2<CT>(lo.x, lo.y), pack2<CT>(lo.z, lo.w), pack2<CT>(hi.x, hi.y), pack2<CT>(hi.z, hi.w));
+    }
+    *reinterpret_cast<uint4*>(ai + r * kChunk + c) = v;
   }
   float* rows_out = p.rows + (slot * p.H + h) * kScanRows * kChunk;
   if (tid < kChunk) {
