@@ -73,10 +73,16 @@ struct PrepareLayout {
   static constexpr int bytes = rows + 4 * kChunk * 4 + kSwizzleSlack;             // swizzle_pad
 };
 
-__device__ __forceinline__ float beta_value(const void* p, int kind, int64_t i) {
-  if (kind == 0) return static_cast<const float*>(p)[i];
-  if (kind == 1) return __half2float(static_cast<const __half*>(p)[i]);
-  return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
+// beta's element i as raw bits (f32, or a 16-bit value zero-extended), and those bits as a
+// float: apart, so that a load can be issued long before its value is taken.
+__device__ __forceinline__ uint32_t beta_bits(const void* p, int kind, int64_t i) {
+  if (kind == 0) return __float_as_uint(static_cast<const float*>(p)[i]);
+  return static_cast<const uint16_t*>(p)[i];
+}
+__device__ __forceinline__ float beta_float(uint32_t bits, int kind) {
+  if (kind == 0) return __uint_as_float(bits);
+  if (kind == 1) return __half2float(__ushort_as_half(static_cast<unsigned short>(bits)));
+  return __uint_as_float(bits << 16);  // bf16: the top half of an f32
 }
 
 // Copies rows [0, 64) x cols [0, D) of a head (rows past len zero-filled) into a shared tile,
@@ -203,10 +209,11 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT>
   if (!chunk_of_slot(p.seq, slot, n, tok0, len)) return;
   const int h = blockIdx.y, hk = h / p.group, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 
-  // g and beta first, so that their loads fly while the copies below are issued.
+  // g and beta first, so that their loads fly while the copies below are issued (beta's bits
+  // are converted after them).
   const bool row = tid < kChunk && tid < len;
   float x = row ? p.g[(tok0 + tid) * p.g_stride + h] : 0.f;
-  const float b = row ? beta_value(p.beta, p.beta_kind, (tok0 + tid) * p.beta_stride + h) : 0.f;
+  const uint32_t braw = row ? beta_bits(p.beta, p.beta_kind, (tok0 + tid) * p.beta_stride + h) : 0u;
   load_swizzled<CT, K, kThreads>(qs, p.q + tok0 * p.q_tok + hk * p.q_head, p.q_tok, len, tid);
   load_swizzled<CT, K, kThreads>(ks, p.k + tok0 * p.k_tok + hk * p.k_head, p.k_tok, len, tid);
   cp_async_commit();
@@ -219,7 +226,7 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT>
       if (lane >= o) x += y;
     }
     rows[kGc * kChunk + tid] = x;
-    rows[kBeta * kChunk + tid] = b;
+    rows[kBeta * kChunk + tid] = beta_float(braw, p.beta_kind);
   }
   cp_async_wait<0>();
   fence_shared_for_async();
