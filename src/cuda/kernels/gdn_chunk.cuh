@@ -175,7 +175,9 @@ __device__ void invert_unit_lower(const float* A, float* N, int lda, float* T, i
       product_16x8_f32(acc, A, lda, top + S + m, top, N, lda, top, top + n, S / 8);
       store_16x8_f32(T, ldt, top / 2 + m, n, acc, 1.f);
     }
-    __syncthreads();
+    // Warp w made every T tile of its columns n (tiles i = w, w + 4 share n), and those are all
+    // its lower-left tiles read: it waits for itself only.
+    __syncwarp();
     for (int i = warp; i < 64 / (2 * S) * per; i += kWarps) {  // lower-left = -D_low T
       int top, m, n;
       tile(i, top, m, n);
