@@ -73,18 +73,6 @@ struct PrepareLayout {
   static constexpr int bytes = rows + 4 * kChunk * 4 + kSwizzleSlack;             // swizzle_pad
 };
 
-// beta's element i as raw bits (f32, or a 16-bit value zero-extended), and those bits as a
-// float: apart, so that a load can be issued long before its value is taken.
-__device__ __forceinline__ uint32_t beta_bits(const void* p, int kind, int64_t i) {
-  if (kind == 0) return __float_as_uint(static_cast<const float*>(p)[i]);
-  return static_cast<const uint16_t*>(p)[i];
-}
-__device__ __forceinline__ float beta_float(uint32_t bits, int kind) {
-  if (kind == 0) return __uint_as_float(bits);
-  if (kind == 1) return __half2float(__ushort_as_half(static_cast<unsigned short>(bits)));
-  return __uint_as_float(bits << 16);  // bf16: the top half of an f32
-}
-
 // Copies rows [0, 64) x cols [0, D) of a head (rows past len zero-filled) into a shared tile,
 // element (r, c) at tile[offset(r, c)], 16 bytes per cp.async, over NT threads (tid:
 // 0..NT-1). Thread i moves piece i % P of rows i / P, i / P + R, ...: a fixed column and a
@@ -215,7 +203,7 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT>
   // are converted after them).
   const bool row = tid < kChunk && tid < len;
   float x = row ? p.g[(tok0 + tid) * p.g_stride + h] : 0.f;
-  const uint32_t braw = row ? beta_bits(p.beta, p.beta_kind, (tok0 + tid) * p.beta_stride + h) : 0u;
+  const uint32_t braw = row ? scalar_bits(p.beta, p.beta_kind, (tok0 + tid) * p.beta_stride + h) : 0u;
   load_swizzled<CT, K, kThreads>(qs, p.q + tok0 * p.q_tok + hk * p.q_head, p.q_tok, len, tid);
   load_swizzled<CT, K, kThreads>(ks, p.k + tok0 * p.k_tok + hk * p.k_head, p.k_tok, len, tid);
   cp_async_commit();
@@ -228,7 +216,7 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(ChunkParams<CT>
       if (lane >= o) x += y;
     }
     rows[kGc * kChunk + tid] = x;
-    rows[kBeta * kChunk + tid] = beta_float(braw, p.beta_kind);
+    rows[kBeta * kChunk + tid] = scalar_from_bits(braw, p.beta_kind);
   }
   cp_async_wait<0>();
   fence_shared_for_async();

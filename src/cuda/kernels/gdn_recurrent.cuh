@@ -26,12 +26,6 @@ struct RecurrentParams {
   bool l2;
 };
 
-__device__ __forceinline__ float scalar_f32(const void* p, int kind, int64_t i) {
-  if (kind == 0) return static_cast<const float*>(p)[i];
-  if (kind == 1) return __half2float(static_cast<const __half*>(p)[i]);
-  return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
-}
-
 inline constexpr int kRecThreads = 128, kRecCols = 32;
 
 // The state is read and written once per step, and a model streams all its other weights

@@ -35,9 +35,7 @@ struct StageParams {
 constexpr int kPad = kChunk + 1;
 
 __device__ __forceinline__ float beta_at(const StageParams& p, int64_t tok, int h) {
-  if (p.beta_kind == 0) return static_cast<const float*>(p.beta)[tok * p.beta_stride + h];
-  if (p.beta_kind == 1) return __half2float(static_cast<const __half*>(p.beta)[tok * p.beta_stride + h]);
-  return __bfloat162float(static_cast<const __nv_bfloat16*>(p.beta)[tok * p.beta_stride + h]);
+  return scalar_f32(p.beta, p.beta_kind, tok * p.beta_stride + h);
 }
 
 // rn[i] = 1 / sqrt(|x_i|^2 + eps) for the chunk's rows (1 without l2); rows >= len get 0.
