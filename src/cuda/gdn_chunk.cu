@@ -34,17 +34,18 @@ bool fused_ok(const Session& s, const GdnArgs& a) {
   return rows16(a.q) && rows16(a.k) && rows16(a.v) && out_pairs;
 }
 
+// `kernel`, allowed `bytes` of dynamic shared memory. Per launch rather than once: the
+// attribute belongs to the current device.
 template <class Kernel>
-void allow_smem(Kernel kernel, int bytes) {
+Kernel with_smem(Kernel kernel, int bytes) {
   MLXN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  return kernel;
 }
 
-// The scan kernel for blocks of BV columns, allowed its shared memory (once per process).
+// The scan kernel for blocks of BV columns, allowed its shared memory.
 template <class CT, int K, int BV>
 auto scan_kernel() {
-  static const bool once = (allow_smem(k::chunk_scan_kernel<CT, K, BV>, k::ScanLayout<K, BV>::bytes), true);
-  (void)once;
-  return k::chunk_scan_kernel<CT, K, BV>;
+  return with_smem(k::chunk_scan_kernel<CT, K, BV>, k::ScanLayout<K, BV>::bytes);
 }
 
 template <class CT, int K, int BV>
@@ -70,10 +71,8 @@ void launch_fused(Session& s, const GdnArgs& a) {
 
   if (slots > 0) {
     constexpr int smem = k::PrepareLayout<K>::bytes;
-    static const bool once = (allow_smem(k::chunk_prepare_kernel<CT, K>, smem), true);
-    (void)once;
     const dim3 grid(grid_dim("gdn_chunk", slots), unsigned(a.H));
-    launch_pdl(s, "gdn_chunk", k::chunk_prepare_kernel<CT, K>, grid, dim3(k::kThreads), smem, p);
+    launch_pdl(s, "gdn_chunk", with_smem(k::chunk_prepare_kernel<CT, K>, smem), grid, dim3(k::kThreads), smem, p);
   }
   // The scan: a block per (sequence, value head, BV columns of V). 32 columns, or 64 when
   // 32-column blocks would not all be resident at once (K <= 128; a 64-column block's step costs
