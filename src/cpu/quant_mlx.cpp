@@ -1,12 +1,15 @@
 // CPU MLX affine quantization: quantize and dequantize follow MLX's arithmetic step by step
-// (bit-exact); matmuls take, per group of a weight row, s * dot(q, x) + b * sum(x), the
-// group unpacked once for every x row, rows of W spread over the cores.
+// (bit-exact); matmuls take, per group of a weight row, s * dot(q, x) + b * sum(x), each
+// weight row unpacked once for every x row it meets (quant_mlx_dots.h for 2, 4 and 8 bits),
+// rows of W spread over the cores. Routed products group their (token, slot) pairs by expert.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <type_traits>
 #include <vector>
 
 #include "cpu/common.h"
+#include "cpu/quant_mlx_dots.h"
 #include "ops/quant_mlx_args.h"
 #include "ops/registry.h"
 
@@ -191,25 +194,87 @@ void dequantize_cpu(Session&, const QuantMlxArgs& a) {
 
 // ---- matmuls ------------------------------------------------------------------------------
 
-template <class T, class S, int BITS>
-void matmul_rows(const QuantMlxArgs& a) {
-  const int64_t M = a.x.rows, K = a.w.cols, N = a.w.rows;
-  std::vector<float> xf(static_cast<size_t>(M * K));
-  for (int64_t r = 0; r < M; ++r) load_row(static_cast<const T*>(a.x.data) + r * a.x.row_stride, xf.data() + r * K, K);
-  const std::vector<float> sums = group_sums(xf, M, K, a.w.group_size);
-  std::vector<const float*> xs(static_cast<size_t>(M)), xsums(static_cast<size_t>(M));
-  for (int64_t r = 0; r < M; ++r) {
-    xs[size_t(r)] = xf.data() + r * K;
-    xsums[size_t(r)] = sums.data() + r * (K / a.w.group_size);
+// What one expert's weight rows are dotted with: x rows and the out rows they fill. A plain
+// matmul is one job (expert 0, every row); a routed one has a job per expert in use, holding
+// the (token, slot) pairs routed to it, so each expert's rows are unpacked once for all of
+// them.
+struct DotJob {
+  int64_t expert = 0;
+  std::vector<int64_t> x_rows, out_rows;
+};
+
+// x as the kernels read it: f32 rows, per-group sums, and (2, 4, 8 bits) the rows in planes.
+struct PreparedX {
+  std::vector<float> f32, sums, planes;
+  int64_t k = 0, groups = 0;
+  const float* row(int64_t r) const { return (planes.empty() ? f32 : planes).data() + r * k; }
+  const float* sum(int64_t r) const { return sums.data() + r * groups; }
+};
+
+template <class T, int BITS>
+PreparedX prepare_x(const QuantMlxArgs& a) {
+  PreparedX x;
+  const int64_t M = a.x.rows, K = a.w.cols;
+  const int gs = a.w.group_size;
+  x.k = K, x.groups = K / gs;
+  x.f32.resize(static_cast<size_t>(M * K));
+  for (int64_t r = 0; r < M; ++r) load_row(static_cast<const T*>(a.x.data) + r * a.x.row_stride, x.f32.data() + r * K, K);
+  x.sums = group_sums(x.f32, M, K, gs);
+  if constexpr (qdot::kByteAligned<BITS>) {
+    x.planes.resize(x.f32.size());
+    for (int64_t r = 0; r < M; ++r) qdot::to_planes<BITS>(x.f32.data() + r * K, K, gs, x.planes.data() + r * K);
   }
-  // Rows of W spread over the cores; every x row reuses the unpacked group from L1.
-  parallel_for(N, 2 * K * (M + 2), [&](int64_t n0, int64_t n1) {
-    std::vector<float> dots(static_cast<size_t>(M));
-    for (int64_t n = n0; n < n1; ++n) {
-      quant_row_dots<S, BITS>(a.w, 0, n, xs.data(), xsums.data(), M, dots.data());
-      for (int64_t r = 0; r < M; ++r) static_cast<T*>(a.out.data)[r * a.out.row_stride + n] = T(dots[size_t(r)]);
+  return x;
+}
+
+// Every job's rows of W against its x rows, (job, weight row) pairs spread over the cores.
+template <class T, class S, int BITS>
+void run_jobs(const QuantMlxArgs& a, const PreparedX& x, const std::vector<DotJob>& jobs) {
+  const MlxQuantMatrix& m = a.w;
+  const int64_t N = m.rows, K = m.cols, groups = m.groups_per_row();
+  int64_t most = 0;
+  for (const DotJob& j : jobs) most = std::max<int64_t>(most, int64_t(j.x_rows.size()));
+  parallel_for(int64_t(jobs.size()) * N, 2 * K * (most + 2), [&](int64_t i0, int64_t i1) {
+    std::vector<float> s(static_cast<size_t>(groups)), b(static_cast<size_t>(groups)), dots(static_cast<size_t>(most));
+    std::vector<const float*> xs(static_cast<size_t>(most)), xsums(static_cast<size_t>(most));
+    for (int64_t i = i0; i < i1; ++i) {
+      const DotJob& job = jobs[size_t(i / N)];
+      const int64_t n = i % N, count = int64_t(job.x_rows.size());
+      for (int64_t r = 0; r < count; ++r) {
+        xs[size_t(r)] = x.row(job.x_rows[size_t(r)]);
+        xsums[size_t(r)] = x.sum(job.x_rows[size_t(r)]);
+      }
+      if constexpr (qdot::kByteAligned<BITS>) {
+        const int64_t row = job.expert * N + n, g0 = row * groups;
+        for (int64_t g = 0; g < groups; ++g) s[size_t(g)] = load_scale<S>(m.scales, g0 + g);
+        for (int64_t g = 0; g < groups; ++g) b[size_t(g)] = load_scale<S>(m.biases, g0 + g);
+        const auto* codes = reinterpret_cast<const uint8_t*>(static_cast<const uint32_t*>(m.packed) +
+                                                             row * m.words_per_row());
+        int64_t r = 0;
+        for (; r + 2 <= count; r += 2)
+          qdot::row_dots<BITS, 2>(codes, s.data(), b.data(), groups, m.group_size, &xs[size_t(r)], &xsums[size_t(r)],
+                                  &dots[size_t(r)]);
+        if (r < count)
+          qdot::row_dots<BITS, 1>(codes, s.data(), b.data(), groups, m.group_size, &xs[size_t(r)], &xsums[size_t(r)],
+                                  &dots[size_t(r)]);
+      } else {
+        quant_row_dots<S, BITS>(m, job.expert, n, xs.data(), xsums.data(), count, dots.data());
+      }
+      for (int64_t r = 0; r < count; ++r)
+        static_cast<T*>(a.out.data)[job.out_rows[size_t(r)] * a.out.row_stride + n] = T(dots[size_t(r)]);
     }
   });
+}
+
+template <class T, class S, int BITS>
+void matmul_rows(const QuantMlxArgs& a) {
+  const PreparedX x = prepare_x<T, BITS>(a);
+  std::vector<DotJob> jobs(1);
+  for (int64_t r = 0; r < a.x.rows; ++r) {
+    jobs[0].x_rows.push_back(r);
+    jobs[0].out_rows.push_back(r);
+  }
+  run_jobs<T, S, BITS>(a, x, jobs);
 }
 
 template <class I>
@@ -232,26 +297,23 @@ void check_all_ids(const char* op, const QuantMlxArgs& a, int64_t count, int64_t
     check_ids<int32_t>(op, a.ids, count, limit);
 }
 
+// Routed pairs grouped by expert (pairs in order within one): one job per expert in use.
 template <class T, class S, int BITS>
 void matmul_id_rows(const QuantMlxArgs& a) {
-  const int64_t K = a.w.cols, N = a.w.rows, slots = a.tokens * a.top_k, groups = K / a.w.group_size;
-  std::vector<float> xf(static_cast<size_t>(a.x.rows * K));
-  for (int64_t r = 0; r < a.x.rows; ++r)
-    load_row(static_cast<const T*>(a.x.data) + r * a.x.row_stride, xf.data() + r * K, K);
-  const std::vector<float> sums = group_sums(xf, a.x.rows, K, a.w.group_size);
-  std::vector<int64_t> expert(static_cast<size_t>(slots));
-  for (int64_t u = 0; u < slots; ++u) expert[size_t(u)] = id_at(a, u);
-  parallel_for(N, 2 * K * (slots + 2), [&](int64_t n0, int64_t n1) {
-    for (int64_t n = n0; n < n1; ++n)
-      for (int64_t u = 0; u < slots; ++u) {
-        const int64_t xr = a.x_per_slot ? u : u / a.top_k;
-        const float* x = xf.data() + xr * K;
-        const float* xsum = sums.data() + xr * groups;
-        float d = 0.f;
-        quant_row_dots<S, BITS>(a.w, expert[size_t(u)], n, &x, &xsum, 1, &d);
-        static_cast<T*>(a.out.data)[u * a.out.row_stride + n] = T(d);
-      }
-  });
+  const PreparedX x = prepare_x<T, BITS>(a);
+  std::vector<DotJob> by_expert(static_cast<size_t>(a.w.experts));
+  for (int64_t u = 0; u < a.tokens * a.top_k; ++u) {
+    DotJob& job = by_expert[size_t(id_at(a, u))];
+    job.x_rows.push_back(a.x_per_slot ? u : u / a.top_k);
+    job.out_rows.push_back(u);
+  }
+  std::vector<DotJob> jobs;
+  for (int64_t e = 0; e < a.w.experts; ++e) {
+    if (by_expert[size_t(e)].x_rows.empty()) continue;
+    by_expert[size_t(e)].expert = e;
+    jobs.push_back(std::move(by_expert[size_t(e)]));
+  }
+  run_jobs<T, S, BITS>(a, x, jobs);
 }
 
 void matmul_cpu(Session&, const QuantMlxArgs& a) {
