@@ -152,6 +152,40 @@ TEST_P(QuantGgufTest, DequantizeShapesAndStridedOutput) {
   }
 }
 
+// Values of a float type over most of the f16 exponent range, its subnormals included (f16
+// overflow aside): m * 2^e, m in [1, 2), e in [-18, 14], either sign, rounded to `dt`.
+std::vector<double> wide_range_values(std::mt19937_64& rng, int64_t count, DType dt) {
+  std::uniform_real_distribution<double> mant(1.0, 2.0);
+  std::uniform_int_distribution<int> ex(-18, 14);
+  std::vector<double> v(static_cast<size_t>(count));
+  for (double& x : v) x = round_to(dt, std::ldexp(mant(rng), ex(rng)) * ((rng() & 1) ? -1.0 : 1.0));
+  return v;
+}
+
+// GGUF files keep some tensors unquantized (norms, often the embeddings): dequantizing one is
+// a conversion, each value rounded once to the output type, for every pair of float types.
+// Rows of any width (not whole 32-value units), leading dims, and rows written into a wider
+// buffer whose padding stays untouched.
+TEST_P(QuantGgufTest, DequantizeFloatTensorsConverts) {
+  for (DType wt : float_dtypes())
+    for (DType dt : float_dtypes())
+      for (int64_t k : {int64_t(1), int64_t(37), int64_t(256)}) {
+        SCOPED_TRACE(::testing::Message() << name(wt) << " -> " << name(dt) << " K=" << k);
+        const auto wv = wide_range_values(rng(), 6 * k, wt);
+        Array w = from_values(session(), wv, {2, 3, k}, wt);
+        std::vector<double> want;
+        for (double v : wv) want.push_back(round_to(dt, v));
+        Array out = poisoned(session(), {2, 3, k}, dt);
+        gguf_dequantize(session(), w, out);
+        MLXN_EXPECT_CLOSE(host_values(session(), out), want, 0.0);
+        Array parent = poisoned(session(), {6, k + 3}, dt);
+        Tensor o = parent.tensor().slice(1, 0, k);
+        gguf_dequantize(session(), w.tensor().reshape({6, k}), o);
+        MLXN_EXPECT_CLOSE(host_values(session(), o), want, 0.0);
+        for (double v : host_values(session(), parent.tensor().slice(1, k, k + 3))) ASSERT_TRUE(std::isnan(v));
+      }
+}
+
 TEST_P(QuantGgufTest, MatmulEveryTypeAgainstFloat64) {
   for (DType t : block_types()) {
     const int64_t be = traits(t).block_elems;
@@ -280,9 +314,10 @@ TEST_P(QuantGgufTest, MatvecReadsTheXJustWritten) {
 }
 
 TEST_P(QuantGgufTest, MatmulLargeBatchAndWideRows) {
-  // More rows than the mat-vec path takes (the prefill path on CUDA), and N not a multiple of
+  // More rows than the mat-vec path takes (the prefill path on CUDA: every block type through
+  // its packed half decoder, or exact f32 for f32 x, then the GEMM), and N not a multiple of
   // any tile.
-  for (DType t : {DType::q4_0, DType::q8_0, DType::q4_k, DType::q6_k}) {
+  for (DType t : block_types()) {
     const int64_t n = 67, k = 512;
     const auto bytes = random_blocks(rng(), t, n, k);
     const auto wref = dequantized(bytes, {n, k}, t);
@@ -415,6 +450,72 @@ TEST_P(QuantGgufTest, MatmulIdAgainstFloat64) {
   MLXN_EXPECT_CLOSE(host_values(session(), out), ref, mm_tol(DType::f32));
 }
 
+// Every weight type routed (block types and float experts), x of every float type, shared by
+// a token's slots or one row per slot: against float64 with each slot's expert, and at a
+// decode size each slot against the plain matmul of its expert alone. (At T = 11 the CUDA
+// routed call of a Q4_0/Q4_K/Q5_K/Q6_K weight leaves the integer kernel the plain M = 1 call
+// takes, so only the float64 check applies there.)
+TEST_P(QuantGgufTest, MatmulIdEveryWeightTypeAndDtype) {
+  std::vector<DType> types = block_types();
+  types.insert(types.end(), float_dtypes().begin(), float_dtypes().end());
+  const int64_t e = 6, n = 24, k = 256, top_k = 3;
+  for (DType t : types) {
+    std::vector<double> wref;
+    Array w;
+    if (is_quantized(t)) {
+      const auto bytes = random_blocks(rng(), t, e * n, k);
+      wref = dequantized(bytes, {e * n, k}, t);
+      w = upload_blocks(session(), bytes, {e, n, k}, t);
+    } else {
+      auto wf = random_array(session(), rng(), {e, n, k}, t);
+      wref = wf.values;
+      w = wf.array;
+    }
+    for (DType dt : float_dtypes())
+      for (bool per_slot : {false, true})
+        for (int64_t tokens : {int64_t(2), int64_t(11)}) {
+          SCOPED_TRACE(::testing::Message() << name(t) << " x " << name(dt) << " T=" << tokens
+                                            << " per_slot=" << per_slot);
+          const int64_t pairs = tokens * top_k;
+          std::vector<double> idv;
+          for (int64_t i = 0; i < pairs; ++i) idv.push_back(double(rng()() % uint64_t(e)));
+          Array ids = from_values(session(), idv, {tokens, top_k}, per_slot ? DType::u32 : DType::i32);
+          auto x = per_slot ? random_array(session(), rng(), {tokens, top_k, k}, dt)
+                            : random_array(session(), rng(), {tokens, k}, dt);
+          Array out = poisoned(session(), {tokens, top_k, n}, dt);
+          gguf_matmul_id(session(), x, w, ids, out);
+          const auto got = host_values(session(), out);
+          std::vector<double> ref;
+          for (int64_t p = 0; p < pairs; ++p) {
+            const int64_t ex = int64_t(idv[size_t(p)]), xr = per_slot ? p : p / top_k;
+            const std::vector<double> xv(x.values.begin() + xr * k, x.values.begin() + (xr + 1) * k);
+            const std::vector<double> we(wref.begin() + ex * n * k, wref.begin() + (ex + 1) * n * k);
+            const auto y = ref_matmul(xv, we, 1, n, k);
+            ref.insert(ref.end(), y.begin(), y.end());
+          }
+          // Float weights: MatmulFloatWeights' bound (f16 x rounds f32/bf16 weights to f16 on CUDA).
+          const double tol = device().is_cuda() && !is_quantized(t)
+                                 ? std::max(mm_tol(dt), dt == DType::f16 && t != DType::f16 ? 4e-3 : 0.0)
+                                 : mm_tol(dt);
+          MLXN_EXPECT_CLOSE(got, ref, tol);
+          if (tokens > 2) continue;
+          // The two calls may sum K in different orders: an element may round to the
+          // neighbouring value of the output type (a unit in its last place: 2^-7 relative
+          // for bf16, 2^-10 for f16).
+          const double alone_tol = dt == DType::f32 ? 1e-6 : dt == DType::bf16 ? 1.0 / 128 : 1.0 / 1024;
+          for (int64_t p = 0; p < pairs; ++p) {
+            const int64_t ex = int64_t(idv[size_t(p)]);
+            Tensor xr = per_slot ? x.tensor().select(0, p / top_k).slice(0, p % top_k, p % top_k + 1)
+                                 : x.tensor().slice(0, p / top_k, p / top_k + 1);
+            Array alone = poisoned(session(), {1, n}, dt);
+            gguf_matmul(session(), xr, w.tensor().select(0, ex), alone);
+            const std::vector<double> row(got.begin() + p * n, got.begin() + (p + 1) * n);
+            EXPECT_TRUE(close(row, host_values(session(), alone), alone_tol)) << "slot " << p << " expert " << ex;
+          }
+        }
+  }
+}
+
 // One routed token by Q4_0, Q4_K, Q5_K or Q6_K experts (CUDA: the integer mat-vecs, one slot per
 // unit, no grouping), x shared by the slots or one row per slot: each slot within the fixed
 // point's bound against float64 with its own expert, a repeated expert, and zeros for an id out
@@ -514,6 +615,31 @@ TEST_P(QuantGgufTest, EmbeddingEveryType) {
   }
 }
 
+// Unquantized tables (tied embeddings stored as f32/f16/bf16): rows copied, each value times
+// scale in f32, rounded once to the output type.
+TEST_P(QuantGgufTest, EmbeddingFloatTables) {
+  const std::vector<double> idv{4, 0, 6, 4, 1, 5, 2};
+  for (DType t : float_dtypes())
+    for (int64_t d : {int64_t(32), int64_t(96)}) {
+      const int64_t v = 7;
+      auto table = random_array(session(), rng(), {v, d}, t, -4.0, 4.0);
+      for (DType id_t : {DType::i32, DType::u32})
+        for (DType dt : float_dtypes())
+          for (float scale : {1.f, 0.5f, 3.f}) {
+            SCOPED_TRACE(::testing::Message() << "table " << name(t) << " D=" << d << " " << name(id_t) << " -> "
+                                              << name(dt) << " scale=" << scale);
+            Array ids = from_values(session(), idv, {int64_t(idv.size())}, id_t);
+            Array out = poisoned(session(), {int64_t(idv.size()), d}, dt);
+            gguf_embedding(session(), table, ids, out, scale);
+            std::vector<double> want;
+            for (double id : idv)
+              for (int64_t j = 0; j < d; ++j)
+                want.push_back(round_to(dt, double(float(table.values[size_t(int64_t(id) * d + j)]) * scale)));
+            MLXN_EXPECT_CLOSE(host_values(session(), out), want, 0.0);
+          }
+    }
+}
+
 TEST_P(QuantGgufTest, EmptyInputsAreNoOps) {
   const DType t = DType::q4_0;
   Array w = upload_blocks(session(), random_blocks(rng(), t, 4, 64), {4, 64}, t);
@@ -546,8 +672,14 @@ TEST_P(QuantGgufTest, BadInputs) {
   MLXN_EXPECT_RAISES(InvalidArgument, "gguf_matmul", gguf_matmul(s, x, w, s.empty({2, 4}, DType::bf16)));
   MLXN_EXPECT_RAISES(InvalidArgument, "gguf_matmul", gguf_matmul(s, x, s.empty({4, 256}, DType::i8), out));
   MLXN_EXPECT_RAISES(InvalidArgument, "gguf_dequantize", gguf_dequantize(s, w, s.empty({4, 256}, DType::i32)));
+  // Integer tensors are neither blocks nor floats.
   MLXN_EXPECT_RAISES(InvalidArgument, "gguf_dequantize",
-                     gguf_dequantize(s, s.empty({4, 256}, DType::f32), s.empty({4, 256}, DType::f32)));
+                     gguf_dequantize(s, s.empty({4, 256}, DType::i32), s.empty({4, 256}, DType::f32)));
+  MLXN_EXPECT_RAISES(InvalidArgument, "gguf_dequantize",
+                     gguf_dequantize(s, s.empty({4, 256}, DType::u8), s.empty({4, 256}, DType::f32)));
+  // A float tensor converted onto itself.
+  Array wf = s.empty({4, 256}, DType::f32);
+  MLXN_EXPECT_RAISES(InvalidArgument, "gguf_dequantize", gguf_dequantize(s, wf, wf));
   // Wrong shapes.
   MLXN_EXPECT_RAISES(InvalidArgument, "gguf_matmul", gguf_matmul(s, s.empty({2, 512}, DType::f32), w, out));
   MLXN_EXPECT_RAISES(InvalidArgument, "gguf_matmul", gguf_matmul(s, x, w, s.empty({2, 5}, DType::f32)));

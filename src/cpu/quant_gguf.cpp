@@ -146,7 +146,7 @@ void embedding_cpu(Session&, const GgufEmbeddingArgs& a) {
 
 }  // namespace
 
-MLXN_REGISTER_KERNEL(gguf_dequantize, quant_gguf, cpu, detail::kGgufBlockTypes, detail::GgufDequantArgs,
+MLXN_REGISTER_KERNEL(gguf_dequantize, quant_gguf, cpu, detail::kGgufWeightTypes, detail::GgufDequantArgs,
                      dequantize_cpu);
 MLXN_REGISTER_KERNEL(gguf_matmul, quant_gguf, cpu, detail::kGgufWeightTypes, detail::GgufMatmulArgs, matmul_cpu);
 MLXN_REGISTER_KERNEL(gguf_matmul_id, quant_gguf, cpu, detail::kGgufWeightTypes, detail::GgufMatmulArgs, matmul_cpu);

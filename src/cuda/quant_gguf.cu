@@ -1,5 +1,6 @@
 // CUDA entry points of the GGUF quant family.
-//   dequantize / embedding: one thread per 32-value unit, decoded through the traits table.
+//   dequantize / embedding: one thread per 32-value unit, decoded through the traits table
+//     (a float tensor's dequantize: an element-wise conversion).
 //   one token by a Q4_0 (K % 256 == 0), Q4_K or Q5_K weight (plain or routed; x bf16/f16),
 //     and 2..8 rows by Q4_K: the integer tensor-core mat-vecs (quant_gguf_matvec.cu);
 //   matmul, M <= 64, and every other expert-routed matmul: the tensor-core mat-vec
@@ -67,9 +68,26 @@ void dequantize_into(Session& s, DType w_dtype, const void* w, int64_t w_row_byt
 }
 
 void dequantize_cuda(Session& s, const GgufDequantArgs& a) {
-  dispatch_float(a.out.dtype, "gguf_dequantize", [&]<class T>() {
-    dequantize_into<T>(s, a.w_dtype, a.w, a.w_row_bytes, a.rows, a.k, static_cast<T*>(a.out.data), a.out.row_stride,
-                       rows_vectorizable(a.out, sizeof(T)), "gguf_dequantize");
+  const char* op = "gguf_dequantize";
+  dispatch_float(a.out.dtype, op, [&]<class T>() {
+    T* out = static_cast<T*>(a.out.data);
+    if (!is_float(a.w_dtype)) {
+      dequantize_into<T>(s, a.w_dtype, a.w, a.w_row_bytes, a.rows, a.k, out, a.out.row_stride,
+                         rows_vectorizable(a.out, sizeof(T)), op);
+      return;
+    }
+    // A float tensor: a plain conversion. Its rows need not hold whole 32-value units, so it
+    // does not go through the unit decoder.
+    const int64_t count = a.rows * a.k;
+    const unsigned grid = unit_grid(count / 32 + 1);
+    dispatch_float(a.w_dtype, op, [&]<class S>() {
+      const S* src = static_cast<const S*>(a.w);
+      if (a.rows == 1 || a.out.row_stride == a.k)
+        k::convert_kernel<S, T><<<grid, 256, 0, stream_of(s)>>>(src, out, count);
+      else
+        k::convert_rows_kernel<S, T><<<grid, 256, 0, stream_of(s)>>>(src, out, a.out.row_stride, a.rows, a.k);
+    });
+    check_launch(s, op);
   });
 }
 
@@ -251,7 +269,7 @@ void matmul_cuda(Session& s, const GgufMatmulArgs& a) {
 
 }  // namespace
 
-MLXN_REGISTER_KERNEL(gguf_dequantize, quant_gguf, cuda, detail::kGgufBlockTypes, detail::GgufDequantArgs,
+MLXN_REGISTER_KERNEL(gguf_dequantize, quant_gguf, cuda, detail::kGgufWeightTypes, detail::GgufDequantArgs,
                      dequantize_cuda);
 MLXN_REGISTER_KERNEL(gguf_matmul, quant_gguf, cuda, detail::kGgufWeightTypes, detail::GgufMatmulArgs, matmul_cuda);
 MLXN_REGISTER_KERNEL(gguf_matmul_id, quant_gguf, cuda, detail::kGgufWeightTypes, detail::GgufMatmulArgs, matmul_cuda);

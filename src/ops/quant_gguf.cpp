@@ -55,7 +55,7 @@ void gguf_dequantize(Session& s, const Tensor& w, const Tensor& out) {
   check_dtype(op, "out", out, kFloatTypes);
   check_defined(op, "w", w);
   if (w.ndim() < 1) throw_error<InvalidArgument>(op, "w must have at least 1 dim");
-  check_weight(op, s, "w", w, kGgufBlockTypes, w.ndim());
+  check_weight(op, s, "w", w, kGgufWeightTypes, w.ndim());
   check_same_shape(op, "w", w, "out", out);
   GgufDequantArgs a;
   a.out = as_rows(op, "out", out);

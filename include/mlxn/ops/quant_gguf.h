@@ -6,8 +6,8 @@
 // (32, or 256 for the K-quants), the bytes being the ggml blocks row by row, contiguous.
 // Activations and outputs are f32, f16 or bf16, rows with the last dim contiguous.
 //
-// Precision: gguf_dequantize and gguf_embedding give exactly gguf-py's values (f32), rounded
-// once to a half output. The CPU matmul accumulates in f32 from those exact weights. CUDA
+// Precision: gguf_dequantize and gguf_embedding give exactly gguf-py's values (f32; a float
+// tensor's own values), rounded once to a half output. The CPU matmul accumulates in f32 from those exact weights. CUDA
 // runs the products on tensor cores with f32 accumulation: x and the weights are rounded to
 // bf16 (f16 when x is f16), the block scales rounded to that type before they are applied;
 // f32 x with more than 64 rows instead takes exact f32 weights through an f32 GEMM. One token
@@ -30,7 +30,8 @@
 
 namespace mlxn {
 
-// out = dequantize(w). w: [..., K] block dtype; out: same shape, f32/f16/bf16.
+// out = dequantize(w). w: [..., K] block dtype, or f32/f16/bf16 (GGUF files store some
+// tensors unquantized: those are converted); out: same shape, f32/f16/bf16.
 void gguf_dequantize(Session& s, const Tensor& w, const Tensor& out);
 
 // out = x · W^T.  x: [M, K] f32/f16/bf16; w: [N, K] block dtype or f32/f16/bf16;

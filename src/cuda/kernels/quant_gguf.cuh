@@ -104,6 +104,17 @@ __global__ void __launch_bounds__(256) convert_kernel(const S* __restrict__ src,
     dst[i] = from_f32<D>(to_f32(src[i]));
 }
 
+// The same into rows `dst_row_stride` apart: src [rows, k] contiguous.
+template <class S, class D>
+__global__ void __launch_bounds__(256) convert_rows_kernel(const S* __restrict__ src, D* __restrict__ dst,
+                                                           int64_t dst_row_stride, int64_t rows, int64_t k) {
+  const int64_t n = rows * k;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / k;
+    dst[r * dst_row_stride + (i - r * k)] = from_f32<D>(to_f32(src[i]));
+  }
+}
+
 // ---- grouping routed rows by expert ------------------------------------------------------
 // One block. For P = T * top_k routed rows with expert ids: offsets[e] .. offsets[e + 1] is
 // the range of `order` holding the rows routed to expert e (bucket `experts` collects rows
