@@ -535,6 +535,46 @@ TEST_P(QuantMlxTest, OutOfRangeIds) {
   }
 }
 
+// Routed experts with f32 scales and biases (the tests above use 16-bit ones): every width and
+// group size, every x type, x shared by a token's slots or one row per slot, against float64
+// and each slot against quantized_matmul on its expert alone.
+TEST_P(QuantMlxTest, MatmulIdF32Scales) {
+  Session& s = session();
+  for (int bits : kBits)
+    for (DType dt : float_dtypes())
+      for (bool per_slot : {false, true})
+        for (int64_t tokens : {int64_t(1), int64_t(5), int64_t(33)}) {
+          const MlxQuant q{bits, kGroups[size_t(bits + tokens + per_slot) % 3]};
+          const int64_t E = 4, top_k = 2, n = 24, k = 3 * q.group_size;
+          SCOPED_TRACE(::testing::Message() << "bits=" << bits << " gs=" << q.group_size << " x " << name(dt)
+                                            << " per_slot=" << per_slot << " T=" << tokens);
+          QMatrix w = random_qmatrix(s, rng(), E, n, k, q, DType::f32);
+          auto x = per_slot ? random_array(s, rng(), {tokens, top_k, k}, dt) : random_array(s, rng(), {tokens, k}, dt);
+          std::vector<double> idv;
+          for (int64_t i = 0; i < tokens * top_k; ++i) idv.push_back(double(rng()() % uint64_t(E)));
+          Array ids = from_values(s, idv, {tokens, top_k}, per_slot ? DType::u32 : DType::i32);
+          Array out = poisoned(s, {tokens, top_k, n}, dt);
+          quantized_matmul_id(s, x, w.packed, w.scales, w.biases, ids, q, out);
+          const auto got = host_values(s, out);
+          std::vector<int64_t> er, xr;
+          for (int64_t u = 0; u < tokens * top_k; ++u) {
+            er.push_back(int64_t(idv[size_t(u)]));
+            xr.push_back(per_slot ? u : u / top_k);
+          }
+          MLXN_EXPECT_CLOSE(got, ref_matmul(x.values, tokens * top_k, w, er, xr), mm_tol(dt));
+          for (int64_t u = 0; u < tokens * top_k; u += 3) {
+            const int64_t ex = er[size_t(u)];
+            Tensor xrow = per_slot ? x.tensor().select(0, u / top_k).slice(0, u % top_k, u % top_k + 1)
+                                   : x.tensor().slice(0, u / top_k, u / top_k + 1);
+            Array one = poisoned(s, {1, n}, dt);
+            quantized_matmul(s, xrow, w.packed.tensor().select(0, ex), w.scales.tensor().select(0, ex),
+                             w.biases.tensor().select(0, ex), q, one);
+            const std::vector<double> slot(got.begin() + u * n, got.begin() + (u + 1) * n);
+            MLXN_EXPECT_CLOSE(slot, host_values(s, one), dt == DType::f32 ? 1e-6 : tolerance(dt));
+          }
+        }
+}
+
 // ---- embedding -----------------------------------------------------------------------------
 
 TEST_P(QuantMlxTest, EmbeddingEveryFormat) {
