@@ -1,11 +1,15 @@
 // MoE family against float64 references written from the definitions (ops.md §6).
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <numeric>
 #include <optional>
 #include <vector>
 
+#include "mlxn/ops/matmul.h"
 #include "mlxn/ops/moe.h"
+#include "mlxn/ops/quant_mlx.h"
+#include "support/mlx_quant_matrix.h"
 #include "support/support.h"
 
 namespace mlxn::test {
@@ -340,6 +344,178 @@ TEST_P(MoeTest, GluBadInputsRaise) {
   MLXN_EXPECT_RAISES(InvalidArgument, "moe_glu", moe_glu(s, gu, out_bad));
   MLXN_EXPECT_RAISES(InvalidArgument, "moe_glu", moe_glu(s, gu, out_bf));
   MLXN_EXPECT_RAISES(InvalidArgument, "moe_glu", moe_glu(s, gu, gu.tensor().slice(1, 0, 5)));
+}
+
+// ---- a whole layer in a graph -------------------------------------------------------------------
+
+// The exact weights of a stack of quantized experts, [E, N, K] row-major.
+std::vector<double> exact_weights(const QMatrix& m) {
+  std::vector<double> w;
+  w.reserve(size_t(m.experts * m.n * m.k));
+  for (int64_t e = 0; e < m.experts; ++e)
+    for (int64_t r = 0; r < m.n; ++r)
+      for (int64_t i = 0; i < m.k; ++i) w.push_back(m.exact(e, r, i));
+  return w;
+}
+
+// An MoE decode layer as a model runs it: router matmul -> moe_route -> routed gate/up (one
+// [E, 2I, D] stack) -> moe_glu -> routed down -> moe_weighted_sum with the residual, the
+// experts MLX 4-bit (quantized_matmul_id) or bf16 (matmul_id). Captured once and replayed for
+// two x written into the same buffer between replays: a host round trip inside any op (a copy
+// to the host, a synchronisation) makes the capture fail. Each replay must give exactly what
+// the same ops gave eagerly on its x, and the layer must match float64 on the routing the
+// device chose.
+TEST_P(MoeTest, DecodeLayerInCapturedGraph) {
+  if (!device().is_cuda()) GTEST_SKIP() << "graph capture needs CUDA";
+  Session& s = session();
+  const int64_t D = 256, I = 128, E = 8, top_k = 2;
+  const DType dt = DType::bf16;
+  const MlxQuant q{4, 64};
+  for (bool quantized : {true, false})
+    for (int64_t T : {int64_t(1), int64_t(4)}) {
+      SCOPED_TRACE(::testing::Message() << (quantized ? "mlx 4-bit" : "bf16") << " experts, T=" << T);
+      auto router = random_array(s, rng(), {E, D}, dt, -0.25, 0.25);
+      std::optional<QMatrix> gu_q, down_q;
+      std::optional<TestArray> gu_f, down_f;
+      std::vector<double> gu_w, down_w;  // exact: [E, 2I, D], [E, D, I]
+      if (quantized) {
+        gu_q = random_qmatrix(s, rng(), E, 2 * I, D, q, DType::bf16, Biases::centred);
+        down_q = random_qmatrix(s, rng(), E, D, I, q, DType::bf16, Biases::centred);
+        gu_w = exact_weights(*gu_q);
+        down_w = exact_weights(*down_q);
+      } else {
+        // Sized so that the gate values are O(1) (silu not yet linear) and the experts' sum is
+        // on the residual's scale.
+        gu_f = random_array(s, rng(), {E, 2 * I, D}, dt, -0.25, 0.25);
+        down_f = random_array(s, rng(), {E, D, I}, dt, -0.15, 0.15);
+        gu_w = gu_f->values;
+        down_w = down_f->values;
+      }
+      Array x = s.empty({T, D}, dt);
+      Array logits = s.empty({T, E}, dt);
+      Array ids = s.empty({T, top_k}, DType::i32);
+      Array weights = s.empty({T, top_k}, DType::f32);
+      Array h = s.empty({T, top_k, 2 * I}, dt);
+      Array act = s.empty({T, top_k, I}, dt);
+      Array y = s.empty({T, top_k, D}, dt);
+      Array out = s.empty({T, D}, dt);
+      MoeRouteParams rp;
+      rp.top_k = int(top_k);
+      rp.renormalize = true;
+      MoeSumParams sp;
+      sp.residual = x.tensor();
+      auto routed = [&](const Tensor& in, bool first, const Tensor& o) {
+        if (quantized) {
+          const QMatrix& m = first ? *gu_q : *down_q;
+          quantized_matmul_id(s, in, m.packed, m.scales, m.biases, ids, q, o);
+        } else {
+          matmul_id(s, in, first ? gu_f->tensor() : down_f->tensor(), ids, o);
+        }
+      };
+      auto layer = [&] {
+        matmul(s, x, router, logits);
+        moe_route(s, logits, rp, ids, weights);
+        routed(x, true, h);
+        moe_glu(s, h, act, GluKind::silu);
+        routed(act, false, y);
+        moe_weighted_sum(s, y, weights, out, sp);
+      };
+      auto set_x = [&](const std::vector<double>& v) {
+        std::vector<uint16_t> bits(v.size());
+        for (size_t i = 0; i < v.size(); ++i) write_element(bits.data(), dt, int64_t(i), v[i]);
+        s.upload(x, bits.data(), bits.size() * sizeof(uint16_t));
+      };
+      struct Result {
+        std::vector<double> logits, ids, weights, out;
+      };
+      auto read = [&] {
+        return Result{host_values(s, logits), host_values(s, ids), host_values(s, weights), host_values(s, out)};
+      };
+
+      // Eagerly first: this also leaves in the scratch pool every buffer the ops take, so
+      // that nothing is allocated while capturing.
+      std::uniform_real_distribution<double> uni(-1.0, 1.0);
+      std::vector<double> xs[2];
+      Result eager[2];
+      for (int r = 0; r < 2; ++r) {
+        for (int64_t i = 0; i < T * D; ++i) xs[r].push_back(round_to(dt, uni(rng())));
+        set_x(xs[r]);
+        layer();
+        eager[r] = read();
+      }
+      ASSERT_NE(eager[0].out, eager[1].out);
+      // Poisoned again, so that whatever a replay does not write shows (the sources live until
+      // the copies have run).
+      std::vector<Array> poison;
+      for (const Array* a : {&logits, &ids, &weights, &h, &act, &y, &out}) {
+        poison.push_back(poisoned(s, (*a)->shape(), (*a)->dtype()));
+        s.copy(*a, poison.back());
+      }
+
+      s.begin_capture();
+      try {
+        layer();
+      } catch (...) {
+        try {
+          s.end_capture();
+        } catch (const Error&) {
+        }
+        throw;
+      }
+      Graph graph = s.end_capture();
+      for (int r = 0; r < 2; ++r) {
+        SCOPED_TRACE(::testing::Message() << "replay " << r);
+        set_x(xs[r]);
+        graph.replay();
+        const Result got = read();
+        EXPECT_EQ(got.logits, eager[r].logits);
+        EXPECT_EQ(got.ids, eager[r].ids);
+        EXPECT_EQ(got.weights, eager[r].weights);
+        EXPECT_EQ(got.out, eager[r].out);
+
+        // float64: the logits; the routing from the logits the device wrote; the rest from x
+        // and the routing the device chose.
+        const std::vector<double>& xv = xs[r];
+        std::vector<double> ref_logits(static_cast<size_t>(T * E));
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t e = 0; e < E; ++e) {
+            double acc = 0;
+            for (int64_t d = 0; d < D; ++d) acc += xv[size_t(t * D + d)] * router.values[size_t(e * D + d)];
+            ref_logits[size_t(t * E + e)] = acc;
+          }
+        MLXN_EXPECT_CLOSE(got.logits, ref_logits, tolerance(dt));
+        const RefRoute route = ref_route(got.logits, T, E, top_k, false, true, nullptr, nullptr);
+        ASSERT_TRUE(route_matches(got.ids, got.weights, route, T, E, top_k, true, nullptr));
+        std::vector<double> ref_out(static_cast<size_t>(T * D));
+        std::vector<double> a(static_cast<size_t>(I));
+        for (int64_t t = 0; t < T; ++t) {
+          const double* xt = xv.data() + t * D;
+          for (int64_t d = 0; d < D; ++d) ref_out[size_t(t * D + d)] = xt[d];
+          for (int64_t j = 0; j < top_k; ++j) {
+            const int64_t e = int64_t(got.ids[size_t(t * top_k + j)]);
+            const double* wg = gu_w.data() + e * 2 * I * D;
+            for (int64_t i = 0; i < I; ++i) {
+              double g = 0, u = 0;
+              for (int64_t d = 0; d < D; ++d) {
+                g += wg[i * D + d] * xt[d];
+                u += wg[(I + i) * D + d] * xt[d];
+              }
+              a[size_t(i)] = g / (1.0 + std::exp(-g)) * u;
+            }
+            const double* wd = down_w.data() + e * D * I;
+            for (int64_t d = 0; d < D; ++d) {
+              double acc = 0;
+              for (int64_t i = 0; i < I; ++i) acc += wd[d * I + i] * a[size_t(i)];
+              ref_out[size_t(t * D + d)] += got.weights[size_t(t * top_k + j)] * acc;
+            }
+          }
+        }
+        // gate/up, the activations, the down outputs and the sum each rounded to bf16 (and on
+        // CUDA the weights or x of the routed products): a few roundings of 2^-9, inside twice
+        // the single-rounding tolerance (as moe_experts' tests measure for the same chain).
+        MLXN_EXPECT_CLOSE(got.out, ref_out, 2 * tolerance(dt));
+      }
+    }
 }
 
 MLXN_BACKEND_TESTS(MoeTest);
