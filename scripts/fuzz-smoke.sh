@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (fuzz/, one per weight-file parser) with clang, ASan and
-# UBSan into build-fuzz/, and runs each for a short while on its seed corpus in
-# fuzz/corpus/<parser>/. Inputs the run discovers go to a scratch directory, so the
+# Builds the libFuzzer targets (fuzz/, one per parser of weight files and their indexes) with
+# clang, ASan and UBSan into build-fuzz/, and runs each for a short while on its seed corpus
+# in fuzz/corpus/<parser>/. Inputs the run discovers go to a scratch directory, so the
 # committed corpus does not change; a crash leaves its input in build-fuzz/artifacts/.
 #   MLXN_FUZZ_SECONDS  seconds per target (default 30)
 set -euo pipefail
@@ -16,12 +16,12 @@ fi
 
 cmake -S "$here" -B "$build" -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DMLXN_FUZZ=ON -DMLXN_CUDA=OFF -DMLXN_TESTS=OFF >/dev/null
-cmake --build "$build" -j"$(nproc)" --target fuzz_safetensors fuzz_gguf fuzz_config
+cmake --build "$build" -j"$(nproc)" --target fuzz_safetensors fuzz_safetensors_index fuzz_gguf fuzz_config
 
 mkdir -p "$build/artifacts"
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-for parser in safetensors gguf config; do
+for parser in safetensors safetensors_index gguf config; do
   echo "fuzz-smoke: fuzz_$parser for ${secs}s"
   mkdir -p "$scratch/$parser"
   dict=()

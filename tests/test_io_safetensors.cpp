@@ -387,6 +387,7 @@ TEST(IoSafetensors, RefusesBadIndexes) {
   EXPECT_TRUE(bad_index(R"({"weight_map": {"x": "../a.safetensors"}})"));
   EXPECT_TRUE(bad_index(R"({"weight_map": {"x": "/etc/passwd"}})"));
   EXPECT_TRUE(bad_index(R"({"weight_map": {"x": ""}})"));
+  EXPECT_TRUE(bad_index(R"({"weight_map": {"x": "a.safetensors\u0000.txt"}})"));  // would open a.safetensors
   EXPECT_TRUE(bad_index(R"({"weight_map": {"x": "a.safetensors", "z": "dup.safetensors"}})"));  // x twice
   EXPECT_TRUE(raises<FormatError>("mmap", [&] {
     SafetensorsSet::open(dir.write("missing.index.json", R"({"weight_map": {"x": "gone.safetensors"}})"));

@@ -232,9 +232,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A shard name from an index must stay inside the index's directory.
+// A shard name from an index must stay inside the index's directory. A NUL (a JSON string
+// may hold "\u0000") would end the path the system opens early: a name that is not the file read.
 bool safe_relative(const std::string& name) {
-  if (name.empty()) return false;
+  if (name.empty() || name.find('\0') != std::string::npos) return false;
   const fs::path p(name);
   if (p.is_absolute() || p.has_root_name() || p.has_root_directory()) return false;
   for (const auto& part : p)
