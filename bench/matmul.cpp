@@ -189,6 +189,9 @@ MLXN_BENCH(make_case(
     "matmul_id bf16 prefill T512 top8/128 N1536 K2048",
     [](Session& s) { return matmul_id_case(s, 512, 8, 128, 1536, 2048); }, true));
 MLXN_BENCH(make_case(
+    "matmul_id bf16 prefill T512 top8/128 N768 K2048",
+    [](Session& s) { return matmul_id_case(s, 512, 8, 128, 768, 2048); }, true));
+MLXN_BENCH(make_case(
     "matmul_id bf16 prefill T64 top8/128 N1536 K2048",
     [](Session& s) { return matmul_id_case(s, 64, 8, 128, 1536, 2048); }, true));
 MLXN_BENCH(make_case(

@@ -95,6 +95,8 @@ MLXN_BENCH(Case{"gguf q4_k matmul_id 128x[768,2048] top8 [1,2048]", "quant_gguf"
                 [](Session& s) { return moe_case(s, 1); }, 0, 0, true});
 MLXN_BENCH(Case{"gguf q4_k matmul_id 128x[768,2048] top8 [4,2048]", "quant_gguf",
                 [](Session& s) { return moe_case(s, 4); }, 0, 0, true});
+MLXN_BENCH(Case{"gguf q4_k matmul_id 128x[768,2048] top8 [512,2048] (prefill)", "quant_gguf",
+                [](Session& s) { return moe_case(s, 512); }, 0, 0, true});
 
 }  // namespace
 }  // namespace mlxn::bench

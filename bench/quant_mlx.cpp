@@ -48,14 +48,19 @@ Workload qmm_case(Session& s, int64_t m, int64_t n, int64_t k, MlxQuant q) {
 // One MoE decode step's gate (or up) projection: 1 token, top 8 of 128 experts, hidden 2048,
 // expert width 768. Bytes: the 8 selected experts' weights once, x and out. The routings
 // rotate over disjoint expert sets (routed_ids), so no call finds its experts in L2.
-Workload moe_case(Session& s, int64_t tokens, MlxQuant q) {
+// out_pad > 0: out rows width + out_pad apart, which keeps the call on the per-slot mat-vec
+// (the grouped prefill GEMM writes rows back to back): the comparison for the crossover.
+Workload moe_case(Session& s, int64_t tokens, MlxQuant q, int64_t out_pad = 0) {
   constexpr int64_t E = 128, top_k = 8, hidden = 2048, width = 768;
   QWeights w8 = make_weights(s, E, width, hidden, q, 40);
   Array x = random_device_array(s, {tokens, hidden}, DType::bf16, 41);
   auto ids = std::make_shared<Rotation<Array>>(routed_ids(s, E, tokens, top_k, weight_bytes(width, hidden, q)));
-  Array out = Array::empty({tokens, top_k, width}, DType::bf16, s.device());
+  Array out_buf = Array::empty({tokens, top_k, width + out_pad}, DType::bf16, s.device());
   Workload w;
-  w.run = [&s, w8, x, ids, out, q] { quantized_matmul_id(s, x, w8.packed, w8.scales, w8.biases, ids->next(), q, out); };
+  w.run = [&s, w8, x, ids, out_buf, q] {
+    const Tensor out = out_buf.tensor().slice(2, 0, width);
+    quantized_matmul_id(s, x, w8.packed, w8.scales, w8.biases, ids->next(), q, out);
+  };
   w.bytes = double(tokens * top_k) * weight_bytes(width, hidden, q) + 2.0 * double(tokens * hidden) +
             2.0 * double(tokens * top_k * width);
   w.flops = 2.0 * double(tokens * top_k) * double(width) * double(hidden);
@@ -114,6 +119,19 @@ MLXN_BENCH(Case{"qmm_id 4-bit g64 E128 top8 [1,2048]->768 (MoE decode)", "quant_
                   return moe_case(s, 1, {4, 64});
                 },
                 0});
+// An MoE prefill step's projection: 64 to 512 tokens, each routed to 8 of the 128 experts;
+// and the per-slot mat-vec on the same calls.
+#define MLXN_QMM_MOE(T, PAD, WHAT)                                                                   \
+  MLXN_BENCH(Case{"qmm_id 4-bit g64 E128 top8 [" #T ",2048]->768 (MoE prefill" WHAT ")", "quant_mlx", \
+                  [](Session& s) {                                                                   \
+                    return moe_case(s, T, {4, 64}, PAD);                                             \
+                  },                                                                                 \
+                  0, 0, true})
+MLXN_QMM_MOE(64, 0, "");
+MLXN_QMM_MOE(256, 0, "");
+MLXN_QMM_MOE(512, 0, "");
+MLXN_QMM_MOE(512, 8, ", mat-vec");
+#undef MLXN_QMM_MOE
 
 }  // namespace
 }  // namespace mlxn::bench

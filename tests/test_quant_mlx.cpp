@@ -535,6 +535,52 @@ TEST_P(QuantMlxTest, OutOfRangeIds) {
   }
 }
 
+// Prefill-sized routing (more routed rows than the mat-vec takes; CUDA groups them by expert
+// and runs one GEMM per expert): rows per expert from ~10 to ~200 (each tile height), experts
+// left without rows, N past a whole tile, and on CUDA ids outside [0, E) (their rows zeros).
+TEST_P(QuantMlxTest, MatmulIdManyTokensPerExpert) {
+  Session& s = session();
+  struct Case {
+    int bits, gs;
+    int64_t tokens, experts;
+    DType x, scales, ids;
+  };
+  for (const Case c : {Case{4, 64, 40, 8, DType::bf16, DType::bf16, DType::i32},
+                       Case{3, 32, 100, 4, DType::f16, DType::f32, DType::u32},
+                       Case{8, 128, 400, 4, DType::bf16, DType::f16, DType::i32},
+                       Case{2, 64, 70, 6, DType::f32, DType::bf16, DType::u32}}) {
+    const MlxQuant q{c.bits, c.gs};
+    const int64_t top_k = 2, n = 136, k = 2 * c.gs + 128, pairs = c.tokens * top_k;
+    SCOPED_TRACE(::testing::Message() << "bits=" << c.bits << " T=" << c.tokens << " E=" << c.experts << " x "
+                                      << name(c.x));
+    QMatrix w = random_qmatrix(s, rng(), c.experts, n, k, q, c.scales);
+    auto x = random_array(s, rng(), {c.tokens, k}, c.x);
+    // Experts 1 and E - 1 get no rows; on CUDA every 9th slot names an expert that does not exist.
+    const bool bad_ids = !device().is_cpu();
+    std::vector<double> idv;
+    for (int64_t u = 0; u < pairs; ++u) {
+      int64_t e = int64_t(rng()() % uint64_t(c.experts - 2));
+      e = e >= 1 ? e + 1 : e;
+      if (bad_ids && u % 9 == 4) e = c.ids == DType::i32 && u % 2 ? -1 : c.experts + 3;
+      idv.push_back(double(e));
+    }
+    Array ids = from_values(s, idv, {c.tokens, top_k}, c.ids);
+    Array out = poisoned(s, {c.tokens, top_k, n}, c.x);
+    quantized_matmul_id(s, x, w.packed, w.scales, w.biases, ids, q, out);
+    const auto got = host_values(s, out);
+    std::vector<int64_t> er, xr;
+    for (int64_t u = 0; u < pairs; ++u) {
+      const int64_t e = int64_t(idv[size_t(u)]);
+      er.push_back(e >= 0 && e < c.experts ? e : 0);
+      xr.push_back(u / top_k);
+    }
+    auto ref = ref_matmul(x.values, pairs, w, er, xr);
+    for (int64_t u = 0; u < pairs; ++u)
+      if (er[size_t(u)] != int64_t(idv[size_t(u)])) std::fill_n(ref.begin() + u * n, n, 0.0);
+    MLXN_EXPECT_CLOSE(got, ref, mm_tol(c.x));
+  }
+}
+
 // Routed experts with f32 scales and biases (the tests above use 16-bit ones): every width and
 // group size, every x type, x shared by a token's slots or one row per slot, against float64
 // and each slot against quantized_matmul on its expert alone.

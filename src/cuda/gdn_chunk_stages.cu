@@ -39,7 +39,7 @@ k::StageParams stage_params(const GdnStageArgs& a) {
   p.gc_stride = a.g_cum.row_stride;
   p.beta = a.beta.data;
   p.beta_stride = a.beta.row_stride;
-  p.beta_kind = gdn_scalar_kind(a.beta.dtype);
+  p.beta_kind = float_kind(a.beta.dtype);
   p.A = a.A;
   p.A_in = a.A_in;
   p.h = a.h;

@@ -2,6 +2,7 @@
 // Host-side helpers shared by the gdn CUDA entry files.
 #include <cstdint>
 
+#include "cuda/common/dispatch.cuh"
 #include "cuda/kernels/gdn_common.cuh"
 #include "mlxn/error.h"
 #include "mlxn/session.h"
@@ -9,8 +10,6 @@
 #include "ops/gdn_args.h"
 
 namespace mlxn::cuda {
-
-inline int gdn_scalar_kind(DType t) { return t == DType::f32 ? 0 : t == DType::f16 ? 1 : 2; }
 
 inline kernels::gdn::SeqLayout gdn_seq(const detail::SeqLayout& l, int64_t slots) { return {l.cu, l.T, l.N, slots}; }
 
@@ -30,7 +29,7 @@ void fill_gdn_operands(P& p, const detail::GdnArgs& a, int64_t slots) {
   p.g_stride = a.g.row_stride;
   p.beta = a.beta.data;
   p.beta_stride = a.beta.row_stride;
-  p.beta_kind = gdn_scalar_kind(a.beta.dtype);
+  p.beta_kind = float_kind(a.beta.dtype);
   p.h0 = a.h0;
   p.ht = a.ht;
   p.seq = gdn_seq(a.seq, slots);

@@ -20,8 +20,8 @@
 #include "cuda/common/check.h"
 #include "cuda/common/dispatch.cuh"
 #include "cuda/common/launch.h"
+#include "cuda/grouped_gemm.h"
 #include "cuda/kernels/matmul.cuh"
-#include "mlxn/ops/moe.h"
 #include "ops/matmul_args.h"
 #include "ops/registry.h"
 
@@ -223,10 +223,6 @@ void run_lt(Session& s, DType dtype, int64_t m, int64_t n, int64_t k, const MatO
 
 // ---- mat-vec kernels (decode) ---------------------------------------------------------------
 
-// Up to this many routed rows, the mat-vec kernel (weights streamed once per row, rows that
-// share an expert launched side by side so the second read hits L2); beyond it, grouping.
-constexpr int64_t kMatvecMaxPairs = 64;
-
 template <class T, int R, int U, int W, int MINB>
 void launch_matvec(Session& s, const k::MatmulIdParams<T>& p, bool aligned) {
   constexpr int kRowsPerBlock = W * R;
@@ -253,15 +249,6 @@ void matvec(Session& s, const k::MatmulIdParams<T>& p, bool aligned) {
     launch_matvec<T, 1, 8, 4, 1>(s, p, aligned);
   else
     launch_matvec<T, 2, 2, 4, 8>(s, p, aligned);
-}
-
-template <class T, int BM>
-void launch_grouped_mma(Session& s, const k::GroupedParams<T>& gp, int64_t tile_bound) {
-  constexpr int kSmem = k::mma_smem_bytes(BM);
-  MLXN_CUDA_CHECK(
-      cudaFuncSetAttribute(k::grouped_mma_kernel<T, BM>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
-  const dim3 grid(unsigned((gp.mm.n + k::kMmaBN - 1) / k::kMmaBN), unsigned(tile_bound));
-  launch_pdl(s, "matmul_id", k::grouped_mma_kernel<T, BM>, grid, k::kMmaThreads, kSmem, gp);
 }
 
 void matmul_cuda(Session& s, const MatmulArgs& a) {
@@ -336,47 +323,23 @@ void matmul_id_typed(Session& s, const MatmulIdArgs& a) {
                          a.n};
   const bool aligned = aligned16(a.x) && aligned16(a.w) && a.k % N == 0 && a.x_row_stride % N == 0;
 
-  if (pairs <= kMatvecMaxPairs) {
+  if (pairs <= kRoutedMatvecMaxPairs) {
     matvec(s, p, aligned);
     return;
   }
 
-  // Group the pairs by expert (device radix sort), then tile each expert's rows.
-  const int64_t e = a.experts;
-  ScratchBuffer rows_buf = s.pool().acquire(size_t(pairs) * 4), off_buf = s.pool().acquire(size_t(e + 1) * 4),
-                tiles_buf = s.pool().acquire(size_t(e + 1) * 4);
-  const Device dev = s.device();
-  moe_group_tokens(s, Tensor(const_cast<void*>(a.ids), DType::u32, {pairs}, dev),
-                   Tensor(rows_buf.data(), DType::u32, {pairs}, dev), Tensor(off_buf.data(), DType::u32, {e + 1}, dev));
-  k::GroupedParams<T> gp{p, static_cast<const uint32_t*>(rows_buf.data()), static_cast<const uint32_t*>(off_buf.data()),
-                         static_cast<const int*>(tiles_buf.data())};
-  launch_pdl(s, op, k::zero_unrouted_kernel<T>, unsigned((pairs * 32 + 255) / 256), 256, 0, gp.sorted_rows, gp.offsets,
-             int(e), int(pairs), p.out, p.n);
-
   bool tensor_cores = false;
   if constexpr (!std::is_same_v<T, float>) tensor_cores = aligned && (reinterpret_cast<uintptr_t>(a.out) & 3) == 0;
-  // Row tile height: the rows an expert gets when routing is even, so that experts with few
-  // tokens do not pay for padding.
-  const int64_t per_expert = (pairs + e - 1) / e;
-  const int bm = !tensor_cores ? k::kSimtBM : per_expert <= 16 ? 32 : per_expert <= 64 ? 64 : 128;
-  launch_pdl(s, op, k::group_tiles_kernel, 1, 1024, 0, gp.offsets, int(e), bm, static_cast<int*>(tiles_buf.data()));
-  // Row tiles: at most one partial tile per expert beyond the full ones.
-  const int64_t tile_bound = (pairs + bm - 1) / bm + std::min(e, pairs);
-  if (tile_bound > kMaxGridY)
-    throw_error<Unsupported>(op, "cuda: ", pairs, " routed rows need more than ", kMaxGridY, " row tiles");
+  const ExpertGroups<T> g =
+      group_by_expert(s, op, p, a.ids, grouped_tile_rows(pairs, a.experts, tensor_cores, k::kSimtBM));
   if constexpr (!std::is_same_v<T, float>) {
     if (tensor_cores) {
-      if (bm == 32)
-        launch_grouped_mma<T, 32>(s, gp, tile_bound);
-      else if (bm == 64)
-        launch_grouped_mma<T, 64>(s, gp, tile_bound);
-      else
-        launch_grouped_mma<T, 128>(s, gp, tile_bound);
+      grouped_mma(s, op, g, k::DenseExpertTiles<T>{});
       return;
     }
   }
-  const dim3 grid(unsigned((a.n + k::kSimtBN - 1) / k::kSimtBN), unsigned(tile_bound));
-  launch_pdl(s, op, k::grouped_simt_kernel<T>, grid, k::kSimtThreads, 0, gp);
+  const dim3 grid(unsigned((a.n + k::kSimtBN - 1) / k::kSimtBN), unsigned(g.tile_bound));
+  launch_pdl(s, op, k::grouped_simt_kernel<T>, grid, k::kSimtThreads, 0, g.params);
 }
 
 void matmul_id_cuda(Session& s, const MatmulIdArgs& a) {

@@ -8,6 +8,9 @@
 
 namespace mlxn::cuda {
 
+// The run-time code of a float dtype that kernels::scalar_f32 reads: f32 0, f16 1, bf16 2.
+inline int float_kind(DType t) { return t == DType::f32 ? 0 : t == DType::f16 ? 1 : 2; }
+
 // Calls f.template operator()<T>() with T = float, __half or __nv_bfloat16.
 template <class F>
 decltype(auto) dispatch_float(DType t, const char* op, F&& f) {

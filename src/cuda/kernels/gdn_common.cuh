@@ -57,25 +57,6 @@ __device__ __forceinline__ int64_t seq_of(const SeqLayout& s, int64_t tok, int64
   return lo;
 }
 
-// A per-token scalar given as f32, f16 or bf16 (kind 0, 1, 2: beta), element i as a float.
-__device__ __forceinline__ float scalar_f32(const void* p, int kind, int64_t i) {
-  if (kind == 0) return static_cast<const float*>(p)[i];
-  if (kind == 1) return __half2float(static_cast<const __half*>(p)[i]);
-  return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
-}
-// The same split in two: element i as raw bits (a 16-bit value zero-extended), and bits as a
-// float, so that a kernel can issue the load early and take the value late (a conversion right
-// after the load makes the warp wait for it there).
-__device__ __forceinline__ uint32_t scalar_bits(const void* p, int kind, int64_t i) {
-  if (kind == 0) return __float_as_uint(static_cast<const float*>(p)[i]);
-  return static_cast<const uint16_t*>(p)[i];
-}
-__device__ __forceinline__ float scalar_from_bits(uint32_t bits, int kind) {
-  if (kind == 0) return __uint_as_float(bits);
-  if (kind == 1) return __half2float(__ushort_as_half(static_cast<unsigned short>(bits)));
-  return __uint_as_float(bits << 16);  // bf16: the top half of an f32
-}
-
 // Chunk `slot` (flattened over batch rows): its sequence n, first token and length.
 // False for a slot that no chunk maps to (varlen gaps, past the end).
 __device__ __forceinline__ bool chunk_of_slot(const SeqLayout& s, int64_t slot, int64_t& n, int64_t& tok0, int& len) {

@@ -118,7 +118,7 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) matvec_id_kernel(MatmulIdPar
 
 // tile_start[e] = sum over e' < e of ceil(rows(e') / bm), tile_start[E] = the total; rows(e)
 // from the expert offsets. One block of 1024 threads, experts in chunks with a carry.
-__global__ void __launch_bounds__(1024)
+static __global__ void __launch_bounds__(1024)
     group_tiles_kernel(const uint32_t* offsets, int experts, int bm, int* tile_start) {
   pdl_wait();
   pdl_launch_dependents();
@@ -202,8 +202,6 @@ __device__ __forceinline__ bool find_tile(const int* tile_start, const uint32_t*
 // ---- prefill: tensor-core grouped GEMM ------------------------------------------------------
 
 inline constexpr int kMmaBN = 128, kMmaBK = 32, kMmaStages = 4, kMmaThreads = 256;
-// Dynamic shared memory of a BM-row tile: kMmaStages stages of A (BM x BK) and B (BN x BK).
-constexpr int mma_smem_bytes(int bm) { return kMmaStages * (bm + kMmaBN) * kMmaBK * 2; }
 
 // A row of kMmaBK halves is four 16-byte chunks; chunk c of row r is stored at c ^ ((r >> 1) & 3),
 // which spreads the eight rows an ldmatrix phase reads over all 32 banks.
@@ -226,8 +224,46 @@ struct Pair2<__half> {
 // of (BM / 32) x 4 m16n8k16 products. BM (32, 64 or 128) follows the rows per expert, so few
 // tokens per expert do not pay for padded rows. Requires K % 8 == 0 and 16-byte aligned x
 // rows and w.
-template <class T, int BM>
-__global__ void __launch_bounds__(kMmaThreads) grouped_mma_kernel(GroupedParams<T> gp) {
+// The W operand of grouped_mma_kernel, a BN x BK tile per k-step, through kMmaStages stages
+// of kStageBytes in shared memory: fetch(stage, e, n0, k0, p, tid) issues thread tid's
+// asynchronous copies of expert e's tile at (n0, k0) into a stage, and tile(stage, dec, e, n0,
+// k0, p, tid) returns the landed tile as swizzled T rows (swizzle). A loader with kDecodes
+// stages the weights in another form and decodes them into `dec` (kMmaBN x kMmaBK T values);
+// the kernel then waits for every thread's part before the products.
+// Dense experts (T rows): the stage is the tile.
+template <class T>
+struct DenseExpertTiles {
+  static constexpr int kStageBytes = kMmaBN * kMmaBK * int(sizeof(T));
+  static constexpr bool kDecodes = false;
+  __device__ __forceinline__ void fetch(unsigned char* stage, int e, int n0, int k0, const MatmulIdParams<T>& p,
+                                        int tid) const {
+    T* db = reinterpret_cast<T*>(stage);
+    const T* wexp = p.w + int64_t(e) * p.n * p.k;
+#pragma unroll
+    for (int i = 0; i < (kMmaBN * kMmaBK / 8) / kMmaThreads; ++i) {
+      const int c = tid + i * kMmaThreads, r = c >> 2, ch = c & 3;
+      const int kk = k0 + ch * 8;
+      const bool ok = n0 + r < p.n && kk < p.k;
+      const T* src = ok ? wexp + int64_t(n0 + r) * p.k + kk : p.w;
+      cp_async16(db + swizzle(r, ch), src, ok);
+    }
+  }
+  __device__ __forceinline__ const T* tile(const unsigned char* stage, T*, int, int, int, const MatmulIdParams<T>&,
+                                           int) const {
+    return reinterpret_cast<const T*>(stage);
+  }
+};
+
+// Dynamic shared memory of a BM-row tile: kMmaStages stages of A (BM x BK) and of W's form,
+// and the decoded tile for loaders that decode.
+template <class T, class W>
+constexpr int grouped_smem_bytes(int bm) {
+  return kMmaStages * (bm * kMmaBK * int(sizeof(T)) + W::kStageBytes) +
+         (W::kDecodes ? kMmaBN * kMmaBK * int(sizeof(T)) : 0);
+}
+
+template <class T, int BM, class W = DenseExpertTiles<T>>
+__global__ void __launch_bounds__(kMmaThreads) grouped_mma_kernel(GroupedParams<T> gp, W w) {
   constexpr int MI = BM / 32;
   pdl_wait();
   pdl_launch_dependents();
@@ -236,7 +272,8 @@ __global__ void __launch_bounds__(kMmaThreads) grouped_mma_kernel(GroupedParams<
   if (!find_tile(gp.tile_start, gp.offsets, p.experts, blockIdx.y, BM, e, row_begin, rows)) return;
   extern __shared__ __align__(128) unsigned char smem_raw[];
   T* sa = reinterpret_cast<T*>(smem_raw);
-  T* sb = sa + kMmaStages * BM * kMmaBK;
+  unsigned char* sb = smem_raw + kMmaStages * BM * kMmaBK * sizeof(T);
+  T* dec = reinterpret_cast<T*>(sb + kMmaStages * W::kStageBytes);
   __shared__ int x_row[BM];    // x row (pair or token) of each tile row
   __shared__ int out_row[BM];  // pair index of each tile row, -1 past the end
   const int tid = threadIdx.x;
@@ -252,13 +289,13 @@ __global__ void __launch_bounds__(kMmaThreads) grouped_mma_kernel(GroupedParams<
   }
   __syncthreads();
   const int n0 = blockIdx.x * kMmaBN;
-  const T* wexp = p.w + int64_t(e) * p.n * p.k;
   const int k_tiles = (p.k + kMmaBK - 1) / kMmaBK;
+  auto w_stage = [&](int stage) { return sb + stage * W::kStageBytes; };
 
+  // Starts the copies of x's rows and W of tile kt.
   auto load_tile = [&](int stage, int kt) {
     const int k0 = kt * kMmaBK;
     T* da = sa + stage * BM * kMmaBK;
-    T* db = sb + stage * kMmaBN * kMmaBK;
 #pragma unroll
     for (int c = tid; c < BM * kMmaBK / 8; c += kMmaThreads) {
       const int r = c >> 2, ch = c & 3;
@@ -267,14 +304,7 @@ __global__ void __launch_bounds__(kMmaThreads) grouped_mma_kernel(GroupedParams<
       const T* src = ok ? p.x + int64_t(x_row[r]) * p.x_row_stride + kk : p.x;
       cp_async16(da + swizzle(r, ch), src, ok);
     }
-#pragma unroll
-    for (int i = 0; i < (kMmaBN * kMmaBK / 8) / kMmaThreads; ++i) {
-      const int c = tid + i * kMmaThreads, r = c >> 2, ch = c & 3;
-      const int kk = k0 + ch * 8;
-      const bool ok = n0 + r < p.n && kk < p.k;
-      const T* src = ok ? wexp + int64_t(n0 + r) * p.k + kk : p.w;
-      cp_async16(db + swizzle(r, ch), src, ok);
-    }
+    w.fetch(w_stage(stage), e, n0, k0, p, tid);
   };
 
   const int warp = tid >> 5, lane = tid & 31;
@@ -299,7 +329,8 @@ __global__ void __launch_bounds__(kMmaThreads) grouped_mma_kernel(GroupedParams<
     if (next < k_tiles) load_tile(next % kMmaStages, next);
     cp_async_commit();
     const T* ta = sa + (kt % kMmaStages) * BM * kMmaBK;
-    const T* tb = sb + (kt % kMmaStages) * kMmaBN * kMmaBK;
+    const T* tb = w.tile(w_stage(kt % kMmaStages), dec, e, n0, kt * kMmaBK, p, tid);
+    if constexpr (W::kDecodes) __syncthreads();  // the whole decoded tile before the products
 #pragma unroll
     for (int ks = 0; ks < kMmaBK / 16; ++ks) {
       uint32_t af[MI][4], bf[4][2];
