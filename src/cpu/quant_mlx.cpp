@@ -1,7 +1,8 @@
 // CPU MLX affine quantization: quantize and dequantize follow MLX's arithmetic step by step
 // (bit-exact); matmuls take, per group of a weight row, s * dot(q, x) + b * sum(x), each
-// weight row unpacked once for every x row it meets (quant_mlx_dots.h for 2, 4 and 8 bits),
-// rows of W spread over the cores. Routed products group their (token, slot) pairs by expert.
+// weight row unpacked once for every x row it meets (quant_mlx_dots.h for 2, 3, 4, 6 and 8
+// bits; 5 bits, and 3 bits at group size 32, unpack group by group here), rows of W spread
+// over the cores. Routed products group their (token, slot) pairs by expert.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -203,7 +204,8 @@ struct DotJob {
   std::vector<int64_t> x_rows, out_rows;
 };
 
-// x as the kernels read it: f32 rows, per-group sums, and (2, 4, 8 bits) the rows in planes.
+// x as the kernels read it: f32 rows, per-group sums, and (where qdot::row_dots takes the
+// width and group size) the rows in planes.
 struct PreparedX {
   std::vector<float> f32, sums, planes;
   int64_t k = 0, groups = 0;
@@ -220,7 +222,7 @@ PreparedX prepare_x(const QuantMlxArgs& a) {
   x.f32.resize(static_cast<size_t>(M * K));
   for (int64_t r = 0; r < M; ++r) load_row(static_cast<const T*>(a.x.data) + r * a.x.row_stride, x.f32.data() + r * K, K);
   x.sums = group_sums(x.f32, M, K, gs);
-  if constexpr (qdot::kByteAligned<BITS>) {
+  if (qdot::takes<BITS>(gs)) {
     x.planes.resize(x.f32.size());
     for (int64_t r = 0; r < M; ++r) qdot::to_planes<BITS>(x.f32.data() + r * K, K, gs, x.planes.data() + r * K);
   }
@@ -244,22 +246,25 @@ void run_jobs(const QuantMlxArgs& a, const PreparedX& x, const std::vector<DotJo
         xs[size_t(r)] = x.row(job.x_rows[size_t(r)]);
         xsums[size_t(r)] = x.sum(job.x_rows[size_t(r)]);
       }
-      if constexpr (qdot::kByteAligned<BITS>) {
-        const int64_t row = job.expert * N + n, g0 = row * groups;
-        for (int64_t g = 0; g < groups; ++g) s[size_t(g)] = load_scale<S>(m.scales, g0 + g);
-        for (int64_t g = 0; g < groups; ++g) b[size_t(g)] = load_scale<S>(m.biases, g0 + g);
-        const auto* codes = reinterpret_cast<const uint8_t*>(static_cast<const uint32_t*>(m.packed) +
-                                                             row * m.words_per_row());
-        int64_t r = 0;
-        for (; r + 2 <= count; r += 2)
-          qdot::row_dots<BITS, 2>(codes, s.data(), b.data(), groups, m.group_size, &xs[size_t(r)], &xsums[size_t(r)],
-                                  &dots[size_t(r)]);
-        if (r < count)
-          qdot::row_dots<BITS, 1>(codes, s.data(), b.data(), groups, m.group_size, &xs[size_t(r)], &xsums[size_t(r)],
-                                  &dots[size_t(r)]);
-      } else {
-        quant_row_dots<S, BITS>(m, job.expert, n, xs.data(), xsums.data(), count, dots.data());
+      bool dotted = false;  // by qdot::row_dots, over x in planes
+      if constexpr (qdot::kUnitBytes<BITS> > 0) {
+        if (!x.planes.empty()) {
+          const int64_t row = job.expert * N + n, g0 = row * groups;
+          for (int64_t g = 0; g < groups; ++g) s[size_t(g)] = load_scale<S>(m.scales, g0 + g);
+          for (int64_t g = 0; g < groups; ++g) b[size_t(g)] = load_scale<S>(m.biases, g0 + g);
+          const auto* codes = reinterpret_cast<const uint8_t*>(static_cast<const uint32_t*>(m.packed) +
+                                                               row * m.words_per_row());
+          int64_t r = 0;
+          for (; r + 2 <= count; r += 2)
+            qdot::row_dots<BITS, 2>(codes, s.data(), b.data(), groups, m.group_size, &xs[size_t(r)],
+                                    &xsums[size_t(r)], &dots[size_t(r)]);
+          if (r < count)
+            qdot::row_dots<BITS, 1>(codes, s.data(), b.data(), groups, m.group_size, &xs[size_t(r)],
+                                    &xsums[size_t(r)], &dots[size_t(r)]);
+          dotted = true;
+        }
       }
+      if (!dotted) quant_row_dots<S, BITS>(m, job.expert, n, xs.data(), xsums.data(), count, dots.data());
       for (int64_t r = 0; r < count; ++r)
         static_cast<T*>(a.out.data)[job.out_rows[size_t(r)] * a.out.row_stride + n] = T(dots[size_t(r)]);
     }

@@ -1,20 +1,21 @@
 #pragma once
-// The CPU's MLX affine dot products for the widths whose values never straddle a byte (2, 4
-// and 8 bits): one weight row against one or two rows of x, eight lanes at a time.
+// The CPU's MLX affine dot products for the widths whose values never straddle a unit of one
+// byte (2, 4 and 8 bits) or of three bytes (3 and 6 bits): one weight row against one or two
+// rows of x, eight lanes at a time.
 //
-// Why x is rearranged: byte i of a group's codes holds the group's values P i .. P i + P - 1
-// (P = 8 / BITS values a byte, value P i + p at bit BITS p). Unpacking them in value order
-// costs a shuffle per vector; instead x is rearranged once per call into "planes": within each
-// group, plane p lists the x values that field p of bytes 0, 1, 2, ... multiplies. Then eight
-// code bytes widened to eight lanes give, after one shift and mask, a vector that lines up
-// with eight consecutive plane values, and the row is a run of multiply-adds:
+// Why x is rearranged: unit i of a group's codes (U bytes) holds the group's values P i .. P i
+// + P - 1 (P = 8 U / BITS values a unit, value P i + p at bit BITS p). Unpacking them in value
+// order costs a shuffle per vector; instead x is rearranged once per call into "planes":
+// within each group, plane p lists the x values that field p of units 0, 1, 2, ... multiplies.
+// Then eight units widened to eight 32-bit lanes give, after one shift and mask, a vector that
+// lines up with eight consecutive plane values, and the row is a run of multiply-adds:
 //   dot = sum_g s_g * sum_i q_i x_i + sum_g b_g * sum_i x_i.
 // The group's scale is applied to the codes (q s, exact for q < 256 and a 16-bit s) before
-// the multiply-add, so every accumulator runs across groups: four independent chains per x
-// row hide the multiply-add latency.
+// the multiply-add, so every accumulator runs across groups: four (eight at 3 bits)
+// independent chains per x row hide the multiply-add latency.
 //
 // Written with GCC/Clang vector extensions, which x86-64-v3 compiles to AVX2 (vpsrld, vpand,
-// vcvtdq2ps, vfmadd) and other targets to their own vector code; one intrinsic widens bytes.
+// vcvtdq2ps, vfmadd) and other targets to their own vector code; intrinsics widen the units.
 #include <cstdint>
 #include <cstring>
 #if defined(__AVX2__)
@@ -27,13 +28,26 @@ using v8f = float __attribute__((vector_size(32)));
 using v8i = int32_t __attribute__((vector_size(32)));
 using v8u8 = uint8_t __attribute__((vector_size(8)));
 
+// Bytes of a unit (whole values, no value across two units): 1 at 2, 4 and 8 bits, 3 at 3 and
+// 6 bits; 0 where no such unit fits a 32-bit lane (5 bits: 40-bit units).
 template <int BITS>
-constexpr bool kByteAligned = BITS == 2 || BITS == 4 || BITS == 8;
+constexpr int kUnitBytes = BITS == 2 || BITS == 4 || BITS == 8 ? 1 : BITS == 3 || BITS == 6 ? 3 : 0;
+template <int BITS>
+constexpr int kPerUnit = kUnitBytes<BITS> * 8 / (BITS > 0 ? BITS : 1);  // values a unit
+template <int BITS>
+constexpr int kChunks = kPerUnit<BITS> >= 4 ? 1 : 4 / kPerUnit<BITS>;   // 8-unit chunks a step
+
+// Whether row_dots takes this width and group size: a group must hold whole steps of 8 units.
+template <int BITS>
+constexpr bool takes(int gs) {
+  if constexpr (kUnitBytes<BITS> == 0) return false;
+  else return gs % (8 * kChunks<BITS> * kPerUnit<BITS>) == 0;
+}
 
 // Rows of `k` values of x into planes, group by group (gs values a group): out may not alias x.
 template <int BITS>
 void to_planes(const float* x, int64_t k, int gs, float* out) {
-  constexpr int P = 8 / BITS;
+  constexpr int P = kPerUnit<BITS>;
   const int per_plane = gs / P;
   for (int64_t g0 = 0; g0 < k; g0 += gs)
     for (int p = 0; p < P; ++p)
@@ -58,6 +72,30 @@ inline v8i load8u8(const uint8_t* p) {
 #endif
 }
 
+// Eight 3-byte units widened to eight lanes (the top byte zero), reading exactly 24 bytes.
+inline v8i load8u24(const uint8_t* p) {
+#if defined(__AVX2__)
+  // Units 0-3 are bytes 0-11 of the first load, units 4-7 bytes 4-15 of the second (at p + 8).
+  const __m256i v = _mm256_set_m128i(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8)),
+                                     _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  const __m256i spread = _mm256_setr_epi8(0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1,  //
+                                          4, 5, 6, -1, 7, 8, 9, -1, 10, 11, 12, -1, 13, 14, 15, -1);
+  return v8i(_mm256_shuffle_epi8(v, spread));
+#else
+  v8i v;
+  for (int u = 0; u < 8; ++u) v[u] = int32_t(p[3 * u] | p[3 * u + 1] << 8 | p[3 * u + 2] << 16);
+  return v;
+#endif
+}
+
+template <int BITS>
+inline v8i load_units(const uint8_t* p) {
+  if constexpr (kUnitBytes<BITS> == 1)
+    return load8u8(p);
+  else
+    return load8u24(p);
+}
+
 inline float lanes_sum(v8f v) {
   float s = 0.f;
   for (int j = 0; j < 8; ++j) s += v[j];
@@ -66,28 +104,28 @@ inline float lanes_sum(v8f v) {
 
 // out[r] = dot(W row, x row r) for r < R (R = 1 or 2). codes: the row's packed bytes; s, b:
 // its groups' scales and biases as f32; xp[r]: x row r in planes; xsum[r]: its per-group
-// sums. Needs gs * BITS / 8 a multiple of 32 / P (true for gs 32, 64, 128).
+// sums. Needs takes<BITS>(gs).
 template <int BITS, int R>
 void row_dots(const uint8_t* codes, const float* s, const float* b, int64_t groups, int gs, const float* const* xp,
               const float* const* xsum, float* out) {
-  static_assert(kByteAligned<BITS> && (R == 1 || R == 2));
-  constexpr int P = 8 / BITS, C = 4 / P;  // C chunks of 8 bytes x P planes = 4 accumulators
+  static_assert(kUnitBytes<BITS> > 0 && (R == 1 || R == 2));
+  constexpr int U = kUnitBytes<BITS>, P = kPerUnit<BITS>, C = kChunks<BITS>, A = C * P;  // A accumulators
   constexpr int32_t kMask = (1 << BITS) - 1;
-  const int nb = gs / P;  // code bytes of a group, and values of one plane
-  v8f acc[R][4] = {};
+  const int nu = gs / P;  // units of a group, and values of one plane
+  v8f acc[R][A] = {};
   for (int64_t g = 0; g < groups; ++g) {
-    const uint8_t* cg = codes + g * nb;
+    const uint8_t* cg = codes + g * nu * U;
     const v8f sv = v8f{} + s[g];
     const int64_t xg = g * gs;
-    for (int i = 0; i < nb; i += 8 * C) {
+    for (int i = 0; i < nu; i += 8 * C) {
 #pragma GCC unroll 4
       for (int c = 0; c < C; ++c) {
-        const v8i w = load8u8(cg + i + 8 * c);
-#pragma GCC unroll 4
+        const v8i w = load_units<BITS>(cg + (i + 8 * c) * U);
+#pragma GCC unroll 8
         for (int p = 0; p < P; ++p) {
           const v8f q = __builtin_convertvector((w >> (BITS * p)) & kMask, v8f) * sv;
 #pragma GCC unroll 2
-          for (int r = 0; r < R; ++r) acc[r][c * P + p] += q * load8f(xp[r] + xg + p * nb + i + 8 * c);
+          for (int r = 0; r < R; ++r) acc[r][c * P + p] += q * load8f(xp[r] + xg + p * nu + i + 8 * c);
         }
       }
     }
@@ -98,7 +136,9 @@ void row_dots(const uint8_t* codes, const float* s, const float* b, int64_t grou
     for (; g + 8 <= groups; g += 8) bias += load8f(b + g) * load8f(xsum[r] + g);
     float tail = 0.f;
     for (; g < groups; ++g) tail += b[g] * xsum[r][g];
-    out[r] = lanes_sum((acc[r][0] + acc[r][1]) + (acc[r][2] + acc[r][3])) + (lanes_sum(bias) + tail);
+    v8f sum = acc[r][0];
+    for (int j = 1; j < A; ++j) sum += acc[r][j];
+    out[r] = lanes_sum(sum) + (lanes_sum(bias) + tail);
   }
 }
 
