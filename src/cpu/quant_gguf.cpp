@@ -1,10 +1,13 @@
-// CPU GGUF quant family: rows of blocks decoded to f32 through the quant-traits table, then
-// f32 dot products (OpenMP over weight rows, simd inside a row).
+// CPU GGUF quant family: q4_0, q8_0, q4_k and q6_k matmuls decode each 32-value unit into
+// vector registers and multiply it into the dot products there (quant_gguf_dots.h); other
+// types decode rows of blocks to f32 through the quant-traits table, then f32 dot products.
+// OpenMP over weight rows, simd inside a row.
 #include <algorithm>
 #include <cstdint>
 #include <vector>
 
 #include "cpu/common.h"
+#include "cpu/quant_gguf_dots.h"
 #include "ops/quant_gguf_args.h"
 #include "ops/registry.h"
 
@@ -42,6 +45,33 @@ RowDecoder row_decoder(DType t, const char* op) {
   }
 }
 
+// dot(W row, x row r) for r < rows (1 or 2), W's units decoded in registers.
+using RowDots = void (*)(const uint8_t* row, int64_t k, const float* const* x, int rows, float* out);
+
+template <class B>
+void vector_row_dots(const uint8_t* row, int64_t k, const float* const* x, int rows, float* out) {
+  if (rows == 2)
+    gdot::row_dots<B, 2>(row, k, x, out);
+  else
+    gdot::row_dots<B, 1>(row, k, x, out);
+}
+
+// The vectorised types' RowDots; null for the others.
+RowDots row_dots_of(DType t) {
+  switch (t) {
+    case DType::q4_0:
+      return &vector_row_dots<gguf::BlockQ4_0>;
+    case DType::q8_0:
+      return &vector_row_dots<gguf::BlockQ8_0>;
+    case DType::q4_k:
+      return &vector_row_dots<gguf::BlockQ4_K>;
+    case DType::q6_k:
+      return &vector_row_dots<gguf::BlockQ6_K>;
+    default:
+      return nullptr;
+  }
+}
+
 int64_t read_id(const void* ids, DType dt, int64_t i) {
   return dt == DType::i32 ? int64_t(static_cast<const int32_t*>(ids)[i])
                           : int64_t(static_cast<const uint32_t*>(ids)[i]);
@@ -73,8 +103,32 @@ void dequantize_cpu(Session&, const GgufDequantArgs& a) {
 // them, so an input row is read once per tile rather than once per weight row.
 constexpr int64_t kRowTile = 8;
 
+// Each weight row against its expert's input rows two at a time, through `dots`.
 template <class T>
-void matmul_rows(const GgufMatmulArgs& a, RowDecoder decode, const char* op) {
+void vector_matmul(const GgufMatmulArgs& a, RowDots dots, const uint8_t* we, const std::vector<int64_t>& rows,
+                   const std::vector<float>& xf) {
+  const int64_t k = a.k, count = int64_t(rows.size());
+  parallel_for(a.n, 2 * k * (count + 2), [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n) {
+      const uint8_t* wrow = we + n * a.w_row_bytes;
+      for (int64_t i = 0; i < count; i += 2) {
+        const int take = count - i >= 2 ? 2 : 1;
+        const float* xs[2];
+        for (int j = 0; j < take; ++j) {
+          const int64_t p = rows[size_t(i + j)];
+          xs[j] = xf.data() + (a.x_per_slot || !a.ids ? p : p / a.top_k) * k;
+        }
+        float d[2];
+        dots(wrow, k, xs, take, d);
+        for (int j = 0; j < take; ++j)
+          static_cast<T*>(a.out.data)[rows[size_t(i + j)] * a.out.row_stride + n] = from_float<T>(d[j]);
+      }
+    }
+  });
+}
+
+template <class T>
+void matmul_rows(const GgufMatmulArgs& a, RowDecoder decode, RowDots dots, const char* op) {
   const int64_t k = a.k, pairs = a.tokens * a.top_k;
   // Inputs converted to f32 once.
   std::vector<float> xf(static_cast<size_t>(a.x.rows * k));
@@ -96,6 +150,10 @@ void matmul_rows(const GgufMatmulArgs& a, RowDecoder decode, const char* op) {
     const std::vector<int64_t>& rows = groups[size_t(e)];
     if (rows.empty()) continue;
     const auto* we = static_cast<const uint8_t*>(a.w) + e * a.n * a.w_row_bytes;
+    if (dots) {
+      vector_matmul<T>(a, dots, we, rows, xf);
+      continue;
+    }
     parallel_for(tiles, kRowTile * k * (int64_t(rows.size()) + 4), [&](int64_t t0, int64_t t1) {
       std::vector<float> wt(static_cast<size_t>(kRowTile * k));
       float acc[kRowTile];
@@ -123,7 +181,7 @@ void matmul_rows(const GgufMatmulArgs& a, RowDecoder decode, const char* op) {
 void matmul_cpu(Session&, const GgufMatmulArgs& a) {
   const char* op = a.ids ? "gguf_matmul_id" : "gguf_matmul";
   const RowDecoder decode = row_decoder(a.w_dtype, op);
-  dispatch_float(a.x.dtype, op, [&]<class T>() { matmul_rows<T>(a, decode, op); });
+  dispatch_float(a.x.dtype, op, [&]<class T>() { matmul_rows<T>(a, decode, row_dots_of(a.w_dtype), op); });
 }
 
 void embedding_cpu(Session&, const GgufEmbeddingArgs& a) {

@@ -14,19 +14,21 @@
 // the multiply-add, so every accumulator runs across groups: four (eight at 3 bits)
 // independent chains per x row hide the multiply-add latency.
 //
-// Written with GCC/Clang vector extensions, which x86-64-v3 compiles to AVX2 (vpsrld, vpand,
-// vcvtdq2ps, vfmadd) and other targets to their own vector code; intrinsics widen the units.
+// Eight-lane vectors from simd8.h (AVX2 on x86-64-v3: vpsrld, vpand, vcvtdq2ps, vfmadd).
 #include <cstdint>
-#include <cstring>
 #if defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
+#include "cpu/simd8.h"
+
 namespace mlxn::cpu::qdot {
 
-using v8f = float __attribute__((vector_size(32)));
-using v8i = int32_t __attribute__((vector_size(32)));
-using v8u8 = uint8_t __attribute__((vector_size(8)));
+using simd8::lanes_sum;
+using simd8::load8f;
+using simd8::load8u8;
+using simd8::v8f;
+using simd8::v8i;
 
 // Bytes of a unit (whole values, no value across two units): 1 at 2, 4 and 8 bits, 3 at 3 and
 // 6 bits; 0 where no such unit fits a 32-bit lane (5 bits: 40-bit units).
@@ -54,24 +56,6 @@ void to_planes(const float* x, int64_t k, int gs, float* out) {
       for (int i = 0; i < per_plane; ++i) out[g0 + p * per_plane + i] = x[g0 + P * i + p];
 }
 
-inline v8f load8f(const float* p) {
-  v8f v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-// Eight bytes widened to eight lanes. GCC lowers the generic conversion of an 8-byte vector
-// lane by lane (16 scalar extracts and inserts), so x86 names the one instruction that does it.
-inline v8i load8u8(const uint8_t* p) {
-#if defined(__AVX2__)
-  return v8i(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
-#else
-  v8u8 v;
-  std::memcpy(&v, p, sizeof v);
-  return __builtin_convertvector(v, v8i);
-#endif
-}
-
 // Eight 3-byte units widened to eight lanes (the top byte zero), reading exactly 24 bytes.
 inline v8i load8u24(const uint8_t* p) {
 #if defined(__AVX2__)
@@ -96,12 +80,6 @@ inline v8i load_units(const uint8_t* p) {
     return load8u24(p);
 }
 
-inline float lanes_sum(v8f v) {
-  float s = 0.f;
-  for (int j = 0; j < 8; ++j) s += v[j];
-  return s;
-}
-
 // out[r] = dot(W row, x row r) for r < R (R = 1 or 2). codes: the row's packed bytes; s, b:
 // its groups' scales and biases as f32; xp[r]: x row r in planes; xsum[r]: its per-group
 // sums. Needs takes<BITS>(gs).
@@ -123,7 +101,7 @@ void row_dots(const uint8_t* codes, const float* s, const float* b, int64_t grou
         const v8i w = load_units<BITS>(cg + (i + 8 * c) * U);
 #pragma GCC unroll 8
         for (int p = 0; p < P; ++p) {
-          const v8f q = __builtin_convertvector((w >> (BITS * p)) & kMask, v8f) * sv;
+          const v8f q = simd8::to_f32((w >> (BITS * p)) & kMask) * sv;
 #pragma GCC unroll 2
           for (int r = 0; r < R; ++r) acc[r][c * P + p] += q * load8f(xp[r] + xg + p * nu + i + 8 * c);
         }
