@@ -1,7 +1,7 @@
-// CPU GGUF quant family: q4_0, q8_0, q4_k and q6_k matmuls decode each 32-value unit into
-// vector registers and multiply it into the dot products there (quant_gguf_dots.h); other
-// types decode rows of blocks to f32 through the quant-traits table, then f32 dot products.
-// OpenMP over weight rows, simd inside a row.
+// CPU GGUF quant family: matmuls by block weights decode each 32-value unit into vector
+// registers and multiply it into the dot products there (quant_gguf_dots.h); float weights,
+// dequantize and embedding decode rows through the quant-traits table. OpenMP over weight
+// rows, simd inside a row.
 #include <algorithm>
 #include <cstdint>
 #include <vector>
@@ -56,20 +56,14 @@ void vector_row_dots(const uint8_t* row, int64_t k, const float* const* x, int r
     gdot::row_dots<B, 1>(row, k, x, out);
 }
 
-// The vectorised types' RowDots; null for the others.
+// The block types' RowDots; null for float weights.
 RowDots row_dots_of(DType t) {
-  switch (t) {
-    case DType::q4_0:
-      return &vector_row_dots<gguf::BlockQ4_0>;
-    case DType::q8_0:
-      return &vector_row_dots<gguf::BlockQ8_0>;
-    case DType::q4_k:
-      return &vector_row_dots<gguf::BlockQ4_K>;
-    case DType::q6_k:
-      return &vector_row_dots<gguf::BlockQ6_K>;
-    default:
+  return detail::dispatch_gguf_block(t, "gguf_matmul", []<class B>() -> RowDots {
+    if constexpr (gdot::kBlockType<B>)
+      return &vector_row_dots<B>;
+    else
       return nullptr;
-  }
+  });
 }
 
 int64_t read_id(const void* ids, DType dt, int64_t i) {
