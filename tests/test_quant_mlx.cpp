@@ -537,20 +537,23 @@ TEST_P(QuantMlxTest, OutOfRangeIds) {
 
 // Prefill-sized routing (more routed rows than the mat-vec takes; CUDA groups them by expert
 // and runs one GEMM per expert): rows per expert from ~10 to ~200 (each tile height), experts
-// left without rows, N past a whole tile, and on CUDA ids outside [0, E) (their rows zeros).
+// left without rows, N past a whole tile, an odd count of 16-bit scales (which CUDA leaves to
+// the mat-vec), and on CUDA ids outside [0, E) (their rows zeros).
 TEST_P(QuantMlxTest, MatmulIdManyTokensPerExpert) {
   Session& s = session();
   struct Case {
     int bits, gs;
     int64_t tokens, experts;
     DType x, scales, ids;
+    int64_t n = 136, k = 0;  // k = 0: 2 groups + 128 columns
   };
   for (const Case c : {Case{4, 64, 40, 8, DType::bf16, DType::bf16, DType::i32},
                        Case{3, 32, 100, 4, DType::f16, DType::f32, DType::u32},
                        Case{8, 128, 400, 4, DType::bf16, DType::f16, DType::i32},
-                       Case{2, 64, 70, 6, DType::f32, DType::bf16, DType::u32}}) {
+                       Case{2, 64, 70, 6, DType::f32, DType::bf16, DType::u32},
+                       Case{4, 64, 120, 5, DType::bf16, DType::bf16, DType::i32, 137, 192}}) {
     const MlxQuant q{c.bits, c.gs};
-    const int64_t top_k = 2, n = 136, k = 2 * c.gs + 128, pairs = c.tokens * top_k;
+    const int64_t top_k = 2, n = c.n, k = c.k ? c.k : 2 * c.gs + 128, pairs = c.tokens * top_k;
     SCOPED_TRACE(::testing::Message() << "bits=" << c.bits << " T=" << c.tokens << " E=" << c.experts << " x "
                                       << name(c.x));
     QMatrix w = random_qmatrix(s, rng(), c.experts, n, k, q, c.scales);

@@ -212,15 +212,18 @@ constexpr int64_t kGroupedMinRowsPerExpert = 8;
 
 // The grouped GEMM's domain: 16-bit x with 16-byte aligned rows and a 16-byte aligned packed
 // stack with 4-byte aligned scales and biases (its asynchronous copies), out rows back to back
-// and 4-byte aligned (pairs of outputs stored at once), 32-bit sizes.
+// and 4-byte aligned (pairs of outputs stored at once), 32-bit sizes. 16-bit scales are copied
+// as the 4-byte words holding them: an even count keeps the last word inside the array.
 bool grouped_prefill(const QuantMlxArgs& a) {
   const int64_t es = int64_t(element_size(a.x.dtype));
   const int64_t pairs = a.tokens * a.top_k;
+  const bool whole_words =
+      a.w.scale_dtype == DType::f32 || (a.w.experts * a.w.rows * a.w.groups_per_row()) % 2 == 0;
   return pairs > std::max(kRoutedMatvecMaxPairs, kGroupedMinRowsPerExpert * a.w.experts) &&
-         a.x.dtype != DType::f32 && aligned16(a.x.data) &&
-         (a.x.row_stride * es) % 16 == 0 && aligned16(a.w.packed) && aligned_to(a.w.scales, 4) &&
-         aligned_to(a.w.biases, 4) && a.out.row_stride == a.w.rows && aligned_to(a.out.data, 4) &&
-         a.w.rows <= INT_MAX && a.w.cols <= INT_MAX && a.w.experts <= INT_MAX;
+         a.x.dtype != DType::f32 && aligned16(a.x.data) && (a.x.row_stride * es) % 16 == 0 &&
+         aligned16(a.w.packed) && aligned_to(a.w.scales, 4) && aligned_to(a.w.biases, 4) && whole_words &&
+         a.out.row_stride == a.w.rows && aligned_to(a.out.data, 4) && a.w.rows <= INT_MAX && a.w.cols <= INT_MAX &&
+         a.w.experts <= INT_MAX;
 }
 
 // Routed rows grouped by expert; each expert's tiles dequantized in shared memory by the GEMM.
