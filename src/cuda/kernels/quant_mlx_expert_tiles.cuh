@@ -27,7 +27,7 @@ struct ExpertTiles {
   static constexpr int kCopy = kCodeBytes % 16 == 0 ? 16 : kCodeBytes % 8 == 0 ? 8 : 4;
 
   const uint32_t* packed;  // [E, N, K * BITS / 32], 16-byte aligned
-  const void* scales;      // [E, N, K / gs], 4-byte aligned; f32, f16 or bf16 (scale_kind)
+  const void* scales;      // [E, N, K / gs], 4-byte aligned, whole 4-byte words; f32, f16 or bf16
   const void* biases;
   int scale_kind;       // cuda::float_kind
   int gs_shift;         // log2 of the group size
@@ -38,7 +38,7 @@ struct ExpertTiles {
   __device__ __forceinline__ int64_t source_row(int e, int n0, int r, const MatmulIdParams<T>& p) const {
     return int64_t(e) * p.n + min(n0 + r, p.n - 1);
   }
-  __device__ __forceinline__ int64_t group_of(int64_t row, int k0, const MatmulIdParams<T>& p) const {
+  __device__ __forceinline__ int64_t group_of(int64_t row, int k0) const {
     return row * groups_per_row + (k0 >> gs_shift);
   }
   // The 4-byte word holding element gi of a scale or bias array.
@@ -58,7 +58,7 @@ struct ExpertTiles {
         cp_async<kCopy>(stage + r * kCodeBytes + i * kCopy, reinterpret_cast<const unsigned char*>(src) + i * kCopy,
                         true);
     } else {
-      const int64_t gi = group_of(row, k0, p);
+      const int64_t gi = group_of(row, k0);
       uint32_t* words = reinterpret_cast<uint32_t*>(stage + kMmaBN * kCodeBytes);
       cp_async<4>(words + r, word_of(scales, gi), true);
       cp_async<4>(words + kMmaBN + r, word_of(biases, gi), true);
@@ -83,7 +83,7 @@ struct ExpertTiles {
     const uint32_t* words = reinterpret_cast<const uint32_t*>(stage + kMmaBN * kCodeBytes);
     // A 16-bit scale sits in the low or high half of its word by the parity of its index.
     const bool wide = scale_kind == 0;
-    const int shift = wide ? 0 : 16 * int(group_of(source_row(e, n0, r, p), k0, p) & 1);
+    const int shift = wide ? 0 : 16 * int(group_of(source_row(e, n0, r, p), k0) & 1);
     const uint32_t mask = wide ? ~0u : 0xffffu;
     const float s = scalar_from_bits((words[r] >> shift) & mask, scale_kind);
     const float b = scalar_from_bits((words[kMmaBN + r] >> shift) & mask, scale_kind);
