@@ -59,7 +59,7 @@ inline void decode_unit8(const uint8_t* b, int u, v8f (&w)[4]) {
     nibbles<k5>(b + (k5 ? 8 : 4), k5 ? ld_u32<true>(b + 4) : 0u, q);
     for (int v = 0; v < 4; ++v) w[v] = d * to_f32(q[v]) + m;
   } else if constexpr (std::is_same_v<B, BlockQ8_0>) {
-    const float d = gguf::f16_to_f32(gguf::ld_u16(b));
+    const float d = f16_to_f32(ld_u16(b));
     for (int j = 0; j < 4; ++j) w[j] = to_f32(load8i8(b + 2 + 8 * j)) * d;
   } else if constexpr (std::is_same_v<B, BlockQ4_K> || std::is_same_v<B, BlockQ5_K>) {
     constexpr bool k5 = std::is_same_v<B, BlockQ5_K>;

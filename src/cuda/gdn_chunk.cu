@@ -34,14 +34,6 @@ bool fused_ok(const Session& s, const GdnArgs& a) {
   return rows16(a.q) && rows16(a.k) && rows16(a.v) && out_pairs;
 }
 
-// `kernel`, allowed `bytes` of dynamic shared memory. Per launch rather than once: the
-// attribute belongs to the current device.
-template <class Kernel>
-Kernel with_smem(Kernel kernel, int bytes) {
-  MLXN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
-  return kernel;
-}
-
 // The scan kernel for blocks of BV columns, allowed its shared memory.
 template <class CT, int K, int BV>
 auto scan_kernel() {

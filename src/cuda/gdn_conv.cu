@@ -71,9 +71,7 @@ void launch_conv(Session& s, const SsmConvArgs& a) {
   if (p.tokens > 0) {
     dispatch_width(a.W, [&]<int W>() {
       if (vec) {
-        auto kernel = k::conv_bulk_kernel<T, W>;
-        // Per launch rather than once: the attribute belongs to the current device.
-        MLXN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, k::kBulkSmem));
+        auto kernel = with_smem(k::conv_bulk_kernel<T, W>, k::kBulkSmem);
         constexpr int kSlab = k::kBulkRowPieces * kernels::Vec<T, k::kBulkPiece>::N;  // channels per block
         const int64_t cols = (a.C + kSlab - 1) / kSlab;
         p.run = run_of(resident_blocks(kernel, k::kBulkThreads, k::kBulkSmem) / cols, k::kBulkRows);

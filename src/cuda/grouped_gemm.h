@@ -10,6 +10,7 @@
 #include "cuda/common/launch.h"
 #include "cuda/kernels/matmul.cuh"
 #include "mlxn/ops/moe.h"
+#include "ops/dispatch_int.h"
 
 namespace mlxn::cuda {
 
@@ -64,19 +65,12 @@ ExpertGroups<T> group_by_expert(Session& s, const char* op, const kernels::Matmu
 // or a loader that dequantizes).
 template <class T, class W>
 void grouped_mma(Session& s, const char* op, const ExpertGroups<T>& g, const W& w) {
-  auto launch = [&]<int BM>() {
+  detail::dispatch_int<32, 64, 128>(g.bm, [&]<int BM>() {
     constexpr int kSmem = kernels::grouped_smem_bytes<T, W>(BM);
-    auto kernel = kernels::grouped_mma_kernel<T, BM, W>;
-    MLXN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
     const dim3 grid(unsigned((g.params.mm.n + kernels::kMmaBN - 1) / kernels::kMmaBN), unsigned(g.tile_bound));
-    launch_pdl(s, op, kernel, grid, kernels::kMmaThreads, kSmem, g.params, w);
-  };
-  if (g.bm == 32)
-    launch.template operator()<32>();
-  else if (g.bm == 64)
-    launch.template operator()<64>();
-  else
-    launch.template operator()<128>();
+    launch_pdl(s, op, with_smem(kernels::grouped_mma_kernel<T, BM, W>, kSmem), grid, kernels::kMmaThreads, kSmem,
+               g.params, w);
+  });
 }
 
 }  // namespace mlxn::cuda

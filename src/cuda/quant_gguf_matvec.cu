@@ -53,11 +53,9 @@ void launch(Session& s, const detail::GgufMatmulArgs& a, const GgufGroups& gr, i
   p.active = gr.active;
   p.n_active = gr.n_active;
   p.copy16 = copy_bytes == 16;
-  auto kern = &k::gguf_matvec_kernel<B, T, NT>;
   constexpr int smem = k::matvec_smem<B, NT>();
-  // Per launch rather than once: the attribute belongs to the current device.
-  if constexpr (smem > 48 * 1024)
-    MLXN_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  auto kern = &k::gguf_matvec_kernel<B, T, NT>;
+  if constexpr (smem > 48 * 1024) kern = with_smem(kern, smem);
   // Persistent blocks: as many as fit on the device at once (shared among the buckets of a
   // routed call), never more than there are work items.
   const int64_t tiles = (a.n + 15) / 16;

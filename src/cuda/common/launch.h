@@ -67,6 +67,14 @@ int64_t resident_blocks(Kernel kernel, int threads, size_t smem = 0) {
   return blocks;
 }
 
+// `kernel`, allowed `bytes` of dynamic shared memory (needed past the default 48 KB). Set per
+// launch rather than once: the attribute belongs to the current device.
+template <class Kernel>
+Kernel with_smem(Kernel kernel, int bytes) {
+  MLXN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  return kernel;
+}
+
 // Launches a kernel with programmatic stream serialization: its blocks may be scheduled
 // while the previous kernel on the stream finishes, hiding the launch gap between dependent
 // decode-sized kernels (also inside captured graphs). The kernel must call pdl_wait()
