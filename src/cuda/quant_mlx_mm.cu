@@ -206,8 +206,8 @@ void run_prefill(Session& s, const QuantMlxArgs& a, const char* op) {
 // Routed rows per expert above which the grouped GEMM beats the per-slot mat-vec. The mat-vec
 // costs about one expert read per routed row; the grouped GEMM about a fixed pass over every
 // expert's tiles. Measured on an H100 (E 128, N 768, K 2048, 4 bits, top 8): mat-vec 41 / 96 /
-// 183 / 673 us at 16 / 64 / 128 / 512 tokens, grouped 159 / 163 / 163 / 215 us: they cross
-// near 1000 routed rows, 8 per expert.
+// 183 / 673 us at 16 / 64 / 128 / 512 tokens, grouped 159 / 163 / 163 / 215 us (153 and 176 at
+// 256 and 512 tokens since the packed decode): they cross near 1000 routed rows, 8 per expert.
 constexpr int64_t kGroupedMinRowsPerExpert = 8;
 
 // The grouped GEMM's domain: 16-bit x with 16-byte aligned rows and a 16-byte aligned packed
@@ -242,12 +242,19 @@ void run_grouped(Session& s, const QuantMlxArgs& a, const char* op) {
                                  int(a.tokens * a.top_k),
                                  a.w.rows};
     const ExpertGroups<T> g = group_by_expert(s, op, p, a.ids, grouped_tile_rows(p.pairs, p.experts, true, 0));
-    dispatch_bits(a.w.bits, [&]<int B>() {
-      grouped_mma(s, op, g,
-                  k::ExpertTiles<T, B>{static_cast<const uint32_t*>(a.w.packed), a.w.scales, a.w.biases,
-                                       float_kind(a.w.scale_dtype), group_shift(a.w.group_size),
-                                       int(a.w.groups_per_row())});
-    });
+    // Scales in x's dtype take the packed decode (a separate instantiation: the choice is per call).
+    const auto run = [&]<bool kPacked>() {
+      dispatch_bits(a.w.bits, [&]<int B>() {
+        grouped_mma(s, op, g,
+                    k::ExpertTiles<T, B, kPacked>{static_cast<const uint32_t*>(a.w.packed), a.w.scales, a.w.biases,
+                                                  float_kind(a.w.scale_dtype), group_shift(a.w.group_size),
+                                                  int(a.w.groups_per_row())});
+      });
+    };
+    if (a.w.scale_dtype == a.x.dtype)
+      run.template operator()<true>();
+    else
+      run.template operator()<false>();
   });
 }
 

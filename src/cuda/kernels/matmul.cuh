@@ -292,17 +292,29 @@ __global__ void __launch_bounds__(kMmaThreads) grouped_mma_kernel(GroupedParams<
   const int k_tiles = (p.k + kMmaBK - 1) / kMmaBK;
   auto w_stage = [&](int stage) { return sb + stage * W::kStageBytes; };
 
+  // This thread's 16-byte chunks of x's tile (chunk c: row c / 4, columns 8 (c % 4) ..): where
+  // they come from at k = 0 (null past the tile's rows) and where they go in a stage, formed
+  // once, so that a k-step's copies cost an add and a compare each.
+  constexpr int kAChunks = BM * kMmaBK / 8, kAPerThread = (kAChunks + kMmaThreads - 1) / kMmaThreads;
+  const T* a_src[kAPerThread];
+  int a_dst[kAPerThread], a_col[kAPerThread];
+#pragma unroll
+  for (int i = 0; i < kAPerThread; ++i) {
+    const int c = tid + i * kMmaThreads, r = (c >> 2) % BM, ch = c & 3;
+    a_src[i] = c < kAChunks && r < rows ? p.x + int64_t(x_row[r]) * p.x_row_stride + ch * 8 : nullptr;
+    a_dst[i] = swizzle(r, ch);
+    a_col[i] = ch * 8;
+  }
+
   // Starts the copies of x's rows and W of tile kt.
   auto load_tile = [&](int stage, int kt) {
     const int k0 = kt * kMmaBK;
     T* da = sa + stage * BM * kMmaBK;
 #pragma unroll
-    for (int c = tid; c < BM * kMmaBK / 8; c += kMmaThreads) {
-      const int r = c >> 2, ch = c & 3;
-      const int kk = k0 + ch * 8;
-      const bool ok = r < rows && kk < p.k;
-      const T* src = ok ? p.x + int64_t(x_row[r]) * p.x_row_stride + kk : p.x;
-      cp_async16(da + swizzle(r, ch), src, ok);
+    for (int i = 0; i < kAPerThread; ++i) {
+      if (tid + i * kMmaThreads >= kAChunks) break;
+      const bool ok = a_src[i] != nullptr && k0 + a_col[i] < p.k;
+      cp_async16(da + a_dst[i], ok ? a_src[i] + k0 : p.x, ok);
     }
     w.fetch(w_stage(stage), e, n0, k0, p, tid);
   };

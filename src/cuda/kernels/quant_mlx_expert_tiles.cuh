@@ -4,8 +4,8 @@
 // codes, scales and biases through the GEMM's asynchronous stages and is dequantized in shared
 // memory just before its products, so a routed prefill multiplies every expert once by all its
 // rows, reading 4-bit weights at a quarter of the bytes of bf16 ones, and the dequantized stack
-// never exists in memory. Values are s * q + b rounded once to T, as the dense prefill path's
-// dequantize writes them.
+// never exists in memory. Values are s * q + b rounded once to T, by dequant_pair, as the
+// mat-vec forms them: with the scales in T (kPacked) one packed fma a pair, else in f32.
 #include "cuda/kernels/matmul.cuh"
 #include "cuda/kernels/quant_mlx.cuh"
 
@@ -17,12 +17,13 @@ namespace mlxn::kernels::qmlx {
 // it). Threads 0..BN-1 copy a row's words, threads BN..2BN-1 its scale and bias words. Each
 // thread then decodes half of row tid % BN: warps 0-3 the first 16 values, warps 4-7 the last
 // (a warp-uniform choice, so every index into the chunk stays a compile-time constant).
-template <class T, int BITS>
+template <class T, int BITS, bool kPacked>
 struct ExpertTiles {
   static_assert(kMmaBK == 32 && kMmaThreads == 2 * kMmaBN, "a tile row is one chunk; two threads a row");
   static constexpr int kCodeBytes = 4 * BITS;  // one row's chunk
   static constexpr int kStageBytes = kMmaBN * (kCodeBytes + 8);
   static constexpr bool kDecodes = true;
+  static constexpr bool kFast = kPacked && BITS <= Pair<T>::kMagicBits;  // dequant_pair's packed route
   // The widest copy a chunk's alignment allows: chunks start at multiples of 4 * BITS bytes.
   static constexpr int kCopy = kCodeBytes % 16 == 0 ? 16 : kCodeBytes % 8 == 0 ? 8 : 4;
 
@@ -67,6 +68,8 @@ struct ExpertTiles {
 
   __device__ __forceinline__ const T* tile(const unsigned char* stage, T* dec, int e, int n0, int k0,
                                            const MatmulIdParams<T>& p, int tid) const {
+    using L = ChunkLayout<BITS>;
+    static_assert(L::kHalf % 2 == 0, "two pairs give two words of consecutive values");
     const int r = tid % kMmaBN, half = tid / kMmaBN;
     uint32_t w[BITS];
     const unsigned char* codes = stage + r * kCodeBytes;
@@ -85,15 +88,26 @@ struct ExpertTiles {
     const bool wide = scale_kind == 0;
     const int shift = wide ? 0 : 16 * int(group_of(source_row(e, n0, r, p), k0) & 1);
     const uint32_t mask = wide ? ~0u : 0xffffu;
-    const float s = scalar_from_bits((words[r] >> shift) & mask, scale_kind);
-    const float b = scalar_from_bits((words[kMmaBN + r] >> shift) & mask, scale_kind);
+    const uint32_t sb = (words[r] >> shift) & mask, bb = (words[kMmaBN + r] >> shift) & mask;
+    const Affine f = kFast ? Affine{sb | (sb << 16), bb | (bb << 16)}
+                           : Affine{__float_as_uint(scalar_from_bits(sb, scale_kind)),
+                                    __float_as_uint(scalar_from_bits(bb, scale_kind))};
+    // Pairs 8 h .. 8 h + 7 are values 16 h .. 16 h + 15 (half h of the row); pairs p and p + 1
+    // (p even) hold values (v, v + kHalf) and (v + 1, v + 1 + kHalf), so two byte permutes give
+    // the words of (v, v + 1) and (v + kHalf, v + 1 + kHalf) in the tile's natural order.
 #pragma unroll
-    for (int ch = 0; ch < 4; ++ch) {
-      if (ch / 2 != half) continue;
-      Vec<T> t;
+    for (int h = 0; h < 2; ++h) {
+      if (h != half) continue;  // warp-uniform: every index below stays a compile-time constant
+      uint32_t nat[8];
 #pragma unroll
-      for (int i = 0; i < 8; ++i) t.v[i] = from_f32<T>(fmaf(value_f32<BITS>(w, ch * 8 + i), s, b));
-      *reinterpret_cast<uint4*>(dec + swizzle(r, ch)) = *reinterpret_cast<const uint4*>(t.v);
+      for (int j = 0; j < 4; ++j) {
+        const int pa = 8 * h + 2 * j, v = L::pair_lo(pa) - 16 * h;
+        const uint32_t a = dequant_pair<T, BITS, kFast>(w, pa, f), b = dequant_pair<T, BITS, kFast>(w, pa + 1, f);
+        nat[v / 2] = __byte_perm(a, b, 0x5410);
+        nat[(v + L::kHalf) / 2] = __byte_perm(a, b, 0x7632);
+      }
+      *reinterpret_cast<uint4*>(dec + swizzle(r, 2 * h)) = make_uint4(nat[0], nat[1], nat[2], nat[3]);
+      *reinterpret_cast<uint4*>(dec + swizzle(r, 2 * h + 1)) = make_uint4(nat[4], nat[5], nat[6], nat[7]);
     }
     return dec;
   }
