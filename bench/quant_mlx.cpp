@@ -97,6 +97,8 @@ MLXN_QMM(4, 64, 24, 0);
 MLXN_QMM(4, 64, 25, 0);
 MLXN_QMM(4, 64, 48, 0);
 MLXN_QMM(3, 64, 1, 0);
+MLXN_QMM(3, 32, 1, 0);
+MLXN_QMM(5, 64, 1, 0);
 MLXN_QMM(6, 64, 1, 0);
 #undef MLXN_QMM
 MLXN_BENCH(Case{"qmm 4-bit g64 [512,4096]x[14336,4096] (prefill)", "quant_mlx",

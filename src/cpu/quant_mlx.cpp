@@ -1,8 +1,7 @@
 // CPU MLX affine quantization: quantize and dequantize follow MLX's arithmetic step by step
 // (bit-exact); matmuls take, per group of a weight row, s * dot(q, x) + b * sum(x), each
-// weight row unpacked once for every x row it meets (quant_mlx_dots.h for 2, 3, 4, 6 and 8
-// bits; 5 bits, and 3 bits at group size 32, unpack group by group here), rows of W spread
-// over the cores. Routed products group their (token, slot) pairs by expert.
+// weight row unpacked once for every x row it meets (quant_mlx_dots.h), rows of W spread over
+// the cores. Routed products group their (token, slot) pairs by expert.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -71,22 +70,6 @@ void dequant_row_mlx(const MlxQuantMatrix& m, int64_t e, int64_t n, float* dst) 
   }
 }
 
-// The q values of group g of a row, as floats. Widths that divide 32 unpack whole words
-// (a loop the compiler vectorises); 3, 5 and 6 bits walk the bit stream.
-template <int BITS>
-void unpack_group(const uint32_t* words, int64_t g, int gs, float* q) {
-  constexpr uint32_t kMask = (1u << BITS) - 1u;
-  if constexpr (32 % BITS == 0) {
-    constexpr int kPer = 32 / BITS;
-    const uint32_t* w = words + g * gs / kPer;
-    // One flat loop over values (kPer a power of two: the divide and modulo are shifts):
-    // the form g++ vectorises.
-    for (int i = 0; i < gs; ++i) q[i] = float((w[i / kPer] >> (BITS * (i % kPer))) & kMask);
-  } else {
-    for (int j = 0; j < gs; ++j) q[j] = float(extract(words, g * gs + j, BITS));
-  }
-}
-
 // Sum of x over each group of every row: the bias term of a group is b * sum(x).
 std::vector<float> group_sums(const std::vector<float>& xf, int64_t rows, int64_t K, int gs) {
   const int64_t groups = K / gs;
@@ -94,32 +77,6 @@ std::vector<float> group_sums(const std::vector<float>& xf, int64_t rows, int64_
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t g = 0; g < groups; ++g) out[size_t(r * groups + g)] = float(row_sum(xf.data() + r * K + g * gs, gs));
   return out;
-}
-
-// dot(x_row, W_row) for one weight row against `count` x rows (x row i at xs[i]), as
-// sum over groups of s * dot(q, x) + b * sum(x): the row is unpacked one group at a time
-// (it stays in L1) and never expanded to s * q + b.
-template <class S, int BITS>
-void quant_row_dots(const MlxQuantMatrix& m, int64_t e, int64_t n, const float* const* xs, const float* const* xsums,
-                    int64_t count, float* out) {
-  const int64_t row = e * m.rows + n;
-  const auto* words = static_cast<const uint32_t*>(m.packed) + row * m.words_per_row();
-  const int64_t g0 = row * m.groups_per_row(), gs = m.group_size;
-  float q[128];
-  for (int64_t i = 0; i < count; ++i) out[i] = 0.f;
-  for (int64_t g = 0; g < m.groups_per_row(); ++g) {
-    unpack_group<BITS>(words, g, int(gs), q);
-    const float s = load_scale<S>(m.scales, g0 + g), b = load_scale<S>(m.biases, g0 + g);
-    for (int64_t i = 0; i < count; ++i) {
-      const float* x = xs[i] + g * gs;
-      float acc[8] = {};
-      for (int64_t j = 0; j < gs; j += 8)
-        for (int l = 0; l < 8; ++l) acc[l] += q[j + l] * x[j + l];
-      float d = 0.f;
-      for (float v : acc) d += v;
-      out[i] += s * d + b * xsums[i][g];
-    }
-  }
 }
 
 // ---- quantize -----------------------------------------------------------------------------
@@ -204,12 +161,11 @@ struct DotJob {
   std::vector<int64_t> x_rows, out_rows;
 };
 
-// x as the kernels read it: f32 rows, per-group sums, and (where qdot::row_dots takes the
-// width and group size) the rows in planes.
+// x as qdot::row_dots reads it: the rows in planes, and their per-group sums.
 struct PreparedX {
-  std::vector<float> f32, sums, planes;
+  std::vector<float> planes, sums;
   int64_t k = 0, groups = 0;
-  const float* row(int64_t r) const { return (planes.empty() ? f32 : planes).data() + r * k; }
+  const float* row(int64_t r) const { return planes.data() + r * k; }
   const float* sum(int64_t r) const { return sums.data() + r * groups; }
 };
 
@@ -219,13 +175,11 @@ PreparedX prepare_x(const QuantMlxArgs& a) {
   const int64_t M = a.x.rows, K = a.w.cols;
   const int gs = a.w.group_size;
   x.k = K, x.groups = K / gs;
-  x.f32.resize(static_cast<size_t>(M * K));
-  for (int64_t r = 0; r < M; ++r) load_row(static_cast<const T*>(a.x.data) + r * a.x.row_stride, x.f32.data() + r * K, K);
-  x.sums = group_sums(x.f32, M, K, gs);
-  if (qdot::takes<BITS>(gs)) {
-    x.planes.resize(x.f32.size());
-    for (int64_t r = 0; r < M; ++r) qdot::to_planes<BITS>(x.f32.data() + r * K, K, gs, x.planes.data() + r * K);
-  }
+  std::vector<float> f32(static_cast<size_t>(M * K));
+  for (int64_t r = 0; r < M; ++r) load_row(static_cast<const T*>(a.x.data) + r * a.x.row_stride, f32.data() + r * K, K);
+  x.sums = group_sums(f32, M, K, gs);
+  x.planes.resize(f32.size());
+  for (int64_t r = 0; r < M; ++r) qdot::to_planes<BITS>(f32.data() + r * K, K, gs, x.planes.data() + r * K);
   return x;
 }
 
@@ -246,26 +200,19 @@ void run_jobs(const QuantMlxArgs& a, const PreparedX& x, const std::vector<DotJo
         xs[size_t(r)] = x.row(job.x_rows[size_t(r)]);
         xsums[size_t(r)] = x.sum(job.x_rows[size_t(r)]);
       }
-      bool dotted = false;  // by qdot::row_dots, over x in planes
-      if constexpr (qdot::kUnitBytes<BITS> > 0) {
-        if (!x.planes.empty()) {
-          const int64_t row = job.expert * N + n, g0 = row * groups;
-          for (int64_t g = 0; g < groups; ++g) s[size_t(g)] = load_scale<S>(m.scales, g0 + g);
-          for (int64_t g = 0; g < groups; ++g) b[size_t(g)] = load_scale<S>(m.biases, g0 + g);
-          const auto* codes = reinterpret_cast<const uint8_t*>(static_cast<const uint32_t*>(m.packed) +
-                                                               row * m.words_per_row());
-          int64_t r = 0;
-          for (; r + 2 <= count; r += 2)
-            qdot::row_dots<BITS, 2>(codes, s.data(), b.data(), groups, m.group_size, &xs[size_t(r)],
-                                    &xsums[size_t(r)], &dots[size_t(r)]);
-          if (r < count)
-            qdot::row_dots<BITS, 1>(codes, s.data(), b.data(), groups, m.group_size, &xs[size_t(r)],
-                                    &xsums[size_t(r)], &dots[size_t(r)]);
-          dotted = true;
-        }
-      }
-      if (!dotted) quant_row_dots<S, BITS>(m, job.expert, n, xs.data(), xsums.data(), count, dots.data());
-      for (int64_t r = 0; r < count; ++r)
+      const int64_t row = job.expert * N + n, g0 = row * groups;
+      for (int64_t g = 0; g < groups; ++g) s[size_t(g)] = load_scale<S>(m.scales, g0 + g);
+      for (int64_t g = 0; g < groups; ++g) b[size_t(g)] = load_scale<S>(m.biases, g0 + g);
+      const auto* codes =
+          reinterpret_cast<const uint8_t*>(static_cast<const uint32_t*>(m.packed) + row * m.words_per_row());
+      int64_t r = 0;
+      for (; r + 2 <= count; r += 2)
+        qdot::row_dots<BITS, 2>(codes, s.data(), b.data(), groups, m.group_size, &xs[size_t(r)], &xsums[size_t(r)],
+                                &dots[size_t(r)]);
+      if (r < count)
+        qdot::row_dots<BITS, 1>(codes, s.data(), b.data(), groups, m.group_size, &xs[size_t(r)], &xsums[size_t(r)],
+                                &dots[size_t(r)]);
+      for (r = 0; r < count; ++r)
         static_cast<T*>(a.out.data)[job.out_rows[size_t(r)] * a.out.row_stride + n] = T(dots[size_t(r)]);
     }
   });

@@ -1,20 +1,21 @@
 #pragma once
-// The CPU's MLX affine dot products for the widths whose values never straddle a unit of one
-// byte (2, 4 and 8 bits) or of three bytes (3 and 6 bits): one weight row against one or two
-// rows of x, eight lanes at a time.
+// The CPU's MLX affine dot products: one weight row against one or two rows of x, eight lanes
+// at a time, for every width (2, 3, 4, 5, 6, 8 bits) and group size (32, 64, 128).
 //
-// Why x is rearranged: unit i of a group's codes (U bytes) holds the group's values P i .. P i
-// + P - 1 (P = 8 U / BITS values a unit, value P i + p at bit BITS p). Unpacking them in value
-// order costs a shuffle per vector; instead x is rearranged once per call into "planes":
-// within each group, plane p lists the x values that field p of units 0, 1, 2, ... multiplies.
-// Then eight units widened to eight 32-bit lanes give, after one shift and mask, a vector that
-// lines up with eight consecutive plane values, and the row is a run of multiply-adds:
+// Why x is rearranged: unit i of a group's codes (UB bits, whole values) holds the group's
+// values P i .. P i + P - 1 (P = UB / BITS values a unit, value P i + p at bit BITS p of the
+// unit). Unpacking them in value order costs a shuffle per vector; instead x is rearranged
+// once per call into "planes": within each group, plane p lists the x values that field p of
+// units 0, 1, 2, ... multiplies. Then eight units widened to eight 32-bit lanes give, after one
+// shift and mask, a vector that lines up with eight consecutive plane values, and the row is a
+// run of multiply-adds:
 //   dot = sum_g s_g * sum_i q_i x_i + sum_g b_g * sum_i x_i.
 // The group's scale is applied to the codes (q s, exact for q < 256 and a 16-bit s) before
-// the multiply-add, so every accumulator runs across groups: four (eight at 3 bits)
-// independent chains per x row hide the multiply-add latency.
+// the multiply-add, so every accumulator runs across groups: four independent chains per x
+// row hide the multiply-add latency.
 //
-// Eight-lane vectors from simd8.h (AVX2 on x86-64-v3: vpsrld, vpand, vcvtdq2ps, vfmadd).
+// Eight-lane vectors from simd8.h (AVX2 on x86-64-v3: vpsrld or vpsrlvd, vpand, vcvtdq2ps,
+// vfmadd).
 #include <cstdint>
 #if defined(__AVX2__)
 #include <immintrin.h>
@@ -30,21 +31,20 @@ using simd8::load8u8;
 using simd8::v8f;
 using simd8::v8i;
 
-// Bytes of a unit (whole values, no value across two units): 1 at 2, 4 and 8 bits, 3 at 3 and
-// 6 bits; 0 where no such unit fits a 32-bit lane (5 bits: 40-bit units).
+// Bits of a unit, the whole values one 32-bit lane takes: a byte at 2, 4 and 8 bits, three
+// bytes at 6 bits. At 5 and 3 bits, 8 values fill 5 and 3 bytes; a unit is half of that, 20
+// and 12 bits, starting 0 or 4 bits into its first byte (40 bits fit no lane, and eight 24-bit
+// units of 3-bit values would span 64 values, two groups at group size 32).
 template <int BITS>
-constexpr int kUnitBytes = BITS == 2 || BITS == 4 || BITS == 8 ? 1 : BITS == 3 || BITS == 6 ? 3 : 0;
+constexpr int kUnitBits = BITS == 2 || BITS == 4 || BITS == 8 ? 8
+                          : BITS == 6                         ? 24
+                          : BITS == 5                         ? 20
+                          : BITS == 3                         ? 12
+                                                              : 0;
 template <int BITS>
-constexpr int kPerUnit = kUnitBytes<BITS> * 8 / (BITS > 0 ? BITS : 1);  // values a unit
+constexpr int kPerUnit = kUnitBits<BITS> / BITS;  // values a unit
 template <int BITS>
-constexpr int kChunks = kPerUnit<BITS> >= 4 ? 1 : 4 / kPerUnit<BITS>;   // 8-unit chunks a step
-
-// Whether row_dots takes this width and group size: a group must hold whole steps of 8 units.
-template <int BITS>
-constexpr bool takes(int gs) {
-  if constexpr (kUnitBytes<BITS> == 0) return false;
-  else return gs % (8 * kChunks<BITS> * kPerUnit<BITS>) == 0;
-}
+constexpr int kChunks = kPerUnit<BITS> >= 4 ? 1 : 4 / kPerUnit<BITS>;  // 8-unit chunks a step
 
 // Rows of `k` values of x into planes, group by group (gs values a group): out may not alias x.
 template <int BITS>
@@ -72,36 +72,94 @@ inline v8i load8u24(const uint8_t* p) {
 #endif
 }
 
+// Eight 20-bit units (four 5-byte runs of 8 values) widened to eight lanes, reading exactly 20
+// bytes: run j gives lane 2j its bytes 0-2 and lane 2j + 1 its bytes 2-4, so the odd lanes hold
+// their unit 4 bits up (field shifts them down).
+inline v8i load8u20(const uint8_t* p) {
+#if defined(__AVX2__)
+  // Runs 0-1 are bytes 0-9 of the first load, runs 2-3 bytes 6-15 of the second (at p + 4).
+  const __m256i v = _mm256_set_m128i(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 4)),
+                                     _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  const __m256i spread = _mm256_setr_epi8(0, 1, 2, -1, 2, 3, 4, -1, 5, 6, 7, -1, 7, 8, 9, -1,  //
+                                          6, 7, 8, -1, 8, 9, 10, -1, 11, 12, 13, -1, 13, 14, 15, -1);
+  return v8i(_mm256_shuffle_epi8(v, spread));
+#else
+  v8i v;
+  for (int u = 0; u < 8; ++u) {
+    const uint8_t* q = p + 5 * (u / 2) + 2 * (u % 2);
+    v[u] = int32_t(q[0] | q[1] << 8 | q[2] << 16);
+  }
+  return v;
+#endif
+}
+
+// Eight 12-bit units (four 3-byte runs of 8 values) widened to eight lanes, reading exactly 12
+// bytes: run j gives lane 2j its bytes 0-1 and lane 2j + 1 its bytes 1-2 (its unit 4 bits up).
+inline v8i load8u12(const uint8_t* p) {
+#if defined(__AVX2__)
+  // Runs 0-1 are bytes 0-5 of the first load, runs 2-3 bytes 2-7 of the second (at p + 4).
+  const __m256i v = _mm256_set_m128i(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 4)),
+                                     _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  const __m256i spread = _mm256_setr_epi8(0, 1, -1, -1, 1, 2, -1, -1, 3, 4, -1, -1, 4, 5, -1, -1,  //
+                                          2, 3, -1, -1, 3, 4, -1, -1, 5, 6, -1, -1, 6, 7, -1, -1);
+  return v8i(_mm256_shuffle_epi8(v, spread));
+#else
+  v8i v;
+  for (int u = 0; u < 8; ++u) {
+    const uint8_t* q = p + 3 * (u / 2) + u % 2;
+    v[u] = int32_t(q[0] | q[1] << 8);
+  }
+  return v;
+#endif
+}
+
 template <int BITS>
 inline v8i load_units(const uint8_t* p) {
-  if constexpr (kUnitBytes<BITS> == 1)
+  if constexpr (kUnitBits<BITS> == 8)
     return load8u8(p);
-  else
+  else if constexpr (kUnitBits<BITS> == 24)
     return load8u24(p);
+  else if constexpr (kUnitBits<BITS> == 20)
+    return load8u20(p);
+  else
+    return load8u12(p);
+}
+
+// Field p of eight loaded units: a shift by one count, or where units start inside a byte (lane
+// u's unit at bit u UB mod 8 of the lane) by a count per lane (vpsrlvd).
+template <int BITS>
+inline v8i field(v8i w, int p) {
+  constexpr int32_t kMask = (1 << BITS) - 1;
+  constexpr int UB = kUnitBits<BITS>;
+  if constexpr (UB % 8 == 0) {
+    return (w >> (BITS * p)) & kMask;
+  } else {
+    const v8i start = {0, UB % 8, 2 * UB % 8, 3 * UB % 8, 4 * UB % 8, 5 * UB % 8, 6 * UB % 8, 7 * UB % 8};
+    return (w >> (start + BITS * p)) & kMask;
+  }
 }
 
 // out[r] = dot(W row, x row r) for r < R (R = 1 or 2). codes: the row's packed bytes; s, b:
 // its groups' scales and biases as f32; xp[r]: x row r in planes; xsum[r]: its per-group
-// sums. Needs takes<BITS>(gs).
+// sums. A step is 32 values, so a group (32, 64 or 128 values) holds whole steps.
 template <int BITS, int R>
 void row_dots(const uint8_t* codes, const float* s, const float* b, int64_t groups, int gs, const float* const* xp,
               const float* const* xsum, float* out) {
-  static_assert(kUnitBytes<BITS> > 0 && (R == 1 || R == 2));
-  constexpr int U = kUnitBytes<BITS>, P = kPerUnit<BITS>, C = kChunks<BITS>, A = C * P;  // A accumulators
-  constexpr int32_t kMask = (1 << BITS) - 1;
+  static_assert(kUnitBits<BITS> > 0 && 8 * kChunks<BITS> * kPerUnit<BITS> == 32 && (R == 1 || R == 2));
+  constexpr int UB = kUnitBits<BITS>, P = kPerUnit<BITS>, C = kChunks<BITS>, A = C * P;  // A accumulators
   const int nu = gs / P;  // units of a group, and values of one plane
   v8f acc[R][A] = {};
   for (int64_t g = 0; g < groups; ++g) {
-    const uint8_t* cg = codes + g * nu * U;
+    const uint8_t* cg = codes + g * gs * BITS / 8;
     const v8f sv = v8f{} + s[g];
     const int64_t xg = g * gs;
     for (int i = 0; i < nu; i += 8 * C) {
 #pragma GCC unroll 4
       for (int c = 0; c < C; ++c) {
-        const v8i w = load_units<BITS>(cg + (i + 8 * c) * U);
+        const v8i w = load_units<BITS>(cg + (i + 8 * c) * UB / 8);
 #pragma GCC unroll 8
         for (int p = 0; p < P; ++p) {
-          const v8f q = simd8::to_f32((w >> (BITS * p)) & kMask) * sv;
+          const v8f q = simd8::to_f32(field<BITS>(w, p)) * sv;
 #pragma GCC unroll 2
           for (int r = 0; r < R; ++r) acc[r][c * P + p] += q * load8f(xp[r] + xg + p * nu + i + 8 * c);
         }
