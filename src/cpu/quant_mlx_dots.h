@@ -56,58 +56,45 @@ void to_planes(const float* x, int64_t k, int gs, float* out) {
       for (int i = 0; i < per_plane; ++i) out[g0 + p * per_plane + i] = x[g0 + P * i + p];
 }
 
-// Eight 3-byte units widened to eight lanes (the top byte zero), reading exactly 24 bytes.
-inline v8i load8u24(const uint8_t* p) {
-#if defined(__AVX2__)
-  // Units 0-3 are bytes 0-11 of the first load, units 4-7 bytes 4-15 of the second (at p + 8).
-  const __m256i v = _mm256_set_m128i(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8)),
-                                     _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  const __m256i spread = _mm256_setr_epi8(0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1,  //
-                                          4, 5, 6, -1, 7, 8, 9, -1, 10, 11, 12, -1, 13, 14, 15, -1);
-  return v8i(_mm256_shuffle_epi8(v, spread));
-#else
-  v8i v;
-  for (int u = 0; u < 8; ++u) v[u] = int32_t(p[3 * u] | p[3 * u + 1] << 8 | p[3 * u + 2] << 16);
-  return v;
-#endif
-}
-
-// Eight 20-bit units (four 5-byte runs of 8 values) widened to eight lanes, reading exactly 20
-// bytes: run j gives lane 2j its bytes 0-2 and lane 2j + 1 its bytes 2-4, so the odd lanes hold
-// their unit 4 bits up (field shifts them down).
-inline v8i load8u20(const uint8_t* p) {
-#if defined(__AVX2__)
-  // Runs 0-1 are bytes 0-9 of the first load, runs 2-3 bytes 6-15 of the second (at p + 4).
-  const __m256i v = _mm256_set_m128i(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 4)),
-                                     _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  const __m256i spread = _mm256_setr_epi8(0, 1, 2, -1, 2, 3, 4, -1, 5, 6, 7, -1, 7, 8, 9, -1,  //
-                                          6, 7, 8, -1, 8, 9, 10, -1, 11, 12, 13, -1, 13, 14, 15, -1);
-  return v8i(_mm256_shuffle_epi8(v, spread));
-#else
-  v8i v;
-  for (int u = 0; u < 8; ++u) {
-    const uint8_t* q = p + 5 * (u / 2) + 2 * (u % 2);
-    v[u] = int32_t(q[0] | q[1] << 8 | q[2] << 16);
+// Eight units widened to eight 32-bit lanes by one byte shuffle, reading exactly kRead bytes:
+// lane u takes the kTake bytes from offset(u) (its unit in the low bits, 4 bits up where the
+// unit starts mid-byte; field shifts it down). Lanes 0-3 come from a kLoad-byte load at p,
+// lanes 4-7 from one that ends at the last byte read.
+//   24-bit units (6 bits): lane u at 3 u.
+//   20-bit units (5 bits): four 5-byte runs of 8 values; lane 2 j at 5 j, 2 j + 1 at 5 j + 2.
+//   12-bit units (3 bits): four 3-byte runs of 8 values; lane 2 j at 3 j, 2 j + 1 at 3 j + 1.
+template <int kUnitBits>
+struct Widen {
+  // eight units of kUnitBits bits are kUnitBits bytes
+  static constexpr int kRead = kUnitBits, kTake = kUnitBits == 12 ? 2 : 3, kLoad = kUnitBits == 12 ? 8 : 16;
+  static constexpr int offset(int u) {
+    return kUnitBits == 24 ? 3 * u : kUnitBits == 20 ? 5 * (u / 2) + 2 * (u % 2) : 3 * (u / 2) + u % 2;
   }
-  return v;
-#endif
-}
+};
 
-// Eight 12-bit units (four 3-byte runs of 8 values) widened to eight lanes, reading exactly 12
-// bytes: run j gives lane 2j its bytes 0-1 and lane 2j + 1 its bytes 1-2 (its unit 4 bits up).
-inline v8i load8u12(const uint8_t* p) {
+template <int kUnitBits>
+inline v8i widen8(const uint8_t* p) {
+  using W = Widen<kUnitBits>;
+  constexpr int kSecond = W::kRead - W::kLoad;  // where the second load starts
 #if defined(__AVX2__)
-  // Runs 0-1 are bytes 0-5 of the first load, runs 2-3 bytes 2-7 of the second (at p + 4).
-  const __m256i v = _mm256_set_m128i(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 4)),
-                                     _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
-  const __m256i spread = _mm256_setr_epi8(0, 1, -1, -1, 1, 2, -1, -1, 3, 4, -1, -1, 4, 5, -1, -1,  //
-                                          2, 3, -1, -1, 3, 4, -1, -1, 5, 6, -1, -1, 6, 7, -1, -1);
-  return v8i(_mm256_shuffle_epi8(v, spread));
+  alignas(32) static constexpr auto kSpread = [] {
+    struct { int8_t b[32]; } t{};
+    for (int u = 0; u < 8; ++u)
+      for (int i = 0; i < 4; ++i)
+        t.b[4 * u + i] = int8_t(i < W::kTake ? W::offset(u) - (u < 4 ? 0 : kSecond) + i : -1);
+    return t;
+  }();
+  const auto load = [](const uint8_t* q) {
+    if constexpr (W::kLoad == 16) return _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
+    else return _mm_loadl_epi64(reinterpret_cast<const __m128i*>(q));
+  };
+  const __m256i v = _mm256_set_m128i(load(p + kSecond), load(p));
+  return v8i(_mm256_shuffle_epi8(v, _mm256_load_si256(reinterpret_cast<const __m256i*>(kSpread.b))));
 #else
   v8i v;
   for (int u = 0; u < 8; ++u) {
-    const uint8_t* q = p + 3 * (u / 2) + u % 2;
-    v[u] = int32_t(q[0] | q[1] << 8);
+    const uint8_t* q = p + W::offset(u);
+    v[u] = int32_t(q[0] | q[1] << 8 | (W::kTake == 3 ? q[2] << 16 : 0));
   }
   return v;
 #endif
@@ -117,12 +104,8 @@ template <int BITS>
 inline v8i load_units(const uint8_t* p) {
   if constexpr (kUnitBits<BITS> == 8)
     return load8u8(p);
-  else if constexpr (kUnitBits<BITS> == 24)
-    return load8u24(p);
-  else if constexpr (kUnitBits<BITS> == 20)
-    return load8u20(p);
   else
-    return load8u12(p);
+    return widen8<kUnitBits<BITS>>(p);
 }
 
 // Field p of eight loaded units: a shift by one count, or where units start inside a byte (lane
