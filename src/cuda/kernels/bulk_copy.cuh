@@ -98,4 +98,37 @@ __device__ __forceinline__ void bulk_wait() {
 #endif
 }
 
+// A warp's ring of kDepth shared-memory stages, each one box of a 2D tensor map, copied by the
+// copy engine: lane 0 issues use i of the ring into stage i % kDepth, and the stage's barrier
+// completes phase (i / kDepth) & 1 when the box has landed. The warp must be done reading a
+// stage (a __syncwarp after its last read) before the use that refills it is issued.
+template <int kStageBytes, int kDepth>
+class WarpBoxRing {
+ public:
+  static_assert(kStageBytes % 128 == 0, "boxes land 128-byte aligned");
+  // stages: kDepth * kStageBytes bytes, 128-byte aligned; full: kDepth barriers of this warp.
+  __device__ WarpBoxRing(uint8_t* stages, uint64_t* full) : stages_(stages), full_(full) {
+    if (threadIdx.x % 32 == 0)
+      for (int j = 0; j < kDepth; ++j) mbar_init(full_ + j, 1);
+    __syncwarp();
+  }
+  // The box at (x, y) of `map` (the address of a __grid_constant__ parameter) into use i's stage.
+  __device__ void issue(int i, const void* map, int x, int y) const {
+    if (threadIdx.x % 32 == 0) {
+      uint64_t* bar = full_ + i % kDepth;
+      mbar_arrive_expect(bar, kStageBytes);
+      tile_copy_g2s(stages_ + (i % kDepth) * kStageBytes, map, x, y, bar);
+    }
+  }
+  // Use i's stage, once its box has landed.
+  __device__ const uint8_t* wait(int i) const {
+    mbar_wait(full_ + i % kDepth, uint32_t(i / kDepth) & 1u);
+    return stages_ + (i % kDepth) * kStageBytes;
+  }
+
+ private:
+  uint8_t* stages_;
+  uint64_t* full_;
+};
+
 }  // namespace mlxn::kernels

@@ -200,6 +200,14 @@ __device__ __forceinline__ void mma_s8s8(int (&d)[4], uint32_t a0, uint32_t a1, 
                : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
+// The same over 16 values of k (GGUF Q6_K batches: one mma per 16-value scale): a0, a1 rows g
+// and g + 8, k 4t .. 4t + 3; b0 the same k of column g.
+__device__ __forceinline__ void mma_s8s8_k16(int (&d)[4], uint32_t a0, uint32_t a1, uint32_t b0) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};\n"
+               : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+               : "r"(a0), "r"(a1), "r"(b0));
+}
+
 // The products of one 128-value step from built code vectors: lo, hi the lane's u8 A operands
 // for the mmas of the low and the high nibble class (rows g and g + 8 as a and b); xl, xh its
 // B units for them.

@@ -23,6 +23,13 @@
 // (step, group) and x row the table: kPairs a float2 (s_x, sum of x over the group); kHalves
 // a float4 (s_x, sum over the low half, sum over the high half, 0): the K-quants' mins
 // multiply each half's sum.
+//
+// kBlocks (GGUF Q4_0) is group-pure per block of 32 values, so that one mma covers one block
+// (one d): per step a fragment per block (its 16 code bytes, low nibbles values 0..15, high
+// 16..31), lane t taking code bytes 4t .. 4t + 3, whose values are 4t .. 4t + 3 (low, the
+// mma's k 4t..) and 16 + 4t .. (high, k 16 + 4t..). Unit g * 4 + t of block b's fragment: x
+// row g's part h of both runs of four values, then part l's. The x groups are the blocks, and
+// the table holds per block and x row a float2 (s_x, sum of x over the block).
 #include "cuda/kernels/mma.cuh"
 #include "cuda/kernels/qmv_i8.cuh"
 
@@ -43,7 +50,8 @@ struct QmvI8BatchConfig {
 template <NibbleOrder O = NibbleOrder::kPairs>
 struct QmvI8Batch : QmvI8BatchConfig {
   static constexpr int kGroupsPerStep = 2;
-  static constexpr int kTableFloats = O == NibbleOrder::kPairs ? 2 : 4;  // per group and x row
+  // Per 64 values and x row (kBlocks: two blocks' float2).
+  static constexpr int kTableFloats = O == NibbleOrder::kPairs ? 2 : 4;
   static constexpr int64_t table_unit(int64_t k) { return k / 128 * kStepUnits; }
   // In 16-byte units: the fragments, then K / 64 groups x 8 rows of the table's entries.
   static constexpr int64_t units(int64_t k) { return table_unit(k) + k / 64 * kRows * kTableFloats / 4; }
@@ -58,18 +66,33 @@ __global__ void __launch_bounds__(QmvI8BatchConfig::kPrepareThreads)
   pdl_launch_dependents();
   pdl_wait();
   using I = QmvI8Batch<O>;
-  static_assert(O != NibbleOrder::kBlocks, "the batch image has no Q4_0 order");
-  constexpr bool kHalves = O == NibbleOrder::kHalves;
+  constexpr bool kHalves = O == NibbleOrder::kHalves, kBlocks = O == NibbleOrder::kBlocks, kPairs = !kHalves && !kBlocks;
   const int i = int(blockIdx.x) * I::kPrepareThreads + int(threadIdx.x), r = int(blockIdx.y);
   const bool in = i < k / 8 && r < rows;
   const uint4 raw = in ? __ldg(reinterpret_cast<const uint4*>(x + r * x_stride) + i) : make_uint4(0, 0, 0, 0);
   float v[8], amax, sum;
   unpack_f32<CT>(raw, v);
-  // The 8 lanes of one x group (K % 128 == 0: whole groups); sums over the group, or its half.
-  lanes_amax_sum<8, kHalves ? 4 : 8>(v, amax, sum);
+  // The lanes of one x group (K % 128 == 0: whole groups); sums over the group, or its half.
+  lanes_amax_sum<kBlocks ? 4 : 8, kPairs ? 8 : 4>(v, amax, sum);
   if (i >= k / 8) return;
   const float inv = amax > 0.f ? float(QmvI8Image::kFixedMax) / amax : 0.f;
-  const int k0 = 8 * i, s = k0 / 128, grp = (k0 % 128) / 64, o = k0 % 64;
+  const int k0 = 8 * i;
+  if constexpr (kBlocks) {
+    // Values 8i .. 8i + 7: o .. o + 7 of block b, the runs of lanes t and t + 1 (o < 16: the
+    // low nibbles' run, word 0 of each part; else the high ones', word 1).
+    const int b = k0 / 32, o = k0 % 32, t = (o % 16) / 4, word = o / 16;
+    uint32_t* u = reinterpret_cast<uint32_t*>(img + int64_t(b) * I::kFragUnits + r * 4 + t);
+    uint32_t h, l;
+    fixed_point_words({v[0], v[1], v[2], v[3]}, inv, h, l);
+    u[word] = h, u[2 + word] = l;
+    fixed_point_words({v[4], v[5], v[6], v[7]}, inv, h, l);
+    u[4 + word] = h, u[6 + word] = l;
+    if (o == 0)
+      reinterpret_cast<float2*>(img + I::table_unit(k))[b * I::kRows + r] =
+          make_float2(amax / float(QmvI8Image::kFixedMax), sum);
+    return;
+  }
+  const int s = k0 / 128, grp = (k0 % 128) / 64, o = k0 % 64;
   uint32_t* h0 = reinterpret_cast<uint32_t*>(img + int64_t(s) * I::kStepUnits + grp * 2 * I::kFragUnits + r * 4);
   uint32_t h_lo, l_lo, h_hi, l_hi;
   if constexpr (kHalves) {
