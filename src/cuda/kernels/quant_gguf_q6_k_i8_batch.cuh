@@ -15,8 +15,11 @@
 //
 // Block: 16 rows, 4 warps splitting K by superblocks (warp w: w, w + 4, ...), each with a ring
 // of stages holding its superblock of the tile's 16 rows: one box of the weight's tensor map
-// that starts at the superblock's first byte (the copy engine takes any start), so every word
-// a lane reads is 4-byte aligned.
+// from the 16-byte unit where the superblock starts (a box's first byte must be 16-byte
+// aligned: an unaligned start faults). Superblock sb starts 210 sb % 16 = 2 sb % 16 bytes into
+// its unit, so warp w's are at 2 w and 2 w + 8 in turn, constants of a loop instantiated per
+// warp (as in the single-row kernel); at odd offsets / 2 (warps 1 and 3) a lane's word is two
+// words' halves.
 #include <cuda.h>
 
 #include <utility>
@@ -34,6 +37,14 @@ namespace mlxn::kernels {
 template <int B>
 __device__ __forceinline__ float q6k_batch_scale(uint32_t flipped) {
   return __uint_as_float(__byte_perm(flipped, 0x4b000000u, 0x7650 | B)) - 8388736.f;
+}
+
+// The word at byte `at` (a multiple of 4) of a superblock staged O bytes into its row.
+template <int O>
+__device__ __forceinline__ uint32_t q6k_stage_word(const uint8_t* row, int at) {
+  const uint32_t* w = reinterpret_cast<const uint32_t*>(row + (O & ~3) + at);
+  if constexpr (O % 4 == 0) return w[0];
+  return __byte_perm(w[0], w[1], 0x5432);
 }
 
 // p (QmmParams, for its rows; no routing): packed = the Q6_K weight [n, k] (k % 2048 == 0),
@@ -59,7 +70,7 @@ __global__ void __launch_bounds__(QmvI8BatchConfig::kThreads, QmvI8BatchConfig::
   const WarpBoxRing<Sm::kStage, Sm::kRing> ring(smem + warp * Sm::kRing * Sm::kStage, full[warp]);
   const int count = sbs > warp ? (sbs - warp + NW - 1) / NW : 0;
   auto issue = [&](int i) {
-    if (i < count) ring.issue(i, &rows, Sm::kBytes * (warp + NW * i), n0);
+    if (i < count) ring.issue(i, &rows, (Sm::kBytes * (warp + NW * i)) & ~15, n0);
   };
   for (int i = 0; i < Sm::kRing - 1; ++i) issue(i);
   // The weight loads above go out before the wait (qmv_i8_prepare_x says why that is safe).
@@ -71,14 +82,14 @@ __global__ void __launch_bounds__(QmvI8BatchConfig::kThreads, QmvI8BatchConfig::
   const float4* tp = reinterpret_cast<const float4*>(static_cast<const uint4*>(p.x) + I::table_unit(p.k)) + t;
 
   float acc[4] = {0.f, 0.f, 0.f, 0.f};  // (row a, x row 2t), (a, 2t + 1), (b, 2t), (b, 2t + 1)
-  for (int i = 0; i < count; ++i) {
+  // Superblock i of this warp, O bytes into its first unit.
+  auto superblock = [&]<int O>(int i, std::integral_constant<int, O>) {
     issue(i + Sm::kRing - 1);
     const uint8_t* st = ring.wait(i);
-    const uint32_t* wa = reinterpret_cast<const uint32_t*>(st + g * Sm::kPitch) + t;
-    const uint32_t* wb = reinterpret_cast<const uint32_t*>(st + (g + 8) * Sm::kPitch) + t;
-    const uint4 sa4 = *reinterpret_cast<const uint4*>(st + g * Sm::kPitch + 192);
-    const uint4 sb4 = *reinterpret_cast<const uint4*>(st + (g + 8) * Sm::kPitch + 192);
+    const uint8_t *row_a = st + g * Sm::kPitch, *row_b = st + (g + 8) * Sm::kPitch;
     constexpr uint32_t kFlip = 0x80808080u;
+    const uint4 sa4 = q6k_piece(row_a, 192, std::integral_constant<int, O>{});
+    const uint4 sb4 = q6k_piece(row_b, 192, std::integral_constant<int, O>{});
     const uint32_t sa[4] = {sa4.x ^ kFlip, sa4.y ^ kFlip, sa4.z ^ kFlip, sa4.w ^ kFlip};
     const uint32_t sb[4] = {sb4.x ^ kFlip, sb4.y ^ kFlip, sb4.z ^ kFlip, sb4.w ^ kFlip};
     const int64_t block0 = 8 * int64_t(warp + NW * i);  // the superblock's first 32 values in K
@@ -89,8 +100,11 @@ __global__ void __launch_bounds__(QmvI8BatchConfig::kThreads, QmvI8BatchConfig::
       uint32_t l1a[2], l2a[2], hba[2], l1b[2], l2b[2], hbb[2];
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
-        l1a[r] = wa[16 * h + 4 * r], l2a[r] = wa[16 * h + 8 + 4 * r], hba[r] = wa[32 + 8 * h + 4 * r];
-        l1b[r] = wb[16 * h + 4 * r], l2b[r] = wb[16 * h + 8 + 4 * r], hbb[r] = wb[32 + 8 * h + 4 * r];
+        const int l1 = 64 * h + 16 * r + 4 * t, l2 = l1 + 32, hb = 128 + 32 * h + 16 * r + 4 * t;
+        l1a[r] = q6k_stage_word<O>(row_a, l1), l2a[r] = q6k_stage_word<O>(row_a, l2);
+        hba[r] = q6k_stage_word<O>(row_a, hb);
+        l1b[r] = q6k_stage_word<O>(row_b, l1), l2b[r] = q6k_stage_word<O>(row_b, l2);
+        hbb[r] = q6k_stage_word<O>(row_b, hb);
       }
       [&]<int... C>(std::integer_sequence<int, C...>) {
         (
@@ -121,11 +135,31 @@ __global__ void __launch_bounds__(QmvI8BatchConfig::kThreads, QmvI8BatchConfig::
             ...);
       }(std::make_integer_sequence<int, 4>{});
     }
-    const float d[2] = {__half2float(*reinterpret_cast<const __half*>(st + g * Sm::kPitch + 208)),
-                        __half2float(*reinterpret_cast<const __half*>(st + (g + 8) * Sm::kPitch + 208))};
+    const float d[2] = {__half2float(*reinterpret_cast<const __half*>(row_a + O + 208)),
+                        __half2float(*reinterpret_cast<const __half*>(row_b + O + 208))};
 #pragma unroll
     for (int q = 0; q < 4; ++q) acc[q] = fmaf(d[q >> 1], sv[q], acc[q]);
     __syncwarp();  // every lane is done with this stage before the next issue refills it
+  };
+  auto run = [&]<int O>(std::integral_constant<int, O> o) {
+    for (int i = 0; i < count; i += 2) {
+      superblock(i, o);
+      if (i + 1 < count) superblock(i + 1, std::integral_constant<int, (O + 8) % 16>{});
+    }
+  };
+  switch (warp) {
+    case 0:
+      run(std::integral_constant<int, 0>{});
+      break;
+    case 1:
+      run(std::integral_constant<int, 2>{});
+      break;
+    case 2:
+      run(std::integral_constant<int, 4>{});
+      break;
+    default:
+      run(std::integral_constant<int, 6>{});
+      break;
   }
   store_batch_tile<CT>(acc, red, static_cast<CT*>(p.out) + un.out_row * p.out_stride, p.out_stride, n0, N, un.rows);
 }
