@@ -254,16 +254,15 @@ TEST_P(QuantGgufTest, MatmulDecodeAlignedRows) {
   }
 }
 
-// Rows of bf16/f16 x by a Q4_0, Q4_K, Q5_K or Q6_K weight (CUDA: the integer mat-vecs, x as 15-bit
-// fixed point per 64 values: one row, or 2..8 rows of Q4_0, Q4_K or Q6_K in the batch kernels;
-// Q5_K batches, and Q6_K ones whose rows are not whole 16-byte units, take the split-K
-// kernel), each row with
-// an outlier, a zero group and a tiny group: each output within the fixed point's bound
-// (support.h). K from one superblock of 256 (three warps idle) to 18, some warps taking one
-// superblock more than others; Q6_K rows of 630, 1050 and 3780 bytes put superblocks at every
-// even offset within a 16-byte unit, N = 1, K = 256 ends the weight mid-unit, and K = 6144 and
-// 2048 make rows of whole units (CUDA: the kernel with the offsets known per warp, copying
-// boxes of 16 rows: N = 3 has fewer).
+// Rows of bf16/f16 x by a Q4_0, Q4_K, Q5_K or Q6_K weight (CUDA: the integer mat-vecs, x as
+// 15-bit fixed point per 64 or 32 values: one row, or 2..8 rows of Q4_0, Q4_K or Q6_K in the
+// batch kernel; Q5_K batches, and Q6_K ones whose rows are not whole 16-byte units, take the
+// split-K kernel), each row with an outlier, a zero group and a tiny group: each output within
+// the fixed point's bound (support.h). K from one superblock of 256 (three warps idle) to 18,
+// some warps taking one superblock more than others; Q6_K rows of 630, 1050 and 3780 bytes put
+// superblocks at every even offset within a 16-byte unit, N = 1, K = 256 ends the weight
+// mid-unit, and K = 6144 and 2048 make rows of whole units (CUDA: the kernels copying boxes of
+// 16 rows: N = 3 has fewer; the batch kernel's odd warps take superblocks starting mid-word).
 TEST_P(QuantGgufTest, MatvecFixedPointX) {
   Session& s = session();
   for (DType t : {DType::q4_0, DType::q4_k, DType::q5_k, DType::q6_k})

@@ -1,6 +1,6 @@
 // CUDA launchers of the GGUF mat-vecs (tensor cores), one instantiation per weight type and
 // input dtype: the integer mat-vec for one bf16/f16 token by a Q4_0, Q4_K, Q5_K or Q6_K weight
-// (and the batch kernels for 2..8 tokens by Q4_0, Q4_K or Q6_K), the
+// (and the batch kernel for 2..8 tokens by Q4_0, Q4_K or Q6_K), the
 // split-K kernel for the other plain matmuls of at most 8 rows over 16-byte aligned weight
 // rows, the persistent routed kernel for everything else. The entry points are in
 // quant_gguf.cu.
@@ -13,10 +13,10 @@
 #include "cuda/kernels/quant_gguf.cuh"
 #include "cuda/kernels/quant_gguf_q4_0_i8.cuh"
 #include "cuda/kernels/quant_gguf_q4_0_i8_batch.cuh"
+#include "cuda/kernels/quant_gguf_q4_k_i8_batch.cuh"
 #include "cuda/kernels/quant_gguf_q6_k_i8.cuh"
 #include "cuda/kernels/quant_gguf_q6_k_i8_batch.cuh"
 #include "cuda/kernels/quant_gguf_qmv_i8.cuh"
-#include "cuda/kernels/quant_gguf_qmv_i8_batch.cuh"
 #include "cuda/kernels/quant_gguf_splitk.cuh"
 #include "cuda/qmv_i8_image.h"
 #include "cuda/quant_gguf.h"
@@ -137,24 +137,16 @@ void launch_integer_i8(Session& s, const detail::GgufMatmulArgs& a) {
   launch_pdl(s, op, kern, grid, block, 0, p);
 }
 
-// 2..8 rows of x by a Q4_0, Q4_K or Q6_K weight (x bf16/f16): x's rows into the batch image
-// in the weight's order, then the batch integer mat-vec, both with PDL. Q4_0 and Q6_K stage
+// 2..8 rows of x by a Q4_0, Q4_K or Q6_K weight (x bf16/f16): x's rows into the batch image,
+// then the batch integer mat-vec of the weight's format F, both with PDL; the kernel stages
 // whole superblocks as boxes of the weight's tensor map.
-template <class T>
+template <class F, class T>
 void launch_batch_i8(Session& s, const detail::GgufMatmulArgs& a) {
   const char* op = "gguf_matmul";
-  const dim3 grid(1, unsigned((a.n + 15) / 16)), block(k::QmvI8BatchConfig::kThreads);
-  if (a.w_dtype == DType::q4_k) {
-    const ScratchBuffer image = prepare_batch_image<T, k::NibbleOrder::kHalves>(s, op, a.x, a.k);
-    launch_pdl(s, op, k::kquant_i8_batch_kernel<T>, grid, block, 0, integer_params(a, image));  // plain: experts == 1
-    return;
-  }
-  const bool q4_0 = a.w_dtype == DType::q4_0;
   const ScratchBuffer image = prepare_batch_image<T, k::NibbleOrder::kBlocks>(s, op, a.x, a.k);
-  const uint32_t box_bytes = q4_0 ? k::Q4_0BatchStage::kSuperblock : k::Q6KStage::kPitch;
-  const CUtensorMap rows = byte_tile_map(op, a.w, uint64_t(a.w_row_bytes), uint64_t(a.n), box_bytes, 16);
-  launch_pdl(s, op, q4_0 ? k::q4_0_i8_batch_kernel<T> : k::q6_k_i8_batch_kernel<T>, grid, block, 0,
-             integer_params(a, image), rows);
+  const CUtensorMap rows = byte_tile_map(op, a.w, uint64_t(a.w_row_bytes), uint64_t(a.n), F::kPitch, 16);
+  launch_pdl(s, op, k::gguf_i8_batch_kernel<F, T>, dim3(1, unsigned((a.n + 15) / 16)),
+             dim3(k::GgufBatchImage::kThreads), 0, integer_params(a, image), rows);  // plain: experts == 1
 }
 
 }  // namespace
@@ -168,8 +160,8 @@ constexpr int64_t kRoutedIntegerTokens = 8;
 // tiles within the kernels' 32-bit offsets and the grid's y; then one x row per unit by Q4_0
 // (K % 256 == 0: rows of whole 144-byte superblocks), Q4_K, Q5_K or Q6_K (a single-row matmul, or
 // the slots of a routed call of up to kRoutedIntegerTokens tokens), or a plain matmul of 2..8
-// rows by Q4_0 (K % 256 == 0), Q4_K or Q6_K (K % 2048 == 0: rows of whole 16-byte units) (the
-// batch kernels).
+// rows by Q4_0 (K % 256 == 0), Q4_K or Q6_K (K % 2048 == 0: rows of whole 16-byte units, which
+// a tensor map needs) (the batch kernel).
 bool integer_matvec(const detail::GgufMatmulArgs& a) {
   if (a.x.dtype == DType::f32 || !vectorizable(a.x, 8) || !aligned16(a.w) || a.w_row_bytes >= (int64_t(1) << 27) ||
       (a.n + 15) / 16 > kMaxGridY)
@@ -186,7 +178,17 @@ void gguf_matvec_i8(Session& s, const detail::GgufMatmulArgs& a) {
     if (a.tokens == 1 || a.ids)
       launch_integer_i8<T>(s, a);
     else
-      launch_batch_i8<T>(s, a);
+      switch (a.w_dtype) {
+        case DType::q4_0:
+          launch_batch_i8<k::Q4_0Batch, T>(s, a);
+          break;
+        case DType::q4_k:
+          launch_batch_i8<k::Q4_KBatch, T>(s, a);
+          break;
+        default:
+          launch_batch_i8<k::Q6_KBatch, T>(s, a);
+          break;
+      }
   });
 }
 

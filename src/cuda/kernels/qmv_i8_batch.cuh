@@ -2,34 +2,28 @@
 // The integer tensor-core mat-vec for 2..8 rows of x (decode of a small batch), the parts that
 // do not depend on the weight's scale layout: x's batch image, the kernel that writes it, and
 // the block's final sum. Its users: the MLX affine 4-bit kernel (quant_mlx_qmv_i8_batch.cuh)
-// and the GGUF Q4_K kernel (quant_gguf_qmv_i8_batch.cuh).
+// and the GGUF batch kernel (quant_gguf_i8_batch.cuh).
 //
-// The products are the single-row kernel's (qmv_i8.cuh: u8 codes by 15-bit fixed-point x in
-// two int8 parts, each group's scales applied once to the exact integer sums), but the mma's
-// 8 columns are the 8 rows of x. The single-row kernel's columns keep apart the x groups that
-// an mma's k mixes (k runs over the four lanes of a quad); here nothing is left to separate
-// them, so every mma is group-pure: per 128-value step lane t of a quad takes bytes
-// 8t .. 8t + 7 of each x group of 64 (32 code bytes), and the mma for (group, part,
-// nibble class) covers the quad's 32 bytes of one group.
+// The products are the single-row kernel's (qmv_i8.cuh: codes by 15-bit fixed-point x in two
+// int8 parts, each group's scales applied once to the exact integer sums), but the mma's 8
+// columns are the 8 rows of x. The single-row kernel's columns keep apart the x groups that an
+// mma's k mixes (k runs over the four lanes of a quad); here nothing is left to separate them,
+// so every mma is group-pure: its k covers values of one scale only.
 //
 // The batch image is x in the B operand's order, so that each of a lane's loads is one
 // coalesced 512-byte warp access (reading the single-row image, 64 bytes apart per lane,
-// saturated L1: bench/NOTES.md, run 88). Per step s, group G and part p a "fragment" of 32
-// 16-byte units, unit g * 4 + t for B lane (g, t): x row g's part bytes for lane t's values
-// of group G, four words: the low class's b0, b1 and the high class's b0, b1. Which values
-// those are follows the codes' NibbleOrder: kPairs (MLX), lane t's bytes 8t .. 8t + 7 hold
-// values 16t .. 16t + 15 (byte j: 2j low, 2j + 1 high); kHalves (K-quants), byte j holds
-// value j (low) and 32 + j (high). Rows past the call's are zeros. After the fragments, per
-// (step, group) and x row the table: kPairs a float2 (s_x, sum of x over the group); kHalves
-// a float4 (s_x, sum over the low half, sum over the high half, 0): the K-quants' mins
-// multiply each half's sum.
-//
-// kBlocks (GGUF Q4_0) is group-pure per block of 32 values, so that one mma covers one block
-// (one d): per step a fragment per block (its 16 code bytes, low nibbles values 0..15, high
-// 16..31), lane t taking code bytes 4t .. 4t + 3, whose values are 4t .. 4t + 3 (low, the
-// mma's k 4t..) and 16 + 4t .. (high, k 16 + 4t..). Unit g * 4 + t of block b's fragment: x
-// row g's part h of both runs of four values, then part l's. The x groups are the blocks, and
-// the table holds per block and x row a float2 (s_x, sum of x over the block).
+// saturated L1: bench/NOTES.md, run 88): "fragments" of 32 16-byte units, unit g * 4 + t for
+// B lane (g, t) holding x row g's part bytes for lane t's values. Rows past the call's are
+// zeros. Which values a lane holds follows the codes' NibbleOrder:
+// - kPairs (MLX, x groups of 64): per 128-value step, group G and part p a fragment; lane t
+//   takes code bytes 8t .. 8t + 7 of the group, values 16t .. 16t + 15 (byte j: 2j low, 2j + 1
+//   high), four words: the low class's b0, b1 and the high class's b0, b1. The table after the
+//   fragments: per (step, group) and x row a float2 (s_x, sum of x over the group).
+// - kBlocks (GGUF, x groups of 32): per 16-value run of K lane t takes values 4t .. 4t + 3,
+//   what an m16n8k16 mma's k 4t.. holds; per 32 values a fragment, whose unit holds part h of
+//   both runs, then part l's, so that an m16n8k32 mma covers 32 values (a Q4_0 block: code
+//   bytes 4t .. 4t + 3, low nibbles the first run, high the second). The table: per 32 values
+//   and x row a float2 (s_x, sum of x over them).
 #include "cuda/kernels/mma.cuh"
 #include "cuda/kernels/qmv_i8.cuh"
 
@@ -46,11 +40,12 @@ struct QmvI8BatchConfig {
   static constexpr int kPrepareThreads = 128;
 };
 
-// The image's layout, x groups of 64.
+// The image's layout.
 template <NibbleOrder O = NibbleOrder::kPairs>
 struct QmvI8Batch : QmvI8BatchConfig {
   static constexpr int kGroupsPerStep = 2;
-  // Per 64 values and x row (kBlocks: two blocks' float2).
+  static_assert(O != NibbleOrder::kHalves, "the batch image has no K-quant half order");
+  // Per 64 values and x row (kBlocks: two float2).
   static constexpr int kTableFloats = O == NibbleOrder::kPairs ? 2 : 4;
   static constexpr int64_t table_unit(int64_t k) { return k / 128 * kStepUnits; }
   // In 16-byte units: the fragments, then K / 64 groups x 8 rows of the table's entries.
@@ -66,14 +61,14 @@ __global__ void __launch_bounds__(QmvI8BatchConfig::kPrepareThreads)
   pdl_launch_dependents();
   pdl_wait();
   using I = QmvI8Batch<O>;
-  constexpr bool kHalves = O == NibbleOrder::kHalves, kBlocks = O == NibbleOrder::kBlocks, kPairs = !kHalves && !kBlocks;
+  constexpr bool kBlocks = O == NibbleOrder::kBlocks;
   const int i = int(blockIdx.x) * I::kPrepareThreads + int(threadIdx.x), r = int(blockIdx.y);
   const bool in = i < k / 8 && r < rows;
   const uint4 raw = in ? __ldg(reinterpret_cast<const uint4*>(x + r * x_stride) + i) : make_uint4(0, 0, 0, 0);
   float v[8], amax, sum;
   unpack_f32<CT>(raw, v);
-  // The lanes of one x group (K % 128 == 0: whole groups); sums over the group, or its half.
-  lanes_amax_sum<kBlocks ? 4 : 8, kPairs ? 8 : 4>(v, amax, sum);
+  // The lanes of one x group (K % 128 == 0: whole groups), and its sum.
+  lanes_amax_sum<kBlocks ? 4 : 8, kBlocks ? 4 : 8>(v, amax, sum);
   if (i >= k / 8) return;
   const float inv = amax > 0.f ? float(QmvI8Image::kFixedMax) / amax : 0.f;
   const int k0 = 8 * i;
@@ -95,31 +90,17 @@ __global__ void __launch_bounds__(QmvI8BatchConfig::kPrepareThreads)
   const int s = k0 / 128, grp = (k0 % 128) / 64, o = k0 % 64;
   uint32_t* h0 = reinterpret_cast<uint32_t*>(img + int64_t(s) * I::kStepUnits + grp * 2 * I::kFragUnits + r * 4);
   uint32_t h_lo, l_lo, h_hi, l_hi;
-  if constexpr (kHalves) {
-    // Values 8i .. 8i + 7: bytes o % 32 .. + 7 of class o / 32, all of lane t = (o % 32) / 8.
-    const int t = (o % 32) / 8, cls = o / 32;
-    fixed_point_words({v[0], v[1], v[2], v[3]}, inv, h_lo, l_lo);  // b0
-    fixed_point_words({v[4], v[5], v[6], v[7]}, inv, h_hi, l_hi);  // b1
-    uint32_t* h = h0 + 4 * t + 2 * cls;
-    uint32_t* l = h + I::kFragUnits * 4;
-    h[0] = h_lo, h[1] = h_hi;
-    l[0] = l_lo, l[1] = l_hi;
-    float* e = reinterpret_cast<float*>(img + I::table_unit(k)) + ((s * 2 + grp) * I::kRows + r) * 4;
-    if (o % 32 == 0) e[1 + cls] = sum;
-    if (o == 0) e[0] = amax / float(QmvI8Image::kFixedMax), e[3] = 0.f;
-  } else {
-    // Values 8i .. 8i + 7: lane t's (t = o / 16) half (o % 16) / 8 of group G of step s.
-    const int t = o / 16, half = (o % 16) / 8;
-    fixed_point_words({v[0], v[2], v[4], v[6]}, inv, h_lo, l_lo);  // low class: even values
-    fixed_point_words({v[1], v[3], v[5], v[7]}, inv, h_hi, l_hi);
-    uint32_t* h = h0 + 4 * t;
-    uint32_t* l = h + I::kFragUnits * 4;
-    h[half] = h_lo, h[2 + half] = h_hi;
-    l[half] = l_lo, l[2 + half] = l_hi;
-    if (o == 0)
-      reinterpret_cast<float2*>(img + I::table_unit(k))[(s * 2 + grp) * I::kRows + r] =
-          make_float2(amax / float(QmvI8Image::kFixedMax), sum);
-  }
+  // Values 8i .. 8i + 7: lane t's (t = o / 16) half (o % 16) / 8 of group G of step s.
+  const int t = o / 16, half = (o % 16) / 8;
+  fixed_point_words({v[0], v[2], v[4], v[6]}, inv, h_lo, l_lo);  // low class: even values
+  fixed_point_words({v[1], v[3], v[5], v[7]}, inv, h_hi, l_hi);
+  uint32_t* h = h0 + 4 * t;
+  uint32_t* l = h + I::kFragUnits * 4;
+  h[half] = h_lo, h[2 + half] = h_hi;
+  l[half] = l_lo, l[2 + half] = l_hi;
+  if (o == 0)
+    reinterpret_cast<float2*>(img + I::table_unit(k))[(s * 2 + grp) * I::kRows + r] =
+        make_float2(amax / float(QmvI8Image::kFixedMax), sum);
 }
 
 // The block's result: lane (g, t) of each warp holds its part of K of rows g (a) and g + 8 (b)
