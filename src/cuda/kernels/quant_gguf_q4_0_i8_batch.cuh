@@ -36,7 +36,7 @@ struct Q4_0Batch {
     [&]<int... B>(std::integer_sequence<int, B...>) {
       (
           [&] {
-            const uint4 x = __ldg(xf + B * GgufBatchImage::kFragUnits);  // part h's runs, then part l's
+            const uint4 x = __ldg(xf + B * GgufBatchImage::kFragUnits);    // part h's runs, then part l's
             const float4 e = __ldg(te + B * (GgufBatchImage::kRows / 2));  // (s_x, sum) of x rows 2t, 2t + 1
             const uint32_t ca = codes<B>(row_a, t), cb = codes<B>(row_b, t);
             constexpr uint32_t kLow = 0x0f0f0f0fu;
@@ -55,7 +55,8 @@ struct Q4_0Batch {
             }
           }(),
           ...);
-    }(std::make_integer_sequence<int, 8>{});
+    }
+    (std::make_integer_sequence<int, 8>{});
   }
 };
 

@@ -52,7 +52,7 @@ struct Q4_KBatch {
             constexpr uint32_t kLow = 0x0f0f0f0fu;
             const uint32_t a0 = (wa[4 + 8 * c] >> shift) & kLow, a1 = (wb[4 + 8 * c] >> shift) & kLow;
             const uint32_t a2 = (wa[8 + 8 * c] >> shift) & kLow, a3 = (wb[8 + 8 * c] >> shift) & kLow;
-            const uint4 x = __ldg(xf + S * GgufBatchImage::kFragUnits);  // part h's runs, then part l's
+            const uint4 x = __ldg(xf + S * GgufBatchImage::kFragUnits);    // part h's runs, then part l's
             const float4 e = __ldg(te + S * (GgufBatchImage::kRows / 2));  // (s_x, sum) of x rows 2t, 2t + 1
             int ch[4] = {0, 0, 0, 0}, cl[4] = {0, 0, 0, 0};
             mma_u8s8(ch, a0, a1, a2, a3, x.x, x.y);
@@ -68,7 +68,8 @@ struct Q4_KBatch {
             }
           }(),
           ...);
-    }(std::make_integer_sequence<int, 8>{});
+    }
+    (std::make_integer_sequence<int, 8>{});
   }
 };
 

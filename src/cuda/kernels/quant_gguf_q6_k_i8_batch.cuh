@@ -36,7 +36,8 @@ struct Q6_KBatch {
     constexpr uint32_t kFlip = 0x80808080u;
     uint32_t sa[4], sb[4];
 #pragma unroll
-    for (int j = 0; j < 4; ++j) sa[j] = word<kOdd>(row_a, 192 + 4 * j) ^ kFlip, sb[j] = word<kOdd>(row_b, 192 + 4 * j) ^ kFlip;
+    for (int j = 0; j < 4; ++j)
+      sa[j] = word<kOdd>(row_a, 192 + 4 * j) ^ kFlip, sb[j] = word<kOdd>(row_b, 192 + 4 * j) ^ kFlip;
     float sv[4] = {0.f, 0.f, 0.f, 0.f};  // before d
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
@@ -65,8 +66,9 @@ struct Q6_KBatch {
                 // Run j = 8 h + 2 C + r: scale byte j, word j / 4 = 2 h + C / 2, byte 2 (C % 2) + r.
                 constexpr int kByte = 2 * (C % 2);
                 const int w = 2 * h + C / 2;
-                const float f[2] = {r ? byte_as_float<kByte + 1>(sa[w], 8388736.f) : byte_as_float<kByte>(sa[w], 8388736.f),
-                                    r ? byte_as_float<kByte + 1>(sb[w], 8388736.f) : byte_as_float<kByte>(sb[w], 8388736.f)};
+                const float f[2] = {
+                    r ? byte_as_float<kByte + 1>(sa[w], 8388736.f) : byte_as_float<kByte>(sa[w], 8388736.f),
+                    r ? byte_as_float<kByte + 1>(sb[w], 8388736.f) : byte_as_float<kByte>(sb[w], 8388736.f)};
 #pragma unroll
                 for (int q = 0; q < 4; ++q) {
                   // |256 c_h + c_l| <= 16 * 128 * (127 * 256 + 128) < 2^27: off by at most 2^-24 as a float.
@@ -78,7 +80,8 @@ struct Q6_KBatch {
               for (int q = 0; q < 4; ++q) sv[q] = fmaf(sx[q & 1], sr[q], sv[q]);
             }(),
             ...);
-      }(std::make_integer_sequence<int, 4>{});
+      }
+      (std::make_integer_sequence<int, 4>{});
     }
     const int d_at = 208 + (kOdd ? 2 : 0);
     const float d[2] = {__half2float(*reinterpret_cast<const __half*>(row_a + d_at)),
