@@ -73,6 +73,7 @@ MLXN_GGUF_MATVEC(q8_0, "q8_0", 8, 54);
 MLXN_GGUF_MATVEC(q2_k, "q2_k", 1, 0);
 MLXN_GGUF_MATVEC(q3_k, "q3_k", 1, 0);
 MLXN_GGUF_MATVEC(q5_k, "q5_k", 1, 0);
+MLXN_GGUF_MATVEC(q5_k, "q5_k", 8, 0);
 MLXN_GGUF_MATVEC(q5_0, "q5_0", 1, 0);
 
 // Prefill: the bar is >= 50% of the cuBLAS bf16 GEMM rate (flops are reported for it).

@@ -1,6 +1,6 @@
 // CUDA launchers of the GGUF mat-vecs (tensor cores), one instantiation per weight type and
 // input dtype: the integer mat-vec for one bf16/f16 token by a Q4_0, Q4_K, Q5_K or Q6_K weight
-// (and the batch kernel for 2..8 tokens by Q4_0, Q4_K or Q6_K), the
+// (and the batch kernel for 2..8 tokens by Q4_0, Q4_K, Q5_K or Q6_K), the
 // split-K kernel for the other plain matmuls of at most 8 rows over 16-byte aligned weight
 // rows, the persistent routed kernel for everything else. The entry points are in
 // quant_gguf.cu.
@@ -13,7 +13,7 @@
 #include "cuda/kernels/quant_gguf.cuh"
 #include "cuda/kernels/quant_gguf_q4_0_i8.cuh"
 #include "cuda/kernels/quant_gguf_q4_0_i8_batch.cuh"
-#include "cuda/kernels/quant_gguf_q4_k_i8_batch.cuh"
+#include "cuda/kernels/quant_gguf_kquant_i8_batch.cuh"
 #include "cuda/kernels/quant_gguf_q6_k_i8.cuh"
 #include "cuda/kernels/quant_gguf_q6_k_i8_batch.cuh"
 #include "cuda/kernels/quant_gguf_qmv_i8.cuh"
@@ -137,7 +137,7 @@ void launch_integer_i8(Session& s, const detail::GgufMatmulArgs& a) {
   launch_pdl(s, op, kern, grid, block, 0, p);
 }
 
-// 2..8 rows of x by a Q4_0, Q4_K or Q6_K weight (x bf16/f16): x's rows into the batch image,
+// 2..8 rows of x by a Q4_0, Q4_K, Q5_K or Q6_K weight (x bf16/f16): x's rows into the batch image,
 // then the batch integer mat-vec of the weight's format F, both with PDL; the kernel stages
 // whole superblocks as boxes of the weight's tensor map.
 template <class F, class T>
@@ -160,7 +160,7 @@ constexpr int64_t kRoutedIntegerTokens = 8;
 // tiles within the kernels' 32-bit offsets and the grid's y; then one x row per unit by Q4_0
 // (K % 256 == 0: rows of whole 144-byte superblocks), Q4_K, Q5_K or Q6_K (a single-row matmul, or
 // the slots of a routed call of up to kRoutedIntegerTokens tokens), or a plain matmul of 2..8
-// rows by Q4_0 (K % 256 == 0), Q4_K or Q6_K (K % 2048 == 0: rows of whole 16-byte units, which
+// rows by Q4_0 (K % 256 == 0), Q4_K, Q5_K or Q6_K (K % 2048 == 0: rows of whole 16-byte units, which
 // a tensor map needs) (the batch kernel).
 bool integer_matvec(const detail::GgufMatmulArgs& a) {
   if (a.x.dtype == DType::f32 || !vectorizable(a.x, 8) || !aligned16(a.w) || a.w_row_bytes >= (int64_t(1) << 27) ||
@@ -170,7 +170,8 @@ bool integer_matvec(const detail::GgufMatmulArgs& a) {
   if (a.tokens == 1 || (a.ids && a.tokens <= kRoutedIntegerTokens))
     return q4_0 || a.w_dtype == DType::q4_k || a.w_dtype == DType::q5_k || a.w_dtype == DType::q6_k;
   const bool q6_k_units = a.w_dtype == DType::q6_k && a.k % 2048 == 0;
-  return (q4_0 || a.w_dtype == DType::q4_k || q6_k_units) && !a.ids && a.tokens <= kernels::QmvI8BatchConfig::kRows;
+  const bool k_quant = a.w_dtype == DType::q4_k || a.w_dtype == DType::q5_k;
+  return (q4_0 || k_quant || q6_k_units) && !a.ids && a.tokens <= kernels::QmvI8BatchConfig::kRows;
 }
 
 void gguf_matvec_i8(Session& s, const detail::GgufMatmulArgs& a) {
@@ -183,7 +184,10 @@ void gguf_matvec_i8(Session& s, const detail::GgufMatmulArgs& a) {
           launch_batch_i8<k::Q4_0Batch, T>(s, a);
           break;
         case DType::q4_k:
-          launch_batch_i8<k::Q4_KBatch, T>(s, a);
+          launch_batch_i8<k::KQuantBatch<false>, T>(s, a);
+          break;
+        case DType::q5_k:
+          launch_batch_i8<k::KQuantBatch<true>, T>(s, a);
           break;
         default:
           launch_batch_i8<k::Q6_KBatch, T>(s, a);

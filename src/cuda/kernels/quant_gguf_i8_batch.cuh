@@ -1,8 +1,8 @@
 #pragma once
 // GGUF mat-vec on the integer tensor cores for 2..8 rows of x (decode of a small batch): the
-// kernel shared by the Q4_0, Q4_K and Q6_K batch formats (quant_gguf_q4_0_i8_batch.cuh,
-// quant_gguf_q4_k_i8_batch.cuh, quant_gguf_q6_k_i8_batch.cuh), which supply only the products
-// of one staged superblock.
+// kernel shared by the Q4_0, Q4_K, Q5_K and Q6_K batch formats (quant_gguf_q4_0_i8_batch.cuh,
+// quant_gguf_kquant_i8_batch.cuh, quant_gguf_q6_k_i8_batch.cuh), which supply only the
+// products of one staged superblock.
 //
 // x is the batch image in kBlocks order (qmv_i8_batch.cuh): the mma's 8 columns are the 8 rows
 // of x, and per 16-value run of K lane t holds values 4t .. 4t + 3 of x row g, so that one
