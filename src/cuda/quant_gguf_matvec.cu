@@ -189,9 +189,11 @@ void gguf_matvec_i8(Session& s, const detail::GgufMatmulArgs& a) {
         case DType::q5_k:
           launch_batch_i8<k::KQuantBatch<true>, T>(s, a);
           break;
-        default:
+        case DType::q6_k:
           launch_batch_i8<k::Q6_KBatch, T>(s, a);
           break;
+        default:  // integer_matvec admits no other batch format
+          throw_error<Unsupported>("gguf_matmul", "cuda: no batch mat-vec for ", name(a.w_dtype));
       }
   });
 }

@@ -43,7 +43,6 @@ struct QmvI8BatchConfig {
 // The image's layout.
 template <NibbleOrder O = NibbleOrder::kPairs>
 struct QmvI8Batch : QmvI8BatchConfig {
-  static constexpr int kGroupsPerStep = 2;
   static_assert(O != NibbleOrder::kHalves, "the batch image has no K-quant half order");
   // Per 64 values and x row (kBlocks: two float2).
   static constexpr int kTableFloats = O == NibbleOrder::kPairs ? 2 : 4;

@@ -21,7 +21,7 @@
 //
 // A format F provides:
 //   kBytes: a superblock row's bytes; kPitch: the box width (kBytes rounded up to cover any
-//   start within a unit); kMinBlocks;
+//   start within a unit);
 //   superblock<kOdd>(row_a, row_b, t, xf, te, acc): the products of one staged superblock for
 //   lane (g, t), rows a = g and b = g + 8 staged from the 4-byte word at row_a / row_b (kOdd:
 //   the superblock starts 2 bytes into it); xf, te: the lane's fragment unit and table entry of
@@ -52,13 +52,16 @@ template <class F>
 struct GgufBatchStage {
   static constexpr int kStage = 16 * F::kPitch, kRing = 2;
   static constexpr int kSmem = GgufBatchImage::kWarps * kRing * kStage;
+  // 7 blocks per SM hold the 896 row tiles of N = 14336 in one wave on 132 SMs, and their
+  // stages must leave L1 room for x's image (the reason for two-deep rings).
+  static_assert(GgufBatchImage::kMinBlocks * kSmem <= 200 * 1024, "7 blocks' stages leave L1 its share");
 };
 
 // p (QmmParams, for its rows; no routing): packed = the weight [n, k] (k % 256 == 0, rows of
 // whole 16-byte units), x = the batch image, p.m in 1..8 rows; `rows` maps the weight as a byte
 // matrix [n, row bytes] in boxes of 16 rows by F::kPitch bytes. Grid: (1, row tiles of 16).
 template <class F, class CT>
-__global__ void __launch_bounds__(GgufBatchImage::kThreads, F::kMinBlocks)
+__global__ void __launch_bounds__(GgufBatchImage::kThreads, GgufBatchImage::kMinBlocks)
     gguf_i8_batch_kernel(qmlx::QmmParams p, const __grid_constant__ CUtensorMap rows) {
   using I = GgufBatchImage;
   using Sm = GgufBatchStage<F>;

@@ -21,7 +21,6 @@ template <bool kFive>
 struct KQuantBatch {
   static constexpr int kBytes = kFive ? 176 : 144, kPitch = kBytes;
   static constexpr int kCodes = kFive ? 48 : 16;  // the first code byte of a row
-  static constexpr int kMinBlocks = 7;            // as Q4_0 (22 KB of stages at Q5_K)
 
   // A staged row's d, dmin, and its sub-blocks' 6-bit scales and mins (sub-block s: byte s % 4
   // of word s / 4), from its 16-byte header.

@@ -17,8 +17,6 @@ namespace mlxn::kernels {
 
 struct Q4_0Batch {
   static constexpr int kBytes = 144, kPitch = 144;
-  // 18 KB of stages: 7 blocks per SM (the 896 row tiles of N = 14336 in one wave on 132 SMs).
-  static constexpr int kMinBlocks = 7;
 
   // Lane t's code bytes 4t .. 4t + 3 of block B of a staged row. An odd block's codes start
   // 4-byte aligned (18 B + 2 = 18 (B - 1) + 20); an even block's two bytes past.

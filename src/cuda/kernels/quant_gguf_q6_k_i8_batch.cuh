@@ -19,7 +19,6 @@ namespace mlxn::kernels {
 struct Q6_KBatch {
   // Boxes of 224 bytes cover a superblock at any even offset within its first unit.
   static constexpr int kBytes = 210, kPitch = 224;
-  static constexpr int kMinBlocks = 7;  // 28 KB of stages
 
   // The word at byte `at` (a multiple of 4) of a superblock staged from `row`.
   template <bool kOdd>
