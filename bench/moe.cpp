@@ -1,6 +1,7 @@
 // MoE benchmarks: a whole decode MoE layer replayed as a graph (router matmul, routing, gate/up
 // expert products, SwiGLU, down products, weighted sum with the residual) with bf16 experts
-// and 4-bit MLX experts (moe_experts, and the same as its four ops); and the routing ops alone.
+// and 4-bit MLX experts (moe_layer, the routing then moe_experts, and the same as its four
+// ops); and the routing ops alone.
 #include <memory>
 #include <vector>
 
@@ -8,6 +9,7 @@
 #include "mlxn/ops/matmul.h"
 #include "mlxn/ops/moe.h"
 #include "mlxn/ops/moe_experts.h"
+#include "mlxn/ops/moe_layer.h"
 
 namespace mlxn::bench {
 namespace {
@@ -92,15 +94,26 @@ struct Mlx4Experts {
   static double expert_bytes() { return 2 * matrix_bytes(kWidth, kHidden) + matrix_bytes(kHidden, kWidth); }
 };
 
-// The layer with 4-bit experts. kFused: the expert half as one moe_experts call; else its four
-// ops one after the other.
-template <bool kFused>
+// The layer with 4-bit experts, three ways: one moe_layer call; the routing ops then one
+// moe_experts call; the routing ops then moe_experts' four ops.
+enum class Mlx4Layer { one_op, routing_then_experts, four_ops };
+
+template <Mlx4Layer kWay>
 Workload moe_layer_mlx4(Session& s) {
   auto st = std::make_shared<LayerState>(s, DType::bf16);
   auto ex = std::make_shared<Mlx4Experts>(s);
   return {[&s, st, ex] {
+            if constexpr (kWay == Mlx4Layer::one_op) {
+              MoeLayerParams p;
+              p.route.top_k = int(kTopK);
+              p.route.renormalize = true;
+              const Tensor xi = st->x.tensor().select(0, (*st->next)++ % kRotations);
+              p.residual = xi;
+              moe_layer(s, xi, st->router, ex->gate, ex->up, ex->down, ex->q, st->out, p);
+              return;
+            }
             const Tensor xi = st->route(s);
-            if constexpr (kFused) {
+            if constexpr (kWay == Mlx4Layer::routing_then_experts) {
               MoeExpertsParams p;
               p.residual = xi;
               moe_experts(s, xi, ex->gate, ex->up, ex->down, ex->q, st->ids, st->weights, st->out, p);
@@ -191,8 +204,10 @@ Case moe_case(std::string name, std::function<Workload(Session&)> make, bool cud
 // Bar (issue 4): the layer within 1.3x of reading the selected experts' bytes once at copy
 // bandwidth, i.e. >= 77% of copy.
 MLXN_BENCH(moe_case("moe decode layer bf16 E128 top8 2048/768", moe_layer_bf16, true, 77));
-MLXN_BENCH(moe_case("moe decode layer mlx4 E128 top8 2048/768", moe_layer_mlx4<true>, true, 77));
-MLXN_BENCH(moe_case("moe decode layer mlx4 E128 top8 2048/768 (four ops)", moe_layer_mlx4<false>, true));
+MLXN_BENCH(moe_case("moe decode layer mlx4 E128 top8 2048/768", moe_layer_mlx4<Mlx4Layer::one_op>, true, 77));
+MLXN_BENCH(moe_case("moe decode layer mlx4 E128 top8 2048/768 (routing, moe_experts)",
+                    moe_layer_mlx4<Mlx4Layer::routing_then_experts>, true));
+MLXN_BENCH(moe_case("moe decode layer mlx4 E128 top8 2048/768 (four ops)", moe_layer_mlx4<Mlx4Layer::four_ops>, true));
 MLXN_BENCH(moe_case("moe_experts mlx4 T1 E128 top8 2048/768 (routing given)", moe_experts_mlx4, true));
 MLXN_BENCH(moe_case(
     "moe_route f32 T1 E128 top8 (decode)", [](Session& s) { return route_case(s, 1, 128, 8); }, false, 0, 3.0));

@@ -23,6 +23,28 @@ void check_expert_vector(const char* op, Session& s, const char* name, const Ten
 
 }  // namespace
 
+namespace detail {
+
+MoeRouteArgs route_args(const char* op, Session& s, int64_t experts, const MoeRouteParams& p) {
+  if (p.top_k < 1 || p.top_k > experts)
+    throw_error<InvalidArgument>(op, "top_k = ", p.top_k, ", expected 1..", experts, " (E)");
+  MoeRouteArgs a;
+  a.top_k = p.top_k;
+  a.sigmoid = p.scoring == MoeScoring::sigmoid;
+  a.renormalize = p.renormalize;
+  if (p.expert_scale) {
+    check_expert_vector(op, s, "expert_scale", *p.expert_scale, experts);
+    a.expert_scale = p.expert_scale->data_as<const float>();
+  }
+  if (p.score_bias) {
+    check_expert_vector(op, s, "score_bias", *p.score_bias, experts);
+    a.score_bias = p.score_bias->data_as<const float>();
+  }
+  return a;
+}
+
+}  // namespace detail
+
 void moe_route(Session& s, const Tensor& logits, const MoeRouteParams& p, const Tensor& ids, const Tensor& weights) {
   const char* op = "moe_route";
   check_device(op, s, "logits", logits);
@@ -35,7 +57,7 @@ void moe_route(Session& s, const Tensor& logits, const MoeRouteParams& p, const 
   const int64_t t = logits.dim(0), e = logits.dim(1);
   if (e < 1 || e > kMaxRouteExperts)
     throw_error<InvalidArgument>(op, "logits have ", e, " experts, expected 1..", kMaxRouteExperts);
-  if (p.top_k < 1 || p.top_k > e) throw_error<InvalidArgument>(op, "top_k = ", p.top_k, ", expected 1..", e, " (E)");
+  MoeRouteArgs a = route_args(op, s, e, p);
   check_shape(op, "ids", ids, Dims{t, p.top_k});
   check_shape(op, "weights", weights, Dims{t, p.top_k});
   check_contiguous(op, "ids", ids);
@@ -43,19 +65,7 @@ void moe_route(Session& s, const Tensor& logits, const MoeRouteParams& p, const 
   check_no_overlap(op, "ids", ids, "logits", logits, false);
   check_no_overlap(op, "weights", weights, "logits", logits, false);
   check_no_overlap(op, "weights", weights, "ids", ids, false);
-  MoeRouteArgs a;
   a.logits = as_rows(op, "logits", logits);
-  a.top_k = p.top_k;
-  a.sigmoid = p.scoring == MoeScoring::sigmoid;
-  a.renormalize = p.renormalize;
-  if (p.expert_scale) {
-    check_expert_vector(op, s, "expert_scale", *p.expert_scale, e);
-    a.expert_scale = p.expert_scale->data_as<const float>();
-  }
-  if (p.score_bias) {
-    check_expert_vector(op, s, "score_bias", *p.score_bias, e);
-    a.score_bias = p.score_bias->data_as<const float>();
-  }
   a.ids = ids.data();
   a.weights = weights.data_as<float>();
   if (t == 0) return;

@@ -1,5 +1,6 @@
 #pragma once
 // Argument structs behind the moe family (internal).
+#include "mlxn/ops/moe.h"
 #include "ops/validate.h"
 
 namespace mlxn::detail {
@@ -18,6 +19,10 @@ struct MoeRouteArgs {
   void* ids = nullptr;                  // [T, top_k] u32/i32 contiguous
   float* weights = nullptr;             // [T, top_k] contiguous
 };
+
+// The checks of moe_route's parameters for E experts (top_k in 1..E, the [E] f32 vectors), and
+// the args they fill (all but logits, ids and weights).
+MoeRouteArgs route_args(const char* op, Session& s, int64_t experts, const MoeRouteParams& p);
 
 struct MoeSumArgs {
   DType dtype = DType::f32;

@@ -8,10 +8,11 @@ namespace mlxn {
 
 using namespace detail;
 
-void moe_experts(Session& s, const Tensor& x, const QuantizedExperts& gate, const QuantizedExperts& up,
-                 const QuantizedExperts& down, MlxQuant q, const Tensor& ids, const Tensor& weights, const Tensor& out,
-                 const MoeExpertsParams& p) {
-  const char* op = "moe_experts";
+namespace detail {
+
+MoeExpertsArgs check_experts(const char* op, Session& s, const Tensor& x, const QuantizedExperts& gate,
+                             const QuantizedExperts& up, const QuantizedExperts& down, MlxQuant q, const Tensor& out,
+                             const MoeExpertsParams& p) {
   check_device(op, s, "x", x);
   check_dtype(op, "x", x, kFloatTypes);
   check_ndim(op, "x", x, 2, 2);
@@ -31,22 +32,11 @@ void moe_experts(Session& s, const Tensor& x, const QuantizedExperts& gate, cons
     throw_error<InvalidArgument>(op, "gate, up and down scales have dtypes ", name(a.gate_m.scale_dtype), ", ",
                                  name(a.up_m.scale_dtype), ", ", name(a.down_m.scale_dtype), ": expected one");
   if (e == 0) throw_error<InvalidArgument>(op, "the expert stacks hold no experts (E = 0)");
-  check_device(op, s, "ids", ids);
-  check_dtype(op, "ids", ids, DTypeSet{DType::i32, DType::u32});
-  check_ndim(op, "ids", ids, 2, 2);
-  const int64_t t = x.dim(0), k = ids.dim(1);
-  check_shape(op, "ids", ids, {t, k});
-  check_contiguous(op, "ids", ids);
-  check_device(op, s, "weights", weights);
-  check_dtype(op, "weights", weights, DTypeSet{DType::f32});
-  check_shape(op, "weights", weights, {t, k});
-  check_contiguous(op, "weights", weights);
+  const int64_t t = x.dim(0);
   check_device(op, s, "out", out);
   check_same_dtype(op, "x", x, "out", out);
   check_shape(op, "out", out, {t, dim});
   for (const auto& [n, in] : {std::pair<const char*, const Tensor*>{"x", &x},
-                              {"ids", &ids},
-                              {"weights", &weights},
                               {"gate packed", &gate.packed},
                               {"up packed", &up.packed},
                               {"down packed", &down.packed}})
@@ -58,12 +48,40 @@ void moe_experts(Session& s, const Tensor& x, const QuantizedExperts& gate, cons
     check_no_overlap(op, "out", out, "residual", *p.residual, true);
     a.residual = as_rows(op, "residual", *p.residual);
   }
-  a.x = x, a.ids = ids, a.weights = weights, a.out = out;
+  a.x = x, a.out = out;
   a.gate = gate, a.up = up, a.down = down, a.q = q, a.p = p;
   a.xv = as_rows(op, "x", x);
   a.outv = as_rows(op, "out", out);
-  a.tokens = t, a.top_k = k, a.dim = dim, a.width = width;
-  if (t == 0) return;
+  a.tokens = t, a.dim = dim, a.width = width;
+  return a;
+}
+
+void check_routing(const char* op, Session& s, const Tensor& ids, const Tensor& weights, int64_t tokens, int64_t top_k,
+                   const Tensor& out) {
+  check_device(op, s, "ids", ids);
+  check_dtype(op, "ids", ids, DTypeSet{DType::i32, DType::u32});
+  check_shape(op, "ids", ids, {tokens, top_k});
+  check_contiguous(op, "ids", ids);
+  check_device(op, s, "weights", weights);
+  check_dtype(op, "weights", weights, DTypeSet{DType::f32});
+  check_shape(op, "weights", weights, {tokens, top_k});
+  check_contiguous(op, "weights", weights);
+  check_no_overlap(op, "out", out, "ids", ids, false);
+  check_no_overlap(op, "out", out, "weights", weights, false);
+}
+
+}  // namespace detail
+
+void moe_experts(Session& s, const Tensor& x, const QuantizedExperts& gate, const QuantizedExperts& up,
+                 const QuantizedExperts& down, MlxQuant q, const Tensor& ids, const Tensor& weights, const Tensor& out,
+                 const MoeExpertsParams& p) {
+  const char* op = "moe_experts";
+  MoeExpertsArgs a = check_experts(op, s, x, gate, up, down, q, out, p);
+  check_ndim(op, "ids", ids, 2, 2);
+  const int64_t k = ids.dim(1);
+  check_routing(op, s, ids, weights, a.tokens, k, out);
+  a.ids = ids, a.weights = weights, a.top_k = k;
+  if (a.tokens == 0) return;
   if (k == 0) throw_error<InvalidArgument>(op, "ids select no experts (top_k = 0)");
   dispatch(op, s, x.dtype(), a);
 }

@@ -95,6 +95,25 @@ cudaError_t launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t s
   return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
 }
 
+// Launches a kernel cooperatively: all its blocks are resident at once (the launch fails
+// otherwise), so they may wait on each other (cooperative_groups grid sync). Returns the
+// launch status.
+template <class... KArgs, class... Args>
+cudaError_t launch_cooperative(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                               Args&&... args) {
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeCooperative;
+  attr[0].val.cooperative = 1;
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
+
 // launch_pdl on the session's stream, checked like every launch (check_launch).
 template <class... KArgs, class... Args>
 void launch_pdl(Session& s, const char* op, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,

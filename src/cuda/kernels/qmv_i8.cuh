@@ -109,13 +109,15 @@ __device__ __forceinline__ void stage_tile_scales(uint8_t* dst, int pitch, const
 }
 
 // One row of x into its image: thread i (all K / 8 of them present, whole warps) takes values
-// 8 i .. 8 i + 7; an x group is XG / 8 adjacent lanes.
-template <class CT, NibbleOrder O, int XG>
+// 8 i .. 8 i + 7; an x group is XG / 8 adjacent lanes. kCoherent: x is read through L2 (.cg),
+// for rows other blocks of the same kernel wrote.
+template <class CT, NibbleOrder O, int XG, bool kCoherent = false>
 __device__ __forceinline__ void prepare_x_row(const CT* xr, int k, int i, uint4* out) {
   static_assert(O == NibbleOrder::kPairs || XG == 64, "GGUF x groups are 64 values, summed by halves");
   constexpr int kSumLanes = O != NibbleOrder::kPairs ? 4 : XG / 8;  // a half, or the group
   const bool in = i < k / 8;
-  const uint4 raw = in ? __ldg(reinterpret_cast<const uint4*>(xr) + i) : make_uint4(0, 0, 0, 0);
+  const uint4* src = reinterpret_cast<const uint4*>(xr) + i;
+  const uint4 raw = !in ? make_uint4(0, 0, 0, 0) : kCoherent ? __ldcg(src) : __ldg(src);
   float v[8], amax, sum;
   unpack_f32<CT>(raw, v);
   lanes_amax_sum<XG / 8, kSumLanes>(v, amax, sum);  // the lanes of one group (K % 128 == 0: whole groups)
