@@ -1,5 +1,7 @@
 // CUDA entry for moe_layer: one decode token with 4-bit experts runs the persistent kernel
 // (kernels/moe_layer_i8.cuh); the rest run the op's parts (moe_layer_composed).
+#include <cstdlib>
+
 #include "cuda/common/check.h"
 #include "cuda/common/dispatch.cuh"
 #include "cuda/common/launch.h"
@@ -66,7 +68,8 @@ std::optional<Plan> plan(const MoeLayerArgs& a, int device) {
   l.act_images = l.x_image + kernels::QmvI8Image::units(D) * 16;
   l.logits = l.act_images + topk * kernels::QmvI8Image::units(I) * 16;
   l.keys = l.logits + up16(E * 4);
-  l.bars = l.keys + E * 8;
+  l.partials = l.keys + E * 8;
+  l.bars = l.partials + most_gu * C::kWarps * C::kGateUpRows * 8;
   l.total = l.bars + (most_gu + most_down * topk) * 8;
   // The static shared memory (reduction, routing) comes on top: keep 4 KB for it.
   if (l.total + 4096 > smem_max) return std::nullopt;
@@ -93,6 +96,7 @@ void moe_layer_cuda(Session& s, const MoeLayerArgs& a) {
     p.ids_out = a.ids->data(), p.ids_out_u32 = a.ids->dtype() == DType::u32;
     p.weights_out = a.weights->data_as<float>();
   }
+  p.mode = getenv("MLXN_MOE_MODE") ? atoi(getenv("MLXN_MOE_MODE")) : 0;
   p.split = pl->split;
   p.layout = pl->layout;
   const bool gelu = x.p.act == GluKind::gelu_tanh;

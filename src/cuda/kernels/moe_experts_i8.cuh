@@ -14,7 +14,7 @@
 //   comes out of the block's final reduction, each output element written once.
 //
 // Each block builds the image of its x (or of its token's k activation rows) in shared memory
-// first (prepare_x_row; a few KB, read from L2), where the separate ops wrote it to global
+// first (build_images; a few KB, read from L2), where the separate ops wrote it to global
 // memory in a kernel of its own. Weights stream through a per-lane register ring of S steps
 // (MoeExpertConfig).
 #include "cuda/kernels/qmv_i8.cuh"
@@ -63,16 +63,29 @@ __device__ __forceinline__ int slot_expert(const MoeExpertParams& p, int64_t slo
 }
 
 // The image of `rows` x rows of k values each (rows x_stride apart) into shared memory, images
-// QmvI8Image::units(k) units apart, by the block's THREADS threads. prepare_x_row wants every
+// QmvI8Image::units(k) units apart, by the block's THREADS threads, kBatch chunks per thread
+// loaded before any is processed (one L2 round trip per kBatch). prepare_x_chunk wants every
 // lane of a warp present and the 8 lanes of an x group in one row: k / 8 is a multiple of 16.
 // kCoherent: x was written earlier in the same kernel (by other blocks): read through L2.
-template <class CT, int THREADS, bool kCoherent = false>
+template <class CT, int THREADS, bool kCoherent = false, int kBatch = 1>
 __device__ __forceinline__ void build_images(const CT* x, int64_t x_stride, int rows, int k, uint4* img) {
   const int per_row = k / 8, items = rows * per_row;
-  for (int base = 0; base < items; base += THREADS) {
-    const int q = base + int(threadIdx.x), r = q < items ? q / per_row : 0, i = q < items ? q % per_row : per_row;
-    prepare_x_row<CT, NibbleOrder::kPairs, 64, kCoherent>(x + r * x_stride, k, i,
-                                                          img + int64_t(r) * QmvI8Image::units(k));
+  for (int base = 0; base < items; base += kBatch * THREADS) {
+    uint4 raw[kBatch];
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) {
+      const int q = base + j * THREADS + int(threadIdx.x);
+      raw[j] = q < items ? load_x_chunk<CT, kCoherent>(x + q / per_row * x_stride, k,
+                                                                                 q % per_row)
+                         : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) {
+      if (base + j * THREADS >= items) break;  // uniform over the block
+      const int q = base + j * THREADS + int(threadIdx.x), r = q < items ? q / per_row : 0;
+      prepare_x_chunk<CT, NibbleOrder::kPairs, 64>(raw[j], k, q < items ? q % per_row : per_row,
+                                                    img + int64_t(r) * QmvI8Image::units(k));
+    }
   }
 }
 

@@ -12,18 +12,20 @@
 //   2. each block reads the E logits and selects the top-k itself (a rank per expert: no
 //      serial rounds), then requests its whole share of the selected experts' bytes at once:
 //      its gate/up tiles and its down tiles, one bulk copy per piece, counted on one mbarrier
-//      per tile (per slot of a down tile). The share is balanced in bytes (MoeLayerSplit) and
-//      lives in shared memory, so all 21 MB of a Qwen3-30B-A3B layer are in flight together;
+//      per tile (per slot of a down tile), the down pieces once the first gate/up tile is in.
+//      The share is balanced in bytes (MoeLayerSplit) and lives in shared memory, so all 21 MB
+//      of a Qwen3-30B-A3B layer are in flight together;
 //   3. each block computes its gate/up tiles as they land (the moe_experts gate/up kernel's
-//      lane mapping: gate row a, up row b) and writes act(gate) * up; grid barrier;
+//      lane mapping: gate row a, up row b; each warp a share of every tile's steps, one block
+//      barrier for all tiles) and writes act(gate) * up; grid barrier;
 //   4. each block builds the k activation images and computes its down tiles, whose bytes
 //      landed meanwhile: all k slots of 16 rows of D, weighted by the routing, plus the residual,
 //      each output element written once.
 #include <cooperative_groups.h>
 
 #include "cuda/kernels/bulk_copy.cuh"
-#include "cuda/kernels/moe.cuh"
 #include "cuda/kernels/moe_experts_i8.cuh"
+#include "cuda/kernels/route_keys.cuh"
 
 namespace mlxn::kernels::moe_i8 {
 
@@ -62,6 +64,7 @@ struct MoeLayerLayout {
   int64_t act_images;  // the k activation rows' images
   int64_t logits;      // E f32
   int64_t keys;        // E u64 selection keys
+  int64_t partials;    // the gate/up tiles' per-warp sums: [tile][warp][8 rows] float2
   int64_t bars;        // one mbarrier per gate/up tile, then per (down tile, slot)
   int64_t total;
 };
@@ -79,13 +82,19 @@ struct MoeLayerKernelParams {
   float* weights_out;  // [top_k] or null
   MoeLayerSplit split;
   MoeLayerLayout layout;
+  int mode;  // EXPERIMENT
 };
 
 // Step 2's selection: the top-k experts of the logits in smem (ties to the lower index, as
 // moe_route) into s_id, their weights into s_w. Every thread of the block calls this.
+__device__ __forceinline__ uint64_t gtime() {
+  uint64_t v;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(v));
+  return v;
+}
 template <int NT>
 __device__ __forceinline__ void select_experts(const MoeLayerKernelParams& p, const float* lg, uint64_t* keys,
-                                               float* scratch, int* s_id, float* s_w) {
+                                               float* scratch, int* s_id, float* s_w, uint64_t* tsel) {
   const int E = p.e.experts, k = p.e.top_k;
   // Softmax needs the max and the partition sum over all E only for weights without
   // renormalisation, or for biased selection keys; renormalised weights cancel it (the top
@@ -104,15 +113,24 @@ __device__ __forceinline__ void select_experts(const MoeLayerKernelParams& p, co
   for (int x = threadIdx.x; x < E; x += NT)
     keys[x] = route_pack(route_key(lg[x], p.score_bias ? score_of(lg[x]) : 0.f, p.score_bias, x), x);
   __syncthreads();
-  // Expert x is selected at slot rank(x) = the number of keys above its own, when below k.
-  for (int x = threadIdx.x; x < E; x += NT) {
-    const uint64_t key = keys[x];
+  tsel[0] = gtime();
+  // Expert x is selected at slot rank(x) = the number of keys above its own, when below k. With
+  // fewer experts than threads, `parts` adjacent lanes count a share of the keys each.
+  const int parts = E >= NT ? 1 : min(32, NT / E);
+  const int share = (E + parts - 1) / parts;
+  for (int base = 0; base < E * parts; base += NT) {  // uniform over the block
+    const int q = base + int(threadIdx.x), x = q / parts, part = q % parts;
+    const uint64_t key = x < E ? keys[x] : ~0ull;
     int rank = 0;
+    const int y_end = min(E, (part + 1) * share);
 #pragma unroll 8
-    for (int y = 0; y < E; ++y) rank += keys[y] > key ? 1 : 0;
-    if (rank < k) s_id[rank] = x;
+    for (int y = part * share; y < y_end; ++y) rank += keys[y] > key ? 1 : 0;
+    for (int o = 1; o < parts; o *= 2) rank += __shfl_xor_sync(0xffffffffu, rank, o);
+    if (x < E && part == 0 && rank < k) s_id[rank] = x;
   }
+  tsel[1] = gtime();
   __syncthreads();
+  tsel[2] = gtime();
   if (threadIdx.x < 32) {
     const int r = threadIdx.x;
     if (!p.sigmoid && !need_z) mx = lg[s_id[0]], inv_z = 1.f;
@@ -134,43 +152,71 @@ __device__ __forceinline__ void select_experts(const MoeLayerKernelParams& p, co
   __syncthreads();
 }
 
-// Step 2's requests, by warp 0: piece q < n_gu is gate/up tile first_gu + q, the rest are the
-// slots of down tiles first_down, ... Each lane issues whole pieces.
+// Step 2's requests, by one warp: pieces [first, end) of the block's list, where piece q < n_gu
+// is gate/up tile first_gu + q and the rest are the slots of down tiles first_down, ... Each
+// lane issues whole pieces.
 template <class ST, int GS>
-__device__ __forceinline__ void request_share(const MoeLayerKernelParams& p, const int* s_id, int first_gu, int n_gu,
-                                              int first_down, int n_down, uint8_t* smem, uint64_t* bars) {
+__device__ __forceinline__ void request_pieces(const MoeLayerKernelParams& p, const int* s_id, int first, int end,
+                                               int first_gu, int n_gu, int first_down, uint8_t* smem,
+                                               uint64_t* bars) {
   const MoeExpertParams& e = p.e;
   const MoeLayerSplit& sp = p.split;
   const int D = e.dim, I = e.width, k = e.top_k;
-  auto copy = [](uint8_t*& dst, const void* base, int64_t offset, int64_t bytes, uint64_t* bar) {
-    bulk_copy_g2s(dst, static_cast<const uint8_t*>(base) + offset, uint32_t(bytes), bar);
-    dst += bytes;
-  };
-  for (int q = threadIdx.x; q < n_gu + n_down; q += 32) {
+  // Copy c of the list: 6 per gate/up tile, then 3 per down slot, issued in list order (lane
+  // l takes copies l, l + 32, ...) so that each SM's copy engine fetches the pieces in turn and
+  // they land one after the other.
+  const int gu_copies = 6 * (min(end, n_gu) - min(first, n_gu));
+  const int first_copy = 6 * min(first, n_gu) + 3 * max(first - n_gu, 0);
+  const int n_copies = gu_copies + 3 * (end - max(first, n_gu));
+  for (int c = int(threadIdx.x % 32); c < n_copies; c += 32) {
+    const int cc = first_copy + c;
+    const int q = cc < 6 * n_gu ? cc / 6 : n_gu + (cc - 6 * n_gu) / 3;
+    const int part = cc < 6 * n_gu ? cc % 6 : (cc - 6 * n_gu) % 3;
     uint64_t* bar = bars + q;
     if (q < n_gu) {
       const int tile = first_gu + q, j = tile / (I / 8);
       const int64_t row = int64_t(s_id[j]) * I + tile % (I / 8) * 8;  // the tile's first gate/up row
       const int64_t codes = 8 * D / 2, scales = 8 * (D / GS) * int64_t(sizeof(ST));
       uint8_t* dst = smem + int64_t(q) * sp.gu_bytes;
-      mbar_arrive_expect(bar, uint32_t(sp.gu_bytes));
-      copy(dst, e.gate, row * (D / 2), codes, bar);
-      copy(dst, e.up, row * (D / 2), codes, bar);
-      copy(dst, e.gate_s, row / 8 * scales, scales, bar);
-      copy(dst, e.gate_b, row / 8 * scales, scales, bar);
-      copy(dst, e.up_s, row / 8 * scales, scales, bar);
-      copy(dst, e.up_b, row / 8 * scales, scales, bar);
+      if (part == 0) mbar_arrive_expect(bar, uint32_t(sp.gu_bytes));
+      const void* src[6] = {e.gate, e.up, e.gate_s, e.gate_b, e.up_s, e.up_b};
+      const int64_t off = part < 2 ? part * codes : 2 * codes + (part - 2) * scales;
+      const int64_t at = part < 2 ? row * (D / 2) : row / 8 * scales;
+      bulk_copy_g2s(dst + off, static_cast<const uint8_t*>(src[part]) + at, uint32_t(part < 2 ? codes : scales), bar);
     } else {
       const int d = q - n_gu, tile = first_down + d / k, j = d % k;
       const int64_t row = int64_t(s_id[j]) * D + int64_t(tile) * 16;  // the slot's first down row
       const int64_t codes = 16 * I / 2, scales = 16 * (I / GS) * int64_t(sizeof(ST));
       uint8_t* dst = smem + p.layout.down + int64_t(d / k) * sp.down_bytes + int64_t(j) * sp.slot_bytes;
-      mbar_arrive_expect(bar, uint32_t(sp.slot_bytes));
-      copy(dst, e.down, row * (I / 2), codes, bar);
-      copy(dst, e.down_s, row / 16 * scales, scales, bar);
-      copy(dst, e.down_b, row / 16 * scales, scales, bar);
+      if (part == 0) mbar_arrive_expect(bar, uint32_t(sp.slot_bytes));
+      const void* src[3] = {e.down, e.down_s, e.down_b};
+      const int64_t off = part == 0 ? 0 : codes + (part - 1) * scales;
+      const int64_t at = part == 0 ? row * (I / 2) : row / 16 * scales;
+      bulk_copy_g2s(dst + off, static_cast<const uint8_t*>(src[part]) + at, uint32_t(part == 0 ? codes : scales), bar);
     }
   }
+}
+
+__device__ unsigned int g_bar_count;
+__device__ unsigned int g_bar_gen;
+__device__ __forceinline__ void flag_barrier(unsigned int blocks) {
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    unsigned int gen;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(gen) : "l"(&g_bar_gen) : "memory");
+    __threadfence();
+    if (atomicAdd(&g_bar_count, 1u) == blocks - 1) {
+      g_bar_count = 0;
+      __threadfence();
+      asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(&g_bar_gen), "r"(gen + 1) : "memory");
+    } else {
+      unsigned int now;
+      do {
+        asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(now) : "l"(&g_bar_gen) : "memory");
+      } while (now == gen);
+    }
+  }
+  __syncthreads();
 }
 
 // Grid: MoeLayerSplit::blocks blocks (all resident: a cooperative launch), kThreads threads,
@@ -198,8 +244,16 @@ __global__ void __launch_bounds__(MoeLayerConfig::kThreads, 1) moe_layer_kernel(
   if (threadIdx.x == 0)
     for (int i = 0; i < n_gu + n_down_tiles * k; ++i) mbar_init(bars + i, 1);
 
+  uint64_t ts[13] = {};
+  auto stamp = [&](int i) {
+    uint64_t v;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(v));
+    ts[i] = v;
+  };
+  stamp(0);
   // 1. Logits (rounded to x's dtype, as the router's linear layer writes them) and x's image.
   pdl_wait();
+  if (p.mode & 512) pdl_launch_dependents();
   const CT* x = static_cast<const CT*>(e.x);
   for (int ex = b; ex < E; ex += int(gridDim.x)) {
     const uint4* row = reinterpret_cast<const uint4*>(static_cast<const CT*>(p.router) + ex * p.router_stride);
@@ -214,19 +268,41 @@ __global__ void __launch_bounds__(MoeLayerConfig::kThreads, 1) moe_layer_kernel(
     dot = block_sum(dot, scratch);
     if (threadIdx.x == 0) p.logits[ex] = to_f32(from_f32<CT>(dot));
   }
+  if (p.mode & 64) return;
+  stamp(1);
   build_images<CT, NT>(x, e.x_stride, 1, D, x_img);
-  cg::this_grid().sync();
+  if (p.mode & 1024) flag_barrier(gridDim.x); else if (!(p.mode & 1)) cg::this_grid().sync(); else __syncthreads();
 
+  stamp(2);
   // 2. The routing, and the requests for this block's share of the selected experts.
   for (int ex = threadIdx.x; ex < E; ex += NT) lg[ex] = __ldcg(p.logits + ex);
   __syncthreads();
-  select_experts<NT>(p, lg, reinterpret_cast<uint64_t*>(smem + p.layout.keys), scratch, s_id, s_w);
-  if (warp == 0) request_share<ST, GS>(p, s_id, first_gu, n_gu, first_down, n_down_tiles * k, smem, bars);
+  stamp(3);
+  if (p.mode & 128) {
+    if (threadIdx.x < k) s_id[threadIdx.x] = (threadIdx.x * 7 + b * 0) % E, s_w[threadIdx.x] = 1.f / k;
+    __syncthreads();
+  } else {
+    select_experts<NT>(p, lg, reinterpret_cast<uint64_t*>(smem + p.layout.keys), scratch, s_id, s_w, ts + 10);
+  }
+  if (p.mode & 8) return;
+  stamp(4);
+  // The gate/up pieces first; the down pieces once the first gate/up tile has landed, so that
+  // DRAM serves the gate/up bytes first and the down bytes stream in while the gate/up tiles
+  // are computed and exchanged.
+  const int n_pieces = n_gu + n_down_tiles * k;
+  if (warp == 0) request_pieces<ST, GS>(p, s_id, 0, n_pieces, first_gu, n_gu, first_down, smem, bars);
+  if (p.mode & 32) {
+    for (int i = 0; i < n_gu + n_down_tiles * k; ++i) mbar_wait(bars + i, 0);
+    return;
+  }
 
-  // 3. Gate/up tiles as they land: act[j, i] = act(gate_i x) * (up_i x).
+  // 3. Gate/up tiles as they land: warp w takes steps w, w + NW, ... of every tile; its quad's
+  // sums go to shared memory, and after one barrier thread (tile, row) adds the NW warps' parts:
+  // act[j, i] = act(gate_i x) * (up_i x).
   int lo_unit, hi_unit;
   group_part_class_units(g, t, lo_unit, hi_unit);
   const int groups_d = D / GS, table_d = int(QmvI8Image::table_unit(D)) * 2;
+  float2* parts = reinterpret_cast<float2*>(smem + p.layout.partials);  // [tile][warp][row]
   for (int q = 0; q < n_gu; ++q) {
     const uint8_t* tile = smem + int64_t(q) * sp.gu_bytes;
     const uint4* wa = reinterpret_cast<const uint4*>(tile) + g * (D / 32) + t;  // gate row g
@@ -234,26 +310,45 @@ __global__ void __launch_bounds__(MoeLayerConfig::kThreads, 1) moe_layer_kernel(
     const ST* sa = reinterpret_cast<const ST*>(tile + 8 * D) + g * groups_d;    // gate scales
     const ST* sb = sa + 2 * 8 * groups_d;                                       // up scales
     const ST* bias = sa + ((t & 1) ? 3 : 1) * 8 * groups_d;                     // up or gate biases
-    mbar_wait(bars + q, 0);
     float acc_a = 0.f, acc_b = 0.f, acc_bias = 0.f;
-    for (int s = warp; s < D / 128; s += NW) {
-      const int grp = lane_group<GS>(s, t);
-      accumulate_step(wa[4 * s], wb[4 * s], sa[grp], sb[grp], bias[grp], 1.f, x_img, s * QmvI8Image::kStepUnits,
-                      table_d + 4 * s + t, lo_unit, hi_unit, acc_a, acc_b, acc_bias);
+    if (warp < D / 128) {
+      mbar_wait(bars + q, 0);
+      for (int s = warp; s < D / 128; s += NW) {
+        const int grp = lane_group<GS>(s, t);
+        accumulate_step(wa[4 * s], wb[4 * s], sa[grp], sb[grp], bias[grp], 1.f, x_img, s * QmvI8Image::kStepUnits,
+                        table_d + 4 * s + t, lo_unit, hi_unit, acc_a, acc_b, acc_bias);
+      }
+      ((t & 1) ? acc_b : acc_a) += acc_bias;
     }
-    ((t & 1) ? acc_b : acc_a) += acc_bias;
-    float gate, up;
-    if (tile_sums<NW>(acc_a, acc_b, red[q & 1], gate, up)) {
-      const int tile_id = first_gu + q;
-      static_cast<CT*>(e.act)[int64_t(tile_id / (I / 8)) * I + tile_id % (I / 8) * 8 + g] =
-          from_f32<CT>(ew::GluAct<kGelu>{}(gate)*up);
+#pragma unroll
+    for (int o = 1; o < 4; o *= 2) {
+      acc_a += __shfl_xor_sync(0xffffffffu, acc_a, o);
+      acc_b += __shfl_xor_sync(0xffffffffu, acc_b, o);
     }
+    if (t == 0) parts[(q * NW + warp) * 8 + g] = make_float2(acc_a, acc_b);
+    if (q == 0) stamp(5);
   }
-  cg::this_grid().sync();
+  stamp(6);
+  __syncthreads();
+  for (int o = threadIdx.x; o < n_gu * 8; o += NT) {
+    const int q = o / 8, row = o % 8, tile_id = first_gu + q;
+    float gate = 0.f, up = 0.f;
+#pragma unroll
+    for (int w = 0; w < NW; ++w) {
+      const float2 v = parts[(q * NW + w) * 8 + row];
+      gate += v.x, up += v.y;
+    }
+    static_cast<CT*>(e.act)[int64_t(tile_id / (I / 8)) * I + tile_id % (I / 8) * 8 + row] =
+        from_f32<CT>(ew::GluAct<kGelu>{}(gate) * up);
+  }
+  if (p.mode & 1024) flag_barrier(gridDim.x); else if (!(p.mode & 2)) cg::this_grid().sync(); else __syncthreads();
+  if (p.mode & 16) return;
+  stamp(7);
 
   // 4. Down tiles: out[n] = sum_j w_j down_j[n] . act_j (+ residual[n]).
-  build_images<CT, NT, true>(static_cast<const CT*>(e.act), I, k, I, act_img);
+  build_images<CT, NT, true, 4>(static_cast<const CT*>(e.act), I, k, I, act_img);
   __syncthreads();
+  stamp(8);
   const int steps_i = I / 128, groups_i = I / GS, units_i = int(QmvI8Image::units(I));
   const int table_i = int(QmvI8Image::table_unit(I));
   for (int r = 0; r < n_down_tiles; ++r) {
@@ -279,6 +374,14 @@ __global__ void __launch_bounds__(MoeLayerConfig::kThreads, 1) moe_layer_kernel(
       out[n0 + g + 8] = from_f32<CT>(vb + (res ? to_f32(res[n0 + g + 8]) : 0.f));
     }
   }
+  stamp(9);
+  if ((p.mode & 256) && threadIdx.x == 0 && (b % 33 == 0))
+    printf("TS %lld b%d gu%d d%d: %lld %lld %lld %lld %lld %lld %lld %lld %lld\n", (long long)(ts[0] % 10000000), b, n_gu,
+           n_down_tiles, (long long)(ts[1] - ts[0]), (long long)(ts[2] - ts[0]), (long long)(ts[3] - ts[0]),
+           (long long)(ts[4] - ts[0]), (long long)(ts[5] - ts[0]), (long long)(ts[6] - ts[0]), (long long)(ts[7] - ts[0]),
+           (long long)(ts[8] - ts[0]), (long long)(ts[9] - ts[0]));
+  if ((p.mode & 256) && threadIdx.x == 0 && (b % 33 == 0))
+    printf("SEL b%d: %lld %lld %lld\n", b, (long long)(ts[10] - ts[0]), (long long)(ts[11] - ts[0]), (long long)(ts[12] - ts[0]));
 }
 
 }  // namespace mlxn::kernels::moe_i8
