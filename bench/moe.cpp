@@ -1,7 +1,7 @@
 // MoE benchmarks: a whole decode MoE layer replayed as a graph (router matmul, routing, gate/up
 // expert products, SwiGLU, down products, weighted sum with the residual) with bf16 experts
-// and 4-bit MLX experts (moe_layer, the routing then moe_experts, and the same as its four
-// ops); and the routing ops alone.
+// and 4-bit MLX experts (one moe_layer call, and the same with moe_experts as its four ops);
+// and the routing ops alone.
 #include <memory>
 #include <vector>
 
@@ -94,9 +94,8 @@ struct Mlx4Experts {
   static double expert_bytes() { return 2 * matrix_bytes(kWidth, kHidden) + matrix_bytes(kHidden, kWidth); }
 };
 
-// The layer with 4-bit experts, three ways: one moe_layer call; the routing ops then one
-// moe_experts call; the routing ops then moe_experts' four ops.
-enum class Mlx4Layer { one_op, routing_then_experts, four_ops };
+// The layer with 4-bit experts: one moe_layer call, or the routing ops then moe_experts' four ops.
+enum class Mlx4Layer { one_op, four_ops };
 
 template <Mlx4Layer kWay>
 Workload moe_layer_mlx4(Session& s) {
@@ -110,14 +109,8 @@ Workload moe_layer_mlx4(Session& s) {
               const Tensor xi = st->x.tensor().select(0, (*st->next)++ % kRotations);
               p.residual = xi;
               moe_layer(s, xi, st->router, ex->gate, ex->up, ex->down, ex->q, st->out, p);
-              return;
-            }
-            const Tensor xi = st->route(s);
-            if constexpr (kWay == Mlx4Layer::routing_then_experts) {
-              MoeExpertsParams p;
-              p.residual = xi;
-              moe_experts(s, xi, ex->gate, ex->up, ex->down, ex->q, st->ids, st->weights, st->out, p);
             } else {
+              const Tensor xi = st->route(s);
               const Tensor gu = st->gate_up.tensor();
               quantized_matmul_id(s, xi, ex->gate.packed, ex->gate.scales, ex->gate.biases, st->ids, ex->q,
                                   gu.slice(2, 0, kWidth));
@@ -205,8 +198,6 @@ Case moe_case(std::string name, std::function<Workload(Session&)> make, bool cud
 // bandwidth, i.e. >= 77% of copy.
 MLXN_BENCH(moe_case("moe decode layer bf16 E128 top8 2048/768", moe_layer_bf16, true, 77));
 MLXN_BENCH(moe_case("moe decode layer mlx4 E128 top8 2048/768", moe_layer_mlx4<Mlx4Layer::one_op>, true, 77));
-MLXN_BENCH(moe_case("moe decode layer mlx4 E128 top8 2048/768 (routing, moe_experts)",
-                    moe_layer_mlx4<Mlx4Layer::routing_then_experts>, true));
 MLXN_BENCH(moe_case("moe decode layer mlx4 E128 top8 2048/768 (four ops)", moe_layer_mlx4<Mlx4Layer::four_ops>, true));
 MLXN_BENCH(moe_case("moe_experts mlx4 T1 E128 top8 2048/768 (routing given)", moe_experts_mlx4, true));
 MLXN_BENCH(moe_case(

@@ -3,7 +3,7 @@
 #include "cuda/common/check.h"
 #include "cuda/common/dispatch.cuh"
 #include "cuda/common/launch.h"
-#include "cuda/moe_expert_params.h"
+#include "cuda/kernels/moe_experts_i8.cuh"
 #include "ops/moe_experts_args.h"
 #include "ops/registry.h"
 
@@ -39,7 +39,21 @@ void moe_experts_cuda(Session& s, const MoeExpertsArgs& a) {
   const char* op = "moe_experts";
   const int64_t slots = a.tokens * a.top_k;
   ScratchBuffer act = s.pool().acquire(size_t(slots * a.width) * element_size(a.x.dtype()));
-  const k::MoeExpertParams p = expert_params(a, act.data());
+  k::MoeExpertParams p{};
+  p.gate = static_cast<const uint32_t*>(a.gate_m.packed);
+  p.up = static_cast<const uint32_t*>(a.up_m.packed);
+  p.down = static_cast<const uint32_t*>(a.down_m.packed);
+  p.gate_s = a.gate_m.scales, p.gate_b = a.gate_m.biases;
+  p.up_s = a.up_m.scales, p.up_b = a.up_m.biases;
+  p.down_s = a.down_m.scales, p.down_b = a.down_m.biases;
+  p.x = a.xv.data, p.x_stride = a.xv.row_stride;
+  p.ids = a.ids.data(), p.ids_u32 = a.ids.dtype() == DType::u32;
+  p.weights = a.weights.data_as<const float>();
+  p.act = act.data();
+  p.out = a.outv.data, p.out_stride = a.outv.row_stride;
+  p.residual = a.residual.data, p.residual_stride = a.residual.row_stride;
+  p.experts = int(std::min<int64_t>(a.gate_m.experts, INT_MAX));
+  p.top_k = int(a.top_k), p.dim = int(a.dim), p.width = int(a.width);
   const bool gelu = a.p.act == GluKind::gelu_tanh;
   dispatch_float(a.gate_m.scale_dtype, op, [&]<class ST>() {
     auto run = [&]<class CT, int GS>() {

@@ -7,12 +7,9 @@
 //   out = moe_experts(x, gate, up, down, ids, weights)  (+ residual).
 // A shared expert, where the model has one, is added by the caller (moe_weighted_sum).
 //
-// On CUDA a single decode token (T = 1) with 4-bit experts at group size 64 or 128, x bf16 or
-// f16, E <= 512 and top_k <= 32, runs as one persistent kernel: every block computes a few
-// logits, then (after a grid-wide barrier) the top-k itself, requests its share of the selected
-// experts' gate/up and down bytes at once, and after a second barrier finishes its rows of out.
-// Other calls, and the CPU, run the parts one after the other (matmul, moe_route, moe_experts),
-// with the same results up to rounding.
+// The parts run one after the other on the session's backend (on CUDA each launched to overlap
+// the one before, the whole layer capturable in a graph), with their numerics: a decode token's
+// experts run moe_experts' two fused kernels.
 #include <optional>
 
 #include "mlxn/ops/moe.h"

@@ -2,8 +2,6 @@
 // Small helpers shared by CUDA entry points.
 #include <cuda_runtime.h>
 
-#include <cstdlib>
-
 #include <algorithm>
 #include <climits>
 #include <cstdint>
@@ -94,28 +92,6 @@ cudaError_t launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t s
   cfg.stream = stream;
   cfg.attrs = attr;
   cfg.numAttrs = 1;
-  return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
-}
-
-// Launches a kernel cooperatively: all its blocks are resident at once (the launch fails
-// otherwise), so they may wait on each other (cooperative_groups grid sync). Returns the
-// launch status.
-template <class... KArgs, class... Args>
-cudaError_t launch_cooperative(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
-                               Args&&... args) {
-  cudaLaunchAttribute attr[2];
-  attr[0].id = cudaLaunchAttributeCooperative;
-  attr[0].val.cooperative = 1;
-  attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[1].val.programmaticStreamSerializationAllowed = 1;
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = grid;
-  cfg.blockDim = block;
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = stream;
-  cfg.attrs = attr;
-  cfg.numAttrs = getenv("MLXN_MOE_PDL") ? 2 : 1;
-  if (getenv("MLXN_MOE_NOCOOP")) cfg.attrs = attr + 1, cfg.numAttrs = 1;
   return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
 }
 

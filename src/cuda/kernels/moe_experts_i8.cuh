@@ -14,7 +14,7 @@
 //   comes out of the block's final reduction, each output element written once.
 //
 // Each block builds the image of its x (or of its token's k activation rows) in shared memory
-// first (build_images; a few KB, read from L2), where the separate ops wrote it to global
+// first (prepare_x_row; a few KB, read from L2), where the separate ops wrote it to global
 // memory in a kernel of its own. Weights stream through a per-lane register ring of S steps
 // (MoeExpertConfig).
 #include "cuda/kernels/qmv_i8.cuh"
@@ -63,29 +63,14 @@ __device__ __forceinline__ int slot_expert(const MoeExpertParams& p, int64_t slo
 }
 
 // The image of `rows` x rows of k values each (rows x_stride apart) into shared memory, images
-// QmvI8Image::units(k) units apart, by the block's THREADS threads, kBatch chunks per thread
-// loaded before any is processed (one L2 round trip per kBatch). prepare_x_chunk wants every
+// QmvI8Image::units(k) units apart, by the block's THREADS threads. prepare_x_row wants every
 // lane of a warp present and the 8 lanes of an x group in one row: k / 8 is a multiple of 16.
-// kCoherent: x was written earlier in the same kernel (by other blocks): read through L2.
-template <class CT, int THREADS, bool kCoherent = false, int kBatch = 1>
+template <class CT, int THREADS>
 __device__ __forceinline__ void build_images(const CT* x, int64_t x_stride, int rows, int k, uint4* img) {
   const int per_row = k / 8, items = rows * per_row;
-  for (int base = 0; base < items; base += kBatch * THREADS) {
-    uint4 raw[kBatch];
-#pragma unroll
-    for (int j = 0; j < kBatch; ++j) {
-      const int q = base + j * THREADS + int(threadIdx.x);
-      raw[j] = q < items ? load_x_chunk<CT, kCoherent>(x + q / per_row * x_stride, k,
-                                                                                 q % per_row)
-                         : make_uint4(0, 0, 0, 0);
-    }
-#pragma unroll
-    for (int j = 0; j < kBatch; ++j) {
-      if (base + j * THREADS >= items) break;  // uniform over the block
-      const int q = base + j * THREADS + int(threadIdx.x), r = q < items ? q / per_row : 0;
-      prepare_x_chunk<CT, NibbleOrder::kPairs, 64>(raw[j], k, q < items ? q % per_row : per_row,
-                                                    img + int64_t(r) * QmvI8Image::units(k));
-    }
+  for (int base = 0; base < items; base += THREADS) {
+    const int q = base + int(threadIdx.x), r = q < items ? q / per_row : 0, i = q < items ? q % per_row : per_row;
+    prepare_x_row<CT, NibbleOrder::kPairs, 64>(x + r * x_stride, k, i, img + int64_t(r) * QmvI8Image::units(k));
   }
 }
 
@@ -101,25 +86,6 @@ struct Item {
   int entry;                   // the lane's table entry of the step in the images (float2s)
   float w;
 };
-
-// One step of a pair of rows into the lane's sums, as the single-row kernel does
-// (quant_mlx_qmv_i8.cuh, default scale path): ca, cb the lane's code vectors of rows a and b,
-// sa, sb their scales, bias the bias row the lane adds, w a factor on the whole step; the step's
-// x units at x_unit of the images in `img`, its table entry at `entry` (float2s).
-template <class ST>
-__device__ __forceinline__ void accumulate_step(const uint4& ca, const uint4& cb, ST sa, ST sb, ST bias, float w,
-                                                const uint4* img, int x_unit, int entry, int lo_unit, int hi_unit,
-                                                float& acc_a, float& acc_b, float& acc_bias) {
-  const uint4 xl = img[x_unit + lo_unit], xh = img[x_unit + hi_unit];
-  const float2 fx = reinterpret_cast<const float2*>(img)[entry];
-  int c[4] = {0, 0, 0, 0};
-  step_products<false>(c, ca, cb, xl, xh);
-  // The high class is 16 q x exactly, so the shift is exact.
-  const int va = c[0] + (c[1] >> 4), vb = c[2] + (c[3] >> 4);
-  acc_a = fmaf(to_f32(sa) * w * fx.x, float(va), acc_a);
-  acc_b = fmaf(to_f32(sb) * w * fx.x, float(vb), acc_b);
-  acc_bias = fmaf(to_f32(bias) * w, fx.y, acc_bias);
-}
 
 // `ready()` runs after the ring's first loads are issued and before the first product: the
 // place for the kernel's PDL wait and its x images (at `img` in shared memory). Every thread of
@@ -152,8 +118,15 @@ __device__ __forceinline__ void stream_items(int count, int lo_unit, int hi_unit
 #pragma unroll
     for (int j = 0; j < S; ++j) {
       if (i0 + j < count) {
-        accumulate_step(ca[j], cb[j], sa[j], sb[j], bi[j], w[j], img, xu[j], en[j], lo_unit, hi_unit, acc_a, acc_b,
-                        acc_bias);
+        const uint4 xl = img[xu[j] + lo_unit], xh = img[xu[j] + hi_unit];
+        const float2 fx = reinterpret_cast<const float2*>(img)[en[j]];
+        int c[4] = {0, 0, 0, 0};
+        step_products<false>(c, ca[j], cb[j], xl, xh);
+        // The high class is 16 q x exactly, so the shift is exact.
+        const int va = c[0] + (c[1] >> 4), vb = c[2] + (c[3] >> 4);
+        acc_a = fmaf(to_f32(sa[j]) * w[j] * fx.x, float(va), acc_a);
+        acc_b = fmaf(to_f32(sb[j]) * w[j] * fx.x, float(vb), acc_b);
+        acc_bias = fmaf(to_f32(bi[j]) * w[j], fx.y, acc_bias);
         if (i0 + j + S < count) load(j, i0 + j + S);
       }
     }

@@ -108,13 +108,14 @@ __device__ __forceinline__ void stage_tile_scales(uint8_t* dst, int pitch, const
   cp_async_commit();
 }
 
-// Values 8 i .. 8 i + 7 of a row of x (`raw`, zeros for i >= k / 8) into the row's image:
-// thread i of whole warps, every i < K / 8 present; an x group is XG / 8 adjacent lanes.
+// One row of x into its image: thread i (all K / 8 of them present, whole warps) takes values
+// 8 i .. 8 i + 7; an x group is XG / 8 adjacent lanes.
 template <class CT, NibbleOrder O, int XG>
-__device__ __forceinline__ void prepare_x_chunk(const uint4& raw, int k, int i, uint4* out) {
+__device__ __forceinline__ void prepare_x_row(const CT* xr, int k, int i, uint4* out) {
   static_assert(O == NibbleOrder::kPairs || XG == 64, "GGUF x groups are 64 values, summed by halves");
   constexpr int kSumLanes = O != NibbleOrder::kPairs ? 4 : XG / 8;  // a half, or the group
   const bool in = i < k / 8;
+  const uint4 raw = in ? __ldg(reinterpret_cast<const uint4*>(xr) + i) : make_uint4(0, 0, 0, 0);
   float v[8], amax, sum;
   unpack_f32<CT>(raw, v);
   lanes_amax_sum<XG / 8, kSumLanes>(v, amax, sum);  // the lanes of one group (K % 128 == 0: whole groups)
@@ -162,20 +163,6 @@ __device__ __forceinline__ void prepare_x_chunk(const uint4& raw, int k, int i, 
       table[2 * grp + 1] = make_float2(sx, sum);
     }
   }
-}
-
-// Chunk i of a row of x for prepare_x_chunk (zeros past the row). kCoherent: read through L2
-// (.cg), for rows other blocks of the same kernel wrote.
-template <class CT, bool kCoherent = false>
-__device__ __forceinline__ uint4 load_x_chunk(const CT* xr, int k, int i) {
-  const uint4* src = reinterpret_cast<const uint4*>(xr) + i;
-  return i >= k / 8 ? make_uint4(0, 0, 0, 0) : kCoherent ? __ldcg(src) : __ldg(src);
-}
-
-// One row of x into its image: thread i takes values 8 i .. 8 i + 7 (as prepare_x_chunk).
-template <class CT, NibbleOrder O, int XG>
-__device__ __forceinline__ void prepare_x_row(const CT* xr, int k, int i, uint4* out) {
-  prepare_x_chunk<CT, O, XG>(load_x_chunk<CT>(xr, k, i), k, i, out);
 }
 
 // XG: the x group, 64 or 32. One thread per 8 values of x. Grid: (ceil(K / 8 /
