@@ -1,6 +1,5 @@
 // CUDA entry for the moe family: args -> kernel parameters, launch shapes; token grouping by
-// a CUB device radix sort; moe_layer's fused router. Nothing here waits for the device or
-// copies to the host.
+// a CUB device radix sort. Nothing here waits for the device or copies to the host.
 #include <cub/device/device_radix_sort.cuh>
 
 #include <algorithm>
@@ -11,16 +10,13 @@
 #include "cuda/common/dispatch.cuh"
 #include "cuda/common/launch.h"
 #include "cuda/kernels/moe.cuh"
-#include "cuda/kernels/moe_router.cuh"
 #include "ops/moe_args.h"
-#include "ops/moe_layer_args.h"
 #include "ops/registry.h"
 
 namespace mlxn::cuda {
 
 using detail::MoeGluArgs;
 using detail::MoeGroupArgs;
-using detail::MoeLayerArgs;
 using detail::MoeRouteArgs;
 using detail::MoeSumArgs;
 namespace k = kernels;
@@ -152,57 +148,8 @@ void moe_group_tokens_cuda(Session& s, const MoeGroupArgs& a) {
              offsets);
 }
 
-// moe_layer at one token, x bf16/f16, E <= 256: the fused router (kernels/moe_router.cuh)
-// writes the routing, then moe_experts; otherwise the op's parts.
-bool router_domain(const MoeLayerArgs& a) {
-  const int64_t es = int64_t(element_size(a.x.dtype()));
-  const bool x16 = a.x.dtype() == DType::bf16 || a.x.dtype() == DType::f16;
-  return a.tokens == 1 && x16 && a.experts <= k::MoeRouterConfig::kMaxExperts && a.dim % 8 == 0 && a.dim <= INT_MAX &&
-         aligned16(a.xv.data) && aligned16(a.router_rows.data) && (a.router_rows.row_stride * es) % 16 == 0;
-}
-
-void moe_layer_cuda(Session& s, const MoeLayerArgs& a) {
-  if (!router_domain(a)) {
-    detail::moe_layer_composed(s, a);
-    return;
-  }
-  const char* op = "moe_layer";
-  const detail::RoutingOutputs r = detail::routing_outputs(s, a);
-  const MoeRouteParams& rp = a.p.route;
-  k::RouteParams p{nullptr,
-                   0,
-                   1,
-                   int(a.experts),
-                   rp.top_k,
-                   rp.scoring == MoeScoring::sigmoid,
-                   rp.renormalize,
-                   rp.expert_scale ? rp.expert_scale->data_as<const float>() : nullptr,
-                   rp.score_bias ? rp.score_bias->data_as<const float>() : nullptr,
-                   static_cast<uint32_t*>(r.ids.data()),
-                   r.weights.data_as<float>()};
-  using C = k::MoeRouterConfig;
-  dispatch_half(a.x.dtype(), op, [&]<class CT>() {
-    auto run = [&](auto kernel) {
-      MLXN_CUDA_CHECK(launch_pdl_clusters(kernel, dim3(C::kBlocks), dim3(C::kThreads), 0, stream_of(s), C::kBlocks,
-                                          static_cast<const CT*>(a.xv.data), static_cast<const CT*>(a.router_rows.data),
-                                          a.router_rows.row_stride, int(a.dim), p));
-      check_launch(s, op);
-    };
-    if (a.experts <= 32)
-      run(k::moe_router_kernel<CT, 1>);
-    else if (a.experts <= 64)
-      run(k::moe_router_kernel<CT, 2>);
-    else if (a.experts <= 128)
-      run(k::moe_router_kernel<CT, 4>);
-    else
-      run(k::moe_router_kernel<CT, 8>);
-  });
-  detail::moe_layer_experts(s, a, r.ids, r.weights);
-}
-
 }  // namespace
 
-MLXN_REGISTER_KERNEL(moe_layer, moe, cuda, kFloatTypes, detail::MoeLayerArgs, moe_layer_cuda);
 MLXN_REGISTER_KERNEL(moe_route, moe, cuda, kFloatTypes, detail::MoeRouteArgs, moe_route_cuda);
 MLXN_REGISTER_KERNEL(moe_weighted_sum, moe, cuda, kFloatTypes, detail::MoeSumArgs, moe_weighted_sum_cuda);
 MLXN_REGISTER_KERNEL(moe_glu, moe, cuda, kFloatTypes, detail::MoeGluArgs, moe_glu_cuda);

@@ -7,11 +7,9 @@
 //   out = moe_experts(x, gate, up, down, ids, weights)  (+ residual).
 // A shared expert, where the model has one, is added by the caller (moe_weighted_sum).
 //
-// On CUDA one decode token (T = 1) with x bf16/f16 and E <= 256 computes the logits and the
-// routing in one kernel (one thread-block cluster; the logits never leave the chip), then runs
-// moe_experts; its selection and weights are moe_route's for the same rounded logits. Other
-// calls, and the CPU, run the parts one after the other. Every launch overlaps the one before,
-// and the whole layer can be captured in a graph.
+// The parts run one after the other on the session's backend (on CUDA each launched to overlap
+// the one before, the whole layer capturable in a graph), with their numerics: a decode token's
+// experts run moe_experts' two fused kernels.
 #include <optional>
 
 #include "mlxn/ops/moe.h"

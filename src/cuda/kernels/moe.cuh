@@ -57,20 +57,22 @@ __device__ __forceinline__ uint64_t route_pack(float key, int e) {
 }
 __device__ __forceinline__ int route_unpack_index(uint64_t packed) { return int(~uint32_t(packed)); }
 
-// One token's routing by one warp, E <= 32 * V: lane l holds experts l, l + 32, ... in
-// registers, their logits read through logit_of(e) (a float). Top-k by k rounds of a warp max
-// over packed (key, index) words, one shuffle chain per round; slot r is kept by lane r % 32,
-// which then recomputes its expert's score. Shared by moe_route and the fused router
-// (moe_router.cuh), so both select and weigh the same experts for the same logits.
-template <int V, class LogitOf>
-__device__ __forceinline__ void route_one_token(const RouteParams& p, int64_t token, LogitOf logit_of) {
-  const int lane = threadIdx.x & 31;
+// One warp per token, E <= 32 * V: lane l holds experts l, l + 32, ... in registers. Top-k
+// by k rounds of a warp max over packed (key, index) words, one shuffle chain per round;
+// slot r is kept by lane r % 32, which then recomputes its expert's score.
+template <class T, int V>
+__global__ void __launch_bounds__(128) route_warp_kernel(RouteParams p) {
+  pdl_wait();
+  pdl_launch_dependents();
+  const int token = int((blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5), lane = threadIdx.x & 31;
+  if (token >= p.tokens) return;
+  const T* l = static_cast<const T*>(p.logits) + int64_t(token) * p.row_stride;
   float logit[V];
   float mx = -INFINITY;
 #pragma unroll
   for (int j = 0; j < V; ++j) {
     const int e = lane + 32 * j;
-    logit[j] = e < p.experts ? logit_of(e) : -INFINITY;
+    logit[j] = e < p.experts ? to_f32(l[e]) : -INFINITY;
     mx = fmaxf(mx, logit[j]);
   }
   float inv_z = 1.f;
@@ -107,7 +109,7 @@ __device__ __forceinline__ void route_one_token(const RouteParams& p, int64_t to
   float sum = 0.f;
 #pragma unroll
   for (int q = 0; q < V; ++q) {
-    my_w[q] = q * 32 + lane < p.top_k ? score_of(logit_of(my_id[q])) : 0.f;
+    my_w[q] = q * 32 + lane < p.top_k ? score_of(to_f32(l[my_id[q]])) : 0.f;
     sum += my_w[q];
   }
   const float norm = p.renormalize ? 1.f / warp_sum(sum) : 1.f;
@@ -117,21 +119,10 @@ __device__ __forceinline__ void route_one_token(const RouteParams& p, int64_t to
     if (r < p.top_k) {
       float w = my_w[q] * norm;
       if (p.scale) w *= p.scale[my_id[q]];
-      p.ids[token * p.top_k + r] = uint32_t(my_id[q]);
-      p.weights[token * p.top_k + r] = w;
+      p.ids[int64_t(token) * p.top_k + r] = uint32_t(my_id[q]);
+      p.weights[int64_t(token) * p.top_k + r] = w;
     }
   }
-}
-
-// One warp per token, E <= 32 * V.
-template <class T, int V>
-__global__ void __launch_bounds__(128) route_warp_kernel(RouteParams p) {
-  pdl_wait();
-  pdl_launch_dependents();
-  const int token = int((blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5);
-  if (token >= p.tokens) return;
-  const T* l = static_cast<const T*>(p.logits) + int64_t(token) * p.row_stride;
-  route_one_token<V>(p, token, [&](int e) { return to_f32(l[e]); });
 }
 
 // One block per token for large E: the keys in shared memory (E floats), top-k by k rounds
