@@ -45,9 +45,7 @@ class MoeExpertsTest : public BackendTest {
  protected:
   void expect_matches_reference(const Case& c) {
     Session& s = session();
-    const QMatrix gate = random_stack(s, rng(), c.E, c.I, c.D, c.q, c.sdt);
-    const QMatrix up = random_stack(s, rng(), c.E, c.I, c.D, c.q, c.sdt);
-    const QMatrix down = random_stack(s, rng(), c.E, c.D, c.I, c.q, c.sdt);
+    const auto [gate, up, down] = random_experts(s, rng(), c.E, c.D, c.I, c.q, c.sdt);
     auto xa = random_array(s, rng(), {c.T, c.D + (c.strided_x ? 64 : 0)}, c.xdt);
     const Tensor x = xa.tensor().slice(1, 0, c.D);
     const Routing r = random_routing(rng(), c.T, c.E, c.top_k);
@@ -126,8 +124,7 @@ TEST_P(MoeExpertsTest, MatchesTheFourOpsComposed) {
   const DType dt = DType::bf16;
   for (GluKind act : {GluKind::silu, GluKind::gelu_tanh}) {
     SCOPED_TRACE(act == GluKind::silu ? "silu" : "gelu_tanh");
-    const QMatrix gate = random_stack(s, rng(), E, I, D, q, dt), up = random_stack(s, rng(), E, I, D, q, dt);
-    const QMatrix down = random_stack(s, rng(), E, D, I, q, dt);
+    const auto [gate, up, down] = random_experts(s, rng(), E, D, I, q, dt);
     auto x = random_array(s, rng(), {T, D}, dt);
     auto res = random_array(s, rng(), {T, D}, dt, -64, 64);  // the experts' scale (rms ~60): a lost one shows
     const Routing r = random_routing(rng(), T, E, k);
@@ -165,8 +162,7 @@ TEST_P(MoeExpertsTest, OutOfRangeIdsOnCpuRaise) {
     for (DType idt : {DType::i32, DType::u32}) {
       SCOPED_TRACE(::testing::Message() << "gs=" << q.group_size << " ids " << name(idt));
       const DType dt = DType::bf16;
-      const QMatrix gate = random_stack(s, rng(), E, I, D, q, dt), up = random_stack(s, rng(), E, I, D, q, dt);
-      const QMatrix down = random_stack(s, rng(), E, D, I, q, dt);
+      const auto [gate, up, down] = random_experts(s, rng(), E, D, I, q, dt);
       auto x = random_array(s, rng(), {T, D}, dt);
       Routing r = random_routing(rng(), T, E, k);
       r.ids[1] = double(E);                                    // just past the end
@@ -192,8 +188,7 @@ TEST_P(MoeExpertsTest, BadInputsRaise) {
   const int64_t T = 2, E = 4, k = 2, D = 128, I = 64;
   const MlxQuant q{4, 64};
   const DType dt = DType::bf16;
-  const QMatrix gate = random_stack(s, rng(), E, I, D, q, dt), up = random_stack(s, rng(), E, I, D, q, dt);
-  const QMatrix down = random_stack(s, rng(), E, D, I, q, dt);
+  const auto [gate, up, down] = random_experts(s, rng(), E, D, I, q, dt);
   const QuantizedExperts G = view(gate), U = view(up), Dn = view(down);
   auto x = random_array(s, rng(), {T, D}, dt);
   Array ids = from_values(s, {0, 1, 3, 2}, {T, k}, DType::i32);
@@ -243,9 +238,7 @@ TEST_P(MoeExpertsTest, EmptyTokensIsANoOp) {
   Session& s = session();
   const int64_t E = 4, k = 2, D = 128, I = 64;
   const MlxQuant q{4, 64};
-  const QMatrix gate = random_stack(s, rng(), E, I, D, q, DType::bf16),
-                up = random_stack(s, rng(), E, I, D, q, DType::bf16);
-  const QMatrix down = random_stack(s, rng(), E, D, I, q, DType::bf16);
+  const auto [gate, up, down] = random_experts(s, rng(), E, D, I, q, DType::bf16);
   Array x = Array::empty({0, D}, DType::bf16, device()), out = Array::empty({0, D}, DType::bf16, device());
   Array ids = Array::empty({0, k}, DType::i32, device()), w = Array::empty({0, k}, DType::f32, device());
   EXPECT_NO_THROW(moe_experts(s, x, view(gate), view(up), view(down), q, ids, w, out));

@@ -75,9 +75,7 @@ class MoeLayerTest : public BackendTest {
  protected:
   void expect_matches_reference(const Case& c) {
     Session& s = session();
-    const QMatrix gate = random_stack(s, rng(), c.E, c.I, c.D, c.q, c.sdt);
-    const QMatrix up = random_stack(s, rng(), c.E, c.I, c.D, c.q, c.sdt);
-    const QMatrix down = random_stack(s, rng(), c.E, c.D, c.I, c.q, c.sdt);
+    const auto [gate, up, down] = random_experts(s, rng(), c.E, c.D, c.I, c.q, c.sdt);
     const int64_t width = c.D + (c.strided_x ? 128 : 0);
     std::vector<double> xwide, rv;
     Array xa = grid_values(s, rng(), {c.T, width}, c.xdt, 256, 1.0 / 1024, xwide);
@@ -188,8 +186,7 @@ TEST_P(MoeLayerTest, ReplaysInAGraph) {
   const int64_t E = 64, k = 8, D = 512, I = 256;
   const MlxQuant q{4, 64};
   const DType dt = DType::bf16;
-  const QMatrix gate = random_stack(s, rng(), E, I, D, q, dt), up = random_stack(s, rng(), E, I, D, q, dt);
-  const QMatrix down = random_stack(s, rng(), E, D, I, q, dt);
+  const auto [gate, up, down] = random_experts(s, rng(), E, D, I, q, dt);
   std::vector<double> xv, rv;
   Array x = grid_values(s, rng(), {1, D}, dt, 256, 1.0 / 1024, xv);
   Array router = grid_values(s, rng(), {E, D}, dt, 8, 1.0 / 16, rv);
@@ -212,8 +209,7 @@ TEST_P(MoeLayerTest, BadInputsRaise) {
   const int64_t E = 8, k = 2, D = 128, I = 128;
   const MlxQuant q{4, 64};
   const DType dt = DType::bf16;
-  const QMatrix gate = random_stack(s, rng(), E, I, D, q, dt), up = random_stack(s, rng(), E, I, D, q, dt);
-  const QMatrix down = random_stack(s, rng(), E, D, I, q, dt);
+  const auto [gate, up, down] = random_experts(s, rng(), E, D, I, q, dt);
   const QuantizedExperts G = view(gate), U = view(up), Dn = view(down);
   auto x = random_array(s, rng(), {1, D}, dt);
   auto router = random_array(s, rng(), {E, D}, dt);
@@ -238,12 +234,11 @@ TEST_P(MoeLayerTest, BadInputsRaise) {
   half.ids = ids.tensor();
   MLXN_EXPECT_RAISES(InvalidArgument, op, moe_layer(s, x, router, G, U, Dn, q, out, half));
   Array ids_k = poisoned(s, {1, k + 1}, DType::u32), w_f16 = poisoned(s, {1, k}, DType::f16);
-  MoeLayerParams bad_ids = p;
-  bad_ids.ids = ids_k.tensor(), bad_ids.weights = w.tensor();
-  MLXN_EXPECT_RAISES(InvalidArgument, op, moe_layer(s, x, router, G, U, Dn, q, out, bad_ids));
-  MoeLayerParams bad_w = p;
-  bad_w.ids = ids.tensor(), bad_w.weights = w_f16.tensor();
-  MLXN_EXPECT_RAISES(InvalidArgument, op, moe_layer(s, x, router, G, U, Dn, q, out, bad_w));
+  for (const auto& [bad_i, bad_w] : {std::pair{&ids_k, &w}, std::pair{&ids, &w_f16}}) {  // wrong shape, wrong dtype
+    MoeLayerParams pb = p;
+    pb.ids = bad_i->tensor(), pb.weights = bad_w->tensor();
+    MLXN_EXPECT_RAISES(InvalidArgument, op, moe_layer(s, x, router, G, U, Dn, q, out, pb));
+  }
   Array scale_short = poisoned(s, {E - 1}, DType::f32);
   MoeLayerParams bad_scale = p;
   bad_scale.route.expert_scale = scale_short.tensor();
@@ -257,9 +252,7 @@ TEST_P(MoeLayerTest, EmptyTokensIsANoOp) {
   Session& s = session();
   const int64_t E = 4, D = 128, I = 128;
   const MlxQuant q{4, 64};
-  const QMatrix gate = random_stack(s, rng(), E, I, D, q, DType::bf16),
-                up = random_stack(s, rng(), E, I, D, q, DType::bf16);
-  const QMatrix down = random_stack(s, rng(), E, D, I, q, DType::bf16);
+  const auto [gate, up, down] = random_experts(s, rng(), E, D, I, q, DType::bf16);
   auto router = random_array(s, rng(), {E, D}, DType::bf16);
   Array x = Array::empty({0, D}, DType::bf16, device()), out = Array::empty({0, D}, DType::bf16, device());
   MoeLayerParams p;

@@ -18,6 +18,19 @@ inline QMatrix random_stack(Session& ses, std::mt19937_64& rng, int64_t e, int64
   return random_qmatrix(ses, rng, e, n, k, q, sdt, Biases::centred);
 }
 
+// One layer's expert stacks: gate and up [E, I, D], down [E, D, I].
+struct ExpertStacks {
+  QMatrix gate, up, down;
+};
+inline ExpertStacks random_experts(Session& ses, std::mt19937_64& rng, int64_t e, int64_t d, int64_t i, MlxQuant q,
+                                   DType sdt) {
+  ExpertStacks x;
+  x.gate = random_stack(ses, rng, e, i, d, q, sdt);
+  x.up = random_stack(ses, rng, e, i, d, q, sdt);
+  x.down = random_stack(ses, rng, e, d, i, q, sdt);
+  return x;
+}
+
 inline QuantizedExperts view(const QMatrix& m) { return {m.packed, m.scales, m.biases}; }
 
 struct Routing {
