@@ -21,6 +21,8 @@ void moe_layer(Session& s, const Tensor& x, const Tensor& router, const Quantize
   check_same_dtype(op, "x", x, "router", router);
   check_shape(op, "router", router, {e, d});
   check_no_overlap(op, "out", out, "router", router, false);
+  if (e > kMaxRouteExperts)
+    throw_error<InvalidArgument>(op, "the stacks hold ", e, " experts; routing takes at most ", kMaxRouteExperts);
   route_args(op, s, e, p.route);
   if (p.ids.has_value() != p.weights.has_value())
     throw_error<InvalidArgument>(op, "ids and weights are written together: give both or neither");
@@ -34,7 +36,8 @@ void moe_layer(Session& s, const Tensor& x, const Tensor& router, const Quantize
   ScratchBuffer logits = s.pool().acquire(size_t(t * e) * element_size(x.dtype()));
   const Tensor logits_t(logits.data(), x.dtype(), {t, e}, dev);
   matmul(s, x, router, logits_t);  // rounded to x's dtype, as the router's linear layer writes them
-  ScratchBuffer routing = s.pool().acquire(size_t(t * k) * 8);
+  ScratchBuffer routing;  // the routing, unless the caller asked for it
+  if (!p.ids) routing = s.pool().acquire(size_t(t * k) * 8);
   auto* r = static_cast<char*>(routing.data());
   const Tensor ids = p.ids ? *p.ids : Tensor(r, DType::u32, {t, k}, dev);
   const Tensor weights = p.weights ? *p.weights : Tensor(r + size_t(t * k) * 4, DType::f32, {t, k}, dev);
