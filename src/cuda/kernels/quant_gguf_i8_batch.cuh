@@ -48,6 +48,15 @@ __device__ __forceinline__ float byte_as_float(uint32_t w, float bias) {
   return __uint_as_float(__byte_perm(w, 0x4b000000u, 0x7650 | B)) - bias;
 }
 
+// The 32-bit word at staged byte p: 4-byte aligned, or (kHalf) 2 bytes past a word, as in
+// rows of 18-byte Q4_0 blocks or 210-byte Q6_K superblocks: then two words' halves.
+template <bool kHalf>
+__device__ __forceinline__ uint32_t staged_word(const uint8_t* p) {
+  if constexpr (!kHalf) return *reinterpret_cast<const uint32_t*>(p);
+  const uint32_t* w = reinterpret_cast<const uint32_t*>(p - 2);
+  return __byte_perm(w[0], w[1], 0x5432);
+}
+
 template <class F>
 struct GgufBatchStage {
   static constexpr int kStage = 16 * F::kPitch, kRing = 2;

@@ -22,9 +22,7 @@ struct Q4_0Batch {
   // 4-byte aligned (18 B + 2 = 18 (B - 1) + 20); an even block's two bytes past.
   template <int B>
   __device__ static uint32_t codes(const uint8_t* row, int t) {
-    if constexpr (B % 2 == 1) return reinterpret_cast<const uint32_t*>(row + 18 * B + 2)[t];
-    const uint32_t* w = reinterpret_cast<const uint32_t*>(row + 18 * B) + t;
-    return __byte_perm(w[0], w[1], 0x5432);
+    return staged_word<B % 2 == 0>(row + 18 * B + 2 + 4 * t);
   }
 
   template <bool kOdd>

@@ -20,12 +20,10 @@ struct Q6_KBatch {
   // Boxes of 224 bytes cover a superblock at any even offset within its first unit.
   static constexpr int kBytes = 210, kPitch = 224;
 
-  // The word at byte `at` (a multiple of 4) of a superblock staged from `row`.
+  // The word at byte `at` (a multiple of 4) of a superblock staged from `row` (kOdd: 2 bytes in).
   template <bool kOdd>
   __device__ static uint32_t word(const uint8_t* row, int at) {
-    const uint32_t* w = reinterpret_cast<const uint32_t*>(row + at);
-    if constexpr (!kOdd) return w[0];
-    return __byte_perm(w[0], w[1], 0x5432);
+    return staged_word<kOdd>(row + at + (kOdd ? 2 : 0));
   }
 
   template <bool kOdd>
