@@ -3,7 +3,8 @@
 #include "cuda/common/check.h"
 #include "cuda/common/dispatch.cuh"
 #include "cuda/common/launch.h"
-#include "cuda/moe_experts_fused.h"
+#include "cuda/kernels/moe_experts_i8.cuh"
+#include "ops/moe_experts_args.h"
 #include "ops/registry.h"
 
 namespace mlxn::cuda {
@@ -20,9 +21,7 @@ constexpr int64_t kMaxFusedTokens = 64;
 // Shared memory the fused kernels take without raising their limit.
 constexpr int64_t kDefaultSmem = 48 * 1024;
 
-}  // namespace
-
-bool moe_experts_fused_domain(const MoeExpertsArgs& a) {
+bool fused_domain(const MoeExpertsArgs& a) {
   const int64_t es = int64_t(element_size(a.x.dtype()));
   const bool x16 = a.x.dtype() == DType::bf16 || a.x.dtype() == DType::f16;
   return a.q.bits == 4 && (a.q.group_size == 64 || a.q.group_size == 128) && x16 && a.tokens <= kMaxFusedTokens &&
@@ -32,7 +31,14 @@ bool moe_experts_fused_domain(const MoeExpertsArgs& a) {
          C::image_bytes(a.dim) <= kDefaultSmem && a.top_k * C::image_bytes(a.width) <= kDefaultSmem;
 }
 
-k::MoeExpertParams moe_expert_params(const MoeExpertsArgs& a) {
+void moe_experts_cuda(Session& s, const MoeExpertsArgs& a) {
+  if (!fused_domain(a)) {
+    detail::moe_experts_composed(s, a);
+    return;
+  }
+  const char* op = "moe_experts";
+  const int64_t slots = a.tokens * a.top_k;
+  ScratchBuffer act = s.pool().acquire(size_t(slots * a.width) * element_size(a.x.dtype()));
   k::MoeExpertParams p{};
   p.gate = static_cast<const uint32_t*>(a.gate_m.packed);
   p.up = static_cast<const uint32_t*>(a.up_m.packed);
@@ -41,29 +47,13 @@ k::MoeExpertParams moe_expert_params(const MoeExpertsArgs& a) {
   p.up_s = a.up_m.scales, p.up_b = a.up_m.biases;
   p.down_s = a.down_m.scales, p.down_b = a.down_m.biases;
   p.x = a.xv.data, p.x_stride = a.xv.row_stride;
-  if (a.ids.data()) {
-    p.ids = a.ids.data(), p.ids_u32 = a.ids.dtype() == DType::u32;
-    p.weights = a.weights.data_as<const float>();
-  }
+  p.ids = a.ids.data(), p.ids_u32 = a.ids.dtype() == DType::u32;
+  p.weights = a.weights.data_as<const float>();
+  p.act = act.data();
   p.out = a.outv.data, p.out_stride = a.outv.row_stride;
   p.residual = a.residual.data, p.residual_stride = a.residual.row_stride;
   p.experts = int(std::min<int64_t>(a.gate_m.experts, INT_MAX));
   p.top_k = int(a.top_k), p.dim = int(a.dim), p.width = int(a.width);
-  return p;
-}
-
-namespace {
-
-void moe_experts_cuda(Session& s, const MoeExpertsArgs& a) {
-  if (!moe_experts_fused_domain(a)) {
-    detail::moe_experts_composed(s, a);
-    return;
-  }
-  const char* op = "moe_experts";
-  const int64_t slots = a.tokens * a.top_k;
-  ScratchBuffer act = s.pool().acquire(size_t(slots * a.width) * element_size(a.x.dtype()));
-  k::MoeExpertParams p = moe_expert_params(a);
-  p.act = act.data();
   const bool gelu = a.p.act == GluKind::gelu_tanh;
   dispatch_float(a.gate_m.scale_dtype, op, [&]<class ST>() {
     auto run = [&]<class CT, int GS>() {

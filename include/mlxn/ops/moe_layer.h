@@ -7,13 +7,9 @@
 //   out = moe_experts(x, gate, up, down, ids, weights)  (+ residual).
 // A shared expert, where the model has one, is added by the caller (moe_weighted_sum).
 //
-// On CUDA a decode-sized call (T <= 8, x bf16/f16, 4-bit experts at group 64 or 128, E <= 1024,
-// top_k <= 32) runs two kernels (src/cuda/kernels/moe_layer_i8.cuh): the router, then one
-// kernel whose blocks select their token's experts themselves (moe_route's selection; for
-// E <= 256 its weights bit for bit), compute the experts and add up their outputs in a fixed
-// order, so the result is the same on every run. Other calls, and the CPU, run the parts one
-// after the other. Every launch overlaps the one before, and the whole layer can be captured
-// in a graph.
+// The parts run one after the other on the session's backend (on CUDA each launched to overlap
+// the one before, the whole layer capturable in a graph), with their numerics: a decode token's
+// experts run moe_experts' two fused kernels.
 #include <optional>
 
 #include "mlxn/ops/moe.h"

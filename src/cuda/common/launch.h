@@ -78,32 +78,21 @@ Kernel with_smem(Kernel kernel, int bytes) {
 // Launches a kernel with programmatic stream serialization: its blocks may be scheduled
 // while the previous kernel on the stream finishes, hiding the launch gap between dependent
 // decode-sized kernels (also inside captured graphs). The kernel must call pdl_wait()
-// (kernels/math.cuh) before it reads or writes global memory. `cluster` > 1: blocks in
-// clusters of that many along x (which grid.x must divide). Returns the launch status.
+// (kernels/math.cuh) before it reads or writes global memory. Returns the launch status.
 template <class... KArgs, class... Args>
-cudaError_t launch_pdl_clusters(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
-                                unsigned cluster, Args&&... args) {
-  cudaLaunchAttribute attr[2];
+cudaError_t launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                       Args&&... args) {
+  cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attr[0].val.programmaticStreamSerializationAllowed = 1;
-  attr[1].id = cudaLaunchAttributeClusterDimension;
-  attr[1].val.clusterDim.x = cluster;
-  attr[1].val.clusterDim.y = 1;
-  attr[1].val.clusterDim.z = 1;
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = grid;
   cfg.blockDim = block;
   cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
   cfg.attrs = attr;
-  cfg.numAttrs = cluster > 1 ? 2 : 1;
+  cfg.numAttrs = 1;
   return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
-}
-
-template <class... KArgs, class... Args>
-cudaError_t launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
-                       Args&&... args) {
-  return launch_pdl_clusters(kernel, grid, block, smem, stream, 1u, std::forward<Args>(args)...);
 }
 
 // launch_pdl on the session's stream, checked like every launch (check_launch).

@@ -139,17 +139,24 @@ __device__ __forceinline__ int lane_group(int step, int t) {
   return 32 * t / GS + step * (128 / GS);
 }
 
-// The gate and up sums of 8 rows n0 .. n0 + 7 of expert e's width I for the x whose image
-// `ready` builds at img (it runs after the ring's first loads; see stream_items): lane (g, t)
-// owns gate row n0 + g as its row a and up row n0 + g as its row b. True on the lanes that end
-// with the totals (warp 0, t == 0), in gate and up. Every thread of the block calls this.
-template <class ST, int GS, class Ready>
-__device__ __forceinline__ bool gate_up_sums(const MoeExpertParams& p, int e, int n0, const uint4* img, Ready ready,
-                                             float& gate, float& up) {
+// Grid: (I / 8, T * top_k), kGateUpWarps warps, dynamic shared memory image_bytes(D).
+// Requires D % 128 == 0, I % 8 == 0, 16-byte rows of x.
+template <class CT, class ST, int GS, bool kGelu>
+__global__ void __launch_bounds__(32 * MoeExpertConfig::kGateUpWarps, MoeExpertConfig::kGateUpMinBlocks)
+    moe_gate_up_kernel(MoeExpertParams p) {
   constexpr int NW = MoeExpertConfig::kGateUpWarps, S = MoeExpertConfig::kGateUpRing;
+  extern __shared__ __align__(16) uint8_t smem[];
   __shared__ float red[NW][32][2];
+  uint4* img = reinterpret_cast<uint4*>(smem);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int K = p.dim, I = p.width, steps = K / 128, groups = K / GS;
+  const int64_t slot = blockIdx.y;
+  const int n0 = int(blockIdx.x) * 8;
+
+  pdl_wait();  // the ids come from the kernel before (the routing)
+  pdl_launch_dependents();
+  const int e = slot_expert(p, slot);
+  if (e < 0) return;  // the down kernel skips the slot
   // Gate and up rows share one index, so one offset into each array; the bases stay kernel
   // parameters (five per-array pointers in registers made a ring of 4 spill at 80).
   const int64_t row = int64_t(e) * I + n0 + g, w_row = row * (K / 32) + t, s_row = row * groups;
@@ -166,36 +173,18 @@ __device__ __forceinline__ bool gate_up_sums(const MoeExpertParams& p, int e, in
     it.entry = table + 4 * s + t;
     it.w = 1.f;
   };
+  auto ready = [&] {
+    build_images<CT, 32 * NW>(static_cast<const CT*>(p.x) + slot / p.top_k * p.x_stride, p.x_stride, 1, K, img);
+    __syncthreads();
+  };
   int lo_unit, hi_unit;
   group_part_class_units(g, t, lo_unit, hi_unit);
   float acc_a = 0.f, acc_b = 0.f, acc_bias = 0.f;
   stream_items<ST, S>(count, lo_unit, hi_unit, img, at, ready, acc_a, acc_b, acc_bias);
   ((t & 1) ? acc_b : acc_a) += acc_bias;
-  return tile_sums<NW>(acc_a, acc_b, red, gate, up);
-}
-
-// Grid: (I / 8, T * top_k), kGateUpWarps warps, dynamic shared memory image_bytes(D).
-// Requires D % 128 == 0, I % 8 == 0, 16-byte rows of x.
-template <class CT, class ST, int GS, bool kGelu>
-__global__ void __launch_bounds__(32 * MoeExpertConfig::kGateUpWarps, MoeExpertConfig::kGateUpMinBlocks)
-    moe_gate_up_kernel(MoeExpertParams p) {
-  extern __shared__ __align__(16) uint8_t smem[];
-  uint4* img = reinterpret_cast<uint4*>(smem);
-  const int64_t slot = blockIdx.y;
-  const int n0 = int(blockIdx.x) * 8;
-
-  pdl_wait();  // the ids come from the kernel before (the routing)
-  pdl_launch_dependents();
-  const int e = slot_expert(p, slot);
-  if (e < 0) return;  // the down kernel skips the slot
-  auto ready = [&] {
-    build_images<CT, 32 * MoeExpertConfig::kGateUpWarps>(static_cast<const CT*>(p.x) + slot / p.top_k * p.x_stride,
-                                                         p.x_stride, 1, p.dim, img);
-    __syncthreads();
-  };
   float gate, up;
-  if (gate_up_sums<ST, GS>(p, e, n0, img, ready, gate, up))
-    static_cast<CT*>(p.act)[slot * p.width + n0 + threadIdx.x % 32 / 4] = from_f32<CT>(ew::GluAct<kGelu>{}(gate)*up);
+  if (tile_sums<NW>(acc_a, acc_b, red, gate, up))
+    static_cast<CT*>(p.act)[slot * I + n0 + g] = from_f32<CT>(ew::GluAct<kGelu>{}(gate)*up);
 }
 
 // Grid: (D / 16, T), kDownWarps warps, dynamic shared memory top_k * image_bytes(I).
