@@ -123,13 +123,14 @@ MLXN_BENCH(Case{"qmm_id 4-bit g64 E128 top8 [1,2048]->768 (MoE decode)", "quant_
                 0});
 // An MoE prefill step's projection: 64 to 512 tokens, each routed to 8 of the 128 experts;
 // and the per-slot mat-vec on the same calls.
-#define MLXN_QMM_MOE(T, PAD, WHAT)                                                                   \
+#define MLXN_QMM_MOE(T, PAD, WHAT)                                                                    \
   MLXN_BENCH(Case{"qmm_id 4-bit g64 E128 top8 [" #T ",2048]->768 (MoE prefill" WHAT ")", "quant_mlx", \
-                  [](Session& s) {                                                                   \
-                    return moe_case(s, T, {4, 64}, PAD);                                             \
-                  },                                                                                 \
+                  [](Session& s) {                                                                    \
+                    return moe_case(s, T, {4, 64}, PAD);                                              \
+                  },                                                                                  \
                   0, 0, true})
 MLXN_QMM_MOE(64, 0, "");
+MLXN_QMM_MOE(128, 0, "");
 MLXN_QMM_MOE(256, 0, "");
 MLXN_QMM_MOE(512, 0, "");
 MLXN_QMM_MOE(512, 8, ", mat-vec");

@@ -537,8 +537,10 @@ TEST_P(QuantMlxTest, OutOfRangeIds) {
 
 // Prefill-sized routing (more routed rows than the mat-vec takes; CUDA groups them by expert
 // and runs one GEMM per expert): rows per expert from ~10 to ~200 (each tile height), experts
-// left without rows, N past a whole tile, an odd count of 16-bit scales (which CUDA leaves to
-// the mat-vec), and on CUDA ids outside [0, E) (their rows zeros).
+// left without rows, N past a whole tile, K past several scale windows and K ending mid k-step
+// (CUDA's grouped loader, quant_mlx_expert_tiles.cuh), rows of 16-bit scales that do not start
+// on 4-byte boundaries (which CUDA leaves to the mat-vec), and on CUDA ids outside [0, E)
+// (their rows zeros).
 TEST_P(QuantMlxTest, MatmulIdManyTokensPerExpert) {
   Session& s = session();
   struct Case {
@@ -548,8 +550,10 @@ TEST_P(QuantMlxTest, MatmulIdManyTokensPerExpert) {
     int64_t n = 136, k = 0;  // k = 0: 2 groups + 128 columns
   };
   for (const Case c : {Case{4, 64, 40, 8, DType::bf16, DType::bf16, DType::i32},
-                       Case{3, 32, 100, 4, DType::f16, DType::f32, DType::u32},
-                       Case{8, 128, 400, 4, DType::bf16, DType::f16, DType::i32},
+                       Case{3, 32, 100, 4, DType::f16, DType::f32, DType::u32, 136, 544},
+                       Case{8, 128, 400, 4, DType::bf16, DType::f16, DType::i32, 136, 512},
+                       Case{4, 64, 90, 4, DType::bf16, DType::bf16, DType::i32, 136, 1152},
+                       Case{6, 32, 60, 3, DType::f16, DType::f16, DType::u32, 72, 2112},
                        Case{2, 64, 70, 6, DType::f32, DType::bf16, DType::u32},
                        Case{4, 64, 120, 5, DType::bf16, DType::bf16, DType::i32, 137, 192}}) {
     const MlxQuant q{c.bits, c.gs};

@@ -205,23 +205,29 @@ void run_prefill(Session& s, const QuantMlxArgs& a, const char* op) {
 
 // Routed rows per expert above which the grouped GEMM beats the per-slot mat-vec. The mat-vec
 // costs about one expert read per routed row; the grouped GEMM about a fixed pass over every
-// expert's tiles. Measured on an H100 (E 128, N 768, K 2048, 4 bits, top 8): mat-vec 41 / 96 /
-// 183 / 673 us at 16 / 64 / 128 / 512 tokens, grouped 159 / 163 / 163 / 215 us (153 and 176 at
-// 256 and 512 tokens since the packed decode): they cross near 1000 routed rows, 8 per expert.
-constexpr int64_t kGroupedMinRowsPerExpert = 8;
+// expert's tiles. Measured on an H100 (E 128, N 768, K 2048, 4 bits, top 8; bench/NOTES.md run
+// 260): mat-vec 96 / 181 / 678 us at 64 / 128 / 512 tokens, grouped 126 / 127 / 128 / 162 us at
+// 64 / 128 / 256 / 512: they cross near 90 tokens, ~6 routed rows per expert.
+constexpr int64_t kGroupedMinRowsPerExpert = 6;
+
+// The widest asynchronous copy (16, 8 or 4 bytes) that divides a row of scales and both bases'
+// alignment: the grouped GEMM copies window slices of whole rows (ExpertTiles). 0 if none does.
+int scale_row_copy(const detail::MlxQuantMatrix& w) {
+  const int64_t row_bytes = w.groups_per_row() * int64_t(element_size(w.scale_dtype));
+  for (int c : {16, 8, 4})
+    if (row_bytes % c == 0 && aligned_to(w.scales, c) && aligned_to(w.biases, c)) return c;
+  return 0;
+}
 
 // The grouped GEMM's domain: 16-bit x with 16-byte aligned rows and a 16-byte aligned packed
-// stack with 4-byte aligned scales and biases (its asynchronous copies), out rows back to back
-// and 4-byte aligned (pairs of outputs stored at once), 32-bit sizes. 16-bit scales are copied
-// as the 4-byte words holding them: an even count keeps the last word inside the array.
+// stack with rows of scales and biases that start on 4-byte boundaries (its asynchronous
+// copies), out rows back to back and 4-byte aligned (pairs of outputs stored at once), 32-bit
+// sizes.
 bool grouped_prefill(const QuantMlxArgs& a) {
   const int64_t es = int64_t(element_size(a.x.dtype));
   const int64_t pairs = a.tokens * a.top_k;
-  const bool whole_words =
-      a.w.scale_dtype == DType::f32 || (a.w.experts * a.w.rows * a.w.groups_per_row()) % 2 == 0;
-  return pairs > std::max(kRoutedMatvecMaxPairs, kGroupedMinRowsPerExpert * a.w.experts) &&
-         a.x.dtype != DType::f32 && aligned16(a.x.data) && (a.x.row_stride * es) % 16 == 0 &&
-         aligned16(a.w.packed) && aligned_to(a.w.scales, 4) && aligned_to(a.w.biases, 4) && whole_words &&
+  return pairs > std::max(kRoutedMatvecMaxPairs, kGroupedMinRowsPerExpert * a.w.experts) && a.x.dtype != DType::f32 &&
+         aligned16(a.x.data) && (a.x.row_stride * es) % 16 == 0 && aligned16(a.w.packed) && scale_row_copy(a.w) != 0 &&
          a.out.row_stride == a.w.rows && aligned_to(a.out.data, 4) && a.w.rows <= INT_MAX && a.w.cols <= INT_MAX &&
          a.w.experts <= INT_MAX;
 }
@@ -230,17 +236,17 @@ bool grouped_prefill(const QuantMlxArgs& a) {
 void run_grouped(Session& s, const QuantMlxArgs& a, const char* op) {
   dispatch_half(a.x.dtype, op, [&]<class T>() {
     const kernels::MatmulIdParams<T> p{static_cast<const T*>(a.x.data),
-                                 a.x.row_stride,
-                                 a.x_per_slot ? 1 : 0,
-                                 int(a.top_k),
-                                 nullptr,
-                                 static_cast<const uint32_t*>(a.ids),
-                                 static_cast<T*>(a.out.data),
-                                 int(a.w.experts),
-                                 int(a.w.rows),
-                                 int(a.w.cols),
-                                 int(a.tokens * a.top_k),
-                                 a.w.rows};
+                                       a.x.row_stride,
+                                       a.x_per_slot ? 1 : 0,
+                                       int(a.top_k),
+                                       nullptr,
+                                       static_cast<const uint32_t*>(a.ids),
+                                       static_cast<T*>(a.out.data),
+                                       int(a.w.experts),
+                                       int(a.w.rows),
+                                       int(a.w.cols),
+                                       int(a.tokens * a.top_k),
+                                       a.w.rows};
     const ExpertGroups<T> g = group_by_expert(s, op, p, a.ids, grouped_tile_rows(p.pairs, p.experts, true, 0));
     // Scales in x's dtype take the packed decode (a separate instantiation: the choice is per call).
     const auto run = [&]<bool kPacked>() {
@@ -248,7 +254,7 @@ void run_grouped(Session& s, const QuantMlxArgs& a, const char* op) {
         grouped_mma(s, op, g,
                     k::ExpertTiles<T, B, kPacked>{static_cast<const uint32_t*>(a.w.packed), a.w.scales, a.w.biases,
                                                   float_kind(a.w.scale_dtype), group_shift(a.w.group_size),
-                                                  int(a.w.groups_per_row())});
+                                                  int(a.w.groups_per_row()), scale_row_copy(a.w)});
       });
     };
     if (a.w.scale_dtype == a.x.dtype)

@@ -203,9 +203,15 @@ __device__ __forceinline__ bool find_tile(const int* tile_start, const uint32_t*
 
 inline constexpr int kMmaBN = 128, kMmaBK = 32, kMmaStages = 4, kMmaThreads = 256;
 
-// A row of kMmaBK halves is four 16-byte chunks; chunk c of row r is stored at c ^ ((r >> 1) & 3),
-// which spreads the eight rows an ldmatrix phase reads over all 32 banks.
-__device__ __forceinline__ int swizzle(int row, int chunk) { return row * kMmaBK + ((chunk ^ ((row >> 1) & 3)) << 3); }
+// A tile row of BK halves is BK / 8 16-byte chunks. Chunk c of row r is stored at c ^ f(r), f
+// cycling over the chunks every 128 bytes of rows, so the eight rows an ldmatrix phase reads
+// fall on all 32 banks: rows of 32 halves (two to 128 bytes) take (r / 2) % 4, rows of 64 r % 8.
+template <int BK = kMmaBK>
+__device__ __forceinline__ int swizzle(int row, int chunk) {
+  static_assert(BK == 32 || BK == 64, "tile rows of 32 or 64 halves");
+  constexpr int kChunks = BK / 8, kRowsPerLine = 64 / BK;
+  return row * BK + ((chunk ^ ((row / kRowsPerLine) % kChunks)) << 3);
+}
 
 template <class T>
 struct Pair2;
@@ -224,47 +230,53 @@ struct Pair2<__half> {
 // of (BM / 32) x 4 m16n8k16 products. BM (32, 64 or 128) follows the rows per expert, so few
 // tokens per expert do not pay for padded rows. Requires K % 8 == 0 and 16-byte aligned x
 // rows and w.
-// The W operand of grouped_mma_kernel, a BN x BK tile per k-step, through kMmaStages stages
-// of kStageBytes in shared memory: fetch(stage, e, n0, k0, p, tid) issues thread tid's
-// asynchronous copies of expert e's tile at (n0, k0) into a stage, and tile(stage, dec, e, n0,
-// k0, p, tid) returns the landed tile as swizzled T rows (swizzle). A loader with kDecodes
-// stages the weights in another form and decodes them into `dec` (kMmaBN x kMmaBK T values);
-// the kernel then waits for every thread's part before the products.
+// The W operand of grouped_mma_kernel, a kMmaBN x W::kBK tile per k-step, through kMmaStages
+// stages of kStageBytes in shared memory: fetch(stage, extra, e, n0, k0, p, tid) issues thread
+// tid's asynchronous copies of expert e's tile at (n0, k0) into a stage, and tile(stage, extra,
+// dec, e, n0, k0, p, tid) returns the landed tile as swizzled T rows (swizzle<kBK>). `extra` is
+// kExtraBytes of shared memory the loader keeps across k-steps (its copies there ride in the
+// k-step's group); kMinBlocks the blocks per SM the kernel's registers are budgeted for (0: the
+// compiler's choice). A loader with kDecodes stages the weights in another form and decodes
+// them into `dec` (kMmaBN x kBK T values); the kernel then waits for every thread's part before
+// the products.
 // Dense experts (T rows): the stage is the tile.
 template <class T>
 struct DenseExpertTiles {
-  static constexpr int kStageBytes = kMmaBN * kMmaBK * int(sizeof(T));
+  static constexpr int kBK = kMmaBK;
+  static constexpr int kStageBytes = kMmaBN * kBK * int(sizeof(T));
+  static constexpr int kExtraBytes = 0;
   static constexpr bool kDecodes = false;
-  __device__ __forceinline__ void fetch(unsigned char* stage, int e, int n0, int k0, const MatmulIdParams<T>& p,
-                                        int tid) const {
+  static constexpr int kMinBlocks = 0;
+  __device__ __forceinline__ void fetch(unsigned char* stage, unsigned char*, int e, int n0, int k0,
+                                        const MatmulIdParams<T>& p, int tid) const {
     T* db = reinterpret_cast<T*>(stage);
     const T* wexp = p.w + int64_t(e) * p.n * p.k;
 #pragma unroll
-    for (int i = 0; i < (kMmaBN * kMmaBK / 8) / kMmaThreads; ++i) {
+    for (int i = 0; i < (kMmaBN * kBK / 8) / kMmaThreads; ++i) {
       const int c = tid + i * kMmaThreads, r = c >> 2, ch = c & 3;
       const int kk = k0 + ch * 8;
       const bool ok = n0 + r < p.n && kk < p.k;
       const T* src = ok ? wexp + int64_t(n0 + r) * p.k + kk : p.w;
-      cp_async16(db + swizzle(r, ch), src, ok);
+      cp_async16(db + swizzle<kBK>(r, ch), src, ok);
     }
   }
-  __device__ __forceinline__ const T* tile(const unsigned char* stage, T*, int, int, int, const MatmulIdParams<T>&,
-                                           int) const {
+  __device__ __forceinline__ const T* tile(const unsigned char* stage, const unsigned char*, T*, int, int, int,
+                                           const MatmulIdParams<T>&, int) const {
     return reinterpret_cast<const T*>(stage);
   }
 };
 
 // Dynamic shared memory of a BM-row tile: kMmaStages stages of A (BM x BK) and of W's form,
-// and the decoded tile for loaders that decode.
+// the decoded tile for loaders that decode, and the loader's own.
 template <class T, class W>
 constexpr int grouped_smem_bytes(int bm) {
-  return kMmaStages * (bm * kMmaBK * int(sizeof(T)) + W::kStageBytes) +
-         (W::kDecodes ? kMmaBN * kMmaBK * int(sizeof(T)) : 0);
+  return kMmaStages * (bm * W::kBK * int(sizeof(T)) + W::kStageBytes) +
+         (W::kDecodes ? kMmaBN * W::kBK * int(sizeof(T)) : 0) + W::kExtraBytes;
 }
 
 template <class T, int BM, class W = DenseExpertTiles<T>>
-__global__ void __launch_bounds__(kMmaThreads) grouped_mma_kernel(GroupedParams<T> gp, W w) {
-  constexpr int MI = BM / 32;
+__global__ void __launch_bounds__(kMmaThreads, W::kMinBlocks) grouped_mma_kernel(GroupedParams<T> gp, W w) {
+  constexpr int MI = BM / 32, BK = W::kBK, kChunks = BK / 8;
   pdl_wait();
   pdl_launch_dependents();
   const MatmulIdParams<T>& p = gp.mm;
@@ -272,8 +284,9 @@ __global__ void __launch_bounds__(kMmaThreads) grouped_mma_kernel(GroupedParams<
   if (!find_tile(gp.tile_start, gp.offsets, p.experts, blockIdx.y, BM, e, row_begin, rows)) return;
   extern __shared__ __align__(128) unsigned char smem_raw[];
   T* sa = reinterpret_cast<T*>(smem_raw);
-  unsigned char* sb = smem_raw + kMmaStages * BM * kMmaBK * sizeof(T);
+  unsigned char* sb = smem_raw + kMmaStages * BM * BK * sizeof(T);
   T* dec = reinterpret_cast<T*>(sb + kMmaStages * W::kStageBytes);
+  unsigned char* extra = reinterpret_cast<unsigned char*>(dec) + (W::kDecodes ? kMmaBN * BK * sizeof(T) : 0);
   __shared__ int x_row[BM];    // x row (pair or token) of each tile row
   __shared__ int out_row[BM];  // pair index of each tile row, -1 past the end
   const int tid = threadIdx.x;
@@ -289,34 +302,34 @@ __global__ void __launch_bounds__(kMmaThreads) grouped_mma_kernel(GroupedParams<
   }
   __syncthreads();
   const int n0 = blockIdx.x * kMmaBN;
-  const int k_tiles = (p.k + kMmaBK - 1) / kMmaBK;
+  const int k_tiles = (p.k + BK - 1) / BK;
   auto w_stage = [&](int stage) { return sb + stage * W::kStageBytes; };
 
-  // This thread's 16-byte chunks of x's tile (chunk c: row c / 4, columns 8 (c % 4) ..): where
+  // This thread's 16-byte chunks of x's tile (chunk c: row c / kChunks, columns 8 (c % kChunks) ..): where
   // they come from at k = 0 (null past the tile's rows) and where they go in a stage, formed
   // once, so that a k-step's copies cost an add and a compare each.
-  constexpr int kAChunks = BM * kMmaBK / 8, kAPerThread = (kAChunks + kMmaThreads - 1) / kMmaThreads;
+  constexpr int kAChunks = BM * BK / 8, kAPerThread = (kAChunks + kMmaThreads - 1) / kMmaThreads;
   const T* a_src[kAPerThread];
   int a_dst[kAPerThread], a_col[kAPerThread];
 #pragma unroll
   for (int i = 0; i < kAPerThread; ++i) {
-    const int c = tid + i * kMmaThreads, r = (c >> 2) % BM, ch = c & 3;
+    const int c = tid + i * kMmaThreads, r = (c / kChunks) % BM, ch = c % kChunks;
     a_src[i] = c < kAChunks && r < rows ? p.x + int64_t(x_row[r]) * p.x_row_stride + ch * 8 : nullptr;
-    a_dst[i] = swizzle(r, ch);
+    a_dst[i] = swizzle<BK>(r, ch);
     a_col[i] = ch * 8;
   }
 
   // Starts the copies of x's rows and W of tile kt.
   auto load_tile = [&](int stage, int kt) {
-    const int k0 = kt * kMmaBK;
-    T* da = sa + stage * BM * kMmaBK;
+    const int k0 = kt * BK;
+    T* da = sa + stage * BM * BK;
 #pragma unroll
     for (int i = 0; i < kAPerThread; ++i) {
       if (tid + i * kMmaThreads >= kAChunks) break;
       const bool ok = a_src[i] != nullptr && k0 + a_col[i] < p.k;
       cp_async16(da + a_dst[i], ok ? a_src[i] + k0 : p.x, ok);
     }
-    w.fetch(w_stage(stage), e, n0, k0, p, tid);
+    w.fetch(w_stage(stage), extra, e, n0, k0, p, tid);
   };
 
   const int warp = tid >> 5, lane = tid & 31;
@@ -340,18 +353,19 @@ __global__ void __launch_bounds__(kMmaThreads) grouped_mma_kernel(GroupedParams<
     const int next = kt + kMmaStages - 1;
     if (next < k_tiles) load_tile(next % kMmaStages, next);
     cp_async_commit();
-    const T* ta = sa + (kt % kMmaStages) * BM * kMmaBK;
-    const T* tb = w.tile(w_stage(kt % kMmaStages), dec, e, n0, kt * kMmaBK, p, tid);
+    const T* ta = sa + (kt % kMmaStages) * BM * BK;
+    const T* tb = w.tile(w_stage(kt % kMmaStages), extra, dec, e, n0, kt * BK, p, tid);
     if constexpr (W::kDecodes) __syncthreads();  // the whole decoded tile before the products
 #pragma unroll
-    for (int ks = 0; ks < kMmaBK / 16; ++ks) {
+    for (int ks = 0; ks < BK / 16; ++ks) {
       uint32_t af[MI][4], bf[4][2];
 #pragma unroll
-      for (int mi = 0; mi < MI; ++mi) ldsm_x4(af[mi], ta + swizzle(wm + mi * 16 + (lane & 15), ks * 2 + (lane >> 4)));
+      for (int mi = 0; mi < MI; ++mi)
+        ldsm_x4(af[mi], ta + swizzle<BK>(wm + mi * 16 + (lane & 15), ks * 2 + (lane >> 4)));
 #pragma unroll
       for (int nj = 0; nj < 2; ++nj) {
         uint32_t r[4];
-        ldsm_x4(r, tb + swizzle(wn + nj * 16 + (lane & 7) + ((lane >> 4) << 3), ks * 2 + ((lane >> 3) & 1)));
+        ldsm_x4(r, tb + swizzle<BK>(wn + nj * 16 + (lane & 7) + ((lane >> 4) << 3), ks * 2 + ((lane >> 3) & 1)));
         bf[2 * nj][0] = r[0];
         bf[2 * nj][1] = r[1];
         bf[2 * nj + 1][0] = r[2];
