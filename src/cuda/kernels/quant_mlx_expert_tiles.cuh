@@ -20,10 +20,10 @@ namespace mlxn::kernels::qmlx {
 // Scales and biases come in windows: for each of the tile's rows, the 32 bytes of each array
 // that cover the next window_k columns (16 bf16/f16 or 8 f32 groups), copied once per window
 // into one of two window buffers. Copied per k-step instead, they were one 4-byte copy per row
-// and array, each its own sector: twice the code copies' requests for an eighth of their bytes,
-// which kept the copies, not DRAM, the limit (bench/NOTES.md). A window spans at least four
-// k-steps, so the buffer a window's copies overwrite (two windows back) is free once the
-// copies are issued, kMmaStages - 1 steps ahead.
+// and array, each its own sector: twice the code copies' requests for an eighth of their bytes
+// (bench/NOTES.md, runs 229 and 259). A window spans at least four k-steps, so the buffer a
+// window's copies overwrite (two windows back) is free once they are issued, kMmaStages - 1
+// k-steps ahead of its first products.
 template <class T, int BITS, bool kPacked>
 struct ExpertTiles {
   static_assert(kMmaThreads == 2 * kMmaBN, "two threads a row, one chunk each");
