@@ -84,25 +84,35 @@ MLXN_GGUF_MATMUL(512);
 MLXN_GGUF_MATMUL(2048);
 MLXN_GGUF_MATMUL(4096);
 
-// MoE decode shape: 128 experts [768, 2048] q4_k, T tokens each routed to 8 of them (bytes:
-// every slot's expert, as if none were shared).
-Workload moe_case(Session& s, int64_t tokens) {
+// MoE shape: 128 experts [768, 2048] q4_k, T tokens each routed to 8 of them (bytes: every
+// slot's expert, as if none were shared). pad > 0 writes rows pad elements apart, which keeps
+// a prefill-sized call on the grouped mat-vec, for comparison with the grouped GEMM.
+Workload moe_case(Session& s, int64_t tokens, int64_t pad = 0) {
   constexpr int64_t e = 128, n = 768, k = 2048, top_k = 8;
   Array w = random_blocks(s, {e, n, k}, DType::q4_k, 9);
   Array x = random_device_array(s, {tokens, k}, DType::bf16, 10);
   const double expert_bytes = double(w->nbytes()) / double(e);
   auto ids = std::make_shared<Rotation<Array>>(routed_ids(s, e, tokens, top_k, expert_bytes));
-  Array y = Array::empty({tokens, top_k, n}, DType::bf16, s.device());
+  Array y = Array::empty({tokens, top_k, n + pad}, DType::bf16, s.device());
+  const Tensor yv = y.tensor().slice(2, 0, n);
   const double slots = double(tokens * top_k);
   const double bytes = expert_bytes * slots + 2.0 * double(tokens * k) + 2.0 * slots * double(n);
-  return {[&s, x, w, ids, y] { gguf_matmul_id(s, x, w, ids->next(), y); }, bytes, 2.0 * slots * double(n * k)};
+  return {[&s, x, w, ids, y, yv] { gguf_matmul_id(s, x, w, ids->next(), yv); }, bytes, 2.0 * slots * double(n * k)};
 }
 MLXN_BENCH(Case{"gguf q4_k matmul_id 128x[768,2048] top8 [1,2048]", "quant_gguf",
                 [](Session& s) { return moe_case(s, 1); }, 0, 0, true});
 MLXN_BENCH(Case{"gguf q4_k matmul_id 128x[768,2048] top8 [4,2048]", "quant_gguf",
                 [](Session& s) { return moe_case(s, 4); }, 0, 0, true});
-MLXN_BENCH(Case{"gguf q4_k matmul_id 128x[768,2048] top8 [512,2048] (prefill)", "quant_gguf",
-                [](Session& s) { return moe_case(s, 512); }, 0, 0, true});
+#define MLXN_GGUF_MOE(T, PAD, WHAT)                                                                        \
+  MLXN_BENCH(Case{"gguf q4_k matmul_id 128x[768,2048] top8 [" #T ",2048] (prefill" WHAT ")", "quant_gguf", \
+                  [](Session& s) { return moe_case(s, T, PAD); }, 0, 0, true})
+MLXN_GGUF_MOE(64, 0, "");
+MLXN_GGUF_MOE(128, 0, "");
+MLXN_GGUF_MOE(256, 0, "");
+MLXN_GGUF_MOE(512, 0, "");
+MLXN_GGUF_MOE(128, 8, ", grouped mat-vec");
+MLXN_GGUF_MOE(512, 8, ", grouped mat-vec");
+#undef MLXN_GGUF_MOE
 
 }  // namespace
 }  // namespace mlxn::bench

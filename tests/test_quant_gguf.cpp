@@ -476,8 +476,8 @@ TEST_P(QuantGgufTest, MatmulIdEveryWeightTypeAndDtype) {
     for (DType dt : float_dtypes())
       for (bool per_slot : {false, true})
         for (int64_t tokens : {int64_t(2), int64_t(11)}) {
-          SCOPED_TRACE(::testing::Message() << name(t) << " x " << name(dt) << " T=" << tokens
-                                            << " per_slot=" << per_slot);
+          SCOPED_TRACE(::testing::Message()
+                       << name(t) << " x " << name(dt) << " T=" << tokens << " per_slot=" << per_slot);
           const int64_t pairs = tokens * top_k;
           std::vector<double> idv;
           for (int64_t i = 0; i < pairs; ++i) idv.push_back(double(rng()() % uint64_t(e)));
@@ -515,6 +515,56 @@ TEST_P(QuantGgufTest, MatmulIdEveryWeightTypeAndDtype) {
             EXPECT_TRUE(close(row, host_values(session(), alone), alone_tol)) << "slot " << p << " expert " << ex;
           }
         }
+  }
+}
+
+// Prefill-sized routing by Q4_K and Q5_K experts (CUDA groups the rows by expert and runs one
+// GEMM per expert, each superblock decoded in shared memory): rows per expert from ~15 to
+// ~150 (each tile height), experts left without rows, N past a whole tile and odd, K of two and
+// three superblocks (both superblock buffers, then the first again), x shared by a token's slots
+// or one row per slot, and on CUDA ids outside [0, E) (their rows zeros). Against float64.
+TEST_P(QuantGgufTest, MatmulIdManyTokensPerExpert) {
+  struct Case {
+    DType w, x;
+    int64_t tokens, experts, n, k;
+    bool per_slot;
+  };
+  for (const Case c :
+       {Case{DType::q4_k, DType::bf16, 60, 4, 136, 512, false}, Case{DType::q5_k, DType::f16, 45, 5, 137, 768, true},
+        Case{DType::q4_k, DType::f16, 300, 4, 72, 256, false}, Case{DType::q5_k, DType::bf16, 60, 8, 40, 512, false}}) {
+    const int64_t top_k = 2, pairs = c.tokens * top_k;
+    SCOPED_TRACE(::testing::Message() << name(c.w) << " x " << name(c.x) << " T=" << c.tokens << " E=" << c.experts
+                                      << " N=" << c.n << " K=" << c.k);
+    const auto bytes = random_blocks(rng(), c.w, c.experts * c.n, c.k);
+    const auto wref = dequantized(bytes, {c.experts * c.n, c.k}, c.w);
+    Array w = upload_blocks(session(), bytes, {c.experts, c.n, c.k}, c.w);
+    // Experts 1 and E - 1 get no rows; on CUDA every 9th slot names an expert that does not exist.
+    const bool bad_ids = device().is_cuda();
+    std::vector<double> idv;
+    for (int64_t p = 0; p < pairs; ++p) {
+      int64_t ex = int64_t(rng()() % uint64_t(c.experts - 2));
+      ex = ex >= 1 ? ex + 1 : ex;
+      if (bad_ids && p % 9 == 4) ex = p % 2 ? -1 : c.experts + 3;
+      idv.push_back(double(ex));
+    }
+    Array ids = from_values(session(), idv, {c.tokens, top_k}, DType::i32);
+    auto x = c.per_slot ? random_array(session(), rng(), {c.tokens, top_k, c.k}, c.x)
+                        : random_array(session(), rng(), {c.tokens, c.k}, c.x);
+    Array out = poisoned(session(), {c.tokens, top_k, c.n}, c.x);
+    gguf_matmul_id(session(), x, w, ids, out);
+    std::vector<double> ref;
+    for (int64_t p = 0; p < pairs; ++p) {
+      const int64_t ex = int64_t(idv[size_t(p)]), xr = c.per_slot ? p : p / top_k;
+      if (ex < 0 || ex >= c.experts) {
+        ref.insert(ref.end(), size_t(c.n), 0.0);
+        continue;
+      }
+      const std::vector<double> xv(x.values.begin() + xr * c.k, x.values.begin() + (xr + 1) * c.k);
+      const std::vector<double> we(wref.begin() + ex * c.n * c.k, wref.begin() + (ex + 1) * c.n * c.k);
+      const auto y = ref_matmul(xv, we, 1, c.n, c.k);
+      ref.insert(ref.end(), y.begin(), y.end());
+    }
+    MLXN_EXPECT_CLOSE(host_values(session(), out), ref, mm_tol(c.x));
   }
 }
 

@@ -2,8 +2,8 @@
 // The prefill half of every expert-routed matmul on CUDA: the routed pairs grouped by expert on
 // the device (moe_group_tokens), rows of out-of-range ids zeroed, each expert's rows cut into
 // tiles, then one grouped GEMM kernel over all tiles, so each expert runs as one GEMM and the
-// host never learns the group sizes. Used by matmul_id (dense experts) and quantized_matmul_id
-// (MLX experts dequantized tile by tile).
+// host never learns the group sizes. Used by matmul_id (dense experts), quantized_matmul_id
+// (MLX experts dequantized tile by tile) and gguf_matmul_id (Q4_K / Q5_K superblocks).
 #include <algorithm>
 
 #include "cuda/common/check.h"

@@ -3,6 +3,9 @@
 //     (a float tensor's dequantize: an element-wise conversion).
 //   one token by a Q4_0 (K % 256 == 0), Q4_K or Q5_K weight (plain or routed; x bf16/f16),
 //     and 2..8 rows by Q4_K: the integer tensor-core mat-vecs (quant_gguf_matvec.cu);
+//   more routed rows than 13 per expert by Q4_K or Q5_K experts (an MoE prefill, x bf16/f16):
+//     the rows grouped by expert, then the grouped tensor-core GEMM with each expert's
+//     superblocks decoded in shared memory (quant_gguf_expert_tiles.cuh);
 //   matmul, M <= 64, and every other expert-routed matmul: the tensor-core mat-vec
 //     (quant_gguf_matvec.cu), routed rows grouped by expert on the device first.
 //   matmul, M > 64: the weight dequantized once into a pooled scratch buffer in x's dtype,
@@ -16,7 +19,9 @@
 #include "cuda/common/check.h"
 #include "cuda/common/dispatch.cuh"
 #include "cuda/common/launch.h"
+#include "cuda/grouped_gemm.h"
 #include "cuda/kernels/quant_gguf.cuh"
+#include "cuda/kernels/quant_gguf_expert_tiles.cuh"
 #include "cuda/quant_gguf.h"
 #include "ops/quant_gguf_args.h"
 #include "ops/registry.h"
@@ -223,6 +228,46 @@ void gemm_path(Session& s, const GgufMatmulArgs& a) {
   gemm_xwt<T>(s, x, a.x.row_stride, w, out, a.out.row_stride, a.tokens, a.n, a.k);
 }
 
+// Routed rows per expert above which a Q4_K or Q5_K routed call runs the grouped GEMM (each
+// expert's superblocks decoded in shared memory, GgufExpertTiles) instead of the grouped
+// mat-vec. Measured on an H100 (E 128, N 768, K 2048, Q4_K, top 8; bench/NOTES.md run 265):
+// grouped mat-vec 90 / 208 us at 128 / 512 tokens, grouped GEMM 116 / 117 / 151 us at 128 /
+// 256 / 512: they cross near 210 tokens, ~13 routed rows per expert.
+constexpr int64_t kGroupedMinRowsPerExpert = 13;
+
+// The grouped GEMM's domain: a Q4_K or Q5_K stack (16-byte superblocks) with 16-byte aligned
+// rows, 16-bit x with 16-byte aligned rows, out rows back to back and 4-byte aligned, 32-bit
+// sizes, and enough routed rows per expert.
+bool grouped_prefill(const GgufMatmulArgs& a) {
+  const int64_t es = int64_t(element_size(a.x.dtype)), pairs = a.tokens * a.top_k;
+  return (a.w_dtype == DType::q4_k || a.w_dtype == DType::q5_k) && a.x.dtype != DType::f32 &&
+         pairs > std::max<int64_t>(64, kGroupedMinRowsPerExpert * a.experts) && aligned16(a.w) &&
+         a.w_row_bytes % 16 == 0 && aligned16(a.x.data) && (a.x.row_stride * es) % 16 == 0 && a.out.row_stride == a.n &&
+         aligned_to(a.out.data, 4) && a.n <= INT_MAX && a.k <= INT_MAX && pairs <= INT_MAX;
+}
+
+// Routed rows grouped by expert; each expert's superblocks dequantized in shared memory by the
+// grouped GEMM.
+void run_grouped(Session& s, const GgufMatmulArgs& a, const char* op) {
+  dispatch_half(a.x.dtype, op, [&]<class T>() {
+    k::MatmulIdParams<T> p{};
+    p.x = static_cast<const T*>(a.x.data);
+    p.x_row_stride = a.x.row_stride;
+    p.x_per_slot = a.x_per_slot ? 1 : 0;
+    p.top_k = int(a.top_k);
+    p.ids = static_cast<const uint32_t*>(a.ids);
+    p.out = static_cast<T*>(a.out.data);
+    p.experts = int(a.experts), p.n = int(a.n), p.k = int(a.k), p.pairs = int(a.tokens * a.top_k);
+    p.out_row_stride = a.n;
+    const ExpertGroups<T> g = group_by_expert(s, op, p, a.ids, grouped_tile_rows(p.pairs, p.experts, true, 0));
+    const auto* w = static_cast<const uint8_t*>(a.w);
+    if (a.w_dtype == DType::q4_k)
+      grouped_mma(s, op, g, k::GgufExpertTiles<T, gguf::BlockQ4_K>{w, a.w_row_bytes});
+    else
+      grouped_mma(s, op, g, k::GgufExpertTiles<T, gguf::BlockQ5_K>{w, a.w_row_bytes});
+  });
+}
+
 void matmul_cuda(Session& s, const GgufMatmulArgs& a) {
   if (integer_matvec(a)) {
     gguf_matvec_i8(s, a);
@@ -240,6 +285,10 @@ void matmul_cuda(Session& s, const GgufMatmulArgs& a) {
   }
   if (float_w && a.k % 32 != 0)
     throw_error<Unsupported>(op, "cuda: float expert weights need K a multiple of 32, got ", a.k);
+  if (grouped_prefill(a)) {
+    run_grouped(s, a, op);
+    return;
+  }
   if (a.experts > kMaxExperts) throw_error<Unsupported>(op, "cuda: more than ", kMaxExperts, " experts");
   // Group the routed rows by expert on the device: offsets [E + 2], order [P], active
   // [E + 1], n_active [1], all ints in one scratch buffer.
