@@ -243,7 +243,7 @@ bool grouped_prefill(const GgufMatmulArgs& a) {
   return (a.w_dtype == DType::q4_k || a.w_dtype == DType::q5_k) && a.x.dtype != DType::f32 &&
          pairs > std::max<int64_t>(64, kGroupedMinRowsPerExpert * a.experts) && aligned16(a.w) &&
          a.w_row_bytes % 16 == 0 && aligned16(a.x.data) && (a.x.row_stride * es) % 16 == 0 && a.out.row_stride == a.n &&
-         aligned_to(a.out.data, 4) && a.n <= INT_MAX && a.k <= INT_MAX && pairs <= INT_MAX;
+         aligned_to(a.out.data, 4) && a.n <= INT_MAX && a.k <= INT_MAX && a.experts <= INT_MAX && pairs <= INT_MAX;
 }
 
 // Routed rows grouped by expert; each expert's superblocks dequantized in shared memory by the
