@@ -4,6 +4,7 @@
 #include <functional>
 #include <numeric>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "mlxn/ops/moe_layer.h"
@@ -130,16 +131,21 @@ class MoeLayerTest : public BackendTest {
     }
 
     // Not vacuous: other experts (the k lowest-numbered ones not selected) instead of the
-    // selected ones, and the selection with its weights reversed, are far outside the tolerance.
-    Routing other = r, reversed = r;
+    // selected ones, and each token's whole weight on its last selected expert, are far outside
+    // the tolerance. (Reversing the weights was the second check; with k near-equal softmax
+    // weights it can land within 10x the tolerance by chance.)
+    Routing other = r, one = r;
     for (int64_t t = 0; t < c.T; ++t) {
       auto first = r.ids.begin() + t * c.top_k, last = first + c.top_k;
-      std::reverse(reversed.weights.begin() + t * c.top_k, reversed.weights.begin() + (t + 1) * c.top_k);
+      double sum = 0;
+      for (int64_t j = 0; j < c.top_k; ++j) sum += std::exchange(one.weights[size_t(t * c.top_k + j)], 0.0);
+      one.weights[size_t(t * c.top_k + c.top_k - 1)] = sum;
       int64_t j = 0;
       for (int64_t e = 0; e < c.E && j < c.top_k; ++e)
         if (std::find(first, last, double(e)) == last) other.ids[size_t(t * c.top_k + j++)] = double(e);
     }
-    std::vector<std::pair<const char*, const Routing*>> wrongs{{"reversed weights", &reversed}};
+    std::vector<std::pair<const char*, const Routing*>> wrongs;
+    if (c.top_k >= 2) wrongs.push_back({"the whole weight on one expert", &one});
     if (2 * c.top_k <= c.E) wrongs.push_back({"other experts", &other});
     for (const auto& [what, wrong] : wrongs) {
       auto w = ref_experts(xv, gate, up, down, c.act, *wrong, c.top_k);
