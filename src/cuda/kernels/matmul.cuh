@@ -213,6 +213,22 @@ __device__ __forceinline__ int swizzle(int row, int chunk) {
   return row * BK + ((chunk ^ ((row / kRowsPerLine) % kChunks)) << 3);
 }
 
+// The stacked row a decoding loader reads for row r of expert e's tile at n0: rows past N read
+// row N - 1 (valid memory; they only feed output columns past N, which are never stored).
+__device__ __forceinline__ int64_t expert_tile_row(int e, int n, int n0, int r) {
+  return int64_t(e) * n + min(n0 + r, n - 1);
+}
+
+// A decoding loader's 32 values (16 words of T pairs, in column order) as the 32-column half h
+// of row r of a 64-column decoded tile.
+template <class T>
+__device__ __forceinline__ void store_decoded_half(T* dec, int r, int h, const uint32_t (&v)[16]) {
+#pragma unroll
+  for (int q = 0; q < 4; ++q)
+    *reinterpret_cast<uint4*>(dec + swizzle<64>(r, 4 * h + q)) =
+        make_uint4(v[4 * q], v[4 * q + 1], v[4 * q + 2], v[4 * q + 3]);
+}
+
 template <class T>
 struct Pair2;
 template <>

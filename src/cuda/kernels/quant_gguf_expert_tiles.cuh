@@ -39,8 +39,7 @@ struct GgufExpertTiles {
 #pragma unroll 1  // once per superblock: not worth the registers of unrolled addresses
     for (int c = tid; c < kMmaBN * kUnits; c += kMmaThreads) {
       const int r = c / kUnits, j = c % kUnits;
-      // Rows past N read row N - 1 (valid memory; their outputs are never stored).
-      const int64_t row = int64_t(e) * p.n + min(n0 + r, p.n - 1);
+      const int64_t row = expert_tile_row(e, p.n, n0, r);
       cp_async<16>(buf + r * Block::kBytes + j * 16, w + row * row_bytes + sb * Block::kBytes + j * 16);
     }
   }
@@ -55,10 +54,7 @@ struct GgufExpertTiles {
     uint32_t nat[16];
 #pragma unroll
     for (int j = 0; j < 8; ++j) D::quad(sc, b, u, j, nat[2 * j], nat[2 * j + 1]);
-#pragma unroll
-    for (int q = 0; q < 4; ++q)
-      *reinterpret_cast<uint4*>(dec + swizzle<kBK>(r, 4 * h + q)) =
-          make_uint4(nat[4 * q], nat[4 * q + 1], nat[4 * q + 2], nat[4 * q + 3]);
+    store_decoded_half(dec, r, h, nat);
     return dec;
   }
 };

@@ -54,12 +54,6 @@ struct ExpertTiles {
   __device__ __forceinline__ int window_groups() const { return kWindowRowBytes / scale_bytes(); }
   __device__ __forceinline__ int window_k() const { return window_groups() << gs_shift; }
 
-  // The row of the stacked matrix a tile row reads: rows past N read row N - 1 (valid memory;
-  // they only feed output columns past N, which are never stored).
-  __device__ __forceinline__ int64_t source_row(int e, int n0, int r, const MatmulIdParams<T>& p) const {
-    return int64_t(e) * p.n + min(n0 + r, p.n - 1);
-  }
-
   // Window w's scale and bias bytes of every tile row into buffer w % 2, in pieces of C bytes.
   template <int C>
   __device__ __forceinline__ void fetch_window(unsigned char* buf, int e, int n0, int w, const MatmulIdParams<T>& p,
@@ -72,7 +66,7 @@ struct ExpertTiles {
       const int arr = c / (kMmaBN * kPerRow), r = c / kPerRow % kMmaBN, j = c % kPerRow;
       if (j * C >= bytes) continue;
       const auto* src = static_cast<const unsigned char*>(arr ? biases : scales) +
-                        (source_row(e, n0, r, p) * groups_per_row + g0) * es + j * C;
+                        (expert_tile_row(e, p.n, n0, r) * groups_per_row + g0) * es + j * C;
       cp_async<C>(buf + (arr * kMmaBN + r) * kWindowRowBytes + j * C, src);
     }
   }
@@ -85,7 +79,7 @@ struct ExpertTiles {
       const int kc = k0 + (j * kCopy / kChunkBytes) * 32;  // first column of the piece's chunk
       if (r >= kMmaBN || kc >= p.k) continue;              // a chunk past K is decoded as zeros
       const auto* src =
-          reinterpret_cast<const unsigned char*>(packed + (source_row(e, n0, r, p) * p.k + k0) / 32 * BITS);
+          reinterpret_cast<const unsigned char*>(packed + (expert_tile_row(e, p.n, n0, r) * p.k + k0) / 32 * BITS);
       cp_async<kCopy>(stage + r * kCodeBytes + j * kCopy, src + j * kCopy);
     }
     const int wk = window_k();
@@ -146,10 +140,7 @@ struct ExpertTiles {
 #pragma unroll
       for (int i = 0; i < 16; ++i) nat[i] = 0u;
     }
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-      *reinterpret_cast<uint4*>(dec + swizzle<kBK>(r, 4 * h + j)) =
-          make_uint4(nat[4 * j], nat[4 * j + 1], nat[4 * j + 2], nat[4 * j + 3]);
+    store_decoded_half(dec, r, h, nat);
     return dec;
   }
 };
